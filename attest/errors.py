@@ -1,0 +1,73 @@
+"""The error hierarchy: every failure a user can cause or meet has one class here.
+
+Each error carries a single human-readable line (``str(err)``) naming the thing
+that failed and why.  The CLI prints that line as ``attest: error: …`` and exits
+non-zero; tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class AttestError(Exception):
+    """Base class for every expected failure; ``str()`` is the one-line message."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()) if "\n" in message else message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(AttestError):
+    """The command line or an input file is unusable."""
+
+    exit_code = 2
+
+
+class InvalidReference(AttestError):
+    """An image reference could not be parsed."""
+
+    exit_code = 2
+
+
+class LayoutError(AttestError):
+    """An OCI image layout or archive is missing, truncated or corrupt."""
+
+
+class ManifestError(AttestError):
+    """A manifest or index is malformed or of an unsupported type."""
+
+
+class DigestMismatch(AttestError):
+    """Downloaded content does not hash to the digest that names it."""
+
+
+class RegistryError(AttestError):
+    """A registry request failed (transport, HTTP status or protocol)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(RegistryError):
+    """The registry wants credentials we do not have, or rejected them (401)."""
+
+
+class AccessDenied(RegistryError):
+    """The registry refused the request for these credentials (403)."""
+
+
+class NotFound(RegistryError):
+    """The registry or layout has no such manifest, blob or repository."""
+
+
+class DeadlineExceeded(RegistryError):
+    """The caller's deadline ran out before the work finished."""
+
+
+class PlatformNotFound(AttestError):
+    """An image index has no manifest for the requested platform."""

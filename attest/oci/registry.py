@@ -1,0 +1,695 @@
+"""The OCI distribution API: resolve, pull, push, list, delete, referrers.
+
+Transport is plain ``requests``.  oras-py was the planned base, but its
+request loop does not fit an admission path: it retries every failure with
+sleeps of up to 83 s and knows no deadline, keeps one bearer token for all
+scopes, ignores ``$DOCKER_CONFIG`` and ``Retry-After``.  Here every request is
+bounded by the caller's :class:`~attest.deadline.Deadline`, 429/5xx are retried
+with jittered backoff honouring ``Retry-After``, and tokens are cached per
+scope.
+
+Plain HTTP is used automatically only for loopback registries; everything
+else is HTTPS with certificate checks unless ``insecure`` is set.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+from urllib.parse import urlencode, urljoin
+
+import requests
+
+from attest import __version__
+from attest.deadline import Deadline
+from attest.errors import (
+    AccessDenied,
+    AuthenticationError,
+    DeadlineExceeded,
+    DigestMismatch,
+    NotFound,
+    RegistryError,
+)
+from attest.oci import mediatypes as mt
+from attest.oci.auth import Challenge, Credential, CredentialStore, parse_challenge
+from attest.oci.digest import VerifyingReader, sha256_digest
+from attest.oci.manifest import Descriptor, FetchedManifest, parse_manifest
+from attest.oci.reference import is_loopback_host
+
+log = logging.getLogger(__name__)
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_ATTEMPTS = 5
+_MAX_BACKOFF = 8.0
+_REQUEST_TIMEOUT_CAP = 60.0
+USER_AGENT = f"attest/{__version__}"
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: TLS policy, credentials, and a deadline for the whole job."""
+
+    insecure: bool = False
+    auth_files: tuple[str, ...] = ()
+    timeout: float | None = None
+    ca_bundle: str | None = None
+
+
+@dataclass
+class _Body:
+    """A request body that can be replayed on retry: bytes or a file opener."""
+
+    data: bytes | None = None
+    opener: Callable[[], IO[bytes]] | None = None
+
+    def open(self) -> Any:
+        if self.opener is not None:
+            return self.opener()
+        return self.data
+
+
+def _registry_message(response: requests.Response) -> str:
+    """The registry's own error text (``errors[].message``/``code``), if any."""
+    try:
+        payload = response.json()
+        errors = payload.get("errors") or []
+        parts = []
+        for err in errors:
+            if isinstance(err, dict):
+                text = str(err.get("message") or err.get("code") or "").strip()
+                code = str(err.get("code") or "")
+                if code and code.lower().replace("_", " ") != text.lower():
+                    text = f"{text} ({code})" if text else code
+                if text:
+                    parts.append(text)
+        if parts:
+            return "; ".join(parts)
+    except (ValueError, AttributeError):
+        pass
+    text = (response.text or "").strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class RegistryClient:
+    """A client for one registry host, shared by all repositories on it; thread-safe."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        options: RegistryOptions | None = None,
+        credentials: CredentialStore | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options or RegistryOptions()
+        self.scheme = "http" if is_loopback_host(registry) else "https"
+        self.verify: bool | str = self.options.ca_bundle or True
+        if self.options.insecure:
+            self.verify = False
+        self._credentials = (
+            credentials
+            if credentials is not None
+            else CredentialStore.load(list(self.options.auth_files) or None)
+        )
+        self._credential: Credential | bool | None = False  # False = not looked up yet
+        self._tokens: dict[str, str] = {}
+        self._basic_ok = False
+        self._lock = threading.Lock()
+        self._referrers_api: dict[str, bool] = {}
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.trust_env = True
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.registry}{path}"
+
+    def _credential_for_registry(self) -> Credential | None:
+        if self._credential is False:
+            self._credential = self._credentials.lookup(self.registry)
+        return self._credential or None
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        with self._lock:
+            token = self._tokens.get(scope)
+            if token:
+                return {"Authorization": f"Bearer {token}"}
+            if self._basic_ok:
+                cred = self._credential_for_registry()
+                if cred:
+                    return {"Authorization": f"Basic {cred.basic}"}
+        return {}
+
+    def _authenticate(
+        self, challenge: Challenge, scope: str, deadline: Deadline, what: str
+    ) -> None:
+        cred = self._credential_for_registry()
+        if challenge.scheme == "basic":
+            if not cred or not cred.password:
+                raise AuthenticationError(
+                    f"{what}: registry {self.registry} requires authentication and no credentials "
+                    "were found (docker login, or --registry-auth FILE)",
+                    401,
+                )
+            with self._lock:
+                self._basic_ok = True
+            return
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            raise AuthenticationError(
+                f"{what}: registry {self.registry} asks for unsupported authentication {challenge.scheme!r}",
+                401,
+            )
+        token = self._fetch_token(challenge, scope, cred, deadline, what)
+        with self._lock:
+            self._tokens[scope] = token
+
+    def _fetch_token(
+        self,
+        challenge: Challenge,
+        scope: str,
+        cred: Credential | None,
+        deadline: Deadline,
+        what: str,
+    ) -> str:
+        realm = challenge.params["realm"]
+        params = {k: v for k, v in challenge.params.items() if k in ("service",)}
+        wanted_scope = challenge.params.get("scope") or scope
+        if wanted_scope:
+            params["scope"] = wanted_scope
+        try:
+            if cred and cred.identity_token:
+                response = self.session.post(
+                    realm,
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": cred.identity_token,
+                        "client_id": "attest",
+                        **params,
+                    },
+                    timeout=deadline.timeout(30),
+                    verify=self.verify,
+                )
+            else:
+                headers = {"Authorization": f"Basic {cred.basic}"} if cred and cred.password else {}
+                response = self.session.get(
+                    realm,
+                    params=params,
+                    headers=headers,
+                    timeout=deadline.timeout(30),
+                    verify=self.verify,
+                )
+        except requests.RequestException as err:
+            raise RegistryError(
+                f"{what}: token service {realm} unreachable: {_short(err)}"
+            ) from None
+        if response.status_code in (401, 403):
+            if cred:
+                raise AuthenticationError(
+                    f"{what}: token service for {self.registry} rejected the credentials for user "
+                    f"{cred.username!r} (HTTP {response.status_code})",
+                    401,
+                )
+            raise AuthenticationError(
+                f"{what}: registry {self.registry} requires authentication and no credentials were found "
+                "(docker login, or --registry-auth FILE)",
+                401,
+            )
+        if response.status_code != 200:
+            raise RegistryError(
+                f"{what}: token service {realm} answered HTTP {response.status_code}",
+                response.status_code,
+            )
+        try:
+            payload = response.json()
+            token = payload.get("token") or payload.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise AuthenticationError(f"{what}: token service {realm} returned no token", 401)
+        return str(token)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        repository: str,
+        what: str,
+        deadline: Deadline,
+        headers: dict[str, str] | None = None,
+        body: _Body | None = None,
+        stream: bool = False,
+        ok: tuple[int, ...] = (200,),
+        allow_status: tuple[int, ...] = (),
+        push: bool = False,
+        absolute_url: str | None = None,
+    ) -> requests.Response:
+        """Send one API request with auth, retries and the deadline; raise on unexpected status."""
+        scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
+        if method == "DELETE":
+            scope = f"repository:{repository}:delete"
+        url = absolute_url or self.url(path)
+        attempt = 0
+        authenticated = False
+        while True:
+            deadline.check(what)
+            request_headers = dict(headers or {})
+            request_headers.update(self._auth_header(scope))
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=request_headers,
+                    data=body.open() if body else None,
+                    stream=stream,
+                    timeout=(deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
+                    verify=self.verify,
+                    allow_redirects=method in ("GET", "HEAD"),
+                )
+            except requests.exceptions.SSLError as err:
+                raise RegistryError(
+                    f"{what}: TLS error talking to {self.registry}: {_short(err)} "
+                    "(use --insecure only for a registry you trust)"
+                ) from None
+            except (requests.ConnectionError, requests.Timeout) as err:
+                attempt += 1
+                if deadline.expired:
+                    raise DeadlineExceeded(
+                        f"{what}: registry {self.registry} did not answer before the deadline"
+                    ) from None
+                if attempt >= 3:
+                    raise RegistryError(
+                        f"{what}: cannot reach registry {self.registry}: {_short(err)}"
+                    ) from None
+                self._sleep(min(0.2 * 2**attempt, deadline.remaining()), deadline, what)
+                continue
+            status = response.status_code
+            if status == 401 and not authenticated:
+                challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+                response.close()
+                self._authenticate(challenge, scope, deadline, what)
+                authenticated = True
+                continue
+            if status in _RETRY_STATUSES and attempt + 1 < _MAX_ATTEMPTS:
+                attempt += 1
+                wait = _retry_after(response)
+                if wait is None:
+                    wait = min(_MAX_BACKOFF, 0.25 * 2**attempt) * (0.5 + random.random() / 2)
+                if wait > deadline.remaining():
+                    response.close()
+                    raise DeadlineExceeded(
+                        f"{what}: registry {self.registry} answered HTTP {status}"
+                        + (
+                            f" ({_registry_message(response)})"
+                            if _registry_message(response)
+                            else ""
+                        )
+                        + f" and asks to retry in {wait:.0f}s, after the deadline",
+                        status,
+                    )
+                log.info(
+                    "registry %s answered %s to %s; retrying in %.2fs",
+                    self.registry,
+                    status,
+                    what,
+                    wait,
+                )
+                response.close()
+                self._sleep(wait, deadline, what)
+                continue
+            if status in ok or status in allow_status:
+                return response
+            raise self._error(response, what, cred_used=authenticated)
+
+    def _sleep(self, seconds: float, deadline: Deadline, what: str) -> None:
+        if seconds >= deadline.remaining():
+            raise DeadlineExceeded(f"{what}: deadline exceeded while waiting to retry")
+        time.sleep(seconds)
+
+    def _error(self, response: requests.Response, what: str, *, cred_used: bool) -> RegistryError:
+        status = response.status_code
+        detail = _registry_message(response)
+        suffix = f": {detail}" if detail else ""
+        response.close()
+        if status == 401:
+            cred = self._credential_for_registry()
+            if cred:
+                return AuthenticationError(
+                    f"{what}: registry {self.registry} rejected the credentials for user {cred.username!r} "
+                    f"(HTTP 401{suffix})",
+                    401,
+                )
+            return AuthenticationError(
+                f"{what}: registry {self.registry} requires authentication (HTTP 401{suffix})", 401
+            )
+        if status == 403:
+            return AccessDenied(
+                f"{what}: access denied by registry {self.registry} (HTTP 403{suffix})", 403
+            )
+        if status == 404:
+            return NotFound(f"{what}: not found (HTTP 404{suffix})", 404)
+        reason = response.reason or ""
+        return RegistryError(
+            f"{what}: registry {self.registry} answered HTTP {status} {reason}{suffix}".rstrip(),
+            status,
+        )
+
+    def has_referrers_api(self, repository: str) -> bool | None:
+        return self._referrers_api.get(repository)
+
+    def note_referrers_api(self, repository: str, supported: bool) -> None:
+        self._referrers_api[repository] = supported
+
+
+def _short(err: BaseException) -> str:
+    text = str(err)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if match:
+        return match.group(1).strip()
+    if "Read timed out" in text:
+        return "read timed out"
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+class RegistryRepository:
+    """One repository on a registry: the :class:`~attest.oci.store.ImageStore` for registries."""
+
+    def __init__(
+        self, client: RegistryClient, repository: str, *, deadline: Deadline | None = None
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.deadline = deadline or Deadline.after(client.options.timeout)
+        self.last_push_subject_header: str | None = None
+
+    @property
+    def display(self) -> str:
+        return f"{self.client.registry}/{self.repository}"
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> RegistryRepository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _path(self, kind: str, identifier: str = "") -> str:
+        return (
+            f"/v2/{self.repository}/{kind}/{identifier}"
+            if identifier
+            else f"/v2/{self.repository}/{kind}/"
+        )
+
+    def _what(self, identifier: str) -> str:
+        sep = "@" if ":" in identifier else ":"
+        return f"{self.display}{sep}{identifier}"
+
+    # -- manifests ----------------------------------------------------------------
+
+    def resolve(self, identifier: str) -> Descriptor:
+        """Resolve a tag or digest to a descriptor: HEAD first, GET when HEAD is not conclusive."""
+        what = self._what(identifier)
+        response = self.client.request(
+            "HEAD",
+            self._path("manifests", identifier),
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            headers={"Accept": mt.ACCEPT_MANIFESTS},
+            ok=(200,),
+            allow_status=(400, 405, 501),
+        )
+        digest = response.headers.get("Docker-Content-Digest", "")
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        length = response.headers.get("Content-Length", "")
+        response.close()
+        if (
+            response.status_code == 200
+            and digest.startswith("sha256:")
+            and media_type in mt.ALL_MANIFESTS
+            and length.isdigit()
+        ):
+            if ":" in identifier and identifier != digest:
+                raise DigestMismatch(f"{what}: registry reports digest {digest} for it")
+            return Descriptor(media_type, digest, int(length))
+        return self.fetch_manifest(identifier).descriptor
+
+    def fetch_manifest(self, identifier: str) -> FetchedManifest:
+        """GET a manifest or index by tag or digest, verifying its digest."""
+        what = self._what(identifier)
+        response = self.client.request(
+            "GET",
+            self._path("manifests", identifier),
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            headers={"Accept": mt.ACCEPT_MANIFESTS},
+            stream=True,
+        )
+        raw = _read_limited(response, MAX_MANIFEST_BYTES, what)
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        computed = sha256_digest(raw)
+        if ":" in identifier:
+            if identifier.startswith("sha256:") and computed != identifier:
+                raise DigestMismatch(f"{what}: manifest content hashes to {computed}")
+        else:
+            header = response.headers.get("Docker-Content-Digest", "")
+            if header.startswith("sha256:") and header != computed:
+                raise DigestMismatch(
+                    f"{what}: registry says digest {header} but content hashes to {computed}"
+                )
+        parsed = parse_manifest(raw, media_type, what=f"manifest {what}")
+        return FetchedManifest(computed, parsed.media_type, raw, parsed)
+
+    def push_manifest(self, raw: bytes, media_type: str, tag: str | None = None) -> Descriptor:
+        """PUT manifest bytes by tag (or by digest when ``tag`` is None); returns its descriptor."""
+        digest = sha256_digest(raw)
+        identifier = tag or digest
+        what = f"push manifest {self._what(identifier)}"
+        response = self.client.request(
+            "PUT",
+            self._path("manifests", identifier),
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            headers={"Content-Type": media_type},
+            body=_Body(data=raw),
+            ok=(200, 201, 202),
+            push=True,
+        )
+        returned = response.headers.get("Docker-Content-Digest")
+        self.last_push_subject_header = response.headers.get("OCI-Subject")
+        response.close()
+        if returned and returned != digest:
+            raise DigestMismatch(f"{what}: registry stored digest {returned}, expected {digest}")
+        return Descriptor(media_type, digest, len(raw))
+
+    def delete_manifest(self, identifier: str) -> str:
+        """Delete a manifest (a tag is resolved first; every tag on that manifest goes)."""
+        digest = identifier if identifier.startswith("sha256:") else self.resolve(identifier).digest
+        response = self.client.request(
+            "DELETE",
+            self._path("manifests", digest),
+            repository=self.repository,
+            what=f"delete {self._what(identifier)}",
+            deadline=self.deadline,
+            ok=(200, 202),
+        )
+        response.close()
+        return digest
+
+    def list_tags(self) -> list[str]:
+        """Every tag in the repository, following ``Link`` pagination."""
+        tags: list[str] = []
+        url: str | None = self.client.url(self._path("tags", "list") + "?" + urlencode({"n": 1000}))
+        pages = 0
+        while url and pages < 10_000:
+            pages += 1
+            response = self.client.request(
+                "GET",
+                "",
+                absolute_url=url,
+                repository=self.repository,
+                what=f"list tags of {self.display}",
+                deadline=self.deadline,
+            )
+            try:
+                page = response.json()
+            except ValueError:
+                raise RegistryError(
+                    f"list tags of {self.display}: registry returned invalid JSON"
+                ) from None
+            tags.extend(page.get("tags") or [])
+            link = response.headers.get("Link", "")
+            match = re.search(r"<([^>]+)>", link)
+            url = urljoin(url, match.group(1)) if match else None
+        return tags
+
+    # -- blobs --------------------------------------------------------------------
+
+    def blob_exists(self, digest: str) -> bool:
+        response = self.client.request(
+            "HEAD",
+            self._path("blobs", digest),
+            repository=self.repository,
+            what=f"blob {digest} in {self.display}",
+            deadline=self.deadline,
+            allow_status=(404,),
+        )
+        response.close()
+        return response.status_code == 200
+
+    def open_blob(self, descriptor: Descriptor) -> VerifyingReader:
+        """Stream a blob; the reader raises :class:`DigestMismatch` at EOF if it is corrupt."""
+        what = f"blob {descriptor.digest} of {self.display}"
+        response = self.client.request(
+            "GET",
+            self._path("blobs", descriptor.digest),
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            stream=True,
+        )
+        response.raw.decode_content = False
+        return VerifyingReader(
+            _ResponseStream(response, what), descriptor.digest, descriptor.size, what=what
+        )
+
+    def push_blob(
+        self, descriptor: Descriptor, *, data: bytes | None = None, path: str | None = None
+    ) -> None:
+        """Upload a blob (monolithic POST+PUT) unless the registry already has it."""
+        if self.blob_exists(descriptor.digest):
+            return
+        what = f"push blob {descriptor.digest} to {self.display}"
+        start = self.client.request(
+            "POST",
+            f"/v2/{self.repository}/blobs/uploads/",
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            ok=(202,),
+            push=True,
+        )
+        location = start.headers.get("Location")
+        start.close()
+        if not location:
+            raise RegistryError(f"{what}: registry gave no upload location")
+        upload = urljoin(self.client.url("/"), location)
+        upload += ("&" if "?" in upload else "?") + urlencode({"digest": descriptor.digest})
+        body = _Body(data=data) if data is not None else _Body(opener=lambda: open(path, "rb"))  # noqa: SIM115
+        response = self.client.request(
+            "PUT",
+            "",
+            absolute_url=upload,
+            repository=self.repository,
+            what=what,
+            deadline=self.deadline,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(descriptor.size),
+            },
+            body=body,
+            ok=(201, 204),
+            push=True,
+        )
+        response.close()
+
+    # -- referrers ----------------------------------------------------------------
+
+    def referrers_api(
+        self, digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor] | None:
+        """The referrers API listing, or ``None`` when the registry has no referrers API."""
+        if self.client.has_referrers_api(self.repository) is False:
+            return None
+        query = "?" + urlencode({"artifactType": artifact_type}) if artifact_type else ""
+        response = self.client.request(
+            "GET",
+            self._path("referrers", digest) + query,
+            repository=self.repository,
+            what=f"referrers of {self.display}@{digest}",
+            deadline=self.deadline,
+            headers={"Accept": mt.OCI_INDEX},
+            allow_status=(404, 405, 400),
+        )
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if response.status_code != 200 or content_type != mt.OCI_INDEX:
+            response.close()
+            self.client.note_referrers_api(self.repository, False)
+            return None
+        self.client.note_referrers_api(self.repository, True)
+        raw = response.content
+        index = parse_manifest(raw, mt.OCI_INDEX, what=f"referrers of {self.display}@{digest}")
+        manifests = getattr(index, "manifests", ())
+        if artifact_type and not response.headers.get("OCI-Filters-Applied"):
+            manifests = tuple(m for m in manifests if m.artifact_type == artifact_type)
+        return list(manifests)
+
+
+class _ResponseStream:
+    """A file-like view of a streamed response body that closes the response."""
+
+    def __init__(self, response: requests.Response, what: str) -> None:
+        self._response = response
+        self._what = what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._response.raw.read(n if n is not None and n >= 0 else None)
+        except (requests.RequestException, OSError, Exception) as err:  # urllib3 errors vary
+            if isinstance(err, DigestMismatch):
+                raise
+            raise RegistryError(f"{self._what}: download failed: {_short(err)}") from None
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.iter_content(65536):
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(f"{what}: manifest is larger than {limit} bytes")
+            chunks.append(chunk)
+    except requests.RequestException as err:
+        raise RegistryError(f"{what}: download failed: {_short(err)}") from None
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+def iter_chunks(reader: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    """Yield ``size`` chunks until EOF."""
+    while chunk := reader.read(size):
+        yield chunk

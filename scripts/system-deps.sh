@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs, only those missing.
+# Usage: scripts/system-deps.sh [extra-package ...]
+set -euo pipefail
+
+# command-to-check:debian-package
+needed=(
+  "docker-registry:docker-registry"
+  "htpasswd:apache2-utils"
+  "skopeo:skopeo"
+  "umoci:umoci"
+)
+packages=("$@")
+for pair in "${needed[@]}"; do
+  cmd=${pair%%:*}
+  pkg=${pair#*:}
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/bin/$cmd" ] && [ ! -x "/usr/sbin/$cmd" ]; then
+    packages+=("$pkg")
+  fi
+done
+
+if [ ${#packages[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "system-deps: installing ${packages[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# Debian's docker-registry package starts a system service on :5000; the tests start their own.
+if [ -x /etc/init.d/docker-registry ]; then
+  $SUDO /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
+fi

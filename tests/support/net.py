@@ -1,0 +1,36 @@
+"""Loopback helpers for test servers."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(
+    url: str, *, timeout: float = 20.0, ok_statuses: tuple[int, ...] = (200, 401)
+) -> None:
+    """Poll ``url`` until it answers with one of ``ok_statuses`` (bounded by ``timeout``)."""
+    end = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status in ok_statuses:
+                    return
+        except urllib.error.HTTPError as err:
+            if err.code in ok_statuses:
+                return
+            last = err
+        except OSError as err:
+            last = err
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout}s: {last}")
