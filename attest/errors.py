@@ -71,3 +71,15 @@ class DeadlineExceeded(RegistryError):
 
 class PlatformNotFound(AttestError):
     """An image index has no manifest for the requested platform."""
+
+
+class KeyFileError(AttestError):
+    """A key file is unreadable, corrupt, of an unsupported kind, or its password is wrong."""
+
+
+class SigningError(AttestError):
+    """Signing an image or storing its signature failed."""
+
+
+class VerificationFailed(AttestError):
+    """No signature (or attestation) satisfied the verification policy."""
