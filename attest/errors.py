@@ -83,3 +83,7 @@ class SigningError(AttestError):
 
 class VerificationFailed(AttestError):
     """No signature (or attestation) satisfied the verification policy."""
+
+
+class SignatureFormatError(AttestError):
+    """A signature, DSSE envelope, signed payload or bundle is malformed."""
