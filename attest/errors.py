@@ -87,3 +87,11 @@ class VerificationFailed(AttestError):
 
 class SignatureFormatError(AttestError):
     """A signature, DSSE envelope, signed payload or bundle is malformed."""
+
+
+class AttestationError(AttestError):
+    """An in-toto Statement or attestation is malformed, or does not match its image."""
+
+
+class PipelineError(AttestError):
+    """A step of ``attest pipeline`` failed (the message names the step)."""
