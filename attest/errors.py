@@ -95,3 +95,9 @@ class AttestationError(AttestError):
 
 class PipelineError(AttestError):
     """A step of ``attest pipeline`` failed (the message names the step)."""
+
+
+class PolicyError(AttestError):
+    """A policy bundle failed to load, compile or evaluate; callers fail closed."""
+
+    exit_code = 2
