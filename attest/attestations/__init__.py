@@ -1,0 +1,1 @@
+"""In-toto attestations: Statements, SLSA provenance, predicate types and SLSA checks."""

@@ -1,0 +1,164 @@
+"""In-toto Statements (v1): build them, parse them, check them against an image.
+
+We build the Statement as plain JSON ourselves and sign exactly those bytes.
+``in-toto-attestation`` is used to *validate* what we build or read (its
+protobuf model and ``Statement.validate()``), never to serialise: its
+``google.protobuf.Struct`` turns every integer in the predicate into a float,
+so a round-trip would change the signed content (``"size": 3`` → ``3.0``).
+
+Reading accepts ``https://in-toto.io/Statement/v1`` and the older ``v0.1``
+(what cosign's legacy ``attest`` still writes); writing is always v1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement as InTotoStatement
+
+from attest.errors import AttestationError
+
+STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
+STATEMENT_TYPES = frozenset({STATEMENT_V1, STATEMENT_V01})
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "gitCommit": 40}
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject of a Statement: a name and a digest set (``{"sha256": "<hex>"}``)."""
+
+    name: str
+    digest: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "digest": dict(self.digest)}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A parsed or built in-toto Statement; ``raw`` is the exact JSON that is (to be) signed."""
+
+    statement_type: str
+    subjects: tuple[Subject, ...]
+    predicate_type: str
+    predicate: dict[str, Any]
+    raw: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.raw)
+
+    def matches_digest(self, digest: str) -> bool:
+        """Whether a subject carries ``digest`` (``algorithm:hex``)."""
+        algorithm, _, hex_value = digest.partition(":")
+        return any(s.digest.get(algorithm) == hex_value for s in self.subjects)
+
+
+def subject_for_image(name: str, digest: str) -> Subject:
+    """The subject naming an image: its repository name and its manifest digest."""
+    algorithm, sep, hex_value = digest.partition(":")
+    if not sep or not hex_value:
+        raise AttestationError(f"image digest {digest!r} is not of the form algorithm:hex")
+    return Subject(name=name, digest={algorithm: hex_value})
+
+
+def build_statement(
+    subjects: Iterable[Subject], predicate_type: str, predicate: Mapping[str, Any]
+) -> Statement:
+    """A v1 Statement as compact JSON bytes, validated with ``in-toto-attestation``."""
+    document = {
+        "_type": STATEMENT_V1,
+        "subject": [s.to_dict() for s in subjects],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
+    try:
+        raw = json.dumps(
+            document, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as err:
+        raise AttestationError(f"predicate cannot be serialised as JSON: {err}") from None
+    return parse_statement(raw, what="built statement")
+
+
+def parse_statement(raw: bytes, *, what: str = "statement") -> Statement:
+    """Parse and validate a Statement from the exact bytes that were signed."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AttestationError(f"{what} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise AttestationError(f"{what} is not a JSON object")
+    statement_type = data.get("_type")
+    if statement_type not in STATEMENT_TYPES:
+        raise AttestationError(
+            f"{what} has _type {statement_type!r}, expected {STATEMENT_V1!r} (or v0.1)"
+        )
+    predicate_type = data.get("predicateType")
+    if not isinstance(predicate_type, str) or not predicate_type:
+        raise AttestationError(f"{what} has no predicateType")
+    predicate = data.get("predicate", {})
+    if not isinstance(predicate, dict):
+        raise AttestationError(f"{what} predicate must be a JSON object")
+    subjects = _parse_subjects(data.get("subject"), what)
+    validate_with_in_toto(data, what=what)
+    return Statement(statement_type, subjects, predicate_type, predicate, bytes(raw))
+
+
+def _parse_subjects(value: Any, what: str) -> tuple[Subject, ...]:
+    if not isinstance(value, list) or not value:
+        raise AttestationError(f"{what} has no subject (a non-empty list is required)")
+    subjects = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise AttestationError(f"{what} subject[{i}] is not an object")
+        name = entry.get("name", "")
+        digest = entry.get("digest")
+        if not isinstance(name, str):
+            raise AttestationError(f"{what} subject[{i}] name is not a string")
+        if not isinstance(digest, dict) or not digest:
+            raise AttestationError(f"{what} subject[{i}] has no digest set")
+        for algorithm, hex_value in digest.items():
+            if not isinstance(hex_value, str):
+                raise AttestationError(f"{what} subject[{i}] digest {algorithm!r} is not a string")
+            expected = _HEX_LENGTHS.get(algorithm)
+            if expected and not re.fullmatch(rf"[0-9a-f]{{{expected}}}", hex_value):
+                raise AttestationError(
+                    f"{what} subject[{i}] digest {algorithm}:{hex_value!r} is not "
+                    f"{expected} lowercase hex characters"
+                )
+        subjects.append(Subject(name=name, digest=dict(digest)))
+    return tuple(subjects)
+
+
+def validate_with_in_toto(data: Mapping[str, Any], *, what: str = "statement") -> None:
+    """Run ``in-toto-attestation``'s own model and validator over a Statement document."""
+    try:
+        message = json_format.ParseDict(
+            dict(data), statement_pb2.Statement(), ignore_unknown_fields=True
+        )
+        model = InTotoStatement.copy_from_pb(message)
+        if data.get("_type") == STATEMENT_V01:
+            model.pb.type = STATEMENT_V1  # same shape; the library only knows the v1 URI
+        model.validate()
+    except (json_format.ParseError, ValueError, TypeError) as err:
+        raise AttestationError(f"{what} fails in-toto validation: {err}") from None
+
+
+def require_subject_digest(statement: Statement, digest: str, *, what: str) -> None:
+    """Raise unless a subject of ``statement`` carries the image digest."""
+    if not statement.matches_digest(digest):
+        found = ", ".join(
+            f"{alg}:{value}" for s in statement.subjects for alg, value in s.digest.items()
+        )
+        raise AttestationError(
+            f"{what}: no subject digest equals the image digest {digest} (subjects: {found})"
+        )
