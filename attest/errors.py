@@ -101,3 +101,7 @@ class PolicyError(AttestError):
     """A policy bundle failed to load, compile or evaluate; callers fail closed."""
 
     exit_code = 2
+
+
+class DecisionStoreError(AttestError):
+    """The decision database is unreachable, unwritable, or not a decision database."""
