@@ -41,8 +41,10 @@ def version() -> None:
 
 def _register() -> None:
     from attest.cli.inspect import inspect_command
+    from attest.cli.policy import policy_group
 
     cli.add_command(inspect_command)
+    cli.add_command(policy_group)
 
 
 _register()

@@ -1,0 +1,112 @@
+"""Rego policy bundles on disk: one ``.rego`` file or a directory of them.
+
+A bundle is the set of policy modules an engine compiles.  Unit tests
+(``*_test.rego``) are not part of it; :func:`load_tests` adds them for
+``attest policy test``.  The bundle hash (SHA-256 over the sorted module
+texts, names excluded) identifies the policy in decision records, whichever
+engine evaluated it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from attest.errors import PolicyError
+
+MAX_MODULE_BYTES = 4 * 1024 * 1024
+MAX_MODULES = 1000
+_PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """Rego modules by name (path relative to the bundle root) and their combined hash."""
+
+    path: str
+    modules: dict[str, str]
+    hash: str
+
+    def packages(self) -> frozenset[str]:
+        """Every package some module of the bundle declares."""
+        return frozenset(package_of(name, text) for name, text in self.modules.items())
+
+
+def bundle_hash(texts: list[str] | tuple[str, ...]) -> str:
+    """``sha256:<hex>`` over the sorted module texts (each followed by a NUL)."""
+    digest = hashlib.sha256()
+    for text in sorted(texts):
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def package_of(name: str, text: str) -> str:
+    """The package a module declares; :class:`PolicyError` if it declares none."""
+    match = _PACKAGE.search(_strip_comments(text))
+    if not match:
+        raise PolicyError(f"policy {name}: no 'package' declaration")
+    return match.group(1)
+
+
+def _strip_comments(text: str) -> str:
+    return re.sub(r"#[^\n]*", "", text)
+
+
+def is_test_module(path: Path) -> bool:
+    return path.name.endswith("_test.rego")
+
+
+def _read_modules(root: Path, *, tests: bool) -> dict[str, str]:
+    if not root.exists():
+        raise PolicyError(f"policy bundle {root}: no such file or directory")
+    if root.is_file():
+        if root.suffix != ".rego":
+            raise PolicyError(f"policy bundle {root}: not a .rego file or a directory")
+        files = [root]
+        base = root.parent
+    else:
+        files = sorted(p for p in root.rglob("*.rego") if p.is_file())
+        base = root
+    modules: dict[str, str] = {}
+    for file in files:
+        if is_test_module(file) and not tests and root.is_dir():
+            continue
+        if len(modules) >= MAX_MODULES:
+            raise PolicyError(f"policy bundle {root}: more than {MAX_MODULES} modules")
+        name = file.relative_to(base).as_posix()
+        try:
+            size = file.stat().st_size
+            if size > MAX_MODULE_BYTES:
+                raise PolicyError(f"policy {file}: larger than {MAX_MODULE_BYTES} bytes")
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PolicyError(f"policy {file}: not UTF-8 text") from None
+        except OSError as err:
+            raise PolicyError(f"policy {file}: cannot be read ({err.strerror})") from None
+        package_of(name, text)
+        modules[name] = text
+    return modules
+
+
+def load_bundle(path: str) -> PolicyBundle:
+    """Load a ``.rego`` file or a directory of them (``*_test.rego`` excluded)."""
+    root = Path(path)
+    modules = _read_modules(root, tests=False)
+    if not modules:
+        raise PolicyError(f"policy bundle {path}: no .rego policy modules found")
+    return PolicyBundle(path=str(path), modules=modules, hash=bundle_hash(list(modules.values())))
+
+
+def load_tests(path: str) -> tuple[PolicyBundle, dict[str, str]]:
+    """The bundle at ``path`` and, separately, its ``*_test.rego`` modules."""
+    root = Path(path)
+    everything = _read_modules(root, tests=True)
+    tests = {n: t for n, t in everything.items() if n.endswith("_test.rego")}
+    policies = {n: t for n, t in everything.items() if n not in tests}
+    bundle = PolicyBundle(
+        path=str(path), modules=policies, hash=bundle_hash(list(policies.values()))
+    )
+    return bundle, tests

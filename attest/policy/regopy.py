@@ -1,0 +1,303 @@
+"""The embedded Rego engine: rego-cpp through ``regopy``, compiled once, one interpreter per thread.
+
+The bundle is compiled once into a binary plan; every thread that evaluates
+loads that plan into its own interpreter (sharing an interpreter across
+threads crashes regopy).  Known regopy gaps are handled here, each as a clear
+:class:`~attest.errors.PolicyError` instead of a wrong answer:
+
+* the input is passed as JSON text (``Input(dict)`` breaks ``json.marshal``);
+* rules are read through compiled entry points, where a rule whose value is
+  ``false`` is ``false`` (a plain query reads it as undefined);
+* built-in errors are strict and become policy errors (not a JSON decode
+  error, not a silently undefined ``deny``); ``time.parse_rfc3339_ns`` cannot
+  parse times ending in ``Z``, and the message says so;
+* modules are rejected at load when they use what regopy cannot run:
+  ``with`` (crashes the process), ``sprintf`` ``%q`` (printed literally),
+  ``http.send``, ``net.cidr_*``, ``json.match_schema``/``json.verify_schema``.
+
+rego-cpp prints compile errors on stdout; they are captured and put in the
+error message instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import regopy
+from regopy import rego_shared as _c
+
+from attest.errors import PolicyError
+from attest.policy.bundle import PolicyBundle, package_of
+from attest.policy.engine import DEFAULT_PACKAGE, RULES, PolicyResult, check_package, read_rule
+
+ENGINE_NAME = f"regopy {regopy.__version__}"
+T = TypeVar("T")
+
+_UNSUPPORTED_CALLS = re.compile(
+    r"\b(http\.send|net\.cidr_\w+|json\.match_schema|json\.verify_schema)\s*\("
+)
+_WITH = re.compile(r"\bwith\s+(input|data)\b")
+_SPRINTF_Q = re.compile(r"\bsprintf\s*\(\s*\"(?:[^\"\\]|\\.)*%q")
+_STDOUT_LOCK = threading.Lock()
+_LIBC = ctypes.CDLL(None)
+
+
+def code_only(text: str) -> str:
+    """``text`` with comments and string contents blanked (line numbers kept)."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+        elif ch in '"`':
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if ch == '"' and text[j] == "\\" else 1
+            body = text[i + 1 : min(j, n)]
+            out.append(ch + re.sub(r"[^\n]", " ", body) + (ch if j < n else ""))
+            i = j + 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) -> list[str]:
+    """Reasons the embedded engine cannot run module ``name`` (empty when it can)."""
+    problems: list[str] = []
+    code = code_only(text)
+    for match in _UNSUPPORTED_CALLS.finditer(code):
+        problems.append(
+            f"{name}:{_line_of(code, match.start())}: built-in {match.group(1)} is not available "
+            "in the embedded engine (regopy); use --opa-url"
+        )
+    if not allow_with:
+        for match in _WITH.finditer(code):
+            problems.append(
+                f"{name}:{_line_of(code, match.start())}: 'with {match.group(1)}' is not supported "
+                "by the embedded engine (regopy crashes on it); use --opa-url or call a function "
+                "with the document instead"
+            )
+    for match in _SPRINTF_Q.finditer(text):
+        problems.append(
+            f"{name}:{_line_of(text, match.start())}: sprintf verb %q is not supported by the "
+            "embedded engine (regopy prints it literally); use %v or %s"
+        )
+    return problems
+
+
+def captured_stdout(action: Callable[[], T]) -> tuple[T | None, BaseException | None, str]:
+    """Run ``action`` with file descriptor 1 captured (rego-cpp prints compile errors there)."""
+    with _STDOUT_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            os.dup2(sink.fileno(), 1)
+            try:
+                result = action()
+            except Exception as err:  # regopy raises RegoError, ValueError, AssertionError
+                error = err
+            _LIBC.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        printed = sink.read().decode("utf-8", "replace")
+    return result, error, printed
+
+
+def compile_error_message(printed: str, error: BaseException | None) -> str:
+    """One line from rego-cpp's printed diagnostics (``file:line:col: message``)."""
+    lines = [line.strip() for line in printed.splitlines() if line.strip()]
+    if lines and lines[0] == "Errors:":
+        lines = lines[1:]
+    message = lines[0] if lines else ""
+    where = next((line[3:].strip() for line in lines if line.startswith("-- ") and ":" in line), "")
+    if message and where:
+        return f"{where}: {message}"
+    if message:
+        return message
+    text = str(error or "")
+    found = re.findall(r"errormsg \d+:([^)\n]*)", text)
+    return found[0].strip() if found else (text.strip().splitlines() or ["unknown error"])[0]
+
+
+def _node_children(node: int) -> Iterator[int]:
+    for index in range(_c.rego_node_size(node)):
+        yield _c.rego_node_get(node, index)
+
+
+def runtime_errors(node: int) -> list[str]:
+    """Messages (with the offending value) of an error output node tree."""
+    messages: list[str] = []
+    stack = [node]
+    while stack and len(messages) < 5:
+        current = stack.pop()
+        try:
+            kind = _c.rego_node_type(current)
+        except ValueError:
+            continue
+        if kind == _c.NodeKind.Error:
+            message, value = "", ""
+            for child in _node_children(current):
+                child_kind = _c.rego_node_type(child)
+                if child_kind == _c.NodeKind.ErrorMessage:
+                    message = _c.rego_node_value(child)
+                elif child_kind == _c.NodeKind.ErrorAst:
+                    for leaf in _node_children(child):
+                        with contextlib.suppress(Exception):
+                            value = _c.rego_node_json(leaf)
+            messages.append(_explain(message, value))
+        else:
+            stack.extend(reversed(list(_node_children(current))))
+    return messages or ["evaluation failed without a message"]
+
+
+def _explain(message: str, value: str) -> str:
+    text = message or "error"
+    if value and not value.startswith("rego-") and len(value) < 200:
+        text += f" ({value})"
+    if message == "Unable to parse time" and value.rstrip('"').endswith("Z"):
+        text += (
+            "; the embedded engine cannot parse RFC 3339 times ending in 'Z' "
+            "(write +00:00, or use the input's *_ns numbers)"
+        )
+    return text
+
+
+class _ThreadState(threading.local):
+    interpreter: Any = None
+    bundle: Any = None
+
+
+class RegopyEngine:
+    """Evaluates a :class:`PolicyBundle` in-process with rego-cpp."""
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        self.name = ENGINE_NAME
+        self.bundle_hash = bundle.hash
+        self.path = bundle.path
+        problems = [
+            problem
+            for name, text in sorted(bundle.modules.items())
+            for problem in unsupported_constructs(name, text)
+        ]
+        if problems:
+            raise PolicyError(f"policy bundle {bundle.path}: {problems[0]}")
+        self.packages = frozenset(package_of(n, t) for n, t in bundle.modules.items())
+        self._plan = self._compile(bundle)
+        self._local = _ThreadState()
+
+    def _compile(self, bundle: PolicyBundle) -> bytes:
+        entrypoints = [
+            f"{package.replace('.', '/')}/{rule}"
+            for package in sorted(self.packages)
+            for rule in RULES
+        ]
+
+        def build() -> bytes:
+            builder = regopy.Interpreter()
+            for name, text in sorted(bundle.modules.items()):
+                builder.add_module(name, text)
+            compiled = builder.build(None, entrypoints)
+            if not compiled.ok():
+                raise PolicyError("the compiler rejected the bundle")
+            with tempfile.TemporaryDirectory(prefix="attest-rego-") as tmp:
+                plan = os.path.join(tmp, "plan.rbb")
+                builder.save_bundle(plan, compiled, regopy.BundleFormat.Binary)
+                with open(plan, "rb") as handle:
+                    return handle.read()
+
+        plan, error, printed = captured_stdout(build)
+        if plan is None:
+            raise PolicyError(
+                f"policy bundle {bundle.path} does not compile: {compile_error_message(printed, error)}"
+            )
+        return plan
+
+    def _thread_interpreter(self) -> tuple[Any, Any]:
+        state = self._local
+        if state.interpreter is None:
+            interpreter = regopy.Interpreter()
+            interpreter.strict_built_in_errors = True
+            with tempfile.NamedTemporaryFile(prefix="attest-rego-", suffix=".rbb") as plan:
+                plan.write(self._plan)
+                plan.flush()
+                loaded = interpreter.load_bundle(plan.name, regopy.BundleFormat.Binary)
+            if not loaded.ok():
+                raise PolicyError(f"policy bundle {self.path}: compiled plan failed to load")
+            state.interpreter, state.bundle = interpreter, loaded
+        return state.interpreter, state.bundle
+
+    def _query(self, interpreter: Any, bundle: Any, package: str, rule: str) -> Any:
+        entrypoint = f"{package.replace('.', '/')}/{rule}"
+        what = f"policy rule data.{package}.{rule}"
+        try:
+            output = _c.rego_bundle_query_entrypoint(interpreter._impl, bundle._impl, entrypoint)
+        except (_c.RegoError, ValueError) as err:
+            raise PolicyError(f"{what}: evaluation failed: {err}") from None
+        if not output:  # regopy misses its own NULL check (ctypes gives None, not 0)
+            raise PolicyError(f"{what}: evaluation failed: {_c.rego_get_error(interpreter._impl)}")
+        try:
+            if not _c.rego_output_ok(output):
+                errors = runtime_errors(_c.rego_output_node(output))
+                raise PolicyError(f"{what}: evaluation error: {'; '.join(errors)}")
+            text = _c.rego_output_string(output)
+        finally:
+            _c.rego_free_output(output)
+        if text == "undefined":
+            return None
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise PolicyError(f"{what}: engine returned unreadable output {text[:100]!r}") from None
+        if isinstance(document, list):
+            document = document[0] if document else {}
+        expressions = document.get("expressions") if isinstance(document, dict) else None
+        if not expressions:
+            return None
+        return expressions[0]
+
+    def evaluate(self, input_doc: dict[str, Any], package: str = DEFAULT_PACKAGE) -> PolicyResult:
+        """``deny`` and ``warn`` of ``package`` for ``input_doc``."""
+        check_package(package)
+        if package not in self.packages:
+            raise PolicyError(f"policy bundle {self.path} has no package {package}")
+        try:
+            term = json.dumps(input_doc, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise PolicyError(f"policy input is not JSON: {err}") from None
+        interpreter, bundle = self._thread_interpreter()
+        try:
+            interpreter.set_input_term(term)
+        except _c.RegoError as err:
+            raise PolicyError(f"policy input rejected by the engine: {err}") from None
+        values = {rule: self._query(interpreter, bundle, package, rule) for rule in RULES}
+        return PolicyResult(
+            deny=read_rule(package, "deny", values["deny"]),
+            warn=read_rule(package, "warn", values["warn"]),
+            engine=self.name,
+            bundle_hash=self.bundle_hash,
+        )
+
+    def close(self) -> None:
+        self._local = _ThreadState()

@@ -1,0 +1,177 @@
+"""The policy engines: bundle loading, the embedded regopy engine and the remote OPA engine."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import pytest
+
+from attest.errors import PolicyError
+from attest.policy import load_bundle, make_engine
+from attest.policy.bundle import load_tests
+from tests.policy.conftest import POLICY
+
+
+def test_bundle_loads_directory_without_tests_and_hashes_texts(write_bundle) -> None:
+    root = write_bundle(
+        {"a.rego": POLICY, "sub/b.rego": "package extra\nx := 1\n", "a_test.rego": "package t\n"}
+    )
+    bundle = load_bundle(str(root))
+    assert sorted(bundle.modules) == ["a.rego", "sub/b.rego"]
+    assert bundle.packages() == {"attest.admission", "extra"}
+    renamed = write_bundle({"z.rego": "package extra\nx := 1\n", "y.rego": POLICY})
+    assert load_bundle(str(renamed)).hash == bundle.hash
+    changed = write_bundle({"a.rego": POLICY + "\n", "sub/b.rego": "package extra\nx := 1\n"})
+    assert load_bundle(str(changed)).hash != bundle.hash
+    policies, tests = load_tests(str(root))
+    assert list(tests) == ["a_test.rego"] and policies.hash == bundle.hash
+
+
+@pytest.mark.parametrize(
+    ("modules", "expected"),
+    [
+        ({}, "no .rego policy modules"),
+        ({"a.rego": "deny := 1\n"}, "no 'package' declaration"),
+    ],
+)
+def test_bundle_errors(write_bundle, modules, expected) -> None:
+    with pytest.raises(PolicyError, match=expected):
+        load_bundle(str(write_bundle(modules)))
+
+
+def test_bundle_missing_and_binary(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="no such file"):
+        load_bundle(str(tmp_path / "absent"))
+    (tmp_path / "bad.rego").write_bytes(b"package x\n\xff\xfe")
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        load_bundle(str(tmp_path / "bad.rego"))
+
+
+def test_regopy_deny_and_warn(write_bundle) -> None:
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": POLICY}))))
+    result = engine.evaluate({"images": [{"ref": "b", "ok": False}, {"ref": "a", "ok": False}]})
+    assert result.deny == ("a: not ok", "b: not ok")
+    assert result.warn == ("labels missing",)
+    assert result.engine.startswith("regopy ")
+    clean = engine.evaluate({"images": [{"ref": "a", "ok": True}], "labels": {"x": "y"}})
+    assert clean.deny == () and clean.warn == ()
+
+
+def test_regopy_absent_rules_false_values_and_json_marshal(write_bundle) -> None:
+    policy = """package attest.admission
+import rego.v1
+default allowed := false
+allowed if input.ok
+deny contains "not allowed" if not allowed
+deny contains json.marshal(input) if input.echo
+"""
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
+    assert engine.evaluate({"ok": False}).deny == ("not allowed",)
+    assert engine.evaluate({"ok": True}).deny == ()
+    assert engine.evaluate({"ok": True, "echo": [1, "x"]}).deny == ('{"echo":[1,"x"],"ok":true}',)
+    assert engine.evaluate({"ok": True}).warn == ()
+
+
+def test_regopy_wrong_rule_type_and_unknown_package(write_bundle) -> None:
+    engine = make_engine(
+        load_bundle(str(write_bundle({"p.rego": "package attest.admission\ndeny := true\n"})))
+    )
+    with pytest.raises(PolicyError, match="must be a set of messages"):
+        engine.evaluate({})
+    with pytest.raises(PolicyError, match="has no package other.pkg"):
+        engine.evaluate({}, "other.pkg")
+    with pytest.raises(PolicyError, match="not a dotted Rego name"):
+        engine.evaluate({}, "bad pkg")
+
+
+def test_regopy_compile_error_names_file_and_line(write_bundle, capfd) -> None:
+    root = write_bundle(
+        {"broken.rego": "package attest.admission\nimport rego.v1\ndeny contains x if { x := }\n"}
+    )
+    with pytest.raises(
+        PolicyError, match=r"does not compile: broken.rego:3:\d+: Invalid assignment"
+    ):
+        make_engine(load_bundle(str(root)))
+    out, _err = capfd.readouterr()
+    assert "Invalid assignment" not in out  # rego-cpp's own printout was captured
+
+
+def test_regopy_runtime_errors_fail_closed(write_bundle) -> None:
+    policy = """package attest.admission
+import rego.v1
+deny contains "late" if { time.parse_rfc3339_ns(input.time) > 0; false }
+warn contains "div" if { x := 10 / input.n; x > 0 }
+"""
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
+    assert engine.evaluate({"time": "2024-01-01T00:00:00+00:00", "n": 2}).deny == ()
+    with pytest.raises(PolicyError, match=r"Unable to parse time .*ending in 'Z'"):
+        engine.evaluate({"time": "2024-01-01T00:00:00Z", "n": 2})
+    with pytest.raises(
+        PolicyError, match="data.attest.admission.warn: evaluation error: divide by zero"
+    ):
+        engine.evaluate({"time": "2024-01-01T00:00:00+00:00", "n": 0})
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('deny contains x if { x := sprintf("%q", [input.a]) }', "sprintf verb %q"),
+        ("deny contains x if { x := http.send({}) }", "http.send is not available"),
+        ('deny contains "x" if { net.cidr_contains("10.0.0.0/8", input.ip) }', "net.cidr_contains"),
+        ("deny contains x if { x := data.y with input as {} }", "'with input' is not supported"),
+    ],
+)
+def test_regopy_rejects_what_it_cannot_run(write_bundle, line, expected) -> None:
+    text = f"package attest.admission\nimport rego.v1\n# with input as comment is fine\n{line}\n"
+    with pytest.raises(PolicyError, match=rf"p.rego:4: .*{expected}"):
+        make_engine(load_bundle(str(write_bundle({"p.rego": text}))))
+
+
+def test_regopy_one_interpreter_per_thread(write_bundle) -> None:
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": POLICY}))))
+
+    def check(i: int) -> bool:
+        result = engine.evaluate({"images": [{"ref": f"r{i}", "ok": False}], "labels": {}})
+        return result.deny == (f"r{i}: not ok",)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(check, range(800)))
+
+
+def test_remote_opa_same_answers_and_hash(write_bundle, fake_opa) -> None:
+    bundle = load_bundle(str(write_bundle({"p.rego": POLICY})))
+    server = fake_opa(dict(bundle.modules))
+    remote = make_engine(bundle, opa_url=server.url)
+    local = make_engine(bundle)
+    document = {"images": [{"ref": "a", "ok": False}]}
+    got = remote.evaluate(document)
+    assert (got.deny, got.warn) == (local.evaluate(document).deny, local.evaluate(document).warn)
+    assert got.bundle_hash == bundle.hash and got.engine == f"opa {server.url}"
+    method, path, body = server.requests[-1]
+    assert (method, path.split("?")[0], body) == (
+        "POST",
+        "/v1/data/attest/admission",
+        {"input": document},
+    )
+    assert "strict-builtin-errors=true" in path
+    remote.close()
+
+
+def test_remote_opa_failures_are_policy_errors(write_bundle, fake_opa) -> None:
+    policy = "package attest.admission\nimport rego.v1\ndeny contains x if { x := 1 / input.n }\n"
+    bundle = load_bundle(str(write_bundle({"p.rego": policy})))
+    server = fake_opa(dict(bundle.modules))
+    remote = make_engine(bundle, opa_url=server.url, opa_timeout=0.5)
+    with pytest.raises(PolicyError, match="HTTP 500: eval_builtin_error"):
+        remote.evaluate({"n": 0})
+    with pytest.raises(PolicyError, match="package is undefined"):
+        remote.evaluate({"n": 1}, "missing.pkg")
+    server.hang_seconds = 2
+    with pytest.raises(PolicyError, match="OPA unreachable: .*Timeout"):
+        remote.evaluate({"n": 1})
+    server.stop()
+    with pytest.raises(PolicyError, match="OPA unreachable"):
+        remote.evaluate({"n": 1})
+    with pytest.raises(PolicyError, match="must be http"):
+        make_engine(None, opa_url="ftp://x")

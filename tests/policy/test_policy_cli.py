@@ -1,0 +1,68 @@
+"""``attest policy test`` and ``attest policy eval`` through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+from tests.policy.conftest import POLICY
+
+TESTS = """package attest.admission_test
+import rego.v1
+import data.attest.admission
+
+test_passes if { 1 + 1 == 2 }
+test_fails if { count([]) == 1 }
+test_uses_with if {
+  admission.deny == {"a: not ok"} with input as {"images": [{"ref": "a", "ok": false}]}
+}
+test_errors if { x := 1 / 0; x > 0 }
+test_multi_line if {
+  true
+}
+"""
+
+
+def test_policy_test_reports_each_outcome(cli, write_bundle) -> None:
+    root = write_bundle({"p.rego": POLICY, "p_test.rego": TESTS})
+    result = cli("policy", "test", str(root), "--output", "json")
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    statuses = {t["name"].rsplit(".", 1)[1]: (t["status"], t["detail"]) for t in report["tests"]}
+    assert statuses["test_passes"] == ("pass", "")
+    assert statuses["test_multi_line"] == ("pass", "")
+    assert statuses["test_fails"][0] == "fail"
+    assert statuses["test_uses_with"][0] == "error" and "'with'" in statuses["test_uses_with"][1]
+    assert statuses["test_errors"] == ("error", "divide by zero")
+    assert (report["passed"], report["total"]) == (2, 5)
+    text = cli("policy", "test", str(root))
+    assert (
+        "FAIL: 2/5" in text.stdout and "data.attest.admission_test.test_passes: PASS" in text.stdout
+    )
+
+
+def test_policy_test_all_pass_and_unusable_inputs(cli, write_bundle, tmp_path) -> None:
+    ok = write_bundle(
+        {"p.rego": POLICY, "p_test.rego": "package t\nimport rego.v1\ntest_a if true\n"}
+    )
+    result = cli("policy", "test", str(ok))
+    assert result.exit_code == 0 and "PASS: 1/1" in result.stdout
+    none = write_bundle({"p.rego": POLICY})
+    result = cli("policy", "test", str(none))
+    assert result.exit_code == 2 and "no test_* rules" in result.stderr
+    broken = write_bundle({"p.rego": POLICY, "p_test.rego": "package t\ntest_a if {\n"})
+    result = cli("policy", "test", str(broken))
+    assert result.exit_code == 2 and "policy tests do not compile" in result.stderr
+
+
+def test_policy_eval(cli, write_bundle, tmp_path) -> None:
+    root = write_bundle({"p.rego": POLICY})
+    doc = tmp_path / "in.json"
+    doc.write_text(json.dumps({"images": [{"ref": "a", "ok": False}], "labels": {"a": "b"}}))
+    result = cli("policy", "eval", str(root), "--input", str(doc), "-o", "json")
+    assert result.exit_code == 1 and result.json()["deny"] == ["a: not ok"]
+    doc.write_text(json.dumps({"images": []}))
+    result = cli("policy", "eval", str(root), "--input", str(doc))
+    assert result.exit_code == 0 and result.stdout.strip() == "warn: labels missing"
+    doc.write_text("[1]")
+    result = cli("policy", "eval", str(root), "--input", str(doc))
+    assert result.exit_code == 2 and "must be a JSON object" in result.stderr
