@@ -1,0 +1,200 @@
+"""Verify an image's attestations of one predicate type, then judge what they say.
+
+Order matters: :func:`attest.verify.verify_image` first checks every
+attestation's envelope signature against the trust policy; only the ones that
+verified are read further.  Each of those must name the image digest as a
+subject, parse as an in-toto Statement, pass the slsa-verifier checks asked for
+and the Rego policy (rules ``deny``/``warn`` over ``input`` = the Statement).
+The result passes when at least one attestation of the type verified and
+*every* verified one of that type passes — as cosign does, an old or
+contradicting attestation signed by a trusted key is a reason to stop, not to
+pick the convenient one.  Every violation is kept for printing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from attest.attestations.slsa import SlsaExpectations, check_provenance
+from attest.attestations.statement import Statement, parse_statement, require_subject_digest
+from attest.errors import AttestationError
+
+DEFAULT_POLICY_PACKAGE = "attest.attestation"
+
+
+class RegoEngine(Protocol):
+    """What :func:`attest.policy.make_engine` returns (only ``evaluate`` is used)."""
+
+    def evaluate(self, input_doc: dict[str, Any], package: str = ...) -> Any: ...
+
+
+@dataclass(frozen=True)
+class AttestationOutcome:
+    """One attestation of the wanted type and everything that was checked about it."""
+
+    location: str
+    storage: str
+    signature_verified: bool
+    signer: dict[str, Any]
+    violations: tuple[str, ...]  # signature reasons, subject/format, SLSA and policy denials
+    warnings: tuple[str, ...] = ()
+    statement: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.signature_verified and not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "storage": self.storage,
+            "signatureVerified": self.signature_verified,
+            "passed": self.passed,
+            "signer": dict(self.signer),
+            "violations": list(self.violations),
+            "warnings": list(self.warnings),
+            "statement": self.statement,
+        }
+
+
+@dataclass(frozen=True)
+class AttestationReport:
+    """The verdict on an image's attestations of one predicate type."""
+
+    reference: str
+    digest: str
+    predicate_type: str
+    outcomes: tuple[AttestationOutcome, ...]
+    other_types: tuple[str, ...] = ()  # predicate types found that were not asked for
+    errors: tuple[str, ...] = ()
+    policy: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> tuple[AttestationOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.signature_verified)
+
+    @property
+    def passed(self) -> bool:
+        verified = self.verified
+        return bool(verified) and all(o.passed for o in verified)
+
+    def failure_summary(self) -> str:
+        """One line saying why the report did not pass."""
+        if not self.outcomes:
+            found = f" (found: {', '.join(self.other_types)})" if self.other_types else ""
+            return f"{self.reference}: no attestation of type {self.predicate_type}{found}"
+        if not self.verified:
+            return (
+                f"{self.reference}: none of the {len(self.outcomes)} attestation(s) of type "
+                f"{self.predicate_type} has a signature that satisfies the trust policy"
+            )
+        failing = [o for o in self.verified if not o.passed]
+        count = sum(len(o.violations) for o in failing)
+        return (
+            f"{self.reference}: {len(failing)} verified attestation(s) of type "
+            f"{self.predicate_type} failed {count} check(s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "predicateType": self.predicate_type,
+            "passed": self.passed,
+            "attestations": [o.to_dict() for o in self.outcomes],
+            "otherPredicateTypes": list(self.other_types),
+            "errors": list(self.errors),
+            "policy": dict(self.policy),
+        }
+
+
+def judge_statement(
+    statement_doc: dict[str, Any] | None,
+    digest: str,
+    predicate_type: str,
+    *,
+    slsa: SlsaExpectations | None = None,
+    engine: RegoEngine | None = None,
+    package: str = DEFAULT_POLICY_PACKAGE,
+) -> tuple[list[str], list[str]]:
+    """Violations and warnings for a *signature-verified* Statement about ``digest``."""
+    if statement_doc is None:
+        return ["attestation payload is not an in-toto Statement"], []
+    try:
+        statement = statement_from_document(statement_doc)
+        require_subject_digest(statement, digest, what="attestation")
+    except AttestationError as err:
+        return [str(err)], []
+    if statement.predicate_type != predicate_type:
+        return [
+            f"predicate type {statement.predicate_type!r} is not the expected {predicate_type!r}"
+        ], []
+    violations: list[str] = []
+    warnings: list[str] = []
+    if slsa is not None and slsa.any:
+        violations.extend(check_provenance(statement, slsa))
+    if engine is not None:
+        result = engine.evaluate(statement.to_dict(), package)
+        violations.extend(f"policy: {message}" for message in result.deny)
+        warnings.extend(f"policy: {message}" for message in result.warn)
+    return violations, warnings
+
+
+def statement_from_document(document: dict[str, Any]) -> Statement:
+    """Re-validate a decoded Statement (from a verification result) as in-toto."""
+    raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return parse_statement(raw, what="attestation statement")
+
+
+def build_report(
+    verification: Any,
+    predicate_type: str,
+    *,
+    slsa: SlsaExpectations | None = None,
+    engine: RegoEngine | None = None,
+    package: str = DEFAULT_POLICY_PACKAGE,
+    policy: dict[str, Any] | None = None,
+) -> AttestationReport:
+    """Judge the attestations of an :class:`attest.verify.ImageVerification`."""
+    outcomes: list[AttestationOutcome] = []
+    other_types: set[str] = set()
+    for check in verification.attestations:
+        found_type = check.predicate_type or (check.statement or {}).get("predicateType")
+        if found_type != predicate_type:
+            if found_type:
+                other_types.add(str(found_type))
+            continue
+        violations: list[str] = list(check.reasons)
+        warnings: list[str] = []
+        if check.verified:
+            more, warnings = judge_statement(
+                check.statement,
+                verification.digest,
+                predicate_type,
+                slsa=slsa,
+                engine=engine,
+                package=package,
+            )
+            violations.extend(more)
+        outcomes.append(
+            AttestationOutcome(
+                location=check.location,
+                storage=check.storage,
+                signature_verified=check.verified,
+                signer=dict(check.signer),
+                violations=tuple(violations),
+                warnings=tuple(warnings),
+                statement=check.statement if check.verified else None,
+            )
+        )
+    return AttestationReport(
+        reference=verification.reference,
+        digest=verification.digest,
+        predicate_type=predicate_type,
+        outcomes=tuple(outcomes),
+        other_types=tuple(sorted(other_types)),
+        errors=tuple(verification.errors),
+        policy=dict(policy or {}),
+    )
