@@ -198,3 +198,81 @@ def build_report(
         errors=tuple(verification.errors),
         policy=dict(policy or {}),
     )
+
+
+def read_bundles(raw: bytes, *, what: str) -> list[bytes]:
+    """The bundles of a ``.sigstore.json`` file (one JSON) or an ``.intoto.jsonl`` (one per line)."""
+    try:
+        json.loads(raw)
+        return [raw]
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if not lines:
+        raise AttestationError(f"{what} is empty")
+    for number, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise AttestationError(f"{what} line {number} is not JSON ({err})") from None
+    return lines
+
+
+def verify_blob_attestation(
+    bundles: list[bytes],
+    artifact_digest: str,
+    authority: Any,
+    predicate_type: str,
+    *,
+    reference: str,
+    slsa: SlsaExpectations | None = None,
+    engine: RegoEngine | None = None,
+    package: str = DEFAULT_POLICY_PACKAGE,
+    policy: dict[str, Any] | None = None,
+) -> AttestationReport:
+    """Verify attestation bundles about a file (slsa-verifier's ``verify-artifact``)."""
+    from attest.signing.bundle import verify_bundle
+    from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
+
+    outcomes: list[AttestationOutcome] = []
+    other_types: set[str] = set()
+    for index, bundle in enumerate(bundles):
+        result = verify_bundle(
+            bundle, authority, artifact_digest=artifact_digest, payload_type=IN_TOTO_PAYLOAD_TYPE
+        )
+        statement = result.statement()
+        found_type = (statement or {}).get("predicateType")
+        if found_type is not None and found_type != predicate_type:
+            other_types.add(str(found_type))
+            continue
+        violations = list(result.reasons)
+        warnings: list[str] = []
+        if result.verified:
+            more, warnings = judge_statement(
+                statement,
+                artifact_digest,
+                predicate_type,
+                slsa=slsa,
+                engine=engine,
+                package=package,
+            )
+            violations.extend(more)
+        outcomes.append(
+            AttestationOutcome(
+                location=f"{reference}#{index + 1}",
+                storage="file",
+                signature_verified=result.verified,
+                signer=dict(result.signer),
+                violations=tuple(violations),
+                warnings=tuple(warnings),
+                statement=statement if result.verified else None,
+            )
+        )
+    return AttestationReport(
+        reference=reference,
+        digest=artifact_digest,
+        predicate_type=predicate_type,
+        outcomes=tuple(outcomes),
+        other_types=tuple(sorted(other_types)),
+        policy=dict(policy or {}),
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from attest.attestations.predicates import SLSA_PROVENANCE_V1
 from attest.attestations.provenance import (
     ProvenanceOptions,
     detect_build_context,
@@ -28,7 +29,9 @@ from attest.attestations.statement import (
     parse_statement,
     subject_for_image,
 )
+from attest.attestations.verification import read_bundles, verify_blob_attestation
 from attest.errors import UsageError
+from attest.verify import KeylessAuthority
 
 GITHUB_ATTEST = SlsaExpectations(
     builder_id="https://github.com/loosebazooka/aa-test/.github/workflows/provenance.yaml@refs/heads/main",
@@ -178,3 +181,78 @@ def test_contradictory_expectations_are_usage_errors() -> None:
         SlsaExpectations(source_tag="v1", source_branch="main")
     with pytest.raises(UsageError, match="source URI"):
         SlsaExpectations(source_uri="nothing")
+
+
+# -- the slsa-verifier bundle, signature and all -------------------------------------------------
+
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def _verify_rules_lint(
+    vectors: Path,
+    *,
+    subject: str | None = None,
+    issuer: str = GITHUB_ISSUER,
+    expected: SlsaExpectations = RULES_LINT,
+    artifact: bytes | None = None,
+    bundle: bytes | None = None,
+):  # type: ignore[no-untyped-def]
+    folder = vectors / "slsa-verifier"
+    data = artifact if artifact is not None else (folder / "rules_lint-v1.3.1.tar.gz").read_bytes()
+    raw = (
+        bundle
+        if bundle is not None
+        else (folder / "rules_lint-v1.3.1.tar.gz.intoto.jsonl").read_bytes()
+    )
+    authority = KeylessAuthority(
+        name="github", issuer=issuer, subject=subject or RULES_LINT.builder_id
+    )
+    return verify_blob_attestation(
+        read_bundles(raw, what="bundle"),
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        authority,
+        SLSA_PROVENANCE_V1,
+        reference="rules_lint-v1.3.1.tar.gz",
+        slsa=expected,
+    )
+
+
+def test_slsa_verifier_bundle_verifies_offline_against_the_production_root(vectors: Path) -> None:
+    report = _verify_rules_lint(vectors)
+    assert report.passed, report.to_dict()
+    outcome = report.outcomes[0]
+    assert outcome.signer == {
+        "type": "keyless",
+        "subject": RULES_LINT.builder_id,
+        "issuer": GITHUB_ISSUER,
+    }
+    assert outcome.statement["subject"][0]["name"] == "rules_lint-v1.3.1.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"subject": RULES_LINT.builder_id.replace("v7.1.0", "v7.1.1")},
+        {"issuer": "https://accounts.google.com"},
+        {"artifact": b"not the released tarball"},
+        *({"expected": changed} for changed in changed_expectations(RULES_LINT)),
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_slsa_verifier_bundle_fails_when_any_expected_value_changes(
+    vectors: Path, change: dict
+) -> None:
+    report = _verify_rules_lint(vectors, **change)
+    assert not report.passed
+    assert report.failure_summary()
+
+
+def test_slsa_verifier_bundle_tampered_payload_fails(vectors: Path) -> None:
+    path = vectors / "slsa-verifier" / "rules_lint-v1.3.1.tar.gz.intoto.jsonl"
+    bundle = json.loads(path.read_bytes())
+    statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    statement["predicate"]["runDetails"]["builder"]["id"] += "-evil"
+    bundle["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    report = _verify_rules_lint(vectors, bundle=json.dumps(bundle).encode())
+    assert not report.passed
+    assert not report.outcomes[0].signature_verified
