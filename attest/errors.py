@@ -105,3 +105,7 @@ class PolicyError(AttestError):
 
 class DecisionStoreError(AttestError):
     """The decision database is unreachable, unwritable, or not a decision database."""
+
+
+class BadAdmissionReview(UsageError):
+    """An AdmissionReview (or a manifest given for review) is malformed; the message says how."""
