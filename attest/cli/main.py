@@ -40,11 +40,16 @@ def version() -> None:
 
 
 def _register() -> None:
+    from attest.cli.decisions import decisions_group
     from attest.cli.inspect import inspect_command
     from attest.cli.policy import policy_group
+    from attest.cli.sign import keygen_command, sign_command, verify_command
 
+    cli.add_command(decisions_group)
     cli.add_command(inspect_command)
     cli.add_command(policy_group)
+    for command in (keygen_command, sign_command, verify_command):
+        cli.add_command(command)
 
 
 _register()

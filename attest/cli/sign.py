@@ -1,0 +1,326 @@
+"""``attest keygen``, ``attest sign`` and ``attest verify``: thin doors onto attest.signing/verify."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Any
+
+import click
+
+from attest.cli.common import (
+    info,
+    make_registry_options,
+    output_option,
+    print_json,
+    registry_options,
+)
+from attest.errors import UsageError, VerificationFailed
+from attest.oci.access import open_store, parse_image_target, resolve_image
+from attest.signing import keys
+from attest.signing.signer import KeySigner, Signer
+from attest.signing.storage import attach_signature
+from attest.verify import (
+    Authority,
+    ImageVerification,
+    KeyAuthority,
+    KeylessAuthority,
+    VerificationPolicy,
+    verify_image,
+)
+
+
+def parse_annotations(values: tuple[str, ...]) -> dict[str, str]:
+    """``-a key=value`` options as a dict."""
+    annotations: dict[str, str] = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"annotation {value!r} is not KEY=VALUE")
+        annotations[key] = item
+    return annotations
+
+
+annotation_option = click.option(
+    "-a",
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Annotation to sign (sign) or to require in the signed payload (verify); repeatable.",
+)
+
+
+# -- keygen -----------------------------------------------------------------------------------
+
+
+def _write_private(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".attest-key-", dir=directory)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@click.command("keygen")
+@click.option(
+    "--output-key-prefix",
+    default="cosign",
+    show_default=True,
+    help="Write PREFIX.key (encrypted private key) and PREFIX.pub (public key).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keygen_command(output_key_prefix: str, force: bool) -> None:
+    """Generate an ECDSA P-256 key pair in cosign's formats.
+
+    The password comes from ATTEST_PASSWORD (or COSIGN_PASSWORD), else a prompt.
+    """
+    private_path, public_path = f"{output_key_prefix}.key", f"{output_key_prefix}.pub"
+    for path in (private_path, public_path):
+        if os.path.exists(path) and not force:
+            raise UsageError(f"{path} already exists (use --force to overwrite)")
+    password = keys.obtain_password(private_path, confirm=True)
+    pair = keys.generate_key_pair(password)
+    try:
+        _write_private(private_path, pair.private_pem)
+        with open(public_path, "wb") as handle:
+            handle.write(pair.public_pem)
+    except OSError as err:
+        raise UsageError(f"cannot write key files ({err.strerror or err})") from None
+    info(f"Private key written to {private_path}")
+    info(f"Public key written to {public_path}")
+
+
+# -- sign ------------------------------------------------------------------------------------
+
+
+def _signer(key: str | None, identity_token: str | None, trust_config: str | None) -> Signer:
+    if key:
+        if identity_token or trust_config:
+            raise UsageError(
+                "--identity-token and --trust-config are for keyless signing, not --key"
+            )
+        return KeySigner.from_file(key)
+    from attest.signing.keyless import KeylessSigner
+
+    return KeylessSigner(identity_token=identity_token, trust_config=trust_config)
+
+
+@click.command("sign")
+@click.argument("image")
+@click.option(
+    "--key", type=click.Path(dir_okay=False), help="cosign private key file (else keyless)."
+)
+@click.option(
+    "--legacy", is_flag=True, help="Store as cosign's sha256-<hex>.sig tag, not a bundle."
+)
+@annotation_option
+@click.option(
+    "--identity-token", help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or CI)."
+)
+@click.option(
+    "--trust-config",
+    type=click.Path(dir_okay=False),
+    help="Sigstore client trust config for a private instance (keyless).",
+)
+@output_option
+@registry_options
+def sign_command(
+    image: str,
+    key: str | None,
+    legacy: bool,
+    annotations: tuple[str, ...],
+    identity_token: str | None,
+    trust_config: str | None,
+    output_format: str,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Sign IMAGE by digest and store the signature next to it.
+
+    The default storage is a Sigstore bundle v0.3 as an OCI referrer (cosign v3);
+    --legacy appends to cosign's .sig tag.  A tag is resolved to its digest first.
+    """
+    target = parse_image_target(image)
+    signed_annotations = parse_annotations(annotations)
+    options = make_registry_options(insecure, registry_auth, timeout)
+    with contextlib.ExitStack() as stack:
+        signer = _signer(key, identity_token, trust_config)
+        if hasattr(signer, "close"):
+            stack.callback(signer.close)
+        store = stack.enter_context(open_store(target, options))
+        resolved = resolve_image(store, target)
+        if target.digest is None:
+            info(
+                f"Signing {resolved.pinned} (resolved from {target}); signatures always name a digest"
+            )
+        location = attach_signature(
+            store, resolved, signer, annotations=signed_annotations, legacy=legacy
+        )
+    storage = "legacy" if legacy else "bundle"
+    info(f"Signed {resolved.pinned} with {signer.description}; stored as {storage} at {location}")
+    if output_format == "json":
+        print_json(
+            {
+                "reference": str(target),
+                "digest": resolved.digest,
+                "storage": storage,
+                "location": location,
+                "signer": signer.description,
+            }
+        )
+    else:
+        click.echo(location)
+
+
+# -- verify ----------------------------------------------------------------------------------
+
+
+def build_policy(
+    key: str | None,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    trusted_root: str | None,
+    annotations: dict[str, str],
+) -> VerificationPolicy:
+    """The verification policy the ``attest verify`` flags describe."""
+    keyless = any((identity, identity_regexp, issuer, issuer_regexp))
+    if key and keyless:
+        raise UsageError("give either --key or --certificate-identity/--certificate-oidc-issuer")
+    authority: Authority
+    if key:
+        keys.load_public_key_file(key)  # a one-line error for a bad key file, before any network
+        authority = KeyAuthority(name=key, public_key_pem=keys.read_key_file(key))
+    elif keyless:
+        if identity and identity_regexp:
+            raise UsageError(
+                "give --certificate-identity or --certificate-identity-regexp, not both"
+            )
+        if issuer and issuer_regexp:
+            raise UsageError(
+                "give --certificate-oidc-issuer or --certificate-oidc-issuer-regexp, not both"
+            )
+        authority = KeylessAuthority(
+            name="keyless",
+            issuer=issuer,
+            issuer_regexp=issuer_regexp,
+            subject=identity,
+            subject_regexp=identity_regexp,
+            trusted_root=trusted_root,
+        )
+    else:
+        raise UsageError(
+            "give --key or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
+        )
+    return VerificationPolicy((authority,), required_annotations=annotations)
+
+
+def _describe_signer(signer: dict[str, Any]) -> str:
+    if signer.get("type") == "keyless":
+        return f"keyless {signer.get('subject') or '?'} ({signer.get('issuer') or '?'})"
+    if signer.get("keyId"):
+        return f"key {signer['keyId']}"
+    return "unknown signer"
+
+
+def _print_text(result: ImageVerification) -> None:
+    click.echo(f"Image:  {result.reference}")
+    click.echo(f"Digest: {result.digest}")
+    if not result.signatures:
+        click.echo("No signatures found.")
+    for check in result.signatures:
+        mark = "OK  " if check.verified else "FAIL"
+        click.echo(f"{mark} {check.storage:<6} {check.location}")
+        click.echo(f"     signer: {_describe_signer(check.signer)}")
+        if check.tlog:
+            click.echo(
+                f"     tlog:   index {check.tlog.get('logIndex')}, "
+                f"integrated {check.tlog.get('integratedTime')}"
+            )
+        for reason in check.reasons:
+            click.echo(f"     - {reason}")
+    for error in result.errors:
+        click.echo(f"WARN {error}")
+
+
+@click.command("verify")
+@click.argument("image")
+@click.option(
+    "--key", type=click.Path(dir_okay=False), help="Public key (PEM) signatures must verify with."
+)
+@click.option("--certificate-identity", "identity", help="Exact certificate identity (email, URI).")
+@click.option(
+    "--certificate-identity-regexp",
+    "identity_regexp",
+    help="Regular expression the whole certificate identity must match.",
+)
+@click.option("--certificate-oidc-issuer", "issuer", help="Exact OIDC issuer of the certificate.")
+@click.option(
+    "--certificate-oidc-issuer-regexp",
+    "issuer_regexp",
+    help="Regular expression the whole OIDC issuer must match.",
+)
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False),
+    help="trusted_root.json (default: Sigstore public good, offline).",
+)
+@annotation_option
+@output_option
+@registry_options
+def verify_command(
+    image: str,
+    key: str | None,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    trusted_root: str | None,
+    annotations: tuple[str, ...],
+    output_format: str,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Verify IMAGE's signatures (bundle referrers and legacy .sig tags).
+
+    Exits 0 only if at least one signature satisfies the policy; otherwise lists every
+    signature found and why each failed.
+    """
+    target = parse_image_target(image)
+    policy = build_policy(
+        key,
+        identity,
+        identity_regexp,
+        issuer,
+        issuer_regexp,
+        trusted_root,
+        parse_annotations(annotations),
+    )
+    options = make_registry_options(insecure, registry_auth, timeout)
+    result = verify_image(target, policy, options=options, attestations=False)
+    if output_format == "json":
+        print_json(result.to_dict())
+    else:
+        _print_text(result)
+    if not result.verified:
+        found = len(result.signatures)
+        raise VerificationFailed(
+            f"{result.reference}@{result.digest}: no signature satisfies the policy "
+            f"({found} signature{'s' if found != 1 else ''} found)"
+        )
+    info(
+        f"Verified {result.reference}@{result.digest}: "
+        f"{sum(s.verified for s in result.signatures)} of {len(result.signatures)} signatures "
+        "satisfy the policy"
+    )

@@ -1,0 +1,231 @@
+"""cosign's legacy signature storage: ``sha256-<hex>.sig`` and ``.att`` tags.
+
+Each tag names an OCI image manifest in the image's repository whose layers are
+the signed payloads: a simple-signing payload per ``.sig`` layer, a DSSE
+envelope per ``.att`` layer.  Layer annotations carry the base64 signature
+(``dev.cosignproject.cosign/signature``; empty for ``.att``, whose signature is
+inside the envelope), the Fulcio certificate and chain, the Rekor bundle (SET)
+and, for attestations, the ``predicateType``.  New signatures are appended to
+what is there, never replacing it; a concurrent writer is detected by reading
+back and retrying a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from attest.errors import AttestError, NotFound, RegistryError, SignatureFormatError, SigningError
+from attest.oci import mediatypes as mt
+from attest.oci.digest import digest_hex
+from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Manifest, canonical_json
+from attest.oci.store import ImageStore, read_blob
+from attest.signing.bundle import SignatureMaterial
+from attest.signing.tlog import TlogEntry
+
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+PREDICATE_TYPE_ANNOTATION = "predicateType"
+MAX_LAYERS = 1000
+MAX_LAYER_BYTES = 4 * 1024 * 1024
+_WRITE_ATTEMPTS = 4
+
+
+def signature_tag(digest: str, suffix: str = "sig") -> str:
+    """cosign's tag for signatures (``sig``), attestations (``att``) of ``digest``."""
+    algorithm = digest.split(":", 1)[0]
+    return f"{algorithm}-{digest_hex(digest)}.{suffix}"
+
+
+@dataclass(frozen=True)
+class LegacyEntry:
+    """One layer of a ``.sig``/``.att`` manifest, read back from the store."""
+
+    kind: str  # "signature" | "attestation"
+    location: str  # "<store>@<manifest digest>" and the layer digest
+    media_type: str
+    payload: bytes  # the simple-signing payload, or the DSSE envelope JSON
+    signature_b64: str
+    certificate_pem: bytes | None
+    chain_pem: bytes | None
+    rekor_bundle: str | None
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+def cosign_bundle_annotation(entry: TlogEntry) -> str:
+    """cosign's ``dev.sigstore.cosign/bundle`` value for a log entry with a SET."""
+    if entry.signed_entry_timestamp is None or entry.integrated_time is None:
+        raise SigningError("the transparency-log entry has no signed entry timestamp to store")
+    document = {
+        "SignedEntryTimestamp": base64.b64encode(entry.signed_entry_timestamp).decode(),
+        "Payload": {
+            "body": base64.b64encode(entry.body).decode(),
+            "integratedTime": entry.integrated_time,
+            "logIndex": entry.log_index,
+            "logID": entry.log_id.hex(),
+        },
+    }
+    return json.dumps(document, separators=(",", ":"))
+
+
+def parse_cosign_bundle(text: str) -> TlogEntry:
+    """Parse a ``dev.sigstore.cosign/bundle`` annotation into a log entry (SET, no proof)."""
+    try:
+        document = json.loads(text)
+        payload = document["Payload"]
+        body = base64.b64decode(payload["body"], validate=True)
+        kind = json.loads(body)
+        integrated, index = payload["integratedTime"], payload["logIndex"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (integrated, index)):
+            raise ValueError("integratedTime and logIndex must be integers")
+        return TlogEntry(
+            log_index=index,
+            log_id=bytes.fromhex(payload["logID"]),
+            kind=str(kind["kind"]),
+            version=str(kind["apiVersion"]),
+            integrated_time=integrated,
+            body=body,
+            signed_entry_timestamp=base64.b64decode(
+                document["SignedEntryTimestamp"], validate=True
+            ),
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error) as err:
+        raise SignatureFormatError(f"Rekor bundle annotation is malformed ({err})") from None
+
+
+def layer_annotations(
+    material: SignatureMaterial,
+    *,
+    attestation: bool,
+    predicate_type: str | None = None,
+) -> dict[str, str]:
+    """The cosign layer annotations for ``material`` (signature, certificate, chain, SET)."""
+    annotations = {
+        SIGNATURE_ANNOTATION: "" if attestation else base64.b64encode(material.signature).decode()
+    }
+    if material.certificate is not None:
+        cert = x509.load_der_x509_certificate(material.certificate)
+        annotations[CERTIFICATE_ANNOTATION] = cert.public_bytes(serialization.Encoding.PEM).decode()
+        if material.chain:
+            annotations[CHAIN_ANNOTATION] = "".join(
+                x509.load_der_x509_certificate(der)
+                .public_bytes(serialization.Encoding.PEM)
+                .decode()
+                for der in material.chain
+            )
+    with_set = [e for e in material.tlog_entries if e.signed_entry_timestamp is not None]
+    if with_set:
+        annotations[BUNDLE_ANNOTATION] = cosign_bundle_annotation(with_set[0])
+    if predicate_type:
+        annotations[PREDICATE_TYPE_ANNOTATION] = predicate_type
+    return annotations
+
+
+def _current_layers(store: ImageStore, tag: str) -> list[Descriptor]:
+    try:
+        fetched = store.fetch_manifest(tag)
+    except NotFound:
+        return []
+    if not isinstance(fetched.parsed, Manifest):
+        raise SigningError(f"{store.display}:{tag} is an index, not a cosign signature manifest")
+    return list(fetched.parsed.layers)
+
+
+def _config_for(layers: list[Descriptor]) -> bytes:
+    """A minimal image config naming the layers, as cosign writes for signature images."""
+    return canonical_json(
+        {
+            "architecture": "",
+            "config": {},
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
+        }
+    )
+
+
+def _same_entry(a: Descriptor, b: Descriptor) -> bool:
+    return a.digest == b.digest and a.annotations.get(SIGNATURE_ANNOTATION) == b.annotations.get(
+        SIGNATURE_ANNOTATION
+    )
+
+
+def append_layer(
+    store: ImageStore, tag: str, media_type: str, content: bytes, annotations: dict[str, str]
+) -> str:
+    """Add one layer to the manifest at ``tag`` (creating it); returns ``store@manifest-digest``."""
+    layer = Descriptor.for_bytes(media_type, content, annotations=annotations)
+    store.push_blob(layer, data=content)
+    for _attempt in range(_WRITE_ATTEMPTS):
+        layers = _current_layers(store, tag)
+        if not any(_same_entry(existing, layer) for existing in layers):
+            layers.append(layer)
+        if len(layers) > MAX_LAYERS:
+            raise SigningError(f"{store.display}:{tag} already holds {MAX_LAYERS} entries")
+        config_bytes = _config_for(layers)
+        config = Descriptor.for_bytes(mt.OCI_CONFIG, config_bytes)
+        store.push_blob(config, data=config_bytes)
+        manifest = Manifest(mt.OCI_MANIFEST, config, tuple(layers))
+        pushed = store.push_manifest(manifest.to_bytes(), mt.OCI_MANIFEST, tag)
+        # Another signer may have replaced the tag between our read and write: check and redo.
+        if any(_same_entry(existing, layer) for existing in _current_layers(store, tag)):
+            return f"{store.display}@{pushed.digest}"
+    raise RegistryError(f"{store.display}:{tag}: kept changing under concurrent writers")
+
+
+def read_entries(store: ImageStore, digest: str, kind: str) -> tuple[list[LegacyEntry], list[str]]:
+    """Every entry under the ``.sig`` (``kind="signature"``) or ``.att`` tag of ``digest``.
+
+    Returns the entries and the problems met reading them (unreadable layers are
+    reported, not fatal).  A missing tag is simply no entries.
+    """
+    tag = signature_tag(digest, "sig" if kind == "signature" else "att")
+    try:
+        fetched = store.fetch_manifest(tag)
+    except NotFound:
+        return [], []
+    location = f"{store.display}@{fetched.digest}"
+    if not isinstance(fetched.parsed, Manifest):
+        return [], [f"{store.display}:{tag} is an index, not a cosign signature manifest"]
+    entries: list[LegacyEntry] = []
+    problems: list[str] = []
+    for index, layer in enumerate(fetched.parsed.layers[:MAX_LAYERS]):
+        if layer.digest == EMPTY_DESCRIPTOR.digest and layer.media_type == mt.OCI_EMPTY:
+            continue
+        try:
+            content = read_blob(store, layer, limit=MAX_LAYER_BYTES)
+        except AttestError as err:
+            problems.append(f"{location} layer {index} ({layer.digest}): unreadable ({err})")
+            continue
+        annotations = dict(layer.annotations)
+        certificate = annotations.get(CERTIFICATE_ANNOTATION)
+        chain = annotations.get(CHAIN_ANNOTATION)
+        entries.append(
+            LegacyEntry(
+                kind=kind,
+                location=f"{location} layer {index}",
+                media_type=layer.media_type,
+                payload=content,
+                signature_b64=annotations.get(SIGNATURE_ANNOTATION, ""),
+                certificate_pem=certificate.encode() if certificate else None,
+                chain_pem=chain.encode() if chain else None,
+                rekor_bundle=annotations.get(BUNDLE_ANNOTATION),
+                annotations=annotations,
+            )
+        )
+    return entries, problems
+
+
+def annotations_summary(entry: LegacyEntry) -> dict[str, Any]:
+    """Layer annotations worth showing (signature material left out)."""
+    hidden = {SIGNATURE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, BUNDLE_ANNOTATION}
+    return {k: v for k, v in entry.annotations.items() if k not in hidden}

@@ -1,0 +1,285 @@
+"""Store and find an image's signatures and attestations, in both of cosign's formats.
+
+*Bundle* storage (cosign v3's default): a Sigstore bundle v0.3 blob in an OCI
+manifest with ``artifactType`` ``application/vnd.dev.sigstore.bundle.v0.3+json``,
+the empty config and ``subject`` = the image, found through the referrers API
+or the referrers tag schema.  An image signature is a DSSE envelope over an
+in-toto Statement whose subject is the image digest and whose predicate type is
+``https://sigstore.dev/cosign/sign/v1`` (``-a`` annotations go on the subject);
+an attestation is the same with the caller's Statement.  *Legacy* storage is
+cosign's ``sha256-<hex>.sig``/``.att`` tags (:mod:`attest.signing.legacy`).
+Both work for registries and ``oci:`` layouts, since both are an ImageStore.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from attest.errors import AttestationError, AttestError, ManifestError, SigningError
+from attest.oci import mediatypes as mt
+from attest.oci.access import ResolvedImage
+from attest.oci.digest import digest_hex
+from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Manifest
+from attest.oci.referrers import list_referrers, push_referrer
+from attest.oci.store import ImageStore, read_blob
+from attest.signing import legacy as cosign_tags
+from attest.signing.bundle import SignatureMaterial, make_bundle
+from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeSignature
+from attest.signing.payload import make_payload
+from attest.signing.signer import Signer
+
+SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+STATEMENT_TYPES = frozenset(
+    {"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
+)
+STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
+BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+TITLE_ANNOTATION = "org.opencontainers.image.title"
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+MAX_REFERRERS = 1000
+
+
+@dataclass(frozen=True)
+class SignedImage:
+    """What gets signed: the image's repository name and its (top-level) descriptor."""
+
+    name: str
+    descriptor: Descriptor
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+    @classmethod
+    def of(cls, image: ResolvedImage | SignedImage) -> SignedImage:
+        if isinstance(image, SignedImage):
+            return image
+        return cls(image.name, image.descriptor)
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def signature_statement(digest: str, annotations: dict[str, str] | None = None) -> bytes:
+    """The in-toto Statement cosign v3 signs for an image signature."""
+    algorithm, hex_part = digest.split(":", 1)
+    statement = {
+        "_type": STATEMENT_V1,
+        "subject": [{"digest": {algorithm: hex_part}, "annotations": dict(annotations or {})}],
+        "predicateType": SIGN_PREDICATE_TYPE,
+        "predicate": {},
+    }
+    return json.dumps(statement, separators=(",", ":")).encode()
+
+
+def envelope_of(material: SignatureMaterial) -> Envelope:
+    """The DSSE envelope a ``sign_dsse`` material stands for."""
+    assert material.payload_type is not None
+    return Envelope(
+        material.payload_type, material.payload, (EnvelopeSignature(material.signature),)
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def push_bundle(
+    store: ImageStore,
+    subject: Descriptor,
+    bundle_json: bytes,
+    *,
+    content: str = "dsse-envelope",
+    predicate_type: str | None = None,
+) -> str:
+    """Push a Sigstore bundle as a referrer of ``subject``; returns ``store@manifest-digest``."""
+    layer = Descriptor.for_bytes(mt.SIGSTORE_BUNDLE_V03, bundle_json)
+    layer = Descriptor(
+        layer.media_type,
+        layer.digest,
+        layer.size,
+        annotations={TITLE_ANNOTATION: f"sha256-{digest_hex(layer.digest)}.sigstore.json"},
+    )
+    annotations = {BUNDLE_CONTENT_ANNOTATION: content, mt.ANNOTATION_CREATED: _now()}
+    if predicate_type:
+        annotations[BUNDLE_PREDICATE_ANNOTATION] = predicate_type
+    store.push_blob(EMPTY_DESCRIPTOR, data=mt.EMPTY_JSON)
+    store.push_blob(layer, data=bundle_json)
+    manifest = Manifest(
+        mt.OCI_MANIFEST,
+        EMPTY_DESCRIPTOR,
+        (layer,),
+        annotations=annotations,
+        subject=Descriptor(subject.media_type, subject.digest, subject.size),
+        artifact_type=mt.SIGSTORE_BUNDLE_V03,
+    )
+    pushed = push_referrer(store, manifest)
+    return f"{store.display}@{pushed.digest}"
+
+
+def attach_signature(
+    store: ImageStore,
+    image: ResolvedImage | SignedImage,
+    signer: Signer,
+    *,
+    annotations: dict[str, str] | None = None,
+    legacy: bool = False,
+) -> str:
+    """Sign the image digest and store the signature; returns where it went."""
+    target = SignedImage.of(image)
+    annotations = dict(annotations or {})
+    if legacy:
+        payload = make_payload(target.name, target.digest, annotations)
+        material = signer.sign(payload)
+        return cosign_tags.append_layer(
+            store,
+            cosign_tags.signature_tag(target.digest, "sig"),
+            mt.COSIGN_SIMPLESIGNING,
+            payload,
+            cosign_tags.layer_annotations(material, attestation=False),
+        )
+    material = signer.sign_dsse(
+        IN_TOTO_PAYLOAD_TYPE, signature_statement(target.digest, annotations)
+    )
+    return push_bundle(
+        store, target.descriptor, make_bundle(material), predicate_type=SIGN_PREDICATE_TYPE
+    )
+
+
+def check_statement_for(statement_json: bytes, digest: str) -> dict[str, Any]:
+    """Parse an in-toto Statement and require a subject naming ``digest``; returns it."""
+    try:
+        statement = json.loads(statement_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise AttestationError(f"statement is not JSON ({err})") from None
+    if not isinstance(statement, dict):
+        raise AttestationError("statement is not a JSON object")
+    if statement.get("_type") not in STATEMENT_TYPES:
+        raise AttestationError(
+            f"statement _type {statement.get('_type')!r} is not an in-toto Statement"
+        )
+    predicate_type = statement.get("predicateType")
+    if not isinstance(predicate_type, str) or not predicate_type:
+        raise AttestationError("statement has no predicateType")
+    if not subject_matches(statement, digest):
+        raise AttestationError(f"statement has no subject with digest {digest}")
+    return statement
+
+
+def subject_matches(statement: dict[str, Any], digest: str) -> bool:
+    """Whether any subject of the Statement carries ``digest`` (``algorithm:hex``)."""
+    algorithm, _, hex_part = digest.partition(":")
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list):
+        return False
+    return any(
+        isinstance(s, dict)
+        and isinstance(s.get("digest"), dict)
+        and str(s["digest"].get(algorithm, "")).lower() == hex_part
+        for s in subjects
+    )
+
+
+def attach_attestation(
+    store: ImageStore,
+    image: ResolvedImage | SignedImage,
+    statement_json: bytes,
+    signer: Signer,
+    legacy: bool = False,
+) -> str:
+    """DSSE-sign an in-toto Statement about the image and store it; returns where it went.
+
+    The Statement must name the image digest as a subject.  Bundle storage pushes
+    an OCI referrer; ``legacy`` appends a layer to cosign's ``.att`` manifest with
+    the ``predicateType`` annotation.
+    """
+    target = SignedImage.of(image)
+    statement = check_statement_for(statement_json, target.digest)
+    predicate_type = statement["predicateType"]
+    material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement_json)
+    if legacy:
+        if material.payload_type is None:
+            raise SigningError(f"{signer.description}: signer returned no DSSE envelope")
+        return cosign_tags.append_layer(
+            store,
+            cosign_tags.signature_tag(target.digest, "att"),
+            mt.DSSE_ENVELOPE,
+            envelope_of(material).to_json(),
+            cosign_tags.layer_annotations(
+                material, attestation=True, predicate_type=predicate_type
+            ),
+        )
+    return push_bundle(
+        store, target.descriptor, make_bundle(material), predicate_type=predicate_type
+    )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FoundBundle:
+    """A Sigstore bundle stored as a referrer of the image."""
+
+    location: str
+    bundle_json: bytes
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FoundSignatures:
+    """Everything stored for one image digest, and the problems met while looking."""
+
+    bundles: tuple[FoundBundle, ...]
+    legacy_signatures: tuple[cosign_tags.LegacyEntry, ...]
+    legacy_attestations: tuple[cosign_tags.LegacyEntry, ...]
+    problems: tuple[str, ...]
+
+
+def _read_bundle(store: ImageStore, descriptor: Descriptor, digest: str) -> FoundBundle:
+    location = f"{store.display}@{descriptor.digest}"
+    fetched = store.fetch_manifest(descriptor.digest)
+    manifest = fetched.parsed
+    if not isinstance(manifest, Manifest):
+        raise ManifestError(f"{location}: referrer is an index, not a bundle manifest")
+    if manifest.subject is None or manifest.subject.digest != digest:
+        raise ManifestError(f"{location}: referrer's subject is not {digest}")
+    layers = [layer for layer in manifest.layers if layer.media_type == mt.SIGSTORE_BUNDLE_V03]
+    if len(layers) != 1:
+        raise ManifestError(f"{location}: expected one Sigstore bundle layer, found {len(layers)}")
+    return FoundBundle(
+        location=location,
+        bundle_json=read_blob(store, layers[0], limit=MAX_BUNDLE_BYTES),
+        annotations=dict(manifest.annotations),
+    )
+
+
+def find_signatures(
+    store: ImageStore, digest: str, *, attestations: bool = True
+) -> FoundSignatures:
+    """Every bundle referrer and legacy ``.sig`` (and ``.att``) entry stored for ``digest``."""
+    problems: list[str] = []
+    bundles: list[FoundBundle] = []
+    referrers = list_referrers(store, digest, mt.SIGSTORE_BUNDLE_V03)
+    if len(referrers) > MAX_REFERRERS:
+        problems.append(
+            f"{store.display}@{digest}: only the first {MAX_REFERRERS} referrers were read"
+        )
+    for descriptor in referrers[:MAX_REFERRERS]:
+        try:
+            bundles.append(_read_bundle(store, descriptor, digest))
+        except AttestError as err:
+            problems.append(str(err))
+    signatures, sig_problems = cosign_tags.read_entries(store, digest, "signature")
+    problems.extend(sig_problems)
+    found_attestations: list[cosign_tags.LegacyEntry] = []
+    if attestations:
+        found_attestations, att_problems = cosign_tags.read_entries(store, digest, "attestation")
+        problems.extend(att_problems)
+    return FoundSignatures(
+        tuple(bundles), tuple(signatures), tuple(found_attestations), tuple(problems)
+    )
