@@ -40,6 +40,12 @@ def version() -> None:
 
 
 def _register() -> None:
+    from attest.cli.attestations import (
+        attest_command,
+        provenance_command,
+        verify_attestation_command,
+        verify_blob_attestation_command,
+    )
     from attest.cli.decisions import decisions_group
     from attest.cli.inspect import inspect_command
     from attest.cli.policy import policy_group
@@ -49,6 +55,13 @@ def _register() -> None:
     cli.add_command(inspect_command)
     cli.add_command(policy_group)
     for command in (keygen_command, sign_command, verify_command):
+        cli.add_command(command)
+    for command in (
+        provenance_command,
+        attest_command,
+        verify_attestation_command,
+        verify_blob_attestation_command,
+    ):
         cli.add_command(command)
 
 

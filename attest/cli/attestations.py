@@ -1,0 +1,549 @@
+"""``attest provenance``, ``attest attest``, ``attest verify-attestation`` and
+``attest verify-blob-attestation``: thin doors onto :mod:`attest.attestations`.
+
+Everything that can be checked locally (predicate file, type, CI facts, key
+password, Statement validity) is checked before the first registry write, so a
+bad input pushes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from attest.attestations.predicates import load_predicate, resolve_predicate_type
+from attest.attestations.provenance import (
+    ProvenanceOptions,
+    detect_build_context,
+    provenance_statement,
+)
+from attest.attestations.slsa import SlsaExpectations
+from attest.attestations.statement import Statement, build_statement, subject_for_image
+from attest.attestations.verification import (
+    DEFAULT_POLICY_PACKAGE,
+    AttestationReport,
+    build_report,
+    read_bundles,
+    verify_blob_attestation,
+)
+from attest.cli.common import (
+    info,
+    make_registry_options,
+    output_option,
+    platform_option,
+    print_json,
+    registry_options,
+)
+from attest.cli.sign import _signer as make_signer
+from attest.cli.sign import build_policy
+from attest.errors import UsageError, VerificationFailed
+from attest.oci.access import open_store, parse_image_target, resolve_image
+from attest.oci.manifest import Platform
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def signer_options(func: F) -> F:
+    """``--key`` (cosign private key) or keyless ``--identity-token``/``--trust-config``; ``--legacy``."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--key",
+                type=click.Path(dir_okay=False),
+                help="cosign private key file (password from ATTEST_PASSWORD); else keyless Sigstore.",
+            ),
+            click.option(
+                "--identity-token",
+                help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or the CI's ambient token).",
+            ),
+            click.option(
+                "--trust-config",
+                type=click.Path(dir_okay=False),
+                help="Sigstore client trust config of a private instance (keyless).",
+            ),
+            click.option(
+                "--legacy",
+                is_flag=True,
+                help="Store in cosign's sha256-<hex>.att tag instead of a bundle referrer.",
+            ),
+        ],
+    )
+
+
+def _parse_time(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def provenance_options(func: F) -> F:
+    """The generic provenance facts; each overrides what the CI environment says."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--builder-id", help="Builder id URI (required outside GitHub/GitLab CI)."
+            ),
+            click.option(
+                "--source-uri",
+                help="Source repository, e.g. git+https://host/org/repo@refs/heads/main.",
+            ),
+            click.option("--source-digest", help="Source commit: SHA or ALGORITHM:HEX."),
+            click.option("--build-type", help="SLSA buildType URI."),
+            click.option("--invocation-id", help="Invocation id (URI of the CI run)."),
+            click.option(
+                "--started-on",
+                callback=_parse_time,
+                help="When the build started (RFC 3339; default: when this command started).",
+            ),
+        ],
+    )
+
+
+def make_provenance_options(
+    builder_id: str | None,
+    source_uri: str | None,
+    source_digest: str | None,
+    build_type: str | None,
+    invocation_id: str | None,
+    started_on: dt.datetime | None,
+) -> ProvenanceOptions:
+    return ProvenanceOptions(
+        builder_id=builder_id,
+        source_uri=source_uri,
+        source_digest=source_digest,
+        build_type=build_type,
+        invocation_id=invocation_id,
+        started_on=started_on,
+    )
+
+
+def authority_options(func: F) -> F:
+    """Who must have signed: ``--key`` or a keyless identity and issuer, ``--trusted-root``."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--key",
+                type=click.Path(dir_okay=False),
+                help="Public key (PEM) the attestation must verify with.",
+            ),
+            click.option("--certificate-identity", "identity", help="Exact certificate identity."),
+            click.option(
+                "--certificate-identity-regexp",
+                "identity_regexp",
+                help="Regular expression the whole certificate identity must match.",
+            ),
+            click.option("--certificate-oidc-issuer", "issuer", help="Exact OIDC issuer."),
+            click.option(
+                "--certificate-oidc-issuer-regexp",
+                "issuer_regexp",
+                help="Regular expression the whole OIDC issuer must match.",
+            ),
+            click.option(
+                "--trusted-root",
+                type=click.Path(dir_okay=False),
+                help="trusted_root.json (default: Sigstore public good, offline).",
+            ),
+        ],
+    )
+
+
+def judging_options(func: F) -> F:
+    """``--type``, the slsa-verifier checks and ``--policy``."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--type",
+                "predicate_type",
+                default="custom",
+                show_default=True,
+                help="Predicate type: slsaprovenance1, cyclonedx, spdxjson, vuln, custom, … or a URI.",
+            ),
+            click.option("--builder-id", help="Provenance builder id must match (name[@ref])."),
+            click.option("--source-uri", help="Provenance source repository must be this one."),
+            click.option("--source-tag", help="Provenance source ref must be this tag."),
+            click.option("--source-branch", help="Provenance source ref must be this branch."),
+            click.option(
+                "--policy",
+                "policy_path",
+                type=click.Path(),
+                help="Rego file or directory; its deny/warn rules judge each Statement (input).",
+            ),
+            click.option(
+                "--policy-package",
+                help=f"Rego package to read (default: the one the policy declares, else {DEFAULT_POLICY_PACKAGE}).",
+            ),
+        ],
+    )
+
+
+def _store_attestation(
+    image: str,
+    platform: Platform | None,
+    signer_args: tuple[str | None, str | None, str | None],
+    legacy: bool,
+    registry: tuple[bool, tuple[str, ...], float],
+    make: Callable[[Any], Statement],
+    dry_run: bool,
+    output_format: str,
+) -> None:
+    """Resolve, build the Statement, sign it and store it (or just print it with --dry-run)."""
+    target = parse_image_target(image)
+    options = make_registry_options(*registry)
+    signer = None if dry_run else make_signer(*signer_args)  # key password before any network
+    with open_store(target, options) as store:
+        resolved = resolve_image(store, target, platform)
+        if target.digest is None:
+            info(
+                f"Attesting {resolved.pinned} (resolved from {target}); attestations name a digest"
+            )
+        statement = make(resolved)
+        if signer is None:
+            click.echo(statement.raw.decode())
+            return
+        from attest.signing.storage import attach_attestation
+
+        location = attach_attestation(store, resolved, statement.raw, signer, legacy=legacy)
+    storage = "legacy" if legacy else "bundle"
+    info(
+        f"Attested {resolved.pinned} ({statement.predicate_type}) with {signer.description}; "
+        f"stored as {storage} at {location}"
+    )
+    if output_format == "json":
+        print_json(
+            {
+                "reference": str(target),
+                "digest": resolved.digest,
+                "predicateType": statement.predicate_type,
+                "storage": storage,
+                "location": location,
+                "signer": signer.description,
+            }
+        )
+    else:
+        click.echo(location)
+
+
+@click.command("provenance")
+@click.argument("image")
+@signer_options
+@provenance_options
+@click.option(
+    "--dry-run", is_flag=True, help="Print the unsigned Statement; sign and store nothing."
+)
+@platform_option
+@output_option
+@registry_options
+def provenance_command(
+    image: str,
+    key: str | None,
+    identity_token: str | None,
+    trust_config: str | None,
+    legacy: bool,
+    builder_id: str | None,
+    source_uri: str | None,
+    source_digest: str | None,
+    build_type: str | None,
+    invocation_id: str | None,
+    started_on: dt.datetime | None,
+    dry_run: bool,
+    platform: Platform | None,
+    output_format: str,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Attach signed SLSA v1 provenance to IMAGE, filled from the CI environment.
+
+    GitHub Actions and GitLab CI are detected from their variables; elsewhere give
+    --builder-id (and --source-uri/--source-digest). Flags override detected values.
+    """
+    options = make_provenance_options(
+        builder_id, source_uri, source_digest, build_type, invocation_id, started_on
+    )
+    context = detect_build_context(os.environ, options)  # before any network: fail early
+    command_started = dt.datetime.now(dt.UTC)
+
+    def make(resolved: Any) -> Statement:
+        return provenance_statement(
+            resolved.name, resolved.digest, context, started_on=started_on or command_started
+        )
+
+    _store_attestation(
+        image,
+        platform,
+        (key, identity_token, trust_config),
+        legacy,
+        (insecure, registry_auth, timeout),
+        make,
+        dry_run,
+        output_format,
+    )
+
+
+@click.command("attest")
+@click.argument("image")
+@click.option(
+    "--predicate",
+    "predicate_path",
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="Predicate file (a JSON object).",
+)
+@click.option(
+    "--type",
+    "predicate_type",
+    default="custom",
+    show_default=True,
+    help="slsaprovenance1, slsaprovenance, cyclonedx, spdxjson, vuln, openvex, link, custom, or a URI.",
+)
+@signer_options
+@click.option(
+    "--dry-run", is_flag=True, help="Print the unsigned Statement; sign and store nothing."
+)
+@platform_option
+@output_option
+@registry_options
+def attest_command(
+    image: str,
+    predicate_path: str,
+    predicate_type: str,
+    key: str | None,
+    identity_token: str | None,
+    trust_config: str | None,
+    legacy: bool,
+    dry_run: bool,
+    platform: Platform | None,
+    output_format: str,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Sign any predicate about IMAGE as an in-toto attestation (DSSE) and store it.
+
+    Stored as a Sigstore bundle OCI referrer (cosign v3's default) or, with --legacy,
+    as a layer of cosign's sha256-<hex>.att manifest with the predicateType annotation.
+    """
+    type_uri = resolve_predicate_type(predicate_type)
+    predicate = load_predicate(predicate_path)
+
+    def make(resolved: Any) -> Statement:
+        subject = subject_for_image(resolved.name, resolved.digest)
+        return build_statement([subject], type_uri, predicate)
+
+    _store_attestation(
+        image,
+        platform,
+        (key, identity_token, trust_config),
+        legacy,
+        (insecure, registry_auth, timeout),
+        make,
+        dry_run,
+        output_format,
+    )
+
+
+def _engine(policy_path: str | None, package: str | None) -> tuple[Any, str, dict[str, Any]]:
+    if policy_path is None:
+        if package:
+            raise UsageError("--policy-package needs --policy")
+        return None, DEFAULT_POLICY_PACKAGE, {}
+    from attest.policy import load_bundle, make_engine
+
+    bundle = load_bundle(policy_path)
+    if package is None:
+        declared = sorted(bundle.packages())
+        package = declared[0] if len(declared) == 1 else DEFAULT_POLICY_PACKAGE
+    engine = make_engine(bundle)
+    return engine, package, {"path": policy_path, "package": package, "bundleHash": bundle.hash}
+
+
+def _print_report(report: AttestationReport) -> None:
+    click.echo(f"Subject: {report.reference}")
+    click.echo(f"Digest:  {report.digest}")
+    click.echo(f"Type:    {report.predicate_type}")
+    if not report.outcomes:
+        click.echo("No attestations of this type found.")
+    for outcome in report.outcomes:
+        mark = "OK  " if outcome.passed else "FAIL"
+        signer = outcome.signer
+        who = (
+            f"keyless {signer.get('subject')} ({signer.get('issuer')})"
+            if signer.get("type") == "keyless"
+            else f"key {signer.get('keyId') or '?'}"
+        )
+        click.echo(f"{mark} {outcome.storage:<6} {outcome.location}")
+        click.echo(f"     signer: {who}")
+        for violation in outcome.violations:
+            click.echo(f"     - {violation}")
+        for warning in outcome.warnings:
+            click.echo(f"     ! {warning}")
+    for error in report.errors:
+        click.echo(f"WARN {error}")
+
+
+def _finish(report: AttestationReport, output_format: str) -> None:
+    if output_format == "json":
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if not report.passed:
+        raise VerificationFailed(report.failure_summary())
+    info(
+        f"Verified {len(report.verified)} attestation(s) of type {report.predicate_type} "
+        f"for {report.reference}"
+    )
+
+
+@click.command("verify-attestation")
+@click.argument("image")
+@authority_options
+@judging_options
+@output_option
+@registry_options
+def verify_attestation_command(
+    image: str,
+    key: str | None,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    trusted_root: str | None,
+    predicate_type: str,
+    builder_id: str | None,
+    source_uri: str | None,
+    source_tag: str | None,
+    source_branch: str | None,
+    policy_path: str | None,
+    policy_package: str | None,
+    output_format: str,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Verify IMAGE's attestations of --type and judge what they say.
+
+    Checks each envelope signature against --key or the keyless identity, that a
+    subject digest equals the image digest and the predicate type; then the
+    slsa-verifier flags and the Rego --policy (input = the Statement). Exits 0 when at
+    least one attestation of the type verifies and every verified one passes.
+    """
+    from attest.verify import verify_image
+
+    target = parse_image_target(image)
+    type_uri = resolve_predicate_type(predicate_type)
+    slsa = SlsaExpectations(builder_id, source_uri, source_tag, source_branch)
+    policy = build_policy(key, identity, identity_regexp, issuer, issuer_regexp, trusted_root, {})
+    engine, package, policy_info = _engine(policy_path, policy_package)
+    options = make_registry_options(insecure, registry_auth, timeout)
+    try:
+        verification = verify_image(target, policy, options=options, attestations=True)
+        report = build_report(
+            verification, type_uri, slsa=slsa, engine=engine, package=package, policy=policy_info
+        )
+    finally:
+        if engine is not None:
+            engine.close()
+    _finish(report, output_format)
+
+
+@click.command("verify-blob-attestation")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option(
+    "--bundle",
+    "bundle_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Sigstore bundle (.sigstore.json) or in-toto JSON Lines (.intoto.jsonl) about ARTIFACT.",
+)
+@authority_options
+@judging_options
+@output_option
+def verify_blob_attestation_command(
+    artifact: str,
+    bundle_path: str,
+    key: str | None,
+    identity: str | None,
+    identity_regexp: str | None,
+    issuer: str | None,
+    issuer_regexp: str | None,
+    trusted_root: str | None,
+    predicate_type: str,
+    builder_id: str | None,
+    source_uri: str | None,
+    source_tag: str | None,
+    source_branch: str | None,
+    policy_path: str | None,
+    policy_package: str | None,
+    output_format: str,
+) -> None:
+    """Verify attestation bundles about a file, like slsa-verifier's verify-artifact.
+
+    The statement's subject must carry the file's SHA-256; the same checks as
+    verify-attestation follow.
+    """
+    type_uri = resolve_predicate_type(predicate_type)
+    slsa = SlsaExpectations(builder_id, source_uri, source_tag, source_branch)
+    policy = build_policy(key, identity, identity_regexp, issuer, issuer_regexp, trusted_root, {})
+    digest = "sha256:" + _sha256_file(artifact)
+    bundles = read_bundles(_read_file(bundle_path, "bundle"), what=f"bundle {bundle_path}")
+    engine, package, policy_info = _engine(policy_path, policy_package)
+    try:
+        report = verify_blob_attestation(
+            bundles,
+            digest,
+            policy.authorities[0],
+            type_uri,
+            reference=artifact,
+            slsa=slsa,
+            engine=engine,
+            package=package,
+            policy=policy_info,
+        )
+    finally:
+        if engine is not None:
+            engine.close()
+    _finish(report, output_format)
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except OSError as err:
+        raise UsageError(f"{what} {path}: {err.strerror or err}") from None
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise UsageError(f"artifact {path}: no such file") from None
+    except OSError as err:
+        raise UsageError(f"artifact {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
