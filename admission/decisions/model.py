@@ -1,0 +1,195 @@
+"""The stored shape of one admission decision, and how it is derived from a ``Decision``.
+
+A record keeps the decision exactly as ``Decision.to_dict()`` gave it, as
+canonical JSON (RFC 8785) — those bytes are what the hash chain covers — plus
+columns derived from it for filtering (time, request, result, policy hashes)
+and one row per image (reference, digest, matched policy).  The derived columns
+are recomputed by ``chain.verify`` so editing them is detected too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import rfc8785
+
+from attest.errors import UsageError
+
+RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One image of a decision: what the workload named, what it resolved to, which policy."""
+
+    position: int
+    reference: str
+    digest: str | None
+    policy: str | None
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """The filterable columns of a decision, all derived from its document."""
+
+    time: str
+    uid: str
+    operation: str
+    kind: str
+    namespace: str
+    name: str
+    user: str
+    result: str
+    bundle_hash: str
+    trust_fingerprint: str
+    engine: str
+    images: tuple[ImageRow, ...]
+
+    def columns(self) -> dict[str, str]:
+        """The scalar columns, keyed as in the ``decisions`` table."""
+        return {
+            "time": self.time,
+            "uid": self.uid,
+            "operation": self.operation,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "username": self.user,
+            "result": self.result,
+            "bundle_hash": self.bundle_hash,
+            "trust_fingerprint": self.trust_fingerprint,
+            "engine": self.engine,
+        }
+
+
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision as read back from the store, with its place in its replica's chain."""
+
+    id: int
+    replica: str
+    seq: int
+    prev_hash: str
+    hash: str
+    fields: RecordFields
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The export form: chain position plus the decision as recorded."""
+        return {
+            "id": self.id,
+            "replica": self.replica,
+            "seq": self.seq,
+            "hash": self.hash,
+            "prevHash": self.prev_hash,
+            "decision": self.document,
+        }
+
+
+def decision_document(decision: Any) -> dict[str, Any]:
+    """The JSON-able dict of a ``Decision`` (anything with ``to_dict()``) or of a plain dict."""
+    if isinstance(decision, dict):
+        return decision
+    to_dict = getattr(decision, "to_dict", None)
+    if to_dict is None:
+        raise TypeError(f"cannot record a {type(decision).__name__}: it has no to_dict()")
+    document = to_dict()
+    if not isinstance(document, dict):
+        raise TypeError(f"{type(decision).__name__}.to_dict() did not return a dict")
+    return document
+
+
+def canonical_bytes(document: dict[str, Any]) -> bytes:
+    """RFC 8785 canonical JSON of a decision document: the bytes the chain hashes."""
+    return rfc8785.dumps(document)
+
+
+def load_document(text: str | bytes) -> dict[str, Any]:
+    return json.loads(text)
+
+
+def pick(data: Any, *names: str, default: Any = None) -> Any:
+    """The first present, non-None value among ``names`` (snake_case and camelCase spellings)."""
+    if not isinstance(data, dict):
+        return default
+    for name in names:
+        value = data.get(name)
+        if value is not None:
+            return value
+    return default
+
+
+def normalise_time(value: Any) -> str:
+    """A fixed-width UTC timestamp (``YYYY-MM-DDTHH:MM:SS.ffffffZ``) that sorts as text."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        moment = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+    elif isinstance(value, str) and value:
+        text = value.strip()
+        try:
+            moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise UsageError(f"time {value!r}: not an ISO 8601 timestamp") from None
+    else:
+        raise UsageError(f"time {value!r}: not a timestamp")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _user(value: Any) -> str:
+    if isinstance(value, dict):
+        return _text(pick(value, "username", "name"))
+    return _text(value)
+
+
+def _images(document: dict[str, Any]) -> tuple[ImageRow, ...]:
+    rows = []
+    for position, image in enumerate(pick(document, "images", default=[]) or []):
+        if isinstance(image, str):
+            rows.append(ImageRow(position, image, None, None))
+            continue
+        if not isinstance(image, dict):
+            continue
+        verification = pick(image, "verification", default={})
+        digest = pick(image, "digest") or pick(verification, "digest")
+        policy = pick(image, "policy", "matched_policy", "matchedPolicy")
+        if isinstance(policy, dict):
+            policy = pick(policy, "name")
+        rows.append(
+            ImageRow(
+                position,
+                _text(pick(image, "reference", "image")),
+                _text(digest) or None,
+                _text(policy) or None,
+            )
+        )
+    return tuple(rows)
+
+
+def record_fields(document: dict[str, Any]) -> RecordFields:
+    """Derive the filterable columns from a decision document (tolerant of missing keys)."""
+    result = _text(pick(document, "result")).lower()
+    return RecordFields(
+        time=normalise_time(pick(document, "time", "timestamp")),
+        uid=_text(pick(document, "uid")),
+        operation=_text(pick(document, "operation")).upper(),
+        kind=_text(pick(document, "kind")),
+        namespace=_text(pick(document, "namespace")),
+        name=_text(pick(document, "name")),
+        user=_user(pick(document, "user", "userInfo", "user_info")),
+        result=result,
+        bundle_hash=_text(pick(document, "bundle_hash", "bundleHash")),
+        trust_fingerprint=_text(pick(document, "trust_fingerprint", "trustFingerprint")),
+        engine=_text(pick(document, "engine")),
+        images=_images(document),
+    )

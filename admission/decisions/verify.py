@@ -1,0 +1,242 @@
+"""Checking a decision database: every chain link, every derived column, every checkpoint.
+
+For each replica, records are read in ``seq`` order and each is checked: its
+hash recomputed from the stored canonical JSON, its link to the previous
+record, no gap in ``seq``, and its filter columns and image rows equal to what
+its document says (so a forged ``result`` column cannot hide a denial).  Each
+checkpoint must sign an existing record with the same hash, with the trusted
+key when one is given (else the key recorded with it, which proves only
+consistency).  The report lists every problem; the first one per replica is
+the first broken link.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from admission.decisions.chain import (
+    GENESIS,
+    Checkpoint,
+    checkpoint_signature_valid,
+    record_hash,
+    stored_public_key,
+)
+from admission.decisions.model import ImageRow, load_document, record_fields
+from admission.decisions.store import (
+    DecisionDatabase,
+    checkpoints_table,
+    decisions_table,
+    images_table,
+)
+from attest.signing import keys
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken thing, located by replica, sequence number and record id."""
+
+    replica: str
+    seq: int
+    record_id: int | None
+    what: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "seq": self.seq,
+            "id": self.record_id,
+            "problem": self.what,
+        }
+
+
+@dataclass
+class ReplicaReport:
+    """The state of one replica's chain."""
+
+    replica: str
+    records: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    signed_seq: int = 0  # highest seq covered by a valid checkpoint
+    checkpoints: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replica": self.replica,
+            "records": self.records,
+            "headSeq": self.head_seq,
+            "headHash": self.head_hash,
+            "signedSeq": self.signed_seq,
+            "unsignedRecords": self.head_seq - self.signed_seq,
+            "checkpoints": self.checkpoints,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """Everything ``attest decisions verify`` found."""
+
+    database: str
+    key_source: str  # "trusted key <id>" or "keys recorded with the checkpoints"
+    replicas: list[ReplicaReport] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def first_broken(self) -> list[Problem]:
+        """The first problem of each replica's chain, in replica order."""
+        seen: dict[str, Problem] = {}
+        for problem in self.problems:
+            current = seen.get(problem.replica)
+            if current is None or problem.seq < current.seq:
+                seen[problem.replica] = problem
+        return [seen[name] for name in sorted(seen)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "ok": self.ok,
+            "keySource": self.key_source,
+            "replicas": [replica.to_dict() for replica in self.replicas],
+            "firstBroken": [problem.to_dict() for problem in self.first_broken()],
+            "problems": [problem.to_dict() for problem in self.problems],
+        }
+
+
+def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
+    after = -1
+    while True:
+        rows = list(
+            conn.execute(
+                sa.select(decisions_table)
+                .where(decisions_table.c.replica == replica, decisions_table.c.seq > after)
+                .order_by(decisions_table.c.seq)
+                .limit(_PAGE)
+            )
+        )
+        if not rows:
+            return
+        images: dict[int, list[ImageRow]] = {row.seq: [] for row in rows}
+        for image in conn.execute(
+            sa.select(images_table)
+            .where(
+                images_table.c.replica == replica,
+                images_table.c.seq > after,
+                images_table.c.seq <= rows[-1].seq,
+            )
+            .order_by(images_table.c.seq, images_table.c.position)
+        ):
+            images.setdefault(image.seq, []).append(
+                ImageRow(image.position, image.reference, image.digest, image.policy)
+            )
+        for row in rows:
+            yield row, images.get(row.seq, [])
+        after = rows[-1].seq
+
+
+def _check_columns(row: sa.Row, images: list[ImageRow]) -> str | None:
+    try:
+        fields = record_fields(load_document(row.document))
+    except Exception as err:
+        return f"document is not a readable decision ({type(err).__name__})"
+    for name, value in fields.columns().items():
+        stored = getattr(row, name)
+        if stored != value:
+            return f"column {name}={stored!r} does not match the recorded decision ({value!r})"
+    if tuple(images) != fields.images:
+        return "image rows do not match the recorded decision"
+    return None
+
+
+def _check_chain(conn: sa.Connection, report: ReplicaReport, problems: list[Problem]) -> None:
+    replica = report.replica
+    prev_seq, prev_hash = 0, GENESIS
+    for row, images in _rows(conn, replica):
+        report.records += 1
+        where = (replica, row.seq, row.id)
+        if row.seq != prev_seq + 1:
+            problems.append(
+                Problem(*where, f"records {prev_seq + 1}..{row.seq - 1} are missing (gap)")
+            )
+        elif row.prev_hash != prev_hash:
+            problems.append(Problem(*where, "link to the previous record does not match"))
+        expected = record_hash(replica, row.seq, row.prev_hash, row.document.encode())
+        if expected != row.hash:
+            problems.append(Problem(*where, "record was modified (its hash does not match)"))
+        mismatch = _check_columns(row, images)
+        if mismatch:
+            problems.append(Problem(*where, mismatch))
+        prev_seq, prev_hash = row.seq, row.hash
+    report.head_seq, report.head_hash = prev_seq, prev_hash
+
+
+def _check_checkpoints(
+    conn: sa.Connection,
+    report: ReplicaReport,
+    trusted: keys.PublicKey | None,
+    problems: list[Problem],
+) -> None:
+    replica = report.replica
+    for row in conn.execute(
+        sa.select(checkpoints_table)
+        .where(checkpoints_table.c.replica == replica)
+        .order_by(checkpoints_table.c.seq, checkpoints_table.c.id)
+    ):
+        report.checkpoints += 1
+        checkpoint = Checkpoint(
+            row.replica, row.seq, row.hash, row.signed_at, row.key_id, row.signature, row.public_key
+        )
+        key = trusted or stored_public_key(checkpoint)
+        if key is None or not checkpoint_signature_valid(checkpoint, key):
+            who = "the trusted key" if trusted else "its recorded key"
+            problems.append(
+                Problem(replica, row.seq, None, f"checkpoint signature does not verify with {who}")
+            )
+            continue
+        record = conn.execute(
+            sa.select(decisions_table.c.id, decisions_table.c.hash).where(
+                decisions_table.c.replica == replica, decisions_table.c.seq == row.seq
+            )
+        ).first()
+        if record is None:
+            problems.append(
+                Problem(replica, row.seq, None, "signed head is missing (records were deleted)")
+            )
+        elif record.hash != row.hash:
+            problems.append(
+                Problem(replica, row.seq, record.id, "record differs from the signed chain head")
+            )
+        else:
+            report.signed_seq = max(report.signed_seq, row.seq)
+
+
+def verify_database(
+    database: DecisionDatabase, *, trusted_key: keys.PublicKey | None = None
+) -> VerifyReport:
+    """Check every replica's chain and checkpoints in ``database``."""
+    source = (
+        f"trusted key {keys.key_id(trusted_key)}"
+        if trusted_key is not None
+        else "keys recorded with the checkpoints (pass --key to check against a trusted key)"
+    )
+    report = VerifyReport(database=database.display, key_source=source)
+    with database.reading() as conn:
+        names = set(conn.execute(sa.select(decisions_table.c.replica).distinct()).scalars())
+        names |= set(conn.execute(sa.select(checkpoints_table.c.replica).distinct()).scalars())
+        for name in sorted(names):
+            replica = ReplicaReport(name)
+            problems: list[Problem] = []
+            _check_chain(conn, replica, problems)
+            _check_checkpoints(conn, replica, trusted_key, problems)
+            problems.sort(key=lambda problem: problem.seq)
+            report.replicas.append(replica)
+            report.problems.extend(problems)
+    return report

@@ -1,0 +1,195 @@
+"""``attest decisions``: list, show, export, verify (and replay) recorded admission decisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from admission.decisions import query, text
+from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
+from attest.cli.common import output_option, print_json
+from attest.errors import DecisionStoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+db_option = click.option(
+    "--db",
+    "db",
+    metavar="PATH|URL",
+    help=f"Decision database: an SQLite file or a postgresql:// URL (default ${DB_VARIABLE}).",
+)
+
+
+def filter_options(func: F) -> F:
+    """The AppSec filters shared by ``list`` and ``export``."""
+    options = [
+        click.option("--since", metavar="TIME", help="From this time (2024-05-14, 24h, 7d …)."),
+        click.option("--until", metavar="TIME", help="Before this time."),
+        click.option(
+            "--namespace", "-n", "namespaces", multiple=True, help="Namespace (repeatable)."
+        ),
+        click.option("--image", metavar="GLOB", help="Image reference glob, e.g. 'ghcr.io/org/*'."),
+        click.option("--digest", metavar="DIGEST", help="Image digest (or a prefix of it)."),
+        click.option(
+            "--result",
+            "results",
+            multiple=True,
+            type=click.Choice(list(query.RESULTS)),
+            help="Result (repeatable).",
+        ),
+        click.option("--policy", metavar="NAME", help="Matched image policy name."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_filter(limit: int | None, **options: Any) -> query.DecisionFilter:
+    return query.DecisionFilter(
+        since=query.parse_time(options["since"]) if options.get("since") else None,
+        until=query.parse_time(options["until"]) if options.get("until") else None,
+        namespaces=tuple(options.get("namespaces") or ()),
+        image=options.get("image") or None,
+        digest=query.check_digest(options["digest"]) if options.get("digest") else None,
+        results=query.check_results(tuple(options.get("results") or ())),
+        policy=options.get("policy") or None,
+        limit=limit,
+    )
+
+
+def _open(db: str | None) -> DecisionDatabase:
+    return open_database(db, create=False)
+
+
+@click.group("decisions")
+def decisions_group() -> None:
+    """Review recorded admission decisions (AppSec): find, read, export, verify, replay."""
+
+
+@decisions_group.command("list")
+@db_option
+@filter_options
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@output_option
+def list_command(db: str | None, limit: int, output_format: str, **filters: Any) -> None:
+    """List decisions, newest first."""
+    flt = make_filter(limit, **filters)
+    database = _open(db)
+    try:
+        records = query.list_decisions(database, flt)
+    finally:
+        database.close()
+    if output_format == "json":
+        print_json([record.to_dict() for record in records])
+        return
+    if not records:
+        click.echo("no decisions match", err=True)
+    for record in records:
+        click.echo(text.summary_line(record))
+
+
+@decisions_group.command("show")
+@db_option
+@click.argument("ident", metavar="ID")
+@output_option
+def show_command(db: str | None, ident: str, output_format: str) -> None:
+    """Show one decision (record ID or request uid) with every reason."""
+    database = _open(db)
+    try:
+        record = query.get_decision(database, ident)
+    finally:
+        database.close()
+    if output_format == "json":
+        print_json(record.to_dict())
+    else:
+        click.echo(text.detail(record))
+
+
+@decisions_group.command("export")
+@db_option
+@filter_options
+@click.option(
+    "--output-file",
+    "-f",
+    "output_file",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file (atomically) instead of stdout.",
+)
+def export_command(db: str | None, output_file: str | None, **filters: Any) -> None:
+    """Export matching decisions as JSON Lines, oldest first."""
+    flt = make_filter(None, **filters)
+    database = _open(db)
+    try:
+        records = query.iter_decisions(database, flt)
+        if output_file is None:
+            for record in records:
+                click.echo(json.dumps(record.to_dict(), separators=(",", ":")))
+            return
+        _write_atomically(
+            output_file, (json.dumps(r.to_dict(), separators=(",", ":")) for r in records)
+        )
+    finally:
+        database.close()
+
+
+def _write_atomically(path: str, lines: Any) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".attest-export-", dir=directory)
+    except OSError as err:
+        raise DecisionStoreError(f"{path}: cannot write ({err.strerror or err})") from None
+    count = 0
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line + "\n")
+                count += 1
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    click.echo(f"exported {count} decisions to {path}", err=True)
+
+
+@decisions_group.command("verify")
+@db_option
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False),
+    help="Trusted public key (PEM) that chain-head checkpoints must be signed with.",
+)
+@output_option
+def verify_command(db: str | None, key: str | None, output_format: str) -> None:
+    """Check every hash chain and signed checkpoint; report the first broken link."""
+    from admission.decisions.chain import load_trusted_key
+    from admission.decisions.verify import verify_database
+
+    trusted = load_trusted_key(key) if key else None
+    database = _open(db)
+    try:
+        report = verify_database(database, trusted_key=trusted)
+    finally:
+        database.close()
+    if output_format == "json":
+        print_json(report.to_dict())
+    else:
+        for replica in report.replicas:
+            click.echo(
+                f"replica {replica.replica}: {replica.records} records, head #{replica.head_seq}, "
+                f"signed up to #{replica.signed_seq} ({replica.checkpoints} checkpoints)"
+            )
+        click.echo(f"signatures checked with {report.key_source}")
+        for problem in report.first_broken():
+            where = f"record {problem.record_id} " if problem.record_id is not None else ""
+            click.echo(f"BROKEN: replica {problem.replica} #{problem.seq}: {where}{problem.what}")
+        extra = len(report.problems) - len(report.first_broken())
+        if extra > 0:
+            click.echo(f"({extra} more problems after the first broken link; see --output json)")
+        click.echo("chain intact" if report.ok else "chain BROKEN")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
