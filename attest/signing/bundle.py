@@ -70,7 +70,8 @@ class SignatureMaterial:
     ``payload_type`` set means a DSSE envelope over ``payload`` (the signature covers
     the PAE); None means a message signature over SHA-256(``payload``).
     ``certificate`` (DER) makes a keyless bundle; otherwise ``public_key_hint`` names
-    the key (cosign: base64 SHA-256 of the PKIX DER).
+    the key (cosign: base64 SHA-256 of the PKIX DER).  ``chain`` (DER, issuer first)
+    is the Fulcio CA chain for cosign's legacy chain annotation; v0.3 bundles omit it.
     """
 
     signature: bytes
@@ -80,6 +81,7 @@ class SignatureMaterial:
     public_key_hint: str | None = None
     tlog_entries: tuple[TlogEntry, ...] = ()
     timestamps: tuple[bytes, ...] = ()  # DER RFC 3161 TimeStampResponses
+    chain: tuple[bytes, ...] = ()
 
     @property
     def is_dsse(self) -> bool:

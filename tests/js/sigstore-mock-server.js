@@ -1,0 +1,240 @@
+#!/usr/bin/env node
+// A local Sigstore instance for tests: Fulcio, Rekor (v1) and a TSA from @sigstore/mock,
+// served over plain HTTP on 127.0.0.1, with the trusted root, signing config and client
+// trust config that describe it written to --out.
+//
+// Usage: node sigstore-mock-server.js --out DIR [--port N] [--rekor-time-offset SECONDS]
+//                                     [--dsse canonical|echo]
+//
+// The mock Rekor logs the proposed entry as its body.  For hashedrekord that is the
+// canonical form; for DSSE real Rekor stores payload hash + signatures instead, so with
+// --dsse canonical (the default) this wrapper rewrites a DSSE proposal the way Rekor does
+// before logging it; --dsse echo keeps the mock's raw echo.  --rekor-time-offset skews the
+// log's integrated time (to test certificates that expired before their entry was logged).
+// When ready it prints one JSON line on stdout: {"url", "trustedRoot", "signingConfig",
+// "trustConfig"}.  It stops on SIGTERM/SIGINT or when stdin closes.
+'use strict';
+
+const crypto = require('crypto');
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+const mock = require('@sigstore/mock');
+
+function parseArgs(argv) {
+  const args = { port: 0, out: null, rekorTimeOffset: 0, dsse: 'canonical' };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (flag === '--port') args.port = Number(value);
+    else if (flag === '--out') args.out = value;
+    else if (flag === '--rekor-time-offset') args.rekorTimeOffset = Number(value);
+    else if (flag === '--dsse') args.dsse = value;
+    else throw new Error(`unknown argument ${flag}`);
+    i++;
+  }
+  if (!args.out) throw new Error('--out DIR is required');
+  if (!['canonical', 'echo'].includes(args.dsse)) throw new Error('--dsse is canonical or echo');
+  return args;
+}
+
+function sha256(data) {
+  return crypto.createHash('sha256').update(data).digest();
+}
+
+// Rekor's dsse/0.0.1 canonical body: hashes of envelope and payload, and each
+// signature with its verifier (here: the single verifier submitted with it).
+function canonicalDsse(proposed) {
+  const content = proposed.spec && proposed.spec.proposedContent;
+  if (!content) return proposed;
+  const envelope = JSON.parse(content.envelope);
+  const verifiers = content.verifiers || [];
+  return {
+    apiVersion: proposed.apiVersion,
+    kind: 'dsse',
+    spec: {
+      envelopeHash: { algorithm: 'sha256', value: sha256(content.envelope).toString('hex') },
+      payloadHash: {
+        algorithm: 'sha256',
+        value: sha256(Buffer.from(envelope.payload, 'base64')).toString('hex'),
+      },
+      signatures: envelope.signatures.map((sig, index) => ({
+        signature: sig.sig,
+        verifier: verifiers[Math.min(index, verifiers.length - 1)],
+      })),
+    },
+  };
+}
+
+// Real Fulcio (v2 API) takes the OIDC token from the Authorization header and the CSR as
+// base64 of its PEM, as sigstore-python sends them; the mock reads the token from
+// credentials.oidcIdentityToken and the CSR as PEM.  Translate the real request.
+function fulcioRequest(body, headers) {
+  const request = JSON.parse(body);
+  const auth = headers.authorization || '';
+  if (!request.credentials && auth.toLowerCase().startsWith('bearer ')) {
+    request.credentials = { oidcIdentityToken: auth.slice(7).trim() };
+  }
+  const csr = request.certificateSigningRequest;
+  if (typeof csr === 'string' && !csr.includes('-----BEGIN')) {
+    request.certificateSigningRequest = Buffer.from(csr, 'base64').toString();
+  }
+  return request;
+}
+
+function timeRange(start) {
+  return { start: new Date(start.getTime() - 60_000).toISOString() };
+}
+
+function keyDer(keyObject) {
+  return keyObject.export({ format: 'der', type: 'spki' });
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(args.port, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+
+  const caKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ctKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const tlogKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const tsaKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+
+  const ctlog = await mock.initializeCTLog(ctKeys);
+  const ca = await mock.initializeCA(caKeys, ctlog);
+  const clock =
+    args.rekorTimeOffset !== 0 ? new Date(Date.now() + args.rekorTimeOffset * 1000) : undefined;
+  const tlog = await mock.initializeTLog(url, tlogKeys, clock);
+  const tsa = await mock.initializeTSA(tsaKeys);
+
+  const fulcio = mock.fulcioHandler(ca);
+  const rekor = mock.rekorHandler(tlog);
+  const timestamps = mock.tsaHandler(tsa);
+
+  const routes = {
+    [fulcio.path]: async (body, headers) => fulcio.fn(JSON.stringify(fulcioRequest(body, headers))),
+    [rekor.path]: async (body) => {
+      if (args.dsse === 'canonical') {
+        const proposed = JSON.parse(body);
+        if (proposed.kind === 'dsse') return rekor.fn(JSON.stringify(canonicalDsse(proposed)));
+      }
+      return rekor.fn(body);
+    },
+    [timestamps.path]: timestamps.fn,
+  };
+
+  server.on('request', (req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', async () => {
+      const route = routes[req.url.split('?')[0]];
+      if (req.method !== 'POST' || !route) {
+        res.writeHead(req.method === 'GET' && req.url === '/healthz' ? 200 : 404);
+        res.end();
+        return;
+      }
+      try {
+        const body = Buffer.concat(chunks).toString();
+        const { statusCode, response, contentType } = await route(body, req.headers);
+        res.writeHead(statusCode, { 'Content-Type': contentType || 'text/plain' });
+        res.end(response);
+      } catch (err) {
+        res.writeHead(500, { 'Content-Type': 'text/plain' });
+        res.end(String(err && err.message));
+      }
+    });
+  });
+
+  const tsaCerts = [tsa.intCertificate, tsa.rootCertificate]
+    .filter(Boolean)
+    .map((cert) => ({ rawBytes: cert.toString('base64') }));
+  const trustedRoot = {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [
+      {
+        baseUrl: url,
+        hashAlgorithm: 'SHA2_256',
+        publicKey: {
+          rawBytes: keyDer(tlogKeys.publicKey).toString('base64'),
+          keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+          validFor: timeRange(started),
+        },
+        logId: { keyId: sha256(keyDer(tlogKeys.publicKey)).toString('base64') },
+      },
+    ],
+    certificateAuthorities: [
+      {
+        subject: { organization: 'sigstore.mock', commonName: 'sigstore' },
+        uri: url,
+        certChain: { certificates: [{ rawBytes: ca.rootCertificate.toString('base64') }] },
+        validFor: timeRange(started),
+      },
+    ],
+    ctlogs: [
+      {
+        baseUrl: url,
+        hashAlgorithm: 'SHA2_256',
+        publicKey: {
+          rawBytes: keyDer(ctKeys.publicKey).toString('base64'),
+          keyDetails: 'PKIX_ECDSA_P256_SHA_256',
+          validFor: timeRange(started),
+        },
+        logId: { keyId: sha256(keyDer(ctKeys.publicKey)).toString('base64') },
+      },
+    ],
+    timestampAuthorities: tsaCerts.length
+      ? [
+          {
+            subject: { organization: 'sigstore.mock', commonName: 'tsa' },
+            uri: url,
+            certChain: { certificates: tsaCerts },
+            validFor: timeRange(started),
+          },
+        ]
+      : [],
+  };
+  const service = (kind) => ({
+    url,
+    majorApiVersion: 1,
+    validFor: timeRange(started),
+    operator: `sigstore.mock ${kind}`,
+  });
+  const signingConfig = {
+    mediaType: 'application/vnd.dev.sigstore.signingconfig.v0.2+json',
+    caUrls: [service('fulcio')],
+    oidcUrls: [],
+    rekorTlogUrls: [service('rekor')],
+    rekorTlogConfig: { selector: 'ANY' },
+    // The mock TSA speaks JSON, not RFC 3161 over DER: sigstore clients cannot use it.
+    tsaUrls: [],
+    tsaConfig: { selector: 'ANY' },
+  };
+  const trustConfig = {
+    mediaType: 'application/vnd.dev.sigstore.clienttrustconfig.v0.1+json',
+    trustedRoot,
+    signingConfig,
+  };
+  fs.mkdirSync(args.out, { recursive: true });
+  const files = {
+    trustedRoot: path.join(args.out, 'trusted_root.json'),
+    signingConfig: path.join(args.out, 'signing_config.json'),
+    trustConfig: path.join(args.out, 'trust_config.json'),
+  };
+  fs.writeFileSync(files.trustedRoot, JSON.stringify(trustedRoot, null, 2));
+  fs.writeFileSync(files.signingConfig, JSON.stringify(signingConfig, null, 2));
+  fs.writeFileSync(files.trustConfig, JSON.stringify(trustConfig, null, 2));
+  process.stdout.write(JSON.stringify({ url, ...files }) + '\n');
+
+  const stop = () => server.close(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdin.on('end', stop);
+  process.stdin.resume();
+}
+
+main().catch((err) => {
+  process.stderr.write(`sigstore-mock-server: ${err && err.stack ? err.stack : err}\n`);
+  process.exit(1);
+});
