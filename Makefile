@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps venv bench clean
+.PHONY: demo test lint system-deps js-deps venv bench clean
 
 venv: $(STAMP)
 
@@ -19,12 +19,17 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## make test: install what the tests need (apt, npm), lint, then run the whole suite.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps js-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 system-deps:
 	scripts/system-deps.sh
+
+## js-deps: the pinned npm packages of the Node test harness (tests/js), via npm ci.
+js-deps: system-deps
+	@if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then \
+		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,8 @@ needed=(
   "htpasswd:apache2-utils"
   "skopeo:skopeo"
   "umoci:umoci"
+  "node:nodejs"
+  "npm:npm"
 )
 packages=("$@")
 for pair in "${needed[@]}"; do
