@@ -88,7 +88,7 @@ class AttestationReport:
         if not self.verified:
             return (
                 f"{self.reference}: none of the {len(self.outcomes)} attestation(s) of type "
-                f"{self.predicate_type} has a signature that satisfies the trust policy"
+                f"{self.predicate_type} verified against the trust policy (reasons listed above)"
             )
         failing = [o for o in self.verified if not o.passed]
         count = sum(len(o.violations) for o in failing)
@@ -162,10 +162,9 @@ def build_report(
     other_types: set[str] = set()
     for check in verification.attestations:
         found_type = check.predicate_type or (check.statement or {}).get("predicateType")
-        if found_type != predicate_type:
-            if found_type:
-                other_types.add(str(found_type))
-            continue
+        if found_type is not None and found_type != predicate_type:
+            other_types.add(str(found_type))
+            continue  # unreadable ones (no type) stay: the user should see why they failed
         violations: list[str] = list(check.reasons)
         warnings: list[str] = []
         if check.verified:
