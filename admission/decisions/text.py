@@ -11,6 +11,8 @@ from typing import Any
 
 from admission.decisions.model import StoredDecision, pick
 
+_STAGES = ("resolve", "verify", "evaluate", "total")
+
 
 def _short(value: str, width: int = 19) -> str:
     return value if len(value) <= width else value[: width - 1] + "…"
@@ -41,7 +43,9 @@ def _latency(document: dict[str, Any]) -> str:
     if not isinstance(latency, dict) or not latency:
         return "-"
     parts = []
-    for stage, value in latency.items():
+    stages = [s for s in _STAGES if s in latency] + [s for s in latency if s not in _STAGES]
+    for stage in stages:
+        value = latency[stage]
         if isinstance(value, int | float):
             parts.append(f"{stage} {value:.1f} ms" if value >= 0.1 else f"{stage} {value} ms")
         else:
