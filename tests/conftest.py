@@ -17,6 +17,7 @@ from attest.oci.manifest import Descriptor
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 from attest.oci.store import ImageStore
 from tests.support.registry import RegistryServer
+from tests.support.sigstore import SigstoreMock, node_harness_missing
 from tests.support.tokenserver import TokenServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,18 @@ def token_registry(
     yield server, tokens
     server.stop()
     tokens.stop()
+
+
+@pytest.fixture(scope="session")
+def sigstore_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigstoreMock]:
+    """A local Sigstore (Fulcio + Rekor from @sigstore/mock) on loopback; ``.token()`` mints
+    identity tokens, ``.trust_config`` / ``.trusted_root`` are its trust files."""
+    missing = node_harness_missing()
+    if missing:
+        pytest.fail(missing)
+    server = SigstoreMock(tmp_path_factory.mktemp("sigstore")).start()
+    yield server
+    server.stop()
 
 
 def docker_config(path: Path, registry: str, user: str, password: str) -> Path:
