@@ -10,7 +10,9 @@ threads crashes regopy).  Known regopy gaps are handled here, each as a clear
   ``false`` is ``false`` (a plain query reads it as undefined);
 * built-in errors are strict and become policy errors (not a JSON decode
   error, not a silently undefined ``deny``); ``time.parse_rfc3339_ns`` cannot
-  parse times ending in ``Z``, and the message says so;
+  parse times ending in ``Z``, and the message says so; output that is not
+  JSON (``sprintf`` of a ``concat`` result leaves quotes unescaped) is a
+  policy error naming the likely cause;
 * modules are rejected at load when they use what regopy cannot run:
   ``with`` (crashes the process), ``sprintf`` ``%q`` (printed literally),
   ``http.send``, ``net.cidr_*``, ``json.match_schema``/``json.verify_schema``.
@@ -269,7 +271,10 @@ class RegopyEngine:
         try:
             document = json.loads(text)
         except ValueError:
-            raise PolicyError(f"{what}: engine returned unreadable output {text[:100]!r}") from None
+            raise PolicyError(
+                f"{what}: the engine produced output that is not JSON ({text[:80]!r}); a regopy "
+                "built-in bug, e.g. sprintf %s of a string made by concat: build it with concat"
+            ) from None
         if isinstance(document, list):
             document = document[0] if document else {}
         expressions = document.get("expressions") if isinstance(document, dict) else None

@@ -102,6 +102,7 @@ class FakeOpa:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
+        self._server.handle_error = lambda *_args: None  # clients that gave up (timeout tests)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

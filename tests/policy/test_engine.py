@@ -175,3 +175,10 @@ def test_remote_opa_failures_are_policy_errors(write_bundle, fake_opa) -> None:
         remote.evaluate({"n": 1})
     with pytest.raises(PolicyError, match="must be http"):
         make_engine(None, opa_url="ftp://x")
+
+
+def test_regopy_unreadable_output_is_a_policy_error(write_bundle) -> None:
+    policy = 'package attest.admission\nimport rego.v1\ndeny contains sprintf("(%s)", [concat(";", input.r)]) if true\n'
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
+    with pytest.raises(PolicyError, match="not JSON .*build it with concat"):
+        engine.evaluate({"r": ["a", "b"]})

@@ -1,0 +1,140 @@
+# Unit tests of the default admission policy: `attest policy test policies/`.
+# They call the policy's functions with documents (see admission.rego for why).
+package attest.admission_test
+
+import data.attest.admission
+import rego.v1
+
+hex := "0c3a2b1f0c3a2b1f0c3a2b1f0c3a2b1f0c3a2b1f0c3a2b1f0c3a2b1f0c3a2b1f"
+
+policy := {
+	"name": "apps",
+	"mode": "enforce",
+	"threshold": 1,
+	"authorities": ["release"],
+	"requiredAttestations": [],
+	"parameters": {
+		"allowedBuilders": ["https://ci.example.com/builder"],
+		"allowedSources": ["github.com/acme/*"],
+	},
+}
+
+provenance := {
+	"verified": true,
+	"predicateType": "https://slsa.dev/provenance/v1",
+	"statement": {"subject": [{"name": "registry.example.com/app", "digest": {"sha256": hex}}]},
+	"provenance": {
+		"builderId": "https://ci.example.com/builder",
+		"sourceRepository": "github.com/acme/app",
+	},
+}
+
+sbom := {"verified": true, "predicateType": "https://cyclonedx.org/bom", "statement": {}}
+
+good := {
+	"reference": "registry.example.com/app:v1",
+	"digest": concat(":", ["sha256", hex]),
+	"policy": policy,
+	"outcome": "verified",
+	"thresholdMet": true,
+	"satisfiedAuthorities": ["release"],
+	"signatures": [{"verified": true, "reasons": []}],
+	"attestations": [provenance, sbom],
+}
+
+doc(images) := {"images": images}
+
+with_provenance(changes) := object.union(good, {"attestations": [object.union(provenance, changes), sbom]})
+
+test_signed_image_with_provenance_and_sbom_passes if {
+	count(admission.denials(doc([good]))) == 0
+	count(admission.warnings(doc([good]))) == 0
+}
+
+test_unsigned_image_is_denied if {
+	img := object.union(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": []})
+	admission.denials(doc([img])) == {"registry.example.com/app:v1: no trusted signature: 0 of 1 required authorities of policy apps verified it (no signature found)"}
+}
+
+test_bad_signature_reason_is_shown if {
+	img := object.union(good, {
+		"outcome": "unverified",
+		"thresholdMet": false,
+		"satisfiedAuthorities": [],
+		"signatures": [{"verified": false, "reasons": ["signature does not verify with key release"]}],
+	})
+	some msg in admission.denials(doc([img]))
+	contains(msg, "(signature does not verify with key release)")
+}
+
+test_missing_provenance_is_denied if {
+	img := object.union(good, {"attestations": [sbom]})
+	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
+}
+
+test_unverified_provenance_does_not_count if {
+	img := with_provenance({"verified": false})
+	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
+}
+
+test_provenance_about_another_digest_does_not_count if {
+	other := {"subject": [{"name": "x", "digest": {"sha256": "ff"}}]}
+	img := with_provenance({"statement": other})
+	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
+}
+
+test_builder_not_allowed if {
+	img := with_provenance({"provenance": {"builderId": "https://evil.example/b", "sourceRepository": "github.com/acme/app"}})
+	some msg in admission.denials(doc([img]))
+	contains(msg, "not from an allowed builder (builder https://evil.example/b")
+}
+
+test_source_not_allowed if {
+	img := with_provenance({"provenance": {"builderId": "https://ci.example.com/builder", "sourceRepository": "github.com/evil/app"}})
+	some msg in admission.denials(doc([img]))
+	contains(msg, "not from an allowed source (source github.com/evil/app")
+}
+
+test_builder_glob if {
+	params := {"allowedBuilders": ["https://ci.example.com/*"], "allowedSources": ["github.com/acme/*"]}
+	img := object.union(with_provenance({"provenance": {"builderId": "https://ci.example.com/x@v2", "sourceRepository": "github.com/acme/app"}}), {"policy": object.union(policy, {"parameters": params})})
+	count(admission.denials(doc([img]))) == 0
+}
+
+test_no_allowed_builders_configured_denies if {
+	img := object.union(good, {"policy": object.union(policy, {"parameters": {}})})
+	some msg in admission.denials(doc([img]))
+	contains(msg, "not from an allowed builder")
+}
+
+test_provenance_can_be_switched_off if {
+	params := {"requireProvenance": false}
+	img := object.union(good, {"attestations": [sbom], "policy": object.union(policy, {"parameters": params})})
+	count(admission.denials(doc([img]))) == 0
+}
+
+test_required_attestation_missing if {
+	vuln := "https://cosign.sigstore.dev/attestation/vuln/v1"
+	img := object.union(good, {"policy": object.union(policy, {"requiredAttestations": [vuln]})})
+	admission.denials(doc([img])) == {sprintf("registry.example.com/app:v1: no verified attestation of type %s (required by policy apps)", [vuln])}
+}
+
+test_missing_sbom_warns if {
+	img := object.union(good, {"attestations": [provenance]})
+	count(admission.denials(doc([img]))) == 0
+	admission.warnings(doc([img])) == {"registry.example.com/app:v1: no verified SBOM attestation (CycloneDX or SPDX)"}
+}
+
+test_images_without_policy_or_finished_verification_are_left_to_the_webhook if {
+	unmatched := object.union(good, {"policy": null, "thresholdMet": false})
+	timed_out := object.union(good, {"outcome": "timed_out", "thresholdMet": false})
+	count(admission.denials(doc([unmatched, timed_out]))) == 0
+}
+
+test_every_image_is_judged if {
+	bad := object.union(good, {"reference": "registry.example.com/other:v2", "thresholdMet": false, "signatures": []})
+	denied := admission.denials(doc([good, bad]))
+	count(denied) == 1
+	some msg in denied
+	startswith(msg, "registry.example.com/other:v2: ")
+}
