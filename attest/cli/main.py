@@ -48,6 +48,7 @@ def _register() -> None:
     )
     from attest.cli.decisions import decisions_group
     from attest.cli.inspect import inspect_command
+    from attest.cli.pipeline import pipeline_command
     from attest.cli.policy import policy_group
     from attest.cli.sign import keygen_command, sign_command, verify_command
 
@@ -61,6 +62,7 @@ def _register() -> None:
         attest_command,
         verify_attestation_command,
         verify_blob_attestation_command,
+        pipeline_command,
     ):
         cli.add_command(command)
 

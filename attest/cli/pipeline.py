@@ -1,0 +1,137 @@
+"""``attest pipeline``: the paved-road CI step (a thin door onto :mod:`attest.pipeline`)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from attest.attestations.provenance import detect_build_context
+from attest.cli.attestations import make_provenance_options, provenance_options, signer_options
+from attest.cli.common import (
+    info,
+    make_registry_options,
+    platform_option,
+    print_json,
+    registry_options,
+)
+from attest.cli.sign import _signer as make_signer
+from attest.deadline import Deadline
+from attest.errors import UsageError
+from attest.oci.access import parse_image_target
+from attest.oci.manifest import Platform
+from attest.pipeline import PipelineOptions, run_pipeline
+
+
+@contextlib.contextmanager
+def _trusted_root(trusted_root: str | None, trust_config: str | None) -> Iterator[str | None]:
+    """The trusted root to verify keyless results with: given, else the trust config's own."""
+    if trusted_root or not trust_config:
+        yield trusted_root
+        return
+    try:
+        document = json.loads(Path(trust_config).read_bytes())
+        root = document["trustedRoot"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"trust config {trust_config}: no readable trustedRoot (pass --trusted-root)"
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="attest-root-") as work:
+        path = os.path.join(work, "trusted_root.json")
+        Path(path).write_text(json.dumps(root))
+        yield path
+
+
+def _write_summary(path: str, text: str) -> None:
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@click.command("pipeline")
+@click.argument("image")
+@signer_options
+@click.option(
+    "--trusted-root",
+    type=click.Path(dir_okay=False),
+    help="trusted_root.json to verify keyless results with (default: --trust-config's, else public good).",
+)
+@provenance_options
+@platform_option
+@click.option(
+    "--output-file",
+    type=click.Path(dir_okay=False),
+    help="Also write the JSON summary to this file (CI artifact).",
+)
+@registry_options
+def pipeline_command(
+    image: str,
+    key: str | None,
+    identity_token: str | None,
+    trust_config: str | None,
+    legacy: bool,
+    trusted_root: str | None,
+    builder_id: str | None,
+    source_uri: str | None,
+    source_digest: str | None,
+    build_type: str | None,
+    invocation_id: str | None,
+    started_on: dt.datetime | None,
+    platform: Platform | None,
+    output_file: str | None,
+    insecure: bool,
+    registry_auth: tuple[str, ...],
+    timeout: float,
+) -> None:
+    """Resolve IMAGE, generate its SBOM, attach it and SLSA provenance as attestations, sign
+    the image, verify everything back from the registry, and print one JSON summary.
+
+    Keyless Sigstore signing unless --key is given. The signature is stored last, and a
+    failed step rolls back what this run stored, so a half-finished run never looks complete.
+    """
+    target = parse_image_target(image)
+    provenance = make_provenance_options(
+        builder_id, source_uri, source_digest, build_type, invocation_id, started_on
+    )
+    registry = make_registry_options(insecure, registry_auth, timeout)
+    detect_build_context(os.environ, provenance)  # a missing CI fact fails before any work
+    signer = make_signer(key, identity_token, trust_config)  # key password before any network
+    try:
+        with _trusted_root(trusted_root, trust_config) as root:
+            options = PipelineOptions(
+                platform=platform,
+                legacy=legacy,
+                provenance=provenance,
+                env=dict(os.environ),
+                trusted_root=root,
+            )
+            summary = run_pipeline(
+                target,
+                signer,
+                options=options,
+                registry=registry,
+                deadline=Deadline.after(timeout),
+                progress=lambda message: info(f"attest pipeline: {message}"),
+            )
+    finally:
+        close = getattr(signer, "close", None)
+        if close is not None:
+            close()
+    text = json.dumps(summary.to_dict(), indent=2)
+    if output_file:
+        _write_summary(output_file, text + "\n")
+    print_json(summary.to_dict())
