@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Create the webhook's TLS certificate (a private CA plus a serving certificate
+# for the Service's DNS names) and a webhook configuration with caBundle set.
+#
+#   deploy/gen-certs.sh [--out DIR] [--namespace NS] [--service NAME] [--days N] [--apply]
+#
+# Writes DIR/ca.crt, DIR/tls.crt, DIR/tls.key, DIR/tls-secret.yaml (the
+# kubernetes.io/tls Secret the Deployment mounts) and DIR/webhook.yaml
+# (deploy/webhook.yaml with clientConfig.caBundle filled in). With --apply it
+# also runs `kubectl apply` on both. The CA key is not kept: rerun to rotate.
+# Alternative: cert-manager, see deploy/cert-manager/.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+out=./attest-certs
+namespace=attest-system
+service=attest-admission
+secret=attest-admission-tls
+days=365
+apply=false
+
+die() { echo "gen-certs.sh: error: $*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --namespace) namespace=${2:?--namespace needs a name}; shift 2 ;;
+    --service) service=${2:?--service needs a name}; shift 2 ;;
+    --days) days=${2:?--days needs a number}; shift 2 ;;
+    --apply) apply=true; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+[[ "$days" =~ ^[0-9]+$ ]] || die "--days must be a number, not '$days'"
+[[ "$namespace" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "invalid namespace '$namespace'"
+[[ "$service" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "invalid service name '$service'"
+command -v openssl >/dev/null || die "openssl is not installed"
+if $apply; then command -v kubectl >/dev/null || die "--apply needs kubectl"; fi
+
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+umask 077
+
+dns="DNS:${service},DNS:${service}.${namespace},DNS:${service}.${namespace}.svc,DNS:${service}.${namespace}.svc.cluster.local"
+
+openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+  -keyout "$work/ca.key" -out "$work/ca.crt" -days "$days" \
+  -subj "/CN=attest-admission-ca" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+  -keyout "$work/tls.key" -out "$work/tls.csr" \
+  -subj "/CN=${service}.${namespace}.svc" 2>/dev/null
+
+cat > "$work/ext.cnf" <<EXT
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=${dns}
+EXT
+openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+  -CAcreateserial -out "$work/tls.crt" -days "$days" -sha256 -extfile "$work/ext.cnf" 2>/dev/null
+
+b64() { base64 -w0 < "$1"; }
+cat > "$work/tls-secret.yaml" <<SECRET
+apiVersion: v1
+kind: Secret
+metadata:
+  name: ${secret}
+  namespace: ${namespace}
+  labels:
+    app.kubernetes.io/name: attest-admission
+    app.kubernetes.io/part-of: attest
+type: kubernetes.io/tls
+data:
+  tls.crt: $(b64 "$work/tls.crt")
+  tls.key: $(b64 "$work/tls.key")
+  ca.crt: $(b64 "$work/ca.crt")
+SECRET
+
+ca_bundle=$(b64 "$work/ca.crt")
+awk -v bundle="$ca_bundle" -v ns="$namespace" -v svc="$service" '
+  /^ *caBundle:/ { next }
+  /^ *clientConfig:/ { print; match($0, /^ */); printf "%*scaBundle: %s\n", RLENGTH + 2, "", bundle; next }
+  /^ *namespace: attest-system$/ { sub(/attest-system$/, ns) }
+  /values:.*"attest-system"/ { sub(/"attest-system"/, "\"" ns "\"") }
+  /^ *name: attest-admission$/ && inservice { sub(/attest-admission$/, svc) }
+  /^ *service:$/ { inservice = 1 } /^ *path:/ { inservice = 0 }
+  { print }
+' "$here/webhook.yaml" > "$work/webhook.yaml"
+grep -q "caBundle: ${ca_bundle}" "$work/webhook.yaml" || die "could not set caBundle in webhook.yaml"
+
+umask 022
+install -m 0644 "$work/ca.crt" "$work/tls.crt" "$work/webhook.yaml" "$out/"
+install -m 0600 "$work/tls.key" "$work/tls-secret.yaml" "$out/"
+echo "gen-certs.sh: wrote $out/{ca.crt,tls.crt,tls.key,tls-secret.yaml,webhook.yaml} for ${service}.${namespace}.svc" >&2
+
+if $apply; then
+  kubectl apply -f "$out/tls-secret.yaml"
+  kubectl apply -f "$out/webhook.yaml"
+fi

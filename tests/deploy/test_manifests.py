@@ -1,0 +1,232 @@
+"""deploy/: strict schema validation against a pinned Kubernetes version, plus what must hold."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.conftest import ROOT
+
+KUBERNETES_VERSION = "1.30.0"  # pinned: the oldest release we support
+DEPLOY = ROOT / "deploy"
+CORE_FILES = sorted(DEPLOY.glob("*.yaml"))
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def resources() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in CORE_FILES:
+        for doc in documents(path):
+            found[f"{doc['kind']}/{doc['metadata']['name']}"] = doc
+    return found
+
+
+def validate_strictly(doc: dict[str, Any]) -> None:
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.path)
+        pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {path}: {err.message}")
+    except kubernetes_validate.SchemaNotFoundError as err:
+        pytest.fail(err.message)
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
+def test_every_manifest_validates_strictly(path: Path) -> None:
+    docs = documents(path)
+    assert docs, f"{path.name} has no resources"
+    for doc in docs:
+        validate_strictly(doc)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    deployment = resources()["Deployment/attest-admission"]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    broken["spec"]["replica"] = 2  # a typo strict mode must catch
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_namespaced_resource_lives_in_attest_system() -> None:
+    for name, doc in resources().items():
+        if doc["kind"] in ("Namespace", "ValidatingWebhookConfiguration"):
+            continue
+        assert doc["metadata"]["namespace"] == "attest-system", name
+
+
+def test_deployment_is_replicated_probed_and_non_root() -> None:
+    all_resources = resources()
+    deployment = all_resources["Deployment/attest-admission"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert pod["serviceAccountName"] == "attest-admission"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["admission", "serve"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["httpGet"]["scheme"] == "HTTPS"
+        assert probe["httpGet"]["port"] in {p["name"] for p in container["ports"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert set(mounts) == set(volumes)
+    tls_dir = mounts["tls"]
+    assert f"{tls_dir}/tls.crt" in container["args"] and f"{tls_dir}/tls.key" in container["args"]
+    assert volumes["tls"]["secret"]["secretName"] == "attest-admission-tls"
+    config_map = volumes["config"]["configMap"]["name"]
+    assert f"ConfigMap/{config_map}" in all_resources
+    config_arg = container["args"][container["args"].index("--config") + 1]
+    assert config_arg == f"{mounts['config']}/config.yaml"
+    assert "config.yaml" in all_resources[f"ConfigMap/{config_map}"]["data"]
+
+
+def test_pdb_and_service_select_the_webhook_pods() -> None:
+    all_resources = resources()
+    labels = all_resources["Deployment/attest-admission"]["spec"]["template"]["metadata"]["labels"]
+    pdb = all_resources["PodDisruptionBudget/attest-admission"]["spec"]
+    assert pdb["minAvailable"] == 1
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    service = all_resources["Service/attest-admission"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    (port,) = service["ports"]
+    container = all_resources["Deployment/attest-admission"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert port["targetPort"] in {p["name"] for p in container["ports"]}
+
+
+def test_webhook_fails_closed_and_covers_every_workload_kind() -> None:
+    all_resources = resources()
+    (webhook,) = all_resources["ValidatingWebhookConfiguration/attest-admission"]["webhooks"]
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["sideEffects"] == "None"
+    assert webhook["matchPolicy"] == "Equivalent"
+    assert 8 < webhook["timeoutSeconds"] <= 30  # above the server's 8 s deadline
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    (expression,) = webhook["namespaceSelector"]["matchExpressions"]
+    assert expression["key"] == "kubernetes.io/metadata.name"
+    assert expression["operator"] == "NotIn"
+    assert set(expression["values"]) == {"kube-system", "attest-system"}
+    covered = {
+        (group, resource)
+        for rule in webhook["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        if {"CREATE", "UPDATE"} <= set(rule["operations"])
+    }
+    assert covered == {
+        ("", "pods"),
+        ("", "pods/ephemeralcontainers"),
+        ("", "replicationcontrollers"),
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+    }
+    client = webhook["clientConfig"]["service"]
+    service = all_resources[f"Service/{client['name']}"]
+    assert service["metadata"]["namespace"] == client["namespace"]
+    assert client["port"] in {p["port"] for p in service["spec"]["ports"]}
+    assert client["path"] == "/validate"
+
+
+def test_gen_certs_writes_a_valid_secret_and_ca_bundle(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+    run = subprocess.run(
+        [str(DEPLOY / "gen-certs.sh"), "--out", str(out), "--days", "30"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    (secret,) = documents(out / "tls-secret.yaml")
+    (webhook_doc,) = documents(out / "webhook.yaml")
+    validate_strictly(secret)
+    validate_strictly(webhook_doc)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert secret["metadata"]["name"] == "attest-admission-tls"
+    assert (out / "tls.key").stat().st_mode & 0o077 == 0
+
+    ca_pem = base64.b64decode(webhook_doc["webhooks"][0]["clientConfig"]["caBundle"])
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    server = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    server.verify_directly_issued_by(ca)
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "attest-admission.attest-system.svc" in names.get_values_for_type(x509.DNSName)
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usage = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usage
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    key = load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert key.public_key().public_numbers() == server.public_key().public_numbers()
+    # everything else in the webhook configuration is unchanged
+    original = resources()["ValidatingWebhookConfiguration/attest-admission"]
+    del webhook_doc["webhooks"][0]["clientConfig"]["caBundle"]
+    assert webhook_doc == original
+
+
+def test_gen_certs_follows_another_namespace(tmp_path: Path) -> None:
+    out = tmp_path / "certs"
+    subprocess.run(
+        [str(DEPLOY / "gen-certs.sh"), "--out", str(out), "--namespace", "sec-tools"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (webhook,) = documents(out / "webhook.yaml")[0]["webhooks"]
+    assert webhook["clientConfig"]["service"]["namespace"] == "sec-tools"
+    assert "sec-tools" in webhook["namespaceSelector"]["matchExpressions"][0]["values"]
+    cert = x509.load_pem_x509_certificate((out / "tls.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "attest-admission.sec-tools.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_gen_certs_rejects_bad_arguments(tmp_path: Path) -> None:
+    for args in (["--days", "soon"], ["--namespace", "Bad_NS"], ["--bogus"]):
+        run = subprocess.run(
+            [str(DEPLOY / "gen-certs.sh"), "--out", str(tmp_path / "x"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 2
+        assert run.stderr.startswith("gen-certs.sh: error: ")
+        assert not (tmp_path / "x" / "tls.key").exists()
+
+
+def test_cert_manager_alternative_matches_the_deployment() -> None:
+    docs = documents(DEPLOY / "cert-manager" / "certificate.yaml")
+    certificates = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Certificate"}
+    serving = certificates["attest-admission-tls"]
+    assert serving["spec"]["secretName"] == "attest-admission-tls"
+    assert "attest-admission.attest-system.svc" in serving["spec"]["dnsNames"]
+    assert "server auth" in serving["spec"]["usages"]
+    issuers = {d["metadata"]["name"] for d in docs if d["kind"] == "Issuer"}
+    assert serving["spec"]["issuerRef"]["name"] in issuers
+    annotation = "cert-manager.io/inject-ca-from=attest-system/attest-admission-tls"
+    assert annotation in (DEPLOY / "cert-manager" / "certificate.yaml").read_text()
+    assert annotation in (DEPLOY / "README.md").read_text().replace("\n", " ")
