@@ -11,6 +11,11 @@ needed=(
   "umoci:umoci"
   "node:nodejs"
   "npm:npm"
+  "/usr/lib/postgresql/15/bin/initdb:postgresql"
+  "openssl:openssl"
+  "buildah:buildah"
+  "crun:crun"
+  "mmdebstrap:mmdebstrap"
 )
 packages=("$@")
 for pair in "${needed[@]}"; do
