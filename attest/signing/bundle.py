@@ -579,6 +579,11 @@ def _verify_keyless_sigstore(
     artifact: bytes | None,
     digest: bytes | None,
 ) -> None:
+    for entry in parsed.tlog_entries:
+        if (entry.kind, entry.version) == ("dsse", "0.0.1") and b'"proposedContent"' in entry.body:
+            raise _Failed(
+                "transparency log: entry is an uncanonicalised DSSE proposal, not a logged entry"
+            )
     try:
         bundle = SigstoreBundle.from_json(parsed.raw)
         verifier = _sigstore_verifier(root)
@@ -594,6 +599,10 @@ def _verify_keyless_sigstore(
             verifier.verify_artifact(subject, bundle, policy)
     except (SigstoreError, ValueError) as err:
         raise _Failed(_one_line(str(err))) from None
+    except Exception as err:  # sigstore-python crashing on odd input still means "not verified"
+        raise _Failed(
+            f"sigstore-python could not verify the bundle: {type(err).__name__}: {err}"
+        ) from None
 
 
 def _verify_keyless_own(
