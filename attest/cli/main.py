@@ -40,6 +40,7 @@ def version() -> None:
 
 
 def _register() -> None:
+    from attest.cli.admission import admission_group
     from attest.cli.attestations import (
         attest_command,
         provenance_command,
@@ -55,6 +56,7 @@ def _register() -> None:
     cli.add_command(decisions_group)
     cli.add_command(inspect_command)
     cli.add_command(policy_group)
+    cli.add_command(admission_group)
     for command in (keygen_command, sign_command, verify_command):
         cli.add_command(command)
     for command in (

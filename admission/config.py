@@ -1,0 +1,491 @@
+"""The webhook's configuration: image policies in the spirit of Sigstore's ClusterImagePolicy.
+
+A YAML file (validated on load; unknown keys are errors, since a typo in a
+security policy must not silently weaken it) maps image globs to authorities
+(public keys, or keyless issuer/subject with exact or regex match and an
+optional per-policy trusted root), a threshold, required attestations, a mode
+(``enforce`` or ``warn``), namespace filters and free ``parameters`` for the
+Rego policy.  Images no policy matches are denied unless ``unmatchedImages:
+allow``.  Relative paths are relative to the file.
+
+:class:`ConfigWatcher` reloads the file (and the policy bundle, keys and roots
+it names) when they change; an invalid reload keeps the last good
+configuration and reports the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import yaml
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from attest.attestations.predicates import resolve_predicate_type
+from attest.errors import AttestError, UsageError
+from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "policies"
+DEFAULT_DEADLINE_SECONDS = 8.0
+MAX_DEADLINE_SECONDS = 29.0
+MODES = ("enforce", "warn")
+MAX_CONFIG_BYTES = 1024 * 1024
+T = TypeVar("T")
+
+
+class ConfigError(UsageError):
+    """The admission configuration is unusable (the message names the field)."""
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """``**`` matches anything, ``*`` anything but ``/``, ``?`` one character but ``/``."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            parts.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            parts.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            parts.append("[^/]")
+            i += 1
+        else:
+            parts.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(parts) + r"\Z")
+
+
+@dataclass(frozen=True)
+class NamespaceFilter:
+    """Namespaces (globs) a policy or the whole webhook applies to."""
+
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+
+    def applies(self, namespace: str) -> bool:
+        def hit(patterns: tuple[str, ...]) -> bool:
+            return any(glob_regex(p).match(namespace) for p in patterns)
+
+        return hit(self.include) and not hit(self.exclude)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"include": list(self.include), "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class ImagePolicy:
+    """Which images (globs over ``registry/repository``) must be signed by whom."""
+
+    name: str
+    images: tuple[str, ...]
+    verification: VerificationPolicy
+    mode: str = "enforce"
+    namespaces: NamespaceFilter = NamespaceFilter()
+    attestations: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, image_name: str, namespace: str) -> bool:
+        return self.namespaces.applies(namespace) and any(
+            glob_regex(p).match(image_name) for p in self.images
+        )
+
+    def to_input(self) -> dict[str, Any]:
+        """How the policy appears in the Rego input document."""
+        return {
+            "name": self.name,
+            "mode": self.mode,
+            "threshold": self.verification.threshold,
+            "authorities": [a.name for a in self.verification.authorities],
+            "requiredAttestations": list(self.attestations),
+            "parameters": self.parameters,
+            "fingerprint": self.verification.fingerprint(),
+        }
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    """A validated configuration; ``files`` are every file it was built from (for reloads)."""
+
+    path: str
+    policies: tuple[ImagePolicy, ...] = ()
+    unmatched_images: str = "deny"
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    bundle: str = str(DEFAULT_BUNDLE)
+    package: str = "attest.admission"
+    opa_url: str | None = None
+    registry_auth: tuple[str, ...] = ()
+    cache_max_entries: int = 10_000
+    cache_ttl_seconds: float = 300.0
+    namespaces: NamespaceFilter = NamespaceFilter()
+    files: tuple[str, ...] = ()
+
+    def policy_for(self, image_name: str, namespace: str) -> ImagePolicy | None:
+        """The first policy (in file order) whose globs and namespaces match."""
+        return next((p for p in self.policies if p.matches(image_name, namespace)), None)
+
+    def trust_fingerprint(self) -> str:
+        """SHA-256 over every policy's trust fingerprint: all keys, identities and roots."""
+        digest = hashlib.sha256()
+        for policy in self.policies:
+            digest.update(f"{policy.name}\0{policy.verification.fingerprint()}\n".encode())
+        return "sha256:" + digest.hexdigest()
+
+
+def default_config() -> AdmissionConfig:
+    """No image policies (every image is denied) and the built-in policy bundle."""
+    return AdmissionConfig(path="<built-in default>", files=_bundle_files(str(DEFAULT_BUNDLE)))
+
+
+class _Reader:
+    """Typed access to one mapping of the YAML file, naming the field in every error."""
+
+    def __init__(self, data: Any, where: str, allowed: set[str]) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a mapping")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+        self.data = data
+        self.where = where
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(f"{self.where}.{key} must not be a boolean")
+        if not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise ConfigError(f"{self.where}.{key} must be a {names}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.get(key, list, list(default))
+        if not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.where}.{key} must be a list of non-empty strings")
+        return tuple(value)
+
+
+def _path(base: Path, value: str) -> str:
+    return str((base / os.path.expanduser(value)).resolve())
+
+
+def _regex(value: str | None, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        re.compile(value)
+    except re.error as err:
+        raise ConfigError(f"{where} is not a valid regular expression ({err})") from None
+    return value
+
+
+def _authority(
+    data: Any, where: str, base: Path, files: list[str]
+) -> KeyAuthority | KeylessAuthority:
+    reader = _Reader(data, where, {"name", "key", "keyless"})
+    name = reader.get("name", str)
+    if not name:
+        raise ConfigError(f"{where}.name is missing")
+    if ("key" in reader.data) == ("keyless" in reader.data):
+        raise ConfigError(f"{where}: give exactly one of 'key' or 'keyless'")
+    if "key" in reader.data:
+        key = _Reader(reader.data["key"], f"{where}.key", {"path", "pem"})
+        pem_text = key.get("pem", str)
+        key_path = key.get("path", str)
+        if bool(pem_text) == bool(key_path):
+            raise ConfigError(f"{where}.key: give exactly one of 'path' or 'pem'")
+        if key_path:
+            resolved = _path(base, key_path)
+            files.append(resolved)
+            try:
+                pem = Path(resolved).read_bytes()
+            except OSError as err:
+                raise ConfigError(f"{where}.key.path {resolved}: {err.strerror}") from None
+        else:
+            pem = pem_text.encode()
+        try:
+            load_pem_public_key(pem)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}.key is not a PEM public key ({err})") from None
+        return KeyAuthority(name=name, public_key_pem=pem)
+    keyless = _Reader(
+        reader.data["keyless"],
+        f"{where}.keyless",
+        {"issuer", "issuerRegExp", "subject", "subjectRegExp", "trustedRoot"},
+    )
+    root = keyless.get("trustedRoot", str)
+    if root:
+        root = _path(base, root)
+        files.append(root)
+        if not Path(root).is_file():
+            raise ConfigError(f"{where}.keyless.trustedRoot {root}: no such file")
+    try:
+        return KeylessAuthority(
+            name=name,
+            issuer=keyless.get("issuer", str),
+            issuer_regexp=_regex(keyless.get("issuerRegExp", str), f"{where}.keyless.issuerRegExp"),
+            subject=keyless.get("subject", str),
+            subject_regexp=_regex(
+                keyless.get("subjectRegExp", str), f"{where}.keyless.subjectRegExp"
+            ),
+            trusted_root=root,
+        )
+    except UsageError as err:
+        raise ConfigError(f"{where}.keyless: {err}") from None
+
+
+def _namespaces(data: Any, where: str) -> NamespaceFilter:
+    if data is None:
+        return NamespaceFilter()
+    reader = _Reader(data, where, {"include", "exclude"})
+    return NamespaceFilter(reader.strings("include", ("*",)), reader.strings("exclude"))
+
+
+def _image_policy(data: Any, where: str, base: Path, files: list[str]) -> ImagePolicy:
+    reader = _Reader(
+        data,
+        where,
+        {
+            "name",
+            "images",
+            "authorities",
+            "threshold",
+            "requiredAnnotations",
+            "attestations",
+            "mode",
+            "namespaces",
+            "parameters",
+        },
+    )
+    name = reader.get("name", str)
+    if not name:
+        raise ConfigError(f"{where}.name is missing")
+    where = f"imagePolicies[{name}]"
+    images = reader.strings("images")
+    if not images:
+        raise ConfigError(f"{where}.images must list at least one image glob")
+    mode = reader.get("mode", str, "enforce")
+    if mode not in MODES:
+        raise ConfigError(f"{where}.mode must be one of {', '.join(MODES)}, not {mode!r}")
+    raw_authorities = reader.get("authorities", list, [])
+    authorities = tuple(
+        _authority(a, f"{where}.authorities[{i}]", base, files)
+        for i, a in enumerate(raw_authorities)
+    )
+    annotations = reader.get("requiredAnnotations", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
+        raise ConfigError(f"{where}.requiredAnnotations must map strings to strings")
+    try:
+        verification = VerificationPolicy(
+            authorities=authorities,
+            threshold=reader.get("threshold", int, 1),
+            required_annotations=dict(annotations),
+        )
+        attestations = tuple(resolve_predicate_type(t) for t in reader.strings("attestations"))
+    except UsageError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    return ImagePolicy(
+        name=name,
+        images=images,
+        verification=verification,
+        mode=mode,
+        namespaces=_namespaces(reader.data.get("namespaces"), f"{where}.namespaces"),
+        attestations=attestations,
+        parameters=dict(reader.get("parameters", dict, {})),
+    )
+
+
+def _bundle_files(bundle: str) -> tuple[str, ...]:
+    root = Path(bundle)
+    if root.is_file():
+        return (str(root),)
+    return tuple(sorted(str(p) for p in root.rglob("*.rego"))) if root.is_dir() else ()
+
+
+def parse_config(text: str, path: str) -> AdmissionConfig:
+    """Validate a YAML configuration (``path`` anchors relative paths and names errors)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"admission config {path}: not valid YAML ({' '.join(str(err).split())})"
+        ) from None
+    data = {} if data is None else data
+    base = Path(path).resolve().parent
+    reader = _Reader(
+        data,
+        f"admission config {path}",
+        {
+            "imagePolicies",
+            "unmatchedImages",
+            "deadlineSeconds",
+            "policy",
+            "registryAuth",
+            "cache",
+            "namespaces",
+        },
+    )
+    files: list[str] = [str(Path(path).resolve())]
+    raw_policies = reader.get("imagePolicies", list, [])
+    policies = tuple(
+        _image_policy(p, f"imagePolicies[{i}]", base, files) for i, p in enumerate(raw_policies)
+    )
+    names = [p.name for p in policies]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"imagePolicies: name {duplicate!r} is used twice")
+    unmatched = reader.get("unmatchedImages", str, "deny")
+    if unmatched not in ("deny", "allow"):
+        raise ConfigError(f"unmatchedImages must be 'deny' or 'allow', not {unmatched!r}")
+    deadline = float(reader.get("deadlineSeconds", (int, float), DEFAULT_DEADLINE_SECONDS))
+    if not 0.1 <= deadline <= MAX_DEADLINE_SECONDS:
+        raise ConfigError(
+            f"deadlineSeconds must be between 0.1 and {MAX_DEADLINE_SECONDS:.0f} "
+            "(below the API server's webhook timeout)"
+        )
+    policy = _Reader(reader.data.get("policy") or {}, "policy", {"bundle", "package", "opaUrl"})
+    bundle = policy.get("bundle", str)
+    bundle = _path(base, bundle) if bundle else str(DEFAULT_BUNDLE)
+    if not Path(bundle).exists():
+        raise ConfigError(f"policy.bundle {bundle}: no such file or directory")
+    files.extend(_bundle_files(bundle))
+    auth = tuple(_path(base, p) for p in reader.strings("registryAuth"))
+    for auth_file in auth:
+        if not Path(auth_file).is_file():
+            raise ConfigError(f"registryAuth {auth_file}: no such file")
+    files.extend(auth)
+    cache = _Reader(reader.data.get("cache") or {}, "cache", {"maxEntries", "ttlSeconds"})
+    max_entries = cache.get("maxEntries", int, 10_000)
+    ttl = float(cache.get("ttlSeconds", (int, float), 300.0))
+    if max_entries < 0 or ttl < 0:
+        raise ConfigError("cache.maxEntries and cache.ttlSeconds must not be negative")
+    return AdmissionConfig(
+        path=path,
+        policies=policies,
+        unmatched_images=unmatched,
+        deadline_seconds=deadline,
+        bundle=bundle,
+        package=policy.get("package", str, "attest.admission"),
+        opa_url=policy.get("opaUrl", str),
+        registry_auth=auth,
+        cache_max_entries=max_entries,
+        cache_ttl_seconds=ttl,
+        namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
+        files=tuple(dict.fromkeys(files)),
+    )
+
+
+def load_config(path: str) -> AdmissionConfig:
+    """Read and validate the configuration file at ``path``."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"admission config {path}: larger than {MAX_CONFIG_BYTES} bytes")
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"admission config {path}: not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"admission config {path}: {err.strerror}") from None
+    return parse_config(text, path)
+
+
+def _signature(files: tuple[str, ...], directories: tuple[str, ...]) -> tuple[Any, ...]:
+    """What changes when any watched file (or a bundle directory's set of files) changes."""
+    state: list[Any] = []
+    for name in files:
+        try:
+            info = os.stat(name)
+            state.append((name, info.st_mtime_ns, info.st_size, info.st_ino))
+        except OSError:
+            state.append((name, None))
+    for directory in directories:
+        state.append((directory, _bundle_files(directory)))
+    return tuple(state)
+
+
+@dataclass(frozen=True)
+class Loaded(Generic[T]):
+    """A configuration and what was built from it (the compiled policy engine…)."""
+
+    config: AdmissionConfig
+    runtime: T
+    loaded_at: float
+
+
+class ConfigWatcher(Generic[T]):
+    """Keeps the last good configuration, reloading when its files change (checked at most
+    every ``interval`` seconds, on access)."""
+
+    def __init__(
+        self,
+        path: str | None,
+        build: Callable[[AdmissionConfig], T],
+        *,
+        interval: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.build = build
+        self.interval = interval
+        self.last_error: str | None = None
+        self.reloads = 0
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        config = load_config(path) if path else default_config()
+        self._loaded = Loaded(config, build(config), time.time())
+        self._signature = self._current_signature(config)
+
+    def _current_signature(self, config: AdmissionConfig) -> tuple[Any, ...]:
+        directories = (config.bundle,) if Path(config.bundle).is_dir() else ()
+        return _signature(config.files, directories)
+
+    def current(self) -> Loaded[T]:
+        """The configuration in force (reloaded first if its files changed)."""
+        now = time.monotonic()
+        if (
+            self.path
+            and now - self._checked >= self.interval
+            and self._lock.acquire(blocking=False)
+        ):
+            try:
+                self._checked = now
+                self._maybe_reload()
+            finally:
+                self._lock.release()
+        return self._loaded
+
+    def _maybe_reload(self) -> None:
+        signature = self._current_signature(self._loaded.config)
+        if signature == self._signature:
+            return
+        assert self.path is not None
+        try:
+            config = load_config(self.path)
+            runtime = self.build(config)
+        except AttestError as err:
+            if self.last_error != str(err):
+                log.error("admission config reload failed, keeping the last good config: %s", err)
+            self.last_error = str(err)
+            self._signature = signature
+            return
+        self._loaded = Loaded(config, runtime, time.time())
+        self._signature = self._current_signature(config)
+        self.last_error = None
+        self.reloads += 1
+        log.warning(
+            "admission config %s reloaded (%d image policies)", self.path, len(config.policies)
+        )

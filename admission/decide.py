@@ -1,0 +1,515 @@
+"""The admission flow: images → resolve → verify (parallel, one deadline) → policy input → Rego → decision.
+
+:class:`Admission` holds what outlives a request (the configuration watcher,
+the verification cache, the thread pool, registry clients) and turns one
+:class:`~admission.review.AdmissionRequest` into a :class:`Decision`, a plain
+dataclass that the HTTP layer answers with and decision records store.
+
+Fail-closed rules, whatever the Rego policy says: an invalid image reference,
+an image no policy matches (unless ``unmatchedImages: allow``), a registry
+error and a verification that ran out of time each deny in ``enforce`` mode
+(in ``warn`` mode they become warnings); a policy that fails to evaluate
+denies.  Rego ``deny`` messages are attributed to the images whose reference
+they contain: a message that names only images of ``warn``-mode policies
+becomes a warning, and on UPDATE a message naming an image that the update did
+not change says so.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from admission.cache import VerificationCache
+from admission.config import AdmissionConfig, ConfigWatcher
+from admission.policy_input import ImageCheck, build_input, rfc3339
+from admission.review import AdmissionRequest
+from admission.workloads import ContainerImage, is_workload, workload_images
+from attest.deadline import Deadline
+from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
+from attest.oci.reference import ImageReference, parse_image_reference
+from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.policy import PolicyEngine, load_bundle, make_engine
+from attest.verify import ImageVerification
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
+Verifier = Callable[..., ImageVerification]
+DecisionListener = Callable[["Decision"], None]
+_REFERENCE_CHARS_BEFORE = r"(?<![\w./@:-])"
+_REFERENCE_CHARS_AFTER = r"(?![\w.@/-]|:\w)"
+
+
+@dataclass(frozen=True)
+class ImageDecision:
+    """One distinct image: what the workload named, what it resolved to, how it was judged."""
+
+    reference: str
+    digest: str | None
+    policy: str | None
+    outcome: str
+    verification: dict[str, Any] | None
+    error: str | None = None
+    cached: bool = False
+    unchanged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "policy": self.policy,
+            "outcome": self.outcome,
+            "error": self.error,
+            "cached": self.cached,
+            "unchanged": self.unchanged,
+            "verification": self.verification,
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one admission request, with every reason and what produced it."""
+
+    uid: str
+    time: float
+    operation: str
+    kind: str
+    namespace: str
+    name: str
+    user: str
+    result: str
+    messages: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    images: tuple[ImageDecision, ...] = ()
+    input: dict[str, Any] | None = None
+    latency: dict[str, float] = field(default_factory=dict)
+    bundle_hash: str = ""
+    trust_fingerprint: str = ""
+    engine: str = ""
+    checked: bool = True
+    code: int = 200
+    dry_run: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return self.result in ("allowed", "warned")
+
+    @property
+    def message(self) -> str:
+        """The one-line answer the API server shows the user."""
+        return "; ".join(self.messages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "time": rfc3339(dt.datetime.fromtimestamp(self.time, dt.UTC)),
+            "operation": self.operation,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "user": self.user,
+            "result": self.result,
+            "allowed": self.allowed,
+            "checked": self.checked,
+            "dryRun": self.dry_run,
+            "messages": list(self.messages),
+            "warnings": list(self.warnings),
+            "images": [image.to_dict() for image in self.images],
+            "input": self.input,
+            "latency": dict(self.latency),
+            "bundleHash": self.bundle_hash,
+            "trustFingerprint": self.trust_fingerprint,
+            "engine": self.engine,
+        }
+
+
+class RegistryPool:
+    """One thread-safe registry client per host, shared by all requests of a configuration."""
+
+    def __init__(self, options: RegistryOptions) -> None:
+        self.options = options
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def store(self, reference: ImageReference, deadline: Deadline) -> RegistryRepository:
+        with self._lock:
+            client = self._clients.get(reference.registry)
+            if client is None:
+                client = RegistryClient(reference.registry, options=self.options)
+                self._clients[reference.registry] = client
+        return RegistryRepository(client, reference.repository, deadline=deadline)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+@dataclass
+class Runtime:
+    """What is built from one configuration: the compiled policy engine and registry clients."""
+
+    engine: PolicyEngine
+    registries: RegistryPool
+
+
+def build_runtime(config: AdmissionConfig) -> Runtime:
+    """Compile the configuration's policy bundle (or connect to its OPA) and set up registries."""
+    bundle = None if config.opa_url else load_bundle(config.bundle)
+    engine = make_engine(bundle, opa_url=config.opa_url)
+    options = RegistryOptions(auth_files=config.registry_auth, timeout=config.deadline_seconds)
+    return Runtime(engine=engine, registries=RegistryPool(options))
+
+
+def mentions(message: str, reference: str) -> bool:
+    """Whether ``message`` names ``reference`` as a whole reference (not a prefix of another)."""
+    pattern = _REFERENCE_CHARS_BEFORE + re.escape(reference) + _REFERENCE_CHARS_AFTER
+    return re.search(pattern, message) is not None
+
+
+def _distinct(containers: list[ContainerImage]) -> dict[str, list[ContainerImage]]:
+    grouped: dict[str, list[ContainerImage]] = {}
+    for container in containers:
+        grouped.setdefault(container.image, []).append(container)
+    return grouped
+
+
+class Admission:
+    """The webhook's decision service; thread-safe, one per process."""
+
+    def __init__(
+        self,
+        config_path: str | None = None,
+        *,
+        verifier: Verifier | None = None,
+        max_workers: int = 16,
+        reload_interval: float = 1.0,
+        listeners: list[DecisionListener] | None = None,
+    ) -> None:
+        if verifier is None:
+            from attest.verify import verify_image as verifier
+        self.verifier = verifier
+        self.watcher: ConfigWatcher[Runtime] = ConfigWatcher(
+            config_path, build_runtime, interval=reload_interval
+        )
+        config = self.watcher.current().config
+        self.cache = VerificationCache(config.cache_max_entries, config.cache_ttl_seconds)
+        self.listeners = list(listeners or [])
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="attest-verify"
+        )
+
+    @property
+    def config(self) -> AdmissionConfig:
+        return self.watcher.current().config
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        loaded = self.watcher.current()
+        loaded.runtime.engine.close()
+        loaded.runtime.registries.close()
+
+    # -- the flow ------------------------------------------------------------------
+
+    def decide(self, request: AdmissionRequest) -> Decision:
+        """Judge one request; never raises for anything a request can contain."""
+        started = time.monotonic()
+        now = dt.datetime.now(dt.UTC)
+        loaded = self.watcher.current()
+        config, runtime = loaded.config, loaded.runtime
+        self.cache.max_entries = config.cache_max_entries
+        self.cache.ttl_seconds = config.cache_ttl_seconds
+        base = {
+            "uid": request.uid,
+            "time": now.timestamp(),
+            "operation": request.operation,
+            "kind": request.kind.kind,
+            "namespace": request.namespace,
+            "name": request.name,
+            "user": request.username,
+            "bundle_hash": runtime.engine.bundle_hash,
+            "trust_fingerprint": config.trust_fingerprint(),
+            "engine": runtime.engine.name,
+            "dry_run": request.dry_run,
+        }
+        skip = self._not_checked(request, config)
+        if skip:
+            log.info(
+                "admission %s %s %s/%s allowed: %s",
+                request.uid,
+                request.kind.kind,
+                request.namespace,
+                request.name,
+                skip,
+            )
+            return self._emit(Decision(**base, result="allowed", messages=(skip,), checked=False))
+        try:
+            containers = workload_images(request.kind.kind, request.object or {})
+        except BadAdmissionReview as err:
+            return self._emit(
+                Decision(**base, result="error", messages=(f"bad request: {err}",), code=400)
+            )
+        old_images = set()
+        if request.operation == "UPDATE" and request.old_object:
+            try:
+                old_images = {
+                    c.image for c in workload_images(request.kind.kind, request.old_object)
+                }
+            except BadAdmissionReview:
+                old_images = set()
+        deadline = Deadline.after(config.deadline_seconds)
+        checks = [
+            self._classify(image, group, config, request.namespace, image in old_images)
+            for image, group in _distinct(containers).items()
+        ]
+        self._verify_all(checks, runtime, config, deadline)
+        checked_at = time.monotonic()
+        document = build_input(request, checks, now)
+        policy_error = None
+        rego_deny: tuple[str, ...] = ()
+        rego_warn: tuple[str, ...] = ()
+        try:
+            result = runtime.engine.evaluate(document, config.package)
+            rego_deny, rego_warn = result.deny, result.warn
+        except PolicyError as err:
+            policy_error = str(err)
+        except Exception as err:  # an engine bug must still fail closed, with a reason
+            log.exception("policy evaluation crashed")
+            policy_error = f"policy evaluation failed: {type(err).__name__}: {err}"
+        evaluated_at = time.monotonic()
+        decision = self._combine(base, request, checks, config, rego_deny, rego_warn, policy_error)
+        latency = {
+            "resolve": round(max((c.resolve_seconds for c in checks), default=0.0) * 1000, 3),
+            "verify": round(max((c.verify_seconds for c in checks), default=0.0) * 1000, 3),
+            "evaluate": round((evaluated_at - checked_at) * 1000, 3),
+            "total": round((evaluated_at - started) * 1000, 3),
+        }
+        images = tuple(
+            ImageDecision(
+                reference=c.reference,
+                digest=c.digest,
+                policy=c.policy.name if c.policy else None,
+                outcome=c.outcome,
+                verification=c.verification.to_dict() if c.verification else None,
+                error=c.error,
+                cached=c.cached,
+                unchanged=c.unchanged,
+            )
+            for c in checks
+        )
+        return self._emit(
+            Decision(**base, **decision, images=images, input=document, latency=latency)
+        )
+
+    def _emit(self, decision: Decision) -> Decision:
+        for listener in self.listeners:
+            try:
+                listener(decision)
+            except Exception:  # a recorder must never change or break the answer
+                log.exception("decision listener failed")
+        return decision
+
+    @staticmethod
+    def _not_checked(request: AdmissionRequest, config: AdmissionConfig) -> str | None:
+        if request.operation in ("DELETE", "CONNECT"):
+            return f"operation {request.operation} is not checked"
+        if not is_workload(request.kind.kind):
+            return f"kind {request.kind.kind} is out of scope (it runs no containers)"
+        if request.namespace and not config.namespaces.applies(request.namespace):
+            return f"namespace {request.namespace} is not enforced"
+        if (
+            request.operation == "UPDATE"
+            and request.metadata.get("deletionTimestamp")
+            and request.old_object is not None
+        ):
+            try:
+                new = {c.image for c in workload_images(request.kind.kind, request.object or {})}
+                old = {c.image for c in workload_images(request.kind.kind, request.old_object)}
+            except BadAdmissionReview:
+                return None
+            if new <= old:
+                return "object is being deleted and the update adds no image"
+        return None
+
+    @staticmethod
+    def _classify(
+        image: str,
+        containers: list[ContainerImage],
+        config: AdmissionConfig,
+        namespace: str,
+        unchanged: bool,
+    ) -> ImageCheck:
+        check = ImageCheck(reference=image, containers=containers, unchanged=unchanged)
+        try:
+            parsed = parse_image_reference(image)
+        except AttestError as err:
+            check.outcome, check.error = "invalid", str(err)
+            return check
+        check.name, check.tag, check.digest = parsed.name, parsed.tag, parsed.digest
+        check.extra["parsed"] = parsed
+        check.policy = config.policy_for(parsed.name, namespace)
+        if check.policy is None:
+            check.outcome = "unmatched"
+        return check
+
+    def _verify_all(
+        self,
+        checks: list[ImageCheck],
+        runtime: Runtime,
+        config: AdmissionConfig,
+        deadline: Deadline,
+    ) -> None:
+        """Resolve and verify every image that needs it, in place; late results are dropped."""
+        for check in checks:  # pinned images already verified: no thread, no network
+            if check.outcome == "unverified" and check.digest and check.policy is not None:
+                key = (check.name or "", check.digest, check.policy.verification.fingerprint())
+                hit = self.cache.get(key)
+                if hit is not None:
+                    self._record(check, hit, cached=True)
+        pending = [
+            i for i, c in enumerate(checks) if c.outcome == "unverified" and c.verification is None
+        ]
+        if len(pending) == 1:
+            checks[pending[0]] = self._verify_one(checks[pending[0]], runtime, deadline)
+            return
+        futures = {
+            self._pool.submit(self._verify_one, checks[i], runtime, deadline): i for i in pending
+        }
+        _done, late = concurrent.futures.wait(futures, timeout=deadline.remaining() + 0.05)
+        for future, index in futures.items():
+            if future in late:
+                future.cancel()
+                checks[index].outcome = "timed_out"
+                checks[index].error = f"verification timed out after {config.deadline_seconds:g}s"
+            else:
+                checks[index] = future.result()
+
+    def _verify_one(self, original: ImageCheck, runtime: Runtime, deadline: Deadline) -> ImageCheck:
+        """A copy of ``original`` with its digest, verification and outcome filled in."""
+        check = copy.copy(original)
+        parsed: ImageReference = check.extra["parsed"]
+        policy = check.policy
+        assert policy is not None
+        began = time.monotonic()
+        try:
+            store = runtime.registries.store(parsed, deadline)
+            if not check.digest:
+                check.digest = store.resolve(parsed.tag or "latest").digest
+            resolved = time.monotonic()
+            check.resolve_seconds = resolved - began
+            key = (parsed.name, check.digest, policy.verification.fingerprint())
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._record(check, hit, cached=True)
+                return check
+            verification = self.verifier(
+                parsed.with_digest(check.digest),
+                policy.verification,
+                store=store,
+                deadline=deadline,
+                attestations=True,
+            )
+            check.verify_seconds = time.monotonic() - resolved
+            self.cache.put(key, verification)
+            self._record(check, verification, cached=False)
+        except DeadlineExceeded as err:
+            check.outcome = "timed_out"
+            check.error = f"verification timed out ({err})"
+        except AttestError as err:
+            check.outcome = "error"
+            check.error = str(err)
+        except Exception as err:  # a verifier bug: deny with the reason, keep serving
+            log.exception("verification of %s crashed", check.reference)
+            check.outcome = "error"
+            check.error = f"internal error verifying the image: {type(err).__name__}: {err}"
+        return check
+
+    @staticmethod
+    def _record(check: ImageCheck, verification: ImageVerification, *, cached: bool) -> None:
+        check.verification = verification
+        check.cached = cached
+        check.digest = check.digest or verification.digest
+        if verification.verified:
+            check.outcome = "verified"
+        elif verification.errors:
+            check.outcome = "error"
+            check.error = "; ".join(verification.errors)
+        else:
+            check.outcome = "unverified"
+
+    # -- the answer ----------------------------------------------------------------
+
+    @staticmethod
+    def _combine(
+        base: dict[str, Any],
+        request: AdmissionRequest,
+        checks: list[ImageCheck],
+        config: AdmissionConfig,
+        rego_deny: tuple[str, ...],
+        rego_warn: tuple[str, ...],
+        policy_error: str | None,
+    ) -> dict[str, Any]:
+        denials: list[str] = []
+        warnings: list[str] = []
+        timed_out = False
+
+        def unchanged_note(message: str) -> str:
+            if request.operation != "UPDATE":
+                return message
+            same = [c.reference for c in checks if c.unchanged and mentions(message, c.reference)]
+            return message + (" (image unchanged by this update)" if same else "")
+
+        for check in checks:
+            text = f"{check.reference}: "
+            warn_mode = check.policy is not None and check.policy.mode == "warn"
+            if check.outcome == "invalid":
+                denials.append(unchanged_note(text + f"invalid image reference: {check.error}"))
+            elif check.outcome == "unmatched" and config.unmatched_images == "deny":
+                denials.append(
+                    unchanged_note(text + "matches no image policy (unmatched images are denied)")
+                )
+            elif check.outcome in ("timed_out", "error"):
+                message = text + (check.error or check.outcome)
+                if warn_mode:
+                    warnings.append(f"warn mode ({check.policy.name}): {message}")  # type: ignore[union-attr]
+                else:
+                    denials.append(unchanged_note(message))
+                    timed_out = timed_out or check.outcome == "timed_out"
+        for message in rego_deny:
+            named = [c for c in checks if mentions(message, c.reference)]
+            if named and all(c.policy is not None and c.policy.mode == "warn" for c in named):
+                warnings.append(f"warn mode ({named[0].policy.name}): {message}")  # type: ignore[union-attr]
+            else:
+                denials.append(unchanged_note(message))
+        warnings.extend(rego_warn)
+        if policy_error:
+            return {
+                "result": "error",
+                "messages": (f"policy error: {policy_error}", *denials),
+                "warnings": tuple(warnings),
+                "code": 500,
+            }
+        if denials:
+            result = "timed_out" if timed_out else "denied"
+            return {
+                "result": result,
+                "messages": tuple(denials),
+                "warnings": tuple(warnings),
+                "code": 403,
+            }
+        return {
+            "result": "warned" if warnings else "allowed",
+            "messages": (),
+            "warnings": tuple(warnings),
+            "code": 200,
+        }
