@@ -64,12 +64,18 @@ class SignedImage:
 # -- writing ---------------------------------------------------------------------------
 
 
-def signature_statement(digest: str, annotations: dict[str, str] | None = None) -> bytes:
-    """The in-toto Statement cosign v3 signs for an image signature."""
+def signature_statement(
+    digest: str, annotations: dict[str, str] | None = None, *, name: str = ""
+) -> bytes:
+    """The in-toto Statement cosign v3 signs for an image signature (``name``: the repository)."""
     algorithm, hex_part = digest.split(":", 1)
+    subject: dict[str, Any] = {"digest": {algorithm: hex_part}}
+    if name:  # optional in in-toto v1, but sigstore-python insists on it
+        subject = {"name": name, **subject}
+    subject["annotations"] = dict(annotations or {})
     statement = {
         "_type": STATEMENT_V1,
-        "subject": [{"digest": {algorithm: hex_part}, "annotations": dict(annotations or {})}],
+        "subject": [subject],
         "predicateType": SIGN_PREDICATE_TYPE,
         "predicate": {},
     }
@@ -142,9 +148,8 @@ def attach_signature(
             payload,
             cosign_tags.layer_annotations(material, attestation=False),
         )
-    material = signer.sign_dsse(
-        IN_TOTO_PAYLOAD_TYPE, signature_statement(target.digest, annotations)
-    )
+    statement = signature_statement(target.digest, annotations, name=target.name)
+    material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement)
     return push_bundle(
         store, target.descriptor, make_bundle(material), predicate_type=SIGN_PREDICATE_TYPE
     )
