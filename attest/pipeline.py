@@ -51,9 +51,9 @@ from attest.attestations.statement import Statement, build_statement, subject_fo
 from attest.deadline import Deadline
 from attest.errors import AttestError, NotFound, PipelineError
 from attest.oci.access import ResolvedImage, open_store, resolve_image
-from attest.oci.manifest import FetchedManifest, Platform
+from attest.oci.manifest import FetchedManifest, Index, Platform
 from attest.oci.reference import ImageReference, LayoutReference
-from attest.oci.referrers import remove_referrer
+from attest.oci.referrers import fallback_tag, remove_referrer
 from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
 
@@ -143,6 +143,7 @@ class _Undo:
         self.store = store
         self.digest = digest
         self._actions: list[tuple[str, Callable[[], None]]] = []
+        self._had_referrers_tag = _exists(store, fallback_tag(digest))
 
     def referrer(self, reference: str) -> None:
         manifest_digest = reference.rsplit("@", 1)[-1]
@@ -171,7 +172,27 @@ class _Undo:
                 log.warning("rollback of %s failed: %s", reference, err)
                 failed.append(f"{reference} ({err})")
         self._actions.clear()
+        if done and not failed and not self._had_referrers_tag:
+            self._drop_empty_referrers_tag()
         return done, failed
+
+    def _drop_empty_referrers_tag(self) -> None:
+        """Delete the ``sha256-<hex>`` referrers index this run created, once it lists nothing."""
+        tag = fallback_tag(self.digest)
+        try:
+            fetched = self.store.fetch_manifest(tag)
+            if isinstance(fetched.parsed, Index) and not fetched.parsed.manifests:
+                self.store.delete_manifest(fetched.digest)
+        except AttestError as err:  # an empty index is harmless: it lists nothing
+            log.warning("could not delete the empty referrers index %s: %s", tag, err)
+
+
+def _exists(store: ImageStore, tag: str) -> bool:
+    try:
+        store.resolve(tag)
+    except NotFound:
+        return False
+    return True
 
 
 class _RecordingSigner:
