@@ -186,6 +186,8 @@ def _read(path: str, what: str) -> bytes:
 
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
+    if first.get("type") == "json_invalid":
+        return "not JSON"
     where = ".".join(str(part) for part in first.get("loc", ())) or "document"
     return f"{where}: {first.get('msg', 'invalid')}"
 
@@ -196,7 +198,7 @@ def parse_trusted_root(raw: bytes, *, name: str = "<memory>") -> TrustRoot:
         model = trustroot_v1.TrustedRoot.from_json(raw)
     except ValidationError as err:
         raise TrustMaterialError(
-            f"trusted root {name} is malformed ({_first_error(err)})"
+            f"trusted root {name} is unusable ({_first_error(err)})"
         ) from None
     except ValueError as err:
         raise TrustMaterialError(f"trusted root {name} is not JSON ({err})") from None
@@ -278,7 +280,7 @@ def load_trust_config(path: str | None = None) -> TrustConfig:
         model = trustroot_v1.ClientTrustConfig.from_json(raw)
     except ValidationError as err:
         raise TrustMaterialError(
-            f"trust config {path} is malformed ({_first_error(err)})"
+            f"trust config {path} is unusable ({_first_error(err)})"
         ) from None
     except ValueError as err:
         raise TrustMaterialError(f"trust config {path} is not JSON ({err})") from None
@@ -299,7 +301,7 @@ def trust_config_from_parts(trusted_root: str, signing_config: str) -> TrustConf
         model = trustroot_v1.ClientTrustConfig.from_json(raw)
     except ValidationError as err:
         raise TrustMaterialError(
-            f"trusted root {trusted_root} / signing config {signing_config} are malformed "
+            f"trusted root {trusted_root} / signing config {signing_config} are unusable "
             f"({_first_error(err)})"
         ) from None
     return _config_from_model(model, f"{trusted_root}+{signing_config}", raw)
