@@ -46,6 +46,7 @@ from attest.signing.storage import (
     SIGN_PREDICATE_TYPE,
     STATEMENT_TYPES,
     FoundBundle,
+    FoundSignatures,
     find_signatures,
     subject_matches,
 )
@@ -605,22 +606,50 @@ def verify_image(
     try:
         deadline.check(f"verify {reference}")
         digest = active.resolve(identifier_for(reference, active)).digest
-        checker = _Checker(policy, digest)
+        checker = _Checker(policy, digest)  # bad keys or roots fail before any more fetching
         found = find_signatures(active, digest, attestations=attestations)
         deadline.check(f"verify {reference}")
-        checked = [checker.bundle(b) for b in found.bundles]
-        checked += [checker.legacy_signature(e) for e in found.legacy_signatures]
-        checked += [checker.legacy_attestation(e) for e in found.legacy_attestations]
     finally:
         if own_store:
             active.close()
+    return _evaluate(str(reference), digest, found, checker, attestations=attestations)
+
+
+def check_signatures(
+    reference: str,
+    digest: str,
+    found: FoundSignatures,
+    policy: VerificationPolicy,
+    *,
+    attestations: bool = True,
+) -> ImageVerification:
+    """Check signatures already fetched with :func:`~attest.signing.storage.find_signatures`.
+
+    No network: callers that cache what a registry holds (admission) re-check here.
+    """
+    return _evaluate(reference, digest, found, _Checker(policy, digest), attestations=attestations)
+
+
+def _evaluate(
+    reference: str,
+    digest: str,
+    found: FoundSignatures,
+    checker: _Checker,
+    *,
+    attestations: bool,
+) -> ImageVerification:
+    checked = [checker.bundle(b) for b in found.bundles]
+    checked += [checker.legacy_signature(e) for e in found.legacy_signatures]
+    if attestations:
+        checked += [checker.legacy_attestation(e) for e in found.legacy_attestations]
     signatures = tuple(c for c in checked if c.kind == "signature")
     found_attestations = tuple(c for c in checked if c.kind == "attestation")
+    policy = checker.policy
     satisfied = tuple(
         a.name for a in policy.authorities if any(s.authority == a.name for s in signatures)
     )
     return ImageVerification(
-        reference=str(reference),
+        reference=reference,
         digest=digest,
         signatures=signatures,
         attestations=found_attestations if attestations else (),
