@@ -3,9 +3,10 @@
 The key is the image's repository and digest (signatures are stored per
 repository) plus the fingerprint of the trust material (keys, identities,
 roots, threshold) that judged it, so a change of trust never reuses a result
-verified under the old material.  Only complete results are cached: one with
-lookup errors is not.  Policies (Rego) are never cached; they run on every
-request.
+verified under the old material.  Only complete, verified results are cached:
+one with lookup errors, or one that did not meet the threshold, is looked up
+again next time (so an image signed after a denial is admitted at once).
+Policies (Rego) are never cached; they run on every request.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class VerificationCache:
             return entry[1]
 
     def put(self, key: CacheKey, result: ImageVerification) -> None:
-        """Remember ``result`` unless caching is off or the result is incomplete."""
-        if self.max_entries <= 0 or self.ttl_seconds <= 0 or result.errors:
+        """Remember ``result`` unless caching is off or it is incomplete or unverified."""
+        if self.max_entries <= 0 or self.ttl_seconds <= 0 or result.errors or not result.verified:
             return
         with self._lock:
             self._entries[key] = (self._clock() + self.ttl_seconds, result)
