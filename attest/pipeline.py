@@ -259,10 +259,18 @@ class _Timer:
 def default_sbom_generator(
     store: ImageStore, image: ResolvedImage, deadline: Deadline
 ) -> SbomOutput:
-    """Generate the CycloneDX SBOM with :mod:`attest.sbom`."""
-    from attest.sbom import generate_image_sbom_document
+    """Generate the CycloneDX SBOM of the platform manifest with :mod:`attest.sbom`."""
+    from attest.attestations.predicates import parse_predicate
+    from attest.sbom import SbomOptions, generate_sbom
 
-    return generate_image_sbom_document(store, image, deadline=deadline)
+    result = generate_sbom(
+        image, store=store, deadline=deadline, options=SbomOptions(progress=False)
+    )
+    document = parse_predicate(result.document, what="generated SBOM")
+    spec_version = document.get("specVersion")
+    return SbomOutput(
+        document, result.component_count, spec_version if isinstance(spec_version, str) else None
+    )
 
 
 def run_pipeline(
