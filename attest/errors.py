@@ -109,3 +109,7 @@ class DecisionStoreError(AttestError):
 
 class BadAdmissionReview(UsageError):
     """An AdmissionReview (or a manifest given for review) is malformed; the message says how."""
+
+
+class CorruptLayer(AttestError):
+    """An image layer is not a readable (compressed) tar stream."""

@@ -51,10 +51,12 @@ def _register() -> None:
     from attest.cli.inspect import inspect_command
     from attest.cli.pipeline import pipeline_command
     from attest.cli.policy import policy_group
+    from attest.cli.sbom import sbom_command
     from attest.cli.sign import keygen_command, sign_command, verify_command
 
     cli.add_command(decisions_group)
     cli.add_command(inspect_command)
+    cli.add_command(sbom_command)
     cli.add_command(policy_group)
     cli.add_command(admission_group)
     for command in (keygen_command, sign_command, verify_command):

@@ -1,0 +1,110 @@
+"""The one interface every cataloger implements, and what it is given to work with.
+
+A cataloger declares its :class:`Interest` (which files it reads), so the
+filesystem layer keeps exactly those while streaming layers, and then turns a
+:class:`FileView` into packages with :meth:`Cataloger.catalog`.  Files that
+are large and self-contained (Go binaries, Java archives) are instead handed
+to :meth:`Cataloger.analyze` as a stream the moment they are read, and the
+result is kept in place of the content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any, Protocol, TypeVar
+
+from attest.sbom.model import OperatingSystem, Package
+
+T = TypeVar("T")
+
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Interest:
+    """Which files a cataloger reads.
+
+    A file is a candidate when its base name is in ``names``, or ends with one of
+    ``suffixes``, or its parent directory is in ``parents``, or (with ``executables``)
+    it is a regular file with an execute bit; then ``accept(path)`` has the last word.
+    ``stream`` means the content goes to :meth:`Cataloger.analyze` instead of memory.
+    """
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    parents: tuple[str, ...] = ()
+    executables: bool = False
+    stream: bool = False
+    accept: Callable[[str], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits that keep a hostile image from exhausting memory or disk."""
+
+    max_metadata_bytes: int = 64 * 1024 * 1024  # one kept file (status, METADATA, rpmdb, …)
+    max_archive_bytes: int = 1024 * 1024 * 1024  # one streamed archive or binary
+    max_nested_depth: int = 4  # jars in jars in …
+    max_nested_bytes: int = 256 * 1024 * 1024  # one nested archive unpacked
+
+
+class FileView(Protocol):
+    """Read access to the merged filesystem at one point of the scan."""
+
+    def candidates(self, cataloger: str) -> list[str]:
+        """Sorted paths (relative, no leading '/') of present files the cataloger wants."""
+        ...
+
+    def read(self, path: str) -> bytes | None:
+        """Content of a wanted file (symlinks resolved inside the root), or None."""
+        ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def realpath(self, path: str) -> str | None:
+        """``path`` with every symlink resolved inside the root; None on a loop."""
+        ...
+
+    def parse(self, path: str, key: str, parser: Callable[[bytes, Warn], T]) -> T | None:
+        """``parser(content, warn)`` for the current version of ``path``, computed once."""
+        ...
+
+    def analysis(self, path: str, cataloger: str) -> Any:
+        """What ``analyze`` returned for the current version of ``path`` (None if nothing)."""
+        ...
+
+
+@dataclass
+class ScanEnv:
+    """Context for one cataloger run: the distribution, limits, and where warnings go."""
+
+    operating_system: OperatingSystem | None
+    limits: Limits = field(default_factory=Limits)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, path: str, cause: str) -> None:
+        """Record that ``path`` was skipped (or read only in part) and why."""
+        message = f"/{path.lstrip('/')}: {cause}"
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+
+class Cataloger(Protocol):
+    """Finds one ecosystem's packages."""
+
+    name: str
+    interest: Interest
+
+    def catalog(self, view: FileView, env: ScanEnv) -> list[Package]:
+        """Every package of this ecosystem visible in ``view``."""
+        ...
+
+    def analyze(self, path: str, stream: IO[bytes], size: int, env: ScanEnv) -> Any:
+        """Digest one streamed file (only for ``interest.stream``); the result must be small."""
+        ...
+
+
+def location(path: str) -> str:
+    """A relative path as shown to users: with a leading '/'."""
+    return "/" + path.lstrip("/")

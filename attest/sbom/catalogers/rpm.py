@@ -1,0 +1,149 @@
+"""Red Hat, Fedora, SUSE and other RPM packages from the rpm database.
+
+Reads ``rpmdb.sqlite`` (``var/lib/rpm`` or ``usr/lib/sysimage/rpm``), the
+format of every current rpm distribution.  Each row of its ``Packages`` table
+is an rpm header blob, decoded by :mod:`attest.sbom.catalogers.rpmheader`.
+SQLite needs a file, so the database (and an uncheckpointed ``-wal`` beside
+it) is copied to a private temporary directory and opened there, never in the
+scanned tree.  BerkeleyDB ``Packages`` and NDB ``Packages.db`` databases (RHEL
+7/8, older SUSE) are not read; their presence is reported as a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+
+from packageurl import PackageURL
+
+from attest.sbom.catalogers import rpmheader
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.licenses import normalize
+from attest.sbom.model import Package
+
+DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm")
+SQLITE = "rpmdb.sqlite"
+LEGACY = ("Packages", "Packages.db")
+
+
+def read_sqlite(data: bytes, wal: bytes | None) -> list[bytes]:
+    """The header blobs of an rpmdb.sqlite (raises sqlite3.DatabaseError if unreadable)."""
+    with tempfile.TemporaryDirectory(prefix="attest-rpmdb-") as workdir:
+        path = os.path.join(workdir, SQLITE)
+        with open(path, "wb") as out:
+            out.write(data)
+        if wal:
+            with open(path + "-wal", "wb") as out:
+                out.write(wal)
+        connection = sqlite3.connect(path)
+        try:
+            rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
+        finally:
+            connection.close()
+    return [bytes(row[0]) for row in rows if row[0] is not None]
+
+
+def _accept(path: str) -> bool:
+    parent, _, base = path.rpartition("/")
+    return parent in DB_DIRS and base in (SQLITE, SQLITE + "-wal", *LEGACY)
+
+
+class RpmCataloger:
+    """Packages of the rpm database."""
+
+    name = "rpm"
+    interest = Interest(names=frozenset({SQLITE, SQLITE + "-wal", *LEGACY}), accept=_accept)
+
+    def catalog(self, view: FileView, env: ScanEnv) -> list[Package]:
+        found: list[tuple[Package, rpmheader.Header]] = []
+        candidates = view.candidates(self.name)
+        for path in candidates:
+            base = path.rpartition("/")[2]
+            if base in LEGACY:
+                if f"{path.rpartition('/')[0]}/{SQLITE}" not in candidates:
+                    env.warn(path, "BerkeleyDB/NDB rpm databases are not supported; skipped")
+                continue
+            if base != SQLITE:
+                continue
+            wal = view.read(path + "-wal") if path + "-wal" in candidates else None
+            headers = view.parse(path, f"rpm-sqlite:{len(wal or b'')}", _decoder(wal))
+            for header in headers or []:
+                package = self._package(path, header, env)
+                if package is not None:
+                    found.append((package, header))
+        _link(found)
+        return [package for package, _ in found]
+
+    def _package(self, db_path: str, header: rpmheader.Header, env: ScanEnv) -> Package | None:
+        name, version, release = header.name, header.version, header.release
+        if not name or not version or name == "gpg-pubkey":
+            return None
+        os_info = env.operating_system
+        qualifiers: dict[str, str] = {}
+        if header.arch:
+            qualifiers["arch"] = header.arch
+        if header.epoch is not None:
+            qualifiers["epoch"] = str(header.epoch)
+        if os_info is not None:
+            qualifiers["distro"] = os_info.distro
+        full_version = f"{version}-{release}" if release else version
+        properties = {}
+        if header.source_rpm:
+            properties["attest:rpm:source-rpm"] = header.source_rpm
+        if header.modularity_label:
+            properties["attest:rpm:modularity-label"] = header.modularity_label
+        license_value = normalize(header.license)
+        return Package(
+            type="rpm",
+            name=name,
+            version=f"{header.epoch}:{full_version}" if header.epoch is not None else full_version,
+            purl=PackageURL(
+                "rpm", os_info.id if os_info else None, name, full_version, qualifiers or None
+            ),
+            cataloger=self.name,
+            location=location(db_path),
+            ref=f"rpm:{name}:{header.arch or ''}",
+            licenses=(license_value,) if license_value else (),
+            description=header.summary,
+            supplier=header.vendor or header.packager,
+            homepage=header.url,
+            properties=properties,
+            files=frozenset(f.lstrip("/") for f in header.files),
+        )
+
+
+def _decoder(wal: bytes | None):  # type: ignore[no-untyped-def]
+    def decode(data: bytes, warn: Warn) -> list[rpmheader.Header]:
+        try:
+            blobs = read_sqlite(data, wal)
+        except sqlite3.Error as err:
+            warn(f"unreadable rpm database ({err}); skipped")
+            return []
+        headers = []
+        for number, blob in enumerate(blobs, 1):
+            try:
+                headers.append(rpmheader.parse(blob))
+            except rpmheader.HeaderError as err:
+                warn(f"package header {number} is corrupt ({err}); skipped")
+        return headers
+
+    return decode
+
+
+def _link(found: list[tuple[Package, rpmheader.Header]]) -> None:
+    providers: dict[str, Package] = {}
+    for package, _ in found:
+        providers.setdefault(package.name, package)
+    for package, header in found:
+        for name in header.provides:
+            providers.setdefault(name, package)
+        for path in header.files:
+            providers.setdefault(path, package)
+    for package, header in found:
+        edges: list[str] = []
+        for requirement in header.requires:
+            target = providers.get(requirement)
+            if target is not None and target is not package and target.ref not in edges:
+                edges.append(target.ref)
+        package.depends = tuple(edges)

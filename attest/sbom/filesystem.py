@@ -1,0 +1,381 @@
+"""The merged filesystem an SBOM is read from: layers applied in order, or a directory walked.
+
+:class:`FileTree` holds one small :class:`Node` per path (kind, mode, size, the
+layer it came from, symlink target) and the *content* only of files some
+cataloger wants (``Interest``), so memory grows with metadata, not with the
+image.  Layers are applied the way overlay filesystems and container engines
+do: entries are staged per layer, then the layer's whiteouts (``.wh.NAME``)
+and opaque markers (``.wh..wh..opq``) delete what lower layers put there, a
+non-directory replacing a directory hides the directory's children, and the
+staged entries win.  Symlinks are resolved inside the root (an absolute target
+starts at the image root, ``..`` stops there), with a hop limit against loops,
+so nothing ever points outside the scan.
+
+For ``dir:`` targets the same tree is filled by a walk that never follows
+symlinks; wanted files are then read lazily from disk.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn
+
+FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+MAX_SYMLINK_HOPS = 40
+
+
+class SymlinkLoop(Exception):
+    """Resolving a path took more than :data:`MAX_SYMLINK_HOPS` symlinks."""
+
+
+@dataclass(slots=True)
+class Node:
+    """One path of the merged filesystem."""
+
+    kind: str
+    mode: int
+    size: int
+    layer: int
+    link: str = ""  # symlink target
+    wanted: tuple[str, ...] = ()  # names of catalogers that want this file
+    content: bytes | None = None  # kept only for wanted, non-streamed files
+    analysis: dict[str, Any] | None = None  # cataloger name -> what analyze() returned
+    memo: dict[str, tuple[Any, tuple[str, ...]]] | None = None  # parse results + warnings
+
+
+class Selector:
+    """Indexes the catalogers' interests so each path costs a few dict lookups."""
+
+    def __init__(self, catalogers: Iterable[Cataloger]) -> None:
+        self.catalogers = {c.name: c for c in catalogers}
+        self._by_name: dict[str, list[Cataloger]] = {}
+        self._by_suffix: dict[str, list[Cataloger]] = {}
+        self._by_parent: dict[str, list[Cataloger]] = {}
+        self._executables: list[Cataloger] = []
+        self._suffix_lengths: set[int] = set()
+        for cataloger in self.catalogers.values():
+            interest = cataloger.interest
+            for name in interest.names:
+                self._by_name.setdefault(name, []).append(cataloger)
+            for suffix in interest.suffixes:
+                self._by_suffix.setdefault(suffix, []).append(cataloger)
+                self._suffix_lengths.add(len(suffix))
+            for parent in interest.parents:
+                self._by_parent.setdefault(parent, []).append(cataloger)
+            if interest.executables:
+                self._executables.append(cataloger)
+
+    def match(self, path: str, mode: int) -> list[Cataloger]:
+        """The catalogers that want the regular file ``path`` (in declaration order)."""
+        parent, _, base = path.rpartition("/")
+        found: list[Cataloger] = []
+        found.extend(self._by_name.get(base, ()))
+        for length in self._suffix_lengths:
+            if len(base) > length:
+                found.extend(self._by_suffix.get(base[-length:], ()))
+        found.extend(self._by_parent.get(parent, ()))
+        if mode & 0o111:
+            found.extend(self._executables)
+        if not found:
+            return found
+        unique: list[Cataloger] = []
+        for cataloger in found:
+            if cataloger not in unique and (
+                cataloger.interest.accept is None or cataloger.interest.accept(path)
+            ):
+                unique.append(cataloger)
+        return unique
+
+
+def parent_of(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+class FileTree:
+    """The merged filesystem at the current point of a scan (see the module docstring)."""
+
+    def __init__(
+        self,
+        selector: Selector,
+        env: ScanEnv,
+        *,
+        loader: Callable[[str, Node], bytes | None] | None = None,
+        opener: Callable[[str], IO[bytes]] | None = None,
+    ) -> None:
+        self.selector = selector
+        self.env = env
+        self.nodes: dict[str, Node] = {}
+        self._candidates: dict[str, set[str]] = {name: set() for name in selector.catalogers}
+        self._loader = loader
+        self._opener = opener
+        self._upper: dict[str, Node] = {}
+        self._whiteouts: set[str] = set()
+        self._opaques: set[str] = set()
+        self._layer = 0
+
+    # -- building ---------------------------------------------------------------
+
+    def begin_layer(self, index: int) -> None:
+        self._layer = index
+        self._upper = {}
+        self._whiteouts = set()
+        self._opaques = set()
+
+    def staged(self, path: str) -> Node | None:
+        """A node of the layer being applied, else of the layers below."""
+        node = self._upper.get(path)
+        return node if node is not None else self.nodes.get(path)
+
+    def stage(self, path: str, node: Node) -> None:
+        self._upper[path] = node
+
+    def stage_whiteout(self, path: str) -> None:
+        self._whiteouts.add(path)
+
+    def stage_opaque(self, directory: str) -> None:
+        self._opaques.add(directory)
+
+    def resolve_parent(self, path: str) -> str:
+        """``path`` with symlinks in its directory part resolved, as tar extraction would."""
+        parent, sep, base = path.rpartition("/")
+        if not sep:
+            return path
+        try:
+            real_parent = self._resolve(parent, follow_final=True, lookup=self.staged)
+        except SymlinkLoop:
+            return path
+        return f"{real_parent}/{base}" if real_parent else base
+
+    def commit_layer(self) -> set[str]:
+        """Apply the staged layer; returns the catalogers whose candidate files changed."""
+        changed: set[str] = set()
+        subtrees = set(self._whiteouts)
+        children_of = set(self._opaques)
+        for path, node in self._upper.items():
+            old = self.nodes.get(path)
+            if old is not None and old.kind == DIR and node.kind != DIR:
+                children_of.add(path)
+        if subtrees or children_of:
+            self._prune(subtrees, children_of, changed)
+        for path, node in self._upper.items():
+            old = self.nodes.get(path)
+            if old is not None:
+                for name in old.wanted:
+                    self._candidates[name].discard(path)
+                    changed.add(name)
+            self.nodes[path] = node
+            for name in node.wanted:
+                self._candidates[name].add(path)
+                changed.add(name)
+        self._upper = {}
+        self._whiteouts = set()
+        self._opaques = set()
+        return changed
+
+    def _prune(self, subtrees: set[str], children_of: set[str], changed: set[str]) -> None:
+        doomed: list[str] = []
+        root_opaque = "" in children_of
+        for path in self.nodes:
+            if path in subtrees or root_opaque:
+                doomed.append(path)
+                continue
+            ancestor = path
+            while True:
+                ancestor, sep, _ = ancestor.rpartition("/")
+                if not sep:
+                    break
+                if ancestor in subtrees or ancestor in children_of:
+                    doomed.append(path)
+                    break
+        for path in doomed:
+            node = self.nodes.pop(path)
+            for name in node.wanted:
+                self._candidates[name].discard(path)
+                changed.add(name)
+
+    # -- resolving --------------------------------------------------------------
+
+    def _resolve(
+        self, path: str, *, follow_final: bool, lookup: Callable[[str], Node | None]
+    ) -> str:
+        parts = deque(p for p in path.split("/") if p)
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            name = parts.popleft()
+            if name == ".":
+                continue
+            if name == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/".join([*resolved, name])
+            node = lookup(candidate)
+            if node is not None and node.kind == SYMLINK and (parts or follow_final):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise SymlinkLoop(path)
+                if node.link.startswith("/"):
+                    resolved = []
+                parts.extendleft(reversed([p for p in node.link.split("/") if p]))
+                continue
+            resolved.append(name)
+        return "/".join(resolved)
+
+    def realpath(self, path: str) -> str | None:
+        """``path`` with all symlinks resolved inside the root; None (and a warning) on a loop."""
+        try:
+            return self._resolve(path, follow_final=True, lookup=self.nodes.get)
+        except SymlinkLoop:
+            self.env.warn(path, "too many levels of symbolic links (a symlink loop); skipped")
+            return None
+
+    # -- the FileView protocol --------------------------------------------------
+
+    def candidates(self, cataloger: str) -> list[str]:
+        return sorted(self._candidates.get(cataloger, ()))
+
+    def exists(self, path: str) -> bool:
+        real = self.realpath(path)
+        return real is not None and real in self.nodes
+
+    def layer_of(self, path: str) -> int | None:
+        node = self.nodes.get(path)
+        return node.layer if node is not None else None
+
+    def _file(self, path: str) -> tuple[str, Node] | None:
+        node = self.nodes.get(path)
+        if node is None or node.kind == SYMLINK:
+            real = self.realpath(path)
+            if real is None:
+                return None
+            path, node = real, self.nodes.get(real)
+        if node is None or node.kind != FILE:
+            return None
+        return path, node
+
+    def read(self, path: str) -> bytes | None:
+        found = self._file(path)
+        if found is None:
+            return None
+        real, node = found
+        if node.content is not None:
+            return node.content
+        if self._loader is not None and node.wanted:
+            return self._loader(real, node)
+        return None
+
+    def parse(self, path: str, key: str, parser: Callable[[bytes, Warn], T]) -> T | None:
+        found = self._file(path)
+        if found is None:
+            return None
+        real, node = found
+        if node.memo is not None and key in node.memo:
+            result, warnings = node.memo[key]
+            for cause in warnings:
+                self.env.warn(real, cause)
+            return result  # type: ignore[no-any-return]
+        data = self.read(real)
+        if data is None:
+            return None
+        collected: list[str] = []
+        result = parser(data, collected.append)
+        for cause in collected:
+            self.env.warn(real, cause)
+        if node.memo is None:
+            node.memo = {}
+        node.memo[key] = (result, tuple(collected))
+        return result
+
+    def analysis(self, path: str, cataloger: str) -> Any:
+        node = self.nodes.get(path)
+        if node is None or node.kind != FILE:
+            return None
+        if node.analysis is not None and cataloger in node.analysis:
+            return node.analysis[cataloger]
+        if self._opener is None or cataloger not in node.wanted:
+            return None
+        result = None
+        try:
+            with self._opener(path) as stream:
+                result = self.selector.catalogers[cataloger].analyze(
+                    path, stream, node.size, self.env
+                )
+        except OSError as err:
+            self.env.warn(path, f"cannot read ({err.strerror or err}); skipped")
+        if node.analysis is None:
+            node.analysis = {}
+        node.analysis[cataloger] = result
+        return result
+
+
+# -- directories ------------------------------------------------------------------
+
+
+def _open_inside(root: str, path: str) -> IO[bytes]:
+    fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return os.fdopen(fd, "rb")
+
+
+def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
+    """Walk ``root`` (never following symlinks) into a tree whose wanted files load lazily."""
+    limits: Limits = env.limits
+
+    def load(path: str, node: Node) -> bytes | None:
+        if node.size > limits.max_metadata_bytes:
+            env.warn(
+                path,
+                f"{node.size} bytes is above the {limits.max_metadata_bytes}-byte limit; skipped",
+            )
+            return None
+        try:
+            with _open_inside(root, path) as handle:
+                return handle.read(limits.max_metadata_bytes + 1)[: limits.max_metadata_bytes]
+        except OSError as err:
+            env.warn(path, f"cannot read ({err.strerror or err}); skipped")
+            return None
+
+    tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
+    tree.begin_layer(0)
+    pending = [""]
+    while pending:
+        relative = pending.pop()
+        directory = os.path.join(root, relative) if relative else root
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as err:
+            env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            continue
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except OSError as err:
+                env.warn(path, f"cannot stat ({err.strerror or err}); skipped")
+                continue
+            mode = info.st_mode
+            if stat.S_ISLNK(mode):
+                try:
+                    link = os.readlink(entry.path)
+                except OSError:
+                    link = ""
+                tree.stage(path, Node(SYMLINK, 0o777, 0, 0, link))
+            elif stat.S_ISDIR(mode):
+                tree.stage(path, Node(DIR, stat.S_IMODE(mode), 0, 0))
+                if not (
+                    relative == "" and entry.name in ("proc", "sys") and os.path.ismount(entry.path)
+                ):
+                    pending.append(path)
+            elif stat.S_ISREG(mode):
+                wanted = tuple(c.name for c in selector.match(path, mode))
+                tree.stage(path, Node(FILE, stat.S_IMODE(mode), info.st_size, 0, wanted=wanted))
+            else:
+                tree.stage(path, Node(OTHER, stat.S_IMODE(mode), 0, 0))
+    tree.commit_layer()
+    return tree

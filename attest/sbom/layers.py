@@ -1,0 +1,339 @@
+"""Stream one image layer into a :class:`FileTree`: decompress, verify, walk tar entries.
+
+A layer blob is read once, front to back: the store's verifying reader checks
+its digest and size at EOF, :class:`LayerStream` decompresses it (gzip, zstd or
+plain tar, recognised by magic bytes rather than trusting the media type) and
+hashes the tar for the diffID, and each tar entry becomes a node.  Only files
+a cataloger wants are read (small metadata kept in memory; binaries and
+archives handed to the cataloger as a stream), everything else is skipped as
+the stream moves on.  Entry names are normalised: absolute names are read as
+relative to the image root, names with ``..`` are skipped with a warning, so
+nothing can land outside the scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable
+from typing import IO, Any
+
+from attest.errors import AttestError, CorruptLayer, DigestMismatch
+from attest.sbom.catalogers.base import Cataloger, ScanEnv
+from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
+
+CHUNK = 1 << 18
+HEAD_BYTES = 4096
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class LayerStream:
+    """The uncompressed tar of a layer blob, hashed (for the diffID) as it is read."""
+
+    def __init__(self, raw: IO[bytes], *, what: str) -> None:
+        self._raw = raw
+        self._what = what
+        self._hash = hashlib.sha256()
+        self._pending = b""
+        self._pos = 0
+        self._eof = False
+        head = raw.read(CHUNK)
+        self._head: bytes | None = head
+        self._gzip: Any = None
+        self._zstd: Any = None
+        if head.startswith(_GZIP_MAGIC):
+            self.compression = "gzip"
+            self._gzip = zlib.decompressobj(31)
+        elif head.startswith(_ZSTD_MAGIC):
+            self.compression = "zstd"
+            try:
+                import zstandard
+            except ImportError:  # pragma: no cover - zstandard is a dependency
+                raise CorruptLayer(
+                    f"{what}: zstd-compressed, but 'zstandard' is not installed"
+                ) from None
+            self._zstd = zstandard.ZstdDecompressor().stream_reader(
+                _Prefixed(head, raw), read_across_frames=True, read_size=CHUNK
+            )
+            self._head = None
+        else:
+            self.compression = "none"
+
+    def _raw_read(self) -> bytes:
+        if self._head is not None:
+            data, self._head = self._head, None
+            return data
+        return self._raw.read(CHUNK)
+
+    def _next_gzip(self) -> bytes:
+        while True:
+            if self._gzip.eof:
+                leftover = self._gzip.unused_data or self._raw_read()
+                if not leftover:
+                    return b""
+                if not leftover.strip(b"\0"):  # NUL padding after the last member
+                    while more := self._raw_read():
+                        if more.strip(b"\0"):
+                            raise CorruptLayer(f"{self._what}: garbage after the gzip stream")
+                    return b""
+                self._gzip = zlib.decompressobj(31)
+                data = leftover
+            else:
+                data = self._gzip.unconsumed_tail or self._raw_read()
+                if not data:
+                    raise CorruptLayer(f"{self._what}: gzip stream is truncated")
+            out = self._gzip.decompress(data, CHUNK)
+            if out:
+                return out
+
+    def _next(self) -> bytes:
+        try:
+            if self._gzip is not None:
+                return self._next_gzip()
+            if self._zstd is not None:
+                return self._zstd.read(CHUNK)
+            return self._raw_read()
+        except zlib.error as err:
+            raise CorruptLayer(f"{self._what}: gzip data is corrupt ({err})") from None
+        except DigestMismatch:
+            raise
+        except AttestError:
+            raise
+        except Exception as err:  # zstandard.ZstdError and friends
+            if type(err).__name__ == "ZstdError":
+                raise CorruptLayer(f"{self._what}: zstd data is corrupt ({err})") from None
+            raise
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            n = 1 << 62
+        parts: list[bytes] = []
+        while n > 0:
+            if self._pos >= len(self._pending):
+                if self._eof:
+                    break
+                chunk = self._next()
+                if not chunk:
+                    self._eof = True
+                    break
+                self._hash.update(chunk)
+                self._pending, self._pos = chunk, 0
+            piece = self._pending[self._pos : self._pos + n]
+            self._pos += len(piece)
+            n -= len(piece)
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def finish(self) -> str:
+        """Read to the end (so the blob digest is verified); returns the diffID."""
+        while self.read(CHUNK):
+            pass
+        while self._raw.read(CHUNK):  # e.g. bytes after a zstd frame the reader did not need
+            pass
+        return "sha256:" + self._hash.hexdigest()
+
+
+class _Prefixed:
+    """A stream that first replays ``head`` and then continues with ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(n)
+        if n is None or n < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:n], self._head[n:]
+        if len(data) < n:
+            data += self._rest.read(n - len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def normalize_entry_name(name: str) -> tuple[str | None, str | None]:
+    """(relative path, problem): ``..`` names are refused, absolute ones made relative."""
+    problem = None
+    if name.startswith("/"):
+        problem = "absolute path in layer; read relative to the image root"
+    parts = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            return None, "path contains '..'; skipped"
+        parts.append(part)
+    return "/".join(parts), problem
+
+
+class _ParentCache:
+    """Resolved parent directories for the layer being applied (cleared when links change)."""
+
+    def __init__(self, tree: FileTree) -> None:
+        self.tree = tree
+        self.cache: dict[str, str] = {}
+
+    def resolve(self, path: str) -> str:
+        parent, sep, base = path.rpartition("/")
+        if not sep:
+            return path
+        real_parent = self.cache.get(parent)
+        if real_parent is None:
+            real_parent = self.tree.resolve_parent(f"{parent}/x")[:-2]
+            self.cache[parent] = real_parent
+        return f"{real_parent}/{base}" if real_parent else base
+
+
+def apply_layer(
+    tree: FileTree,
+    index: int,
+    stream: LayerStream,
+    env: ScanEnv,
+    *,
+    what: str,
+    tick: Callable[[], None] | None = None,
+) -> set[str]:
+    """Read one layer's tar from ``stream`` into ``tree``; returns catalogers whose files changed."""
+    tree.begin_layer(index)
+    parents = _ParentCache(tree)
+    try:
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+            while True:
+                member = tar.next()
+                if member is None:
+                    break
+                tar.members.clear()  # stream mode would otherwise keep every header
+                _apply_entry(tree, tar, member, index, env, parents, what)
+                if tick is not None:
+                    tick()
+    except tarfile.TarError as err:
+        raise CorruptLayer(f"{what}: not a valid tar stream ({err})") from None
+    except EOFError as err:
+        raise CorruptLayer(f"{what}: tar stream ends unexpectedly ({err})") from None
+    return tree.commit_layer()
+
+
+def _apply_entry(
+    tree: FileTree,
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    index: int,
+    env: ScanEnv,
+    parents: _ParentCache,
+    what: str,
+) -> None:
+    path, problem = normalize_entry_name(member.name)
+    if problem:
+        env.warn(member.name, f"{what}: {problem}")
+    if not path:
+        return
+    parent, _, base = path.rpartition("/")
+    if base.startswith(WHITEOUT_PREFIX):
+        if base == OPAQUE_MARKER:
+            tree.stage_opaque(parents.resolve(f"{parent}/x")[:-2] if parent else "")
+        elif not base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):  # .wh..wh.plnk etc.
+            tree.stage_whiteout(
+                parents.resolve(
+                    f"{parent}/{base[len(WHITEOUT_PREFIX) :]}"
+                    if parent
+                    else base[len(WHITEOUT_PREFIX) :]
+                )
+            )
+        return
+    path = parents.resolve(path)
+    mode = stat.S_IMODE(member.mode)
+    if member.isdir():
+        if (old := tree.staged(path)) is not None and old.kind == SYMLINK:
+            parents.cache.clear()
+        tree.stage(path, Node(DIR, mode, 0, index))
+    elif member.issym():
+        parents.cache.clear()
+        tree.stage(path, Node(SYMLINK, 0o777, 0, index, member.linkname))
+    elif member.islnk():
+        _apply_hardlink(tree, member, path, index, env, what)
+    elif member.isreg():
+        _apply_file(tree, tar, member, path, mode, index, env)
+    else:
+        tree.stage(path, Node(OTHER, mode, 0, index))
+
+
+def _apply_hardlink(
+    tree: FileTree, member: tarfile.TarInfo, path: str, index: int, env: ScanEnv, what: str
+) -> None:
+    target_name, _problem = normalize_entry_name(member.linkname)
+    target = tree.staged(target_name) if target_name else None
+    if target is None or target.kind != FILE:
+        env.warn(path, f"{what}: hard link to missing {member.linkname!r}; skipped")
+        return
+    wanted = tuple(c.name for c in tree.selector.match(path, target.mode))
+    node = Node(FILE, target.mode, target.size, index, wanted=wanted)
+    node.content = target.content
+    node.analysis = dict(target.analysis) if target.analysis else None
+    if wanted and node.content is None and not node.analysis and target.wanted != wanted:
+        env.warn(
+            path, f"{what}: hard link to {member.linkname!r}, whose content was not kept; skipped"
+        )
+    tree.stage(path, node)
+
+
+def _apply_file(
+    tree: FileTree,
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    path: str,
+    mode: int,
+    index: int,
+    env: ScanEnv,
+) -> None:
+    catalogers = tree.selector.match(path, mode) if member.size or mode & 0o111 else []
+    node = Node(FILE, mode, member.size, index, wanted=tuple(c.name for c in catalogers))
+    tree.stage(path, node)
+    if not catalogers:
+        return
+    limits = env.limits
+    kept = [c for c in catalogers if not c.interest.stream]
+    streamed = [c for c in catalogers if c.interest.stream]
+    handle = tar.extractfile(member)
+    if handle is None:
+        return
+    if kept:
+        if member.size > limits.max_metadata_bytes:
+            env.warn(
+                path,
+                f"{member.size} bytes is above the {limits.max_metadata_bytes}-byte limit; skipped",
+            )
+            return
+        node.content = handle.read()
+        if streamed:
+            import io
+
+            _analyze(node, path, streamed, io.BytesIO(node.content), node.content[:HEAD_BYTES], env)
+        return
+    if member.size > limits.max_archive_bytes:
+        env.warn(
+            path, f"{member.size} bytes is above the {limits.max_archive_bytes}-byte limit; skipped"
+        )
+        return
+    head = handle.read(HEAD_BYTES)
+    _analyze(node, path, streamed, _Prefixed(head, handle), head, env)
+
+
+def _analyze(
+    node: Node, path: str, catalogers: list[Cataloger], stream: Any, head: bytes, env: ScanEnv
+) -> None:
+    for cataloger in catalogers:
+        sniff = getattr(cataloger, "sniff", None)
+        if sniff is not None and not sniff(path, head):
+            continue
+        node.analysis = {cataloger.name: cataloger.analyze(path, stream, node.size, env)}
+        return
