@@ -56,10 +56,15 @@ from attest.signing.trust import TrustRoot, load_trusted_root
 
 @dataclass(frozen=True)
 class KeyAuthority:
-    """Trust signatures made with one public key (PKIX PEM: ECDSA, RSA or Ed25519)."""
+    """Trust signatures made with one public key (PKIX PEM: ECDSA, RSA or Ed25519).
+
+    A transparency-log entry that comes with such a signature is optional, but when
+    present it must verify against ``trusted_root`` (``None``: Sigstore public good).
+    """
 
     name: str
     public_key_pem: bytes
+    trusted_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,23 +95,31 @@ class KeylessAuthority:
 Authority = KeyAuthority | KeylessAuthority
 
 
+def _root_fingerprint(path: str | None) -> str:
+    if not path:
+        return "sigstore-public-good"
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return f"unreadable:{path}"
+
+
 def _authority_trust(authority: Authority) -> dict[str, Any]:
+    root = _root_fingerprint(authority.trusted_root)
     if isinstance(authority, KeyAuthority):
-        return {"name": authority.name, "key": authority.public_key_pem.decode().strip()}
-    root = None
-    if authority.trusted_root:
-        try:
-            with open(authority.trusted_root, "rb") as handle:
-                root = hashlib.sha256(handle.read()).hexdigest()
-        except OSError:
-            root = f"unreadable:{authority.trusted_root}"
+        return {
+            "name": authority.name,
+            "key": authority.public_key_pem.decode().strip(),
+            "trustedRoot": root,
+        }
     return {
         "name": authority.name,
         "issuer": authority.issuer,
         "issuerRegexp": authority.issuer_regexp,
         "subject": authority.subject,
         "subjectRegexp": authority.subject_regexp,
-        "trustedRoot": root or "sigstore-public-good",
+        "trustedRoot": root,
     }
 
 
@@ -255,12 +268,14 @@ class _Checker:
         self.keys: dict[str, keys.PublicKey] = {}
         self.roots: dict[str, TrustRoot] = {}
         for authority in policy.authorities:
+            # Load (and so validate) all trust material before looking at signatures.
+            if authority.trusted_root or isinstance(authority, KeylessAuthority):
+                self.roots[authority.name] = load_trusted_root(authority.trusted_root)
             if isinstance(authority, KeyAuthority):
                 self.keys[authority.name] = keys.load_public_key(
                     authority.public_key_pem, what=f"authority {authority.name}"
                 )
-            else:  # load (and so validate) trust material before looking at signatures
-                self.roots[authority.name] = load_trusted_root(authority.trusted_root)
+            else:
                 IdentityPolicy(
                     subject=authority.subject,
                     subject_regexp=authority.subject_regexp,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,17 +18,10 @@ from attest.cli.common import (
 )
 from attest.errors import UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
-from attest.signing import keys
-from attest.signing.signer import KeySigner, Signer
-from attest.signing.storage import attach_signature
-from attest.verify import (
-    Authority,
-    ImageVerification,
-    KeyAuthority,
-    KeylessAuthority,
-    VerificationPolicy,
-    verify_image,
-)
+
+if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when a command runs
+    from attest.signing.signer import Signer
+    from attest.verify import ImageVerification, VerificationPolicy
 
 
 def parse_annotations(values: tuple[str, ...]) -> dict[str, str]:
@@ -82,6 +75,8 @@ def keygen_command(output_key_prefix: str, force: bool) -> None:
 
     The password comes from ATTEST_PASSWORD (or COSIGN_PASSWORD), else a prompt.
     """
+    from attest.signing import keys
+
     private_path, public_path = f"{output_key_prefix}.key", f"{output_key_prefix}.pub"
     for path in (private_path, public_path):
         if os.path.exists(path) and not force:
@@ -102,6 +97,8 @@ def keygen_command(output_key_prefix: str, force: bool) -> None:
 
 
 def _signer(key: str | None, identity_token: str | None, trust_config: str | None) -> Signer:
+    from attest.signing.signer import KeySigner
+
     if key:
         if identity_token or trust_config:
             raise UsageError(
@@ -149,6 +146,8 @@ def sign_command(
     The default storage is a Sigstore bundle v0.3 as an OCI referrer (cosign v3);
     --legacy appends to cosign's .sig tag.  A tag is resolved to its digest first.
     """
+    from attest.signing.storage import attach_signature
+
     target = parse_image_target(image)
     signed_annotations = parse_annotations(annotations)
     options = make_registry_options(insecure, registry_auth, timeout)
@@ -194,13 +193,18 @@ def build_policy(
     annotations: dict[str, str],
 ) -> VerificationPolicy:
     """The verification policy the ``attest verify`` flags describe."""
+    from attest.signing import keys
+    from attest.verify import Authority, KeyAuthority, KeylessAuthority, VerificationPolicy
+
     keyless = any((identity, identity_regexp, issuer, issuer_regexp))
     if key and keyless:
         raise UsageError("give either --key or --certificate-identity/--certificate-oidc-issuer")
     authority: Authority
     if key:
         keys.load_public_key_file(key)  # a one-line error for a bad key file, before any network
-        authority = KeyAuthority(name=key, public_key_pem=keys.read_key_file(key))
+        authority = KeyAuthority(
+            name=key, public_key_pem=keys.read_key_file(key), trusted_root=trusted_root
+        )
     elif keyless:
         if identity and identity_regexp:
             raise UsageError(
@@ -273,7 +277,7 @@ def _print_text(result: ImageVerification) -> None:
 @click.option(
     "--trusted-root",
     type=click.Path(dir_okay=False),
-    help="trusted_root.json (default: Sigstore public good, offline).",
+    help="trusted_root.json for certificates and log entries (default: Sigstore public good, offline).",
 )
 @annotation_option
 @output_option
@@ -297,6 +301,8 @@ def verify_command(
     Exits 0 only if at least one signature satisfies the policy; otherwise lists every
     signature found and why each failed.
     """
+    from attest.verify import verify_image
+
     target = parse_image_target(image)
     policy = build_policy(
         key,

@@ -1,0 +1,124 @@
+"""VerificationPolicy: validation, fingerprints, thresholds, and log entries with key signatures."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+
+import pytest
+
+from attest.errors import KeyFileError, UsageError
+from attest.signing.storage import attach_signature
+from attest.signing.trust import TrustMaterialError
+from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy, verify_image
+from tests.signing.conftest import make_key
+
+
+def test_policy_validation() -> None:
+    key = make_key()
+    with pytest.raises(UsageError, match="no authorities"):
+        VerificationPolicy(())
+    with pytest.raises(UsageError, match="threshold 2 must be between 1 and 1"):
+        VerificationPolicy((KeyAuthority("a", key.public_pem),), threshold=2)
+    with pytest.raises(UsageError, match="names must be unique"):
+        VerificationPolicy((KeyAuthority("a", key.public_pem), KeyAuthority("a", key.public_pem)))
+    with pytest.raises(UsageError, match="needs an OIDC issuer"):
+        KeylessAuthority("k", subject="a@b.c")
+
+
+def test_fingerprint_covers_all_trust_material(tmp_path) -> None:
+    one, two = make_key(), make_key()
+    base = VerificationPolicy((KeyAuthority("a", one.public_pem),))
+    assert (
+        base.fingerprint() == VerificationPolicy((KeyAuthority("a", one.public_pem),)).fingerprint()
+    )
+    root = tmp_path / "root.json"
+    root.write_text("{}")
+    variants = [
+        VerificationPolicy((KeyAuthority("a", two.public_pem),)),
+        VerificationPolicy((KeyAuthority("a", one.public_pem, trusted_root=str(root)),)),
+        VerificationPolicy((KeyAuthority("a", one.public_pem),), required_annotations={"x": "y"}),
+        VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject="s@x"),)),
+        VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject_regexp="s@x"),)),
+    ]
+    prints = {base.fingerprint(), *(v.fingerprint() for v in variants)}
+    assert len(prints) == 1 + len(variants)
+    with_root = variants[1].fingerprint()
+    root.write_text('{"changed": true}')
+    assert variants[1].fingerprint() != with_root
+
+
+def test_threshold_counts_distinct_authorities(layout_image) -> None:
+    reference, store, image = layout_image
+    alice, bob = make_key(), make_key()
+    policy = VerificationPolicy(
+        (KeyAuthority("alice", alice.public_pem), KeyAuthority("bob", bob.public_pem)), threshold=2
+    )
+    attach_signature(store, image, alice.signer)
+    attach_signature(store, image, alice.signer, legacy=True)
+    store.close()
+    once = verify_image(reference, policy)
+    assert once.satisfied_authorities == ("alice",) and not once.verified
+    attach_signature(store, image, bob.signer)
+    store.close()
+    both = verify_image(reference, policy)
+    assert both.satisfied_authorities == ("alice", "bob") and both.verified
+
+
+def test_unusable_trust_material_raises_before_checking(layout_image, tmp_path) -> None:
+    reference, store, image = layout_image
+    attach_signature(store, image, make_key().signer)
+    store.close()
+    with pytest.raises(KeyFileError, match="not a PEM public key"):
+        verify_image(reference, VerificationPolicy((KeyAuthority("bad", b"nope"),)))
+    with pytest.raises(TrustMaterialError, match="does not exist"):
+        verify_image(
+            reference,
+            VerificationPolicy(
+                (
+                    KeylessAuthority(
+                        "k", issuer="https://i", subject="s", trusted_root=str(tmp_path / "x")
+                    ),
+                )
+            ),
+        )
+
+
+def test_key_signature_log_entry_must_verify_against_the_root(layout_image, fake_sigstore) -> None:
+    """A Rekor entry next to a key-based signature is optional, but a present one must verify."""
+    reference, store, image = layout_image
+    sigstore, root = fake_sigstore
+    key = make_key()
+
+    class LoggingSigner:
+        description = "key + fake log"
+
+        def sign(self, data: bytes):
+            material = key.signer.sign(data)
+            body = {
+                "apiVersion": "0.0.1",
+                "kind": "hashedrekord",
+                "spec": {
+                    "data": {
+                        "hash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()}
+                    },
+                    "signature": {
+                        "content": base64.b64encode(material.signature).decode(),
+                        "publicKey": {"content": base64.b64encode(key.public_pem).decode()},
+                    },
+                },
+            }
+            entry = sigstore.log(body, dt.datetime.now(dt.UTC))
+            return dataclasses.replace(material, tlog_entries=(entry,))
+
+    attach_signature(store, image, LoggingSigner(), legacy=True)  # type: ignore[arg-type]
+    store.close()
+    trusted = verify_image(
+        reference, VerificationPolicy((KeyAuthority("k", key.public_pem, trusted_root=root),))
+    )
+    assert trusted.verified and trusted.signatures[0].tlog["logIndex"] == 0
+    public_good = verify_image(reference, key.policy())
+    assert not public_good.verified
+    assert "not in trusted root sigstore-public-good" in public_good.signatures[0].reasons[0]
