@@ -96,7 +96,8 @@ def keygen_command(output_key_prefix: str, force: bool) -> None:
 # -- sign ------------------------------------------------------------------------------------
 
 
-def _signer(key: str | None, identity_token: str | None, trust_config: str | None) -> Signer:
+def make_signer(key: str | None, identity_token: str | None, trust_config: str | None) -> Signer:
+    """A key signer for ``--key``, else a keyless Sigstore signer (token from flag/env/CI)."""
     from attest.signing.signer import KeySigner
 
     if key:
@@ -108,6 +109,9 @@ def _signer(key: str | None, identity_token: str | None, trust_config: str | Non
     from attest.signing.keyless import KeylessSigner
 
     return KeylessSigner(identity_token=identity_token, trust_config=trust_config)
+
+
+_signer = make_signer  # the name attest.cli.attestations imports
 
 
 @click.command("sign")
@@ -152,7 +156,7 @@ def sign_command(
     signed_annotations = parse_annotations(annotations)
     options = make_registry_options(insecure, registry_auth, timeout)
     with contextlib.ExitStack() as stack:
-        signer = _signer(key, identity_token, trust_config)
+        signer = make_signer(key, identity_token, trust_config)
         if hasattr(signer, "close"):
             stack.callback(signer.close)
         store = stack.enter_context(open_store(target, options))
