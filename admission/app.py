@@ -20,6 +20,25 @@ from admission.review import API_VERSIONS, ReviewError, parse_review, review_res
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024  # the API server's own request limit is 3 MiB
+DRAIN_BYTES = (
+    16 * 1024 * 1024
+)  # read (and drop) this much of an oversized body so the client gets its 413
+
+
+def _read_body(max_bytes: int) -> bytes | None:
+    """The request body, or ``None`` when it is larger than ``max_bytes`` (drained, bounded)."""
+    stream = request.environ["wsgi.input"]
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        remaining = min(length, DRAIN_BYTES)
+        while remaining > 0:
+            chunk = stream.read(min(65536, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        return None
+    body = stream.read(max_bytes + 1) if length is None else stream.read(length)
+    return None if len(body) > max_bytes else body
 
 
 def _answer(decision: Decision, api_version: str) -> dict[str, Any]:
@@ -44,15 +63,13 @@ def create_app(
     """The webhook application for ``config_path`` (or an already built :class:`Admission`)."""
     service = admission or Admission(config_path, verifier=verifier, listeners=listeners)
     app = Flask("attest-admission")
-    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["attest_admission"] = service
 
     @app.post("/validate")
     def validate() -> Any:
-        try:
-            body = request.get_data(cache=False)
-        except RequestEntityTooLarge:
+        body = _read_body(max_body_bytes)
+        if body is None:
             return _bad_request(f"request body is larger than {max_body_bytes} bytes", 413)
         try:
             review = parse_review(body)
