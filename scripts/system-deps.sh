@@ -16,6 +16,8 @@ needed=(
   "buildah:buildah"
   "crun:crun"
   "mmdebstrap:mmdebstrap"
+  "rpmbuild:rpm"
+  "go:golang-go"
 )
 packages=("$@")
 for pair in "${needed[@]}"; do
