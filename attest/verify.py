@@ -38,7 +38,6 @@ from attest.signing.fulcio import (
 from attest.signing.legacy import (
     PREDICATE_TYPE_ANNOTATION,
     LegacyEntry,
-    annotations_summary,
     parse_cosign_bundle,
 )
 from attest.signing.payload import SIMPLE_SIGNING_TYPE, parse_payload
@@ -169,7 +168,7 @@ class CheckResult:
     ]  # {"type": "key", "keyId": …} | {"type": "keyless", "subject": …, "issuer": …}
     predicate_type: str | None = None
     statement: dict[str, Any] | None = None  # decoded in-toto Statement (trust only if verified)
-    annotations: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)  # signed ones only (-a values)
     tlog: dict[str, Any] | None = None  # {"logIndex": …, "integratedTime": …}
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,8 +316,7 @@ class _Checker:
             if mismatch:
                 common.append(mismatch)
         per_authority: dict[str, list[str]] = {}
-        signer: dict[str, Any] = {}
-        tlog = None
+        tlog = parsed.tlog_entries[0].summary() if parsed.tlog_entries else None
         for authority in self.policy.authorities:
             outcome = verify_bundle(
                 parsed,
@@ -327,11 +325,11 @@ class _Checker:
                 payload_type=IN_TOTO_PAYLOAD_TYPE,
                 trusted_root=self.roots.get(authority.name),
             )
-            signer = signer if signer.get("type") == "keyless" else dict(outcome.signer)
-            tlog = tlog or outcome.tlog
             per_authority[authority.name] = list(outcome.reasons) if not outcome.verified else []
-        if parsed.certificate is None:
-            signer = {"type": "key", "keyId": parsed.public_key_hint}
+        signer: dict[str, Any] = {"type": "key", "keyId": parsed.public_key_hint}
+        if parsed.certificate is not None:
+            identity = certificate_identity(parsed.certificate)
+            signer = {"type": "keyless", "subject": identity.subject, "issuer": identity.issuer}
         return self._result(
             kind,
             "bundle",
@@ -343,7 +341,6 @@ class _Checker:
             statement=statement,
             predicate_type=predicate_type if isinstance(predicate_type, str) else None,
             tlog=tlog,
-            manifest_annotations=found.annotations,
         )
 
     # -- cosign legacy .sig / .att layers -------------------------------------------------
@@ -486,7 +483,6 @@ class _Checker:
             signed_annotations,
             signer=signer,
             tlog=log_entry.summary() if log_entry else None,
-            manifest_annotations=annotations_summary(entry),
             **extra,
         )
 
@@ -563,7 +559,6 @@ class _Checker:
         statement: dict[str, Any] | None = None,
         predicate_type: str | None = None,
         tlog: dict[str, Any] | None = None,
-        manifest_annotations: dict[str, Any] | None = None,
     ) -> CheckResult:
         satisfied = [name for name, reasons in per_authority.items() if not reasons]
         verified = not common and bool(satisfied)
@@ -576,9 +571,6 @@ class _Checker:
                 for reason in authority_reasons
             ]
             reasons = tuple(common + failures) or ("no authority could check it",)
-        annotations = dict(signed_annotations)
-        for key, value in (manifest_annotations or {}).items():
-            annotations.setdefault(key, value)
         return CheckResult(
             kind=kind,
             storage=storage,
@@ -589,7 +581,7 @@ class _Checker:
             signer=signer or {"type": "unknown"},
             predicate_type=predicate_type,
             statement=statement,
-            annotations=annotations,
+            annotations=dict(signed_annotations),
             tlog=tlog,
         )
 

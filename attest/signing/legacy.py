@@ -16,7 +16,6 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -223,9 +222,3 @@ def read_entries(store: ImageStore, digest: str, kind: str) -> tuple[list[Legacy
             )
         )
     return entries, problems
-
-
-def annotations_summary(entry: LegacyEntry) -> dict[str, Any]:
-    """Layer annotations worth showing (signature material left out)."""
-    hidden = {SIGNATURE_ANNOTATION, CERTIFICATE_ANNOTATION, CHAIN_ANNOTATION, BUNDLE_ANNOTATION}
-    return {k: v for k, v in entry.annotations.items() if k not in hidden}
