@@ -39,7 +39,7 @@ STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
 BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
-MAX_BUNDLE_BYTES = 4 * 1024 * 1024
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # SBOM attestations can be large
 MAX_REFERRERS = 1000
 
 
@@ -266,7 +266,11 @@ def _read_bundle(store: ImageStore, descriptor: Descriptor, digest: str) -> Foun
 def find_signatures(
     store: ImageStore, digest: str, *, attestations: bool = True
 ) -> FoundSignatures:
-    """Every bundle referrer and legacy ``.sig`` (and ``.att``) entry stored for ``digest``."""
+    """Every bundle referrer and legacy ``.sig`` (and ``.att``) entry stored for ``digest``.
+
+    With ``attestations=False``, referrers listed as attestations and the ``.att`` tag
+    are not fetched.
+    """
     problems: list[str] = []
     bundles: list[FoundBundle] = []
     referrers = list_referrers(store, digest, mt.SIGSTORE_BUNDLE_V03)
@@ -275,6 +279,11 @@ def find_signatures(
             f"{store.display}@{digest}: only the first {MAX_REFERRERS} referrers were read"
         )
     for descriptor in referrers[:MAX_REFERRERS]:
+        # Only an optimisation (the listing's annotations are not signed): without
+        # attestations, skip bundles the listing says are not image signatures.
+        listed_type = descriptor.annotations.get(BUNDLE_PREDICATE_ANNOTATION)
+        if not attestations and listed_type not in (None, SIGN_PREDICATE_TYPE):
+            continue
         try:
             bundles.append(_read_bundle(store, descriptor, digest))
         except AttestError as err:

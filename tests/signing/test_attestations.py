@@ -111,3 +111,21 @@ def test_attestation_in_layout_is_found_but_is_not_a_signature(layout_image, key
     assert attestation.verified and attestation.signer["type"] == "key"
     assert attestation.statement["subject"][0]["digest"]["sha256"] == image.digest.split(":")[1]
     assert not result.verified and result.signatures == ()
+
+
+def test_signature_listing_labels_only_steer_fetching(layout_image, key) -> None:
+    """Without attestations, bundles listed as attestations are skipped; the signed content decides."""
+    from attest.signing.bundle import make_bundle
+    from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
+    from attest.signing.storage import push_bundle, signature_statement
+
+    reference, store, image = layout_image
+    material = key.signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, signature_statement(image.digest))
+    push_bundle(store, image.descriptor, make_bundle(material), predicate_type=SBOM)  # mislabelled
+    store.close()
+    skipped = verify_image(reference, key.policy(), attestations=False)
+    assert not skipped.verified and skipped.signatures == ()  # fails closed
+    full = verify_image(reference, key.policy())
+    assert (
+        full.verified and full.signatures[0].predicate_type == "https://sigstore.dev/cosign/sign/v1"
+    )
