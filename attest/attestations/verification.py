@@ -148,54 +148,102 @@ def statement_from_document(document: dict[str, Any]) -> Statement:
     return parse_statement(raw, what="attestation statement")
 
 
-def build_report(
-    verification: Any,
-    predicate_type: str,
-    *,
-    slsa: SlsaExpectations | None = None,
-    engine: RegoEngine | None = None,
-    package: str = DEFAULT_POLICY_PACKAGE,
-    policy: dict[str, Any] | None = None,
-) -> AttestationReport:
+@dataclass(frozen=True)
+class Judge:
+    """What attestations of one predicate type must satisfy beyond their signature."""
+
+    predicate_type: str
+    slsa: SlsaExpectations | None = None
+    engine: RegoEngine | None = None
+    package: str = DEFAULT_POLICY_PACKAGE
+    policy: dict[str, Any] = field(default_factory=dict)  # what to report about the policy
+
+    def outcome(
+        self,
+        digest: str,
+        *,
+        location: str,
+        storage: str,
+        verified: bool,
+        reasons: tuple[str, ...] | list[str],
+        signer: dict[str, Any],
+        statement: dict[str, Any] | None,
+    ) -> AttestationOutcome:
+        """One attestation's outcome: its verification reasons plus, if verified, every check."""
+        violations = list(reasons)
+        warnings: list[str] = []
+        if verified:
+            more, warnings = judge_statement(
+                statement,
+                digest,
+                self.predicate_type,
+                slsa=self.slsa,
+                engine=self.engine,
+                package=self.package,
+            )
+            violations.extend(more)
+        return AttestationOutcome(
+            location=location,
+            storage=storage,
+            signature_verified=verified,
+            signer=dict(signer),
+            violations=tuple(violations),
+            warnings=tuple(warnings),
+            statement=statement if verified else None,
+        )
+
+    def other_type(self, statement: dict[str, Any] | None, declared: str | None) -> str | None:
+        """The predicate type found, when it is known and not the one asked for."""
+        found = declared or (statement or {}).get("predicateType")
+        if found is None or found == self.predicate_type:
+            return None  # unreadable ones (no type) stay: the user should see why they failed
+        return str(found)
+
+    def report(
+        self,
+        reference: str,
+        digest: str,
+        outcomes: list[AttestationOutcome],
+        other_types: set[str],
+        errors: tuple[str, ...] = (),
+    ) -> AttestationReport:
+        return AttestationReport(
+            reference=reference,
+            digest=digest,
+            predicate_type=self.predicate_type,
+            outcomes=tuple(outcomes),
+            other_types=tuple(sorted(other_types)),
+            errors=errors,
+            policy=dict(self.policy),
+        )
+
+
+def build_report(verification: Any, judge: Judge) -> AttestationReport:
     """Judge the attestations of an :class:`attest.verify.ImageVerification`."""
     outcomes: list[AttestationOutcome] = []
     other_types: set[str] = set()
     for check in verification.attestations:
-        found_type = check.predicate_type or (check.statement or {}).get("predicateType")
-        if found_type is not None and found_type != predicate_type:
-            other_types.add(str(found_type))
-            continue  # unreadable ones (no type) stay: the user should see why they failed
-        violations: list[str] = list(check.reasons)
-        warnings: list[str] = []
-        if check.verified:
-            more, warnings = judge_statement(
-                check.statement,
-                verification.digest,
-                predicate_type,
-                slsa=slsa,
-                engine=engine,
-                package=package,
-            )
-            violations.extend(more)
+        other = judge.other_type(check.statement, check.predicate_type)
+        if other:
+            other_types.add(other)
+            continue
         outcomes.append(
-            AttestationOutcome(
+            judge.outcome(
+                verification.digest,
                 location=check.location,
                 storage=check.storage,
-                signature_verified=check.verified,
-                signer=dict(check.signer),
-                violations=tuple(violations),
-                warnings=tuple(warnings),
-                statement=check.statement if check.verified else None,
+                verified=check.verified,
+                reasons=check.reasons,
+                signer=check.signer,
+                statement=check.statement,
             )
         )
-    return AttestationReport(
-        reference=verification.reference,
-        digest=verification.digest,
-        predicate_type=predicate_type,
-        outcomes=tuple(outcomes),
-        other_types=tuple(sorted(other_types)),
-        errors=tuple(verification.errors),
-        policy=dict(policy or {}),
+    return judge.report(
+        verification.reference,
+        verification.digest,
+        outcomes,
+        other_types,
+        tuple(verification.errors),
     )
 
 
@@ -218,16 +266,7 @@ def read_bundles(raw: bytes, *, what: str) -> list[bytes]:
 
 
 def verify_blob_attestation(
-    bundles: list[bytes],
-    artifact_digest: str,
-    authority: Any,
-    predicate_type: str,
-    *,
-    reference: str,
-    slsa: SlsaExpectations | None = None,
-    engine: RegoEngine | None = None,
-    package: str = DEFAULT_POLICY_PACKAGE,
-    policy: dict[str, Any] | None = None,
+    bundles: list[bytes], artifact_digest: str, authority: Any, judge: Judge, *, reference: str
 ) -> AttestationReport:
     """Verify attestation bundles about a file (slsa-verifier's ``verify-artifact``)."""
     from attest.signing.bundle import verify_bundle
@@ -240,38 +279,19 @@ def verify_blob_attestation(
             bundle, authority, artifact_digest=artifact_digest, payload_type=IN_TOTO_PAYLOAD_TYPE
         )
         statement = result.statement()
-        found_type = (statement or {}).get("predicateType")
-        if found_type is not None and found_type != predicate_type:
-            other_types.add(str(found_type))
+        other = judge.other_type(statement, None)
+        if other:
+            other_types.add(other)
             continue
-        violations = list(result.reasons)
-        warnings: list[str] = []
-        if result.verified:
-            more, warnings = judge_statement(
-                statement,
-                artifact_digest,
-                predicate_type,
-                slsa=slsa,
-                engine=engine,
-                package=package,
-            )
-            violations.extend(more)
         outcomes.append(
-            AttestationOutcome(
+            judge.outcome(
+                artifact_digest,
                 location=f"{reference}#{index + 1}",
                 storage="file",
-                signature_verified=result.verified,
-                signer=dict(result.signer),
-                violations=tuple(violations),
-                warnings=tuple(warnings),
-                statement=statement if result.verified else None,
+                verified=result.verified,
+                reasons=result.reasons,
+                signer=result.signer,
+                statement=statement,
             )
         )
-    return AttestationReport(
-        reference=reference,
-        digest=artifact_digest,
-        predicate_type=predicate_type,
-        outcomes=tuple(outcomes),
-        other_types=tuple(sorted(other_types)),
-        policy=dict(policy or {}),
-    )
+    return judge.report(reference, artifact_digest, outcomes, other_types)

@@ -8,10 +8,11 @@ bad input pushes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from attest.attestations.statement import Statement, build_statement, subject_fo
 from attest.attestations.verification import (
     DEFAULT_POLICY_PACKAGE,
     AttestationReport,
+    Judge,
     build_report,
     read_bundles,
     verify_blob_attestation,
@@ -416,32 +418,40 @@ def _finish(report: AttestationReport, output_format: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def _judging(options: dict[str, Any]) -> Iterator[tuple[Any, Judge]]:
+    """The trust policy and the Judge that the shared verify flags describe."""
+    policy = build_policy(
+        options["key"],
+        options["identity"],
+        options["identity_regexp"],
+        options["issuer"],
+        options["issuer_regexp"],
+        options["trusted_root"],
+        {},
+    )
+    type_uri = resolve_predicate_type(options["predicate_type"])
+    slsa = SlsaExpectations(
+        options["builder_id"],
+        options["source_uri"],
+        options["source_tag"],
+        options["source_branch"],
+    )
+    engine, package, policy_info = _engine(options["policy_path"], options["policy_package"])
+    try:
+        yield policy, Judge(type_uri, slsa, engine, package, policy_info)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
 @click.command("verify-attestation")
 @click.argument("image")
 @authority_options
 @judging_options
 @output_option
 @registry_options
-def verify_attestation_command(
-    image: str,
-    key: str | None,
-    identity: str | None,
-    identity_regexp: str | None,
-    issuer: str | None,
-    issuer_regexp: str | None,
-    trusted_root: str | None,
-    predicate_type: str,
-    builder_id: str | None,
-    source_uri: str | None,
-    source_tag: str | None,
-    source_branch: str | None,
-    policy_path: str | None,
-    policy_package: str | None,
-    output_format: str,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
-) -> None:
+def verify_attestation_command(image: str, **options: Any) -> None:
     """Verify IMAGE's attestations of --type and judge what they say.
 
     Checks each envelope signature against --key or the keyless identity, that a
@@ -452,20 +462,13 @@ def verify_attestation_command(
     from attest.verify import verify_image
 
     target = parse_image_target(image)
-    type_uri = resolve_predicate_type(predicate_type)
-    slsa = SlsaExpectations(builder_id, source_uri, source_tag, source_branch)
-    policy = build_policy(key, identity, identity_regexp, issuer, issuer_regexp, trusted_root, {})
-    engine, package, policy_info = _engine(policy_path, policy_package)
-    options = make_registry_options(insecure, registry_auth, timeout)
-    try:
-        verification = verify_image(target, policy, options=options, attestations=True)
-        report = build_report(
-            verification, type_uri, slsa=slsa, engine=engine, package=package, policy=policy_info
-        )
-    finally:
-        if engine is not None:
-            engine.close()
-    _finish(report, output_format)
+    registry = make_registry_options(
+        options["insecure"], options["registry_auth"], options["timeout"]
+    )
+    with _judging(options) as (policy, judge):
+        verification = verify_image(target, policy, options=registry, attestations=True)
+        report = build_report(verification, judge)
+    _finish(report, options["output_format"])
 
 
 @click.command("verify-blob-attestation")
@@ -480,51 +483,19 @@ def verify_attestation_command(
 @authority_options
 @judging_options
 @output_option
-def verify_blob_attestation_command(
-    artifact: str,
-    bundle_path: str,
-    key: str | None,
-    identity: str | None,
-    identity_regexp: str | None,
-    issuer: str | None,
-    issuer_regexp: str | None,
-    trusted_root: str | None,
-    predicate_type: str,
-    builder_id: str | None,
-    source_uri: str | None,
-    source_tag: str | None,
-    source_branch: str | None,
-    policy_path: str | None,
-    policy_package: str | None,
-    output_format: str,
-) -> None:
+def verify_blob_attestation_command(artifact: str, bundle_path: str, **options: Any) -> None:
     """Verify attestation bundles about a file, like slsa-verifier's verify-artifact.
 
     The statement's subject must carry the file's SHA-256; the same checks as
     verify-attestation follow.
     """
-    type_uri = resolve_predicate_type(predicate_type)
-    slsa = SlsaExpectations(builder_id, source_uri, source_tag, source_branch)
-    policy = build_policy(key, identity, identity_regexp, issuer, issuer_regexp, trusted_root, {})
-    digest = "sha256:" + _sha256_file(artifact)
-    bundles = read_bundles(_read_file(bundle_path, "bundle"), what=f"bundle {bundle_path}")
-    engine, package, policy_info = _engine(policy_path, policy_package)
-    try:
+    with _judging(options) as (policy, judge):
+        digest = "sha256:" + _sha256_file(artifact)
+        bundles = read_bundles(_read_file(bundle_path, "bundle"), what=f"bundle {bundle_path}")
         report = verify_blob_attestation(
-            bundles,
-            digest,
-            policy.authorities[0],
-            type_uri,
-            reference=artifact,
-            slsa=slsa,
-            engine=engine,
-            package=package,
-            policy=policy_info,
+            bundles, digest, policy.authorities[0], judge, reference=artifact
         )
-    finally:
-        if engine is not None:
-            engine.close()
-    _finish(report, output_format)
+    _finish(report, options["output_format"])
 
 
 def _read_file(path: str, what: str) -> bytes:

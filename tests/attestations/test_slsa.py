@@ -29,7 +29,7 @@ from attest.attestations.statement import (
     parse_statement,
     subject_for_image,
 )
-from attest.attestations.verification import read_bundles, verify_blob_attestation
+from attest.attestations.verification import Judge, read_bundles, verify_blob_attestation
 from attest.errors import UsageError
 from attest.verify import KeylessAuthority
 
@@ -211,9 +211,8 @@ def _verify_rules_lint(
         read_bundles(raw, what="bundle"),
         "sha256:" + hashlib.sha256(data).hexdigest(),
         authority,
-        SLSA_PROVENANCE_V1,
+        Judge(SLSA_PROVENANCE_V1, slsa=expected),
         reference="rules_lint-v1.3.1.tar.gz",
-        slsa=expected,
     )
 
 

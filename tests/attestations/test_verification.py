@@ -9,7 +9,7 @@ import pytest
 
 from attest.attestations.predicates import SLSA_PROVENANCE_V1
 from attest.attestations.slsa import SlsaExpectations
-from attest.attestations.verification import build_report, judge_statement
+from attest.attestations.verification import Judge, build_report, judge_statement
 from attest.errors import PolicyError
 from attest.policy import load_bundle, make_engine
 from attest.verify import CheckResult, ImageVerification
@@ -133,18 +133,21 @@ def test_report_needs_a_verified_attestation_and_all_verified_ones_to_pass(
     good = _check(statement, verified=True, location="r@sha256:1")
     unsigned = _check(statement, verified=False, location="r@sha256:2")
     report = build_report(
-        verification(good, unsigned, _check(sbom, verified=True, location="x")), SLSA_PROVENANCE_V1
+        verification(good, unsigned, _check(sbom, verified=True, location="x")),
+        Judge(SLSA_PROVENANCE_V1),
     )
     assert report.passed
     assert [o.location for o in report.outcomes] == ["r@sha256:1", "r@sha256:2"]
     assert report.other_types == ("https://cyclonedx.org/bom",)
     assert report.outcomes[1].violations == ("signature does not verify with key k",)
 
-    only_unsigned = build_report(verification(unsigned), SLSA_PROVENANCE_V1)
+    only_unsigned = build_report(verification(unsigned), Judge(SLSA_PROVENANCE_V1))
     assert not only_unsigned.passed
     assert "verified against the trust policy" in only_unsigned.failure_summary()
 
-    none = build_report(verification(_check(sbom, verified=True, location="x")), SLSA_PROVENANCE_V1)
+    none = build_report(
+        verification(_check(sbom, verified=True, location="x")), Judge(SLSA_PROVENANCE_V1)
+    )
     assert not none.passed
     assert (
         "no attestation of type https://slsa.dev/provenance/v1 (found: https://cyclonedx.org/bom)"
@@ -152,7 +155,7 @@ def test_report_needs_a_verified_attestation_and_all_verified_ones_to_pass(
     )
 
     strict = SlsaExpectations(source_branch="release")
-    bad = build_report(verification(good), SLSA_PROVENANCE_V1, slsa=strict)
+    bad = build_report(verification(good), Judge(SLSA_PROVENANCE_V1, slsa=strict))
     assert not bad.passed
     assert "failed 1 check(s)" in bad.failure_summary()
     assert bad.to_dict()["attestations"][0]["violations"] == [
