@@ -1,25 +1,40 @@
-# attest: the admission webhook and CLI as a small non-root image.
-# Build without a Docker engine:
-#   buildah bud --isolation chroot --storage-driver vfs --build-arg BASE_IMAGE=<python3.11 base> -t attest .
+# syntax=docker/dockerfile:1
+# attest: the admission webhook (under gunicorn, via `attest admission serve`)
+# and the CLI, as a small non-root image.
+#
+# The base image is a build argument: any Debian-based image with python3 (>= 3.11)
+# and the venv module, e.g. python:3.11-slim-bookworm or a local mmdebstrap image.
+# Without a Docker engine:
+#   buildah bud --isolation chroot --storage-driver vfs \
+#     --build-arg BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm -t attest .
+# Behind a TLS-inspecting proxy, hand pip its CA bundle without baking it in:
+#   --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
-FROM ${BASE_IMAGE}
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-
-WORKDIR /opt/attest
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY attest ./attest
 COPY admission ./admission
-COPY policies ./policies
-RUN python3 -m venv /opt/attest/venv \
- && /opt/attest/venv/bin/pip install --no-compile . \
- && useradd --system --uid 65532 --home-dir /nonexistent --shell /usr/sbin/nologin attest
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    --mount=type=secret,id=pip-ca \
+    if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
+ && python3 -m venv /opt/attest/venv \
+ && /opt/attest/venv/bin/pip install --quiet . \
+ && /opt/attest/venv/bin/pip uninstall --quiet --yes pip setuptools
 
-ENV PATH=/opt/attest/venv/bin:$PATH
+FROM ${BASE_IMAGE}
+COPY --from=build /opt/attest/venv /opt/attest/venv
+COPY policies /opt/attest/policies
+RUN echo 'attest:x:65532:65532:attest:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+ && echo 'attest:x:65532:' >> /etc/group
+ENV PATH=/opt/attest/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+WORKDIR /opt/attest
 USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["attest"]
-CMD ["admission", "serve", "--config", "/etc/attest/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key"]
+CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key"]

@@ -1,0 +1,63 @@
+"""The Dockerfile really builds (buildah, no Docker engine) into a small non-root webhook image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.deploy.images import Buildah, base_image_layout
+
+pytestmark = pytest.mark.slow
+TAG = "localhost/attest-webhook:test"
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[Buildah]:
+    started = time.monotonic()
+    base = base_image_layout()
+    buildah = Buildah()
+    try:
+        buildah.bud(ROOT, TAG, f"BASE_IMAGE={buildah.local_base(base)}")
+        print(f"image built in {time.monotonic() - started:.0f}s (base {base})")
+        yield buildah
+    finally:
+        buildah.remove()
+
+
+def test_image_config_is_non_root_with_the_webhook_entrypoint(built: Buildah) -> None:
+    config = built.image_config(TAG)["config"]
+    user = config["User"]
+    assert user.split(":")[0] not in ("", "0", "root")
+    assert config["Entrypoint"] == ["attest"]
+    assert config["Cmd"][:2] == ["admission", "serve"]
+    assert "--tls-cert" in config["Cmd"] and "--config" in config["Cmd"]
+    assert set(config["ExposedPorts"]) == {"8443/tcp"}
+    assert any(env.startswith("PATH=/opt/attest/venv/bin:") for env in config["Env"])
+
+
+def test_attest_runs_inside_the_image_as_the_unprivileged_user(built: Buildah) -> None:
+    out = built.run_in(TAG, "attest", "--help")
+    assert "Usage: attest" in out and "decisions" in out
+    assert built.run_in(TAG, "id", "-u").strip() == "65532"
+    # the webhook's server stack is installed, the build's leftovers are not
+    modules = built.run_in(
+        TAG,
+        "python3",
+        "-c",
+        "import gunicorn, flask, prometheus_client, sqlalchemy, psycopg, admission.decisions.store;"
+        "import importlib.util as u; print(u.find_spec('pip') is None)",
+    )
+    assert modules.strip() == "True"
+    listing = built.run_in(TAG, "sh", "-c", "ls /opt/attest/policies; test -e /src || echo no-src")
+    assert "admission.rego" in listing and "no-src" in listing
+
+
+def test_the_image_uses_the_given_base(built: Buildah) -> None:
+    base_layers = 1  # the mmdebstrap root filesystem
+    layers = built.image_config(TAG)["rootfs"]["diff_ids"]
+    assert len(layers) == base_layers + 1  # one layer of ours on top (--layers=false)
+    os_release = built.run_in(TAG, "cat", "/etc/os-release")
+    assert "VERSION_CODENAME=bookworm" in os_release
