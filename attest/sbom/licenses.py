@@ -11,6 +11,7 @@ which the writers then emit as a named license rather than guessing.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from cyclonedx import spdx
 
@@ -71,11 +72,19 @@ _CLASSIFIERS = {
 _CLASSIFIER_PREFIX = "License :: "
 
 
+@lru_cache(maxsize=4096)
 def is_spdx(value: str) -> bool:
     """Whether ``value`` is a valid SPDX id or expression."""
     return bool(value) and (spdx.is_supported_id(value) or spdx.is_expression(value))
 
 
+@lru_cache(maxsize=4096)
+def is_compound_expression(value: str) -> bool:
+    """Whether ``value`` is a valid SPDX expression made of more than one id (``A OR B``)."""
+    return " " in value.strip() and not spdx.is_supported_id(value) and spdx.is_expression(value)
+
+
+@lru_cache(maxsize=4096)
 def normalize(value: str | None) -> str | None:
     """An SPDX id/expression for ``value`` if it is one (ids case-fixed), else the trimmed name."""
     if value is None:
@@ -83,14 +92,10 @@ def normalize(value: str | None) -> str | None:
     text = " ".join(value.split())
     if not text or text.upper() in ("UNKNOWN", "NONE", "NOASSERTION", "UNLICENSED", "SEE LICENSE"):
         return None
-    fixed = spdx.fixup_id(text)
-    if fixed:
-        return fixed
-    if spdx.is_expression(text):
-        return text
-    return text
+    return spdx.fixup_id(text) or text
 
 
+@lru_cache(maxsize=4096)
 def debian_short_name(name: str) -> str | None:
     """The SPDX id for one DEP-5 short name (``GPL-2+`` -> ``GPL-2.0-or-later``), or None."""
     name = name.strip()
@@ -108,6 +113,7 @@ def debian_short_name(name: str) -> str | None:
     return spdx.fixup_id(name)
 
 
+@lru_cache(maxsize=4096)
 def debian_expression(value: str) -> str:
     """A DEP-5 ``License:`` value as SPDX when every part maps, else the value as written."""
     text = " ".join(value.split())

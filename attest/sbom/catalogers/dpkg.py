@@ -26,6 +26,14 @@ INFO = "var/lib/dpkg/info"
 DOC = "usr/share/doc"
 _ABSENT_STATES = frozenset({"not-installed", "config-files"})
 _COMMON_LICENSE = re.compile(r"/usr/share/common-licenses/([A-Za-z][A-Za-z0-9.+_-]*[A-Za-z0-9+])")
+# Free-text copyright files: the GNU licenses' own wording, and the PSF license title.
+_GNU_GRANT = re.compile(
+    r"GNU\s+(Lesser\s+|Library\s+|Affero\s+)?General\s+Public\s+License.{0,120}?"
+    r"version\s+(\d(?:\.\d)?)(?=\W)(.{0,60}?later)?",
+    re.IGNORECASE | re.DOTALL,
+)
+_GNU_FAMILY = {"": "GPL", "lesser": "LGPL", "library": "LGPL", "affero": "AGPL"}
+_PSF = re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2")
 
 
 def parse_stanzas(data: bytes, warn: Warn) -> list[dict[str, str]]:
@@ -88,7 +96,13 @@ def parse_copyright(data: bytes, warn: Warn) -> tuple[str, ...]:
                 if expression not in found:
                     found.append(expression)
     else:
-        for name in _COMMON_LICENSE.findall(text):
+        names = _COMMON_LICENSE.findall(text)
+        for match in _GNU_GRANT.finditer(text):
+            family = _GNU_FAMILY[(match.group(1) or "").strip().lower()]
+            names.append(f"{family}-{match.group(2)}{'+' if match.group(3) else ''}")
+        if _PSF.search(text):
+            names.append("PSF-2")
+        for name in names:
             mapped = debian_short_name(name)
             if mapped and mapped not in found:
                 found.append(mapped)

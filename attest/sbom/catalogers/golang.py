@@ -108,10 +108,11 @@ def parse_modinfo(go_version: str, text: str) -> BuildInfo:
             else:
                 info.deps.append(last)
         elif kind == "=>" and last is not None and fields and fields[0]:
-            version = fields[1] if len(fields) > 1 else ""
-            last.replaced_by = f"{fields[0]}@{version}" if version else fields[0]
-            if version:
-                last.path, last.version = fields[0], version
+            target, version = fields[0], fields[1] if len(fields) > 1 else ""
+            local = target.startswith((".", "/")) or version in ("", "(devel)")
+            last.replaced_by = target if local else f"{target}@{version}"
+            if not local:  # the code really compiled in is the replacement module
+                last.path, last.version = target, version
                 last.sum = fields[2] if len(fields) > 2 else ""
         elif kind == "build":
             key, _, value = rest.partition("=")
@@ -119,8 +120,15 @@ def parse_modinfo(go_version: str, text: str) -> BuildInfo:
     return info
 
 
+_NO_SECTIONS = b""
+
+
 def _from_sections(stream: IO[bytes]) -> bytes | None:
-    """The ``.go.buildinfo`` section of a seekable ELF file, via its section headers."""
+    """The ``.go.buildinfo`` section of a seekable ELF file, via its section headers.
+
+    Returns None when the file has a section table without that section (not Go),
+    and ``_NO_SECTIONS`` when there is no usable section table (scan instead).
+    """
     stream.seek(0)
     ident = stream.read(64)
     if len(ident) < 52 or not ident.startswith(ELF_MAGIC):
@@ -189,7 +197,9 @@ def read_buildinfo(stream: IO[bytes]) -> BuildInfo | None:
     seekable = getattr(stream, "seekable", lambda: False)()
     if seekable:
         blob = _from_sections(stream)
-        if blob is not None:
+        if blob is None:
+            return None
+        if blob is not _NO_SECTIONS:
             return decode_blob(blob)
         stream.seek(0)
     head = stream.read(len(ELF_MAGIC))
