@@ -117,6 +117,7 @@ class FileTree:
         self._upper: dict[str, Node] = {}
         self._whiteouts: set[str] = set()
         self._opaques: set[str] = set()
+        self._directories: set[str] = set()  # every path that has (or had) something below it
         self._layer = 0
 
     # -- building ---------------------------------------------------------------
@@ -158,9 +159,8 @@ class FileTree:
         subtrees = set(self._whiteouts)
         children_of = set(self._opaques)
         for path, node in self._upper.items():
-            old = self.nodes.get(path)
-            if old is not None and old.kind == DIR and node.kind != DIR:
-                children_of.add(path)
+            if node.kind != DIR and path in self._directories:
+                children_of.add(path)  # a file or link replaces a directory: hide its contents
         if subtrees or children_of:
             self._prune(subtrees, children_of, changed)
         for path, node in self._upper.items():
@@ -173,6 +173,12 @@ class FileTree:
             for name in node.wanted:
                 self._candidates[name].add(path)
                 changed.add(name)
+            parent = path
+            while True:
+                parent, sep, _ = parent.rpartition("/")
+                if not sep or parent in self._directories:
+                    break
+                self._directories.add(parent)
         self._upper = {}
         self._whiteouts = set()
         self._opaques = set()

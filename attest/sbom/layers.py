@@ -260,7 +260,7 @@ def _apply_entry(
         parents.cache.clear()
         tree.stage(path, Node(SYMLINK, 0o777, 0, index, member.linkname))
     elif member.islnk():
-        _apply_hardlink(tree, member, path, index, env, what)
+        _apply_hardlink(tree, member, path, index, env, what, parents)
     elif member.isreg():
         _apply_file(tree, tar, member, path, mode, index, env)
     else:
@@ -268,10 +268,16 @@ def _apply_entry(
 
 
 def _apply_hardlink(
-    tree: FileTree, member: tarfile.TarInfo, path: str, index: int, env: ScanEnv, what: str
+    tree: FileTree,
+    member: tarfile.TarInfo,
+    path: str,
+    index: int,
+    env: ScanEnv,
+    what: str,
+    parents: _ParentCache,
 ) -> None:
     target_name, _problem = normalize_entry_name(member.linkname)
-    target = tree.staged(target_name) if target_name else None
+    target = tree.staged(parents.resolve(target_name)) if target_name else None
     if target is None or target.kind != FILE:
         env.warn(path, f"{what}: hard link to missing {member.linkname!r}; skipped")
         return

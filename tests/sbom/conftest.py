@@ -257,3 +257,49 @@ def prop(component: dict[str, Any], name: str) -> list[str]:
 def edges(document: dict[str, Any]) -> dict[str, list[str]]:
     """CycloneDX dependency graph: bom-ref -> dependsOn."""
     return {d["ref"]: d.get("dependsOn", []) for d in document.get("dependencies", [])}
+
+
+def write_raw_image(
+    directory: Path,
+    layers: list[tuple[str, bytes]],
+    diff_ids: list[str],
+    *,
+    architecture: str = "amd64",
+) -> str:
+    """An OCI layout with exactly these layer blobs and config diff_ids (for broken images)."""
+    from attest.oci import mediatypes as mt
+    from attest.oci.manifest import Descriptor, Manifest
+
+    config = json.dumps(
+        {
+            "architecture": architecture,
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    ).encode()
+    descriptors = tuple(Descriptor.for_bytes(media_type, data) for media_type, data in layers)
+    manifest = Manifest(mt.OCI_MANIFEST, Descriptor.for_bytes(mt.OCI_CONFIG, config), descriptors)
+    store = LayoutStore(str(directory), archive=False, create=True)
+    try:
+        for descriptor, (_, data) in zip(descriptors, layers, strict=True):
+            store.push_blob(descriptor, data=data)
+        store.push_blob(manifest.config, data=config)
+        store.push_manifest(manifest.to_bytes(), mt.OCI_MANIFEST, "latest")
+    finally:
+        store.close()
+    return f"oci:{directory}:latest"
+
+
+def tar_bytes(entries: list[tuple[str, bytes]]) -> bytes:
+    """An uncompressed tar of regular files, names taken verbatim (even '/abs' or '../x')."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -148,7 +148,7 @@ class PythonCataloger:
             purl=PackageURL("pypi", None, name, version),
             cataloger=self.name,
             location=location(path),
-            ref=f"pypi:{site}:{canonical_name(name)}",
+            ref=f"pypi:{info_dir}",
             licenses=_licenses(headers),
             description=(headers.get("summary") or [None])[0] or None,
             homepage=homepage or None,
