@@ -308,6 +308,11 @@ class FileTree:
         if self._opener is None or cataloger not in node.wanted:
             return None
         result = None
+        limit = self.env.limits.max_archive_bytes
+        if node.size > limit:
+            self.env.warn(path, f"{node.size} bytes is above the {limit}-byte limit; skipped")
+            node.analysis = {**(node.analysis or {}), cataloger: None}
+            return None
         try:
             with self._opener(path) as stream:
                 result = self.selector.catalogers[cataloger].analyze(

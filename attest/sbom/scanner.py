@@ -65,7 +65,7 @@ def scan_directory(path: str, *, limits: Limits | None = None) -> Catalog:
     packages = _run(catalogers, tree, env)
     packages = fold_owned(packages, tree)
     source = Source(kind="directory", name=path)
-    return Catalog(source, sort_packages(packages), env.operating_system, list(env.warnings))
+    return Catalog(source, sort_packages(packages), env.operating_system, sorted(env.warnings))
 
 
 def scan_image(
@@ -135,7 +135,7 @@ def scan_image(
         layers=tuple(diff_ids),
         config_digest=manifest.config.digest,
     )
-    return Catalog(source, sort_packages(packages), env.operating_system, list(env.warnings))
+    return Catalog(source, sort_packages(packages), env.operating_system, sorted(env.warnings))
 
 
 def _ticker(progress: Progress, reader: object) -> Callable[[], None] | None:
