@@ -102,9 +102,61 @@ def decision_document(decision: Any) -> dict[str, Any]:
     return document
 
 
+_SAFE_INTEGER = 2**53 - 1
+_FLOAT_PLAIN = (1e-4, 1e16)  # where Python's repr and ECMAScript's number format agree
+
+
+class _NotFast(Exception):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """``value`` ready for ``json.dumps`` to print exactly as RFC 8785, else ``_NotFast``."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
+            return value
+        raise _NotFast
+    if isinstance(value, float):
+        if value == 0:
+            return 0
+        magnitude = abs(value)
+        if value.is_integer() and magnitude < _FLOAT_PLAIN[1]:
+            return int(value)
+        if _FLOAT_PLAIN[0] <= magnitude < _FLOAT_PLAIN[1]:
+            return value
+        raise _NotFast
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not key.isascii():
+                raise _NotFast  # RFC 8785 sorts by UTF-16 code units; fine for ASCII only
+            out[key] = _plain(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    raise _NotFast
+
+
 def canonical_bytes(document: dict[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of a decision document: the bytes the chain hashes."""
-    return rfc8785.dumps(document)
+    """RFC 8785 canonical JSON of a decision document: the bytes the chain hashes.
+
+    The common case goes through the C JSON encoder (sorted keys, no spaces,
+    UTF-8, floats as ECMAScript prints them); anything where that could differ
+    from RFC 8785 (huge or tiny numbers, non-ASCII keys) uses ``rfc8785``.
+    """
+    try:
+        text = json.dumps(
+            _plain(document),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        return text.encode("utf-8")
+    except (_NotFast, ValueError, UnicodeEncodeError):
+        return rfc8785.dumps(document)
 
 
 def load_document(text: str | bytes) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ``DecisionRecorder.record`` only puts the decision on a bounded in-memory
 queue (no I/O, no serialisation, never raises, never waits).  One writer thread
-per process drains the queue in batches, turns each decision into canonical
+per process drains the queue in batches (waiting ``linger_seconds`` for a
+batch to gather), turns each decision into canonical
 JSON, chains it and writes the batch in one transaction, signing the chain head
 every ``checkpoint_every`` records or ``checkpoint_seconds``.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
@@ -87,6 +88,7 @@ class DecisionRecorder:
         checkpoint_seconds: float = 60.0,
         retry_seconds: float = 2.0,
         alert_interval: float = 30.0,
+        linger_seconds: float = 0.02,
     ) -> None:
         self.database = DecisionDatabase(resolve_target(target), create=True)
         self.replica = check_replica(replica) if replica else default_replica()
@@ -96,6 +98,7 @@ class DecisionRecorder:
         self.checkpoint_seconds = checkpoint_seconds
         self.retry_seconds = retry_seconds
         self.alert_interval = alert_interval
+        self.linger_seconds = linger_seconds
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._written = 0
@@ -178,10 +181,12 @@ class DecisionRecorder:
         self._probe()
         while True:
             try:
-                item = self._queue.get(timeout=min(1.0, self.retry_seconds))
+                item = self._queue.get(timeout=max(0.05, min(1.0, self.retry_seconds)))
             except queue.Empty:
                 self._idle()
                 continue
+            if item is not _STOP and self._queue.qsize() < self.batch_size - 1:
+                time.sleep(self.linger_seconds)  # gather a batch: fewer, cheaper transactions
             batch = [item]
             while len(batch) < self.batch_size:
                 try:
@@ -203,16 +208,15 @@ class DecisionRecorder:
                 return
 
     def _probe(self) -> None:
-        """Check the database is reachable (and create the schema) to report state early."""
+        """Check the database takes writes (creating the schema) to report the state early."""
         self._last_attempt = time.monotonic()
         try:
-            self.database.ensure_schema()
-            with self.database.engine.connect() as conn:
-                self._head = self.database.head(conn, self.replica)
+            head = self.database.heartbeat(self.replica)
         except Exception as err:
             self._fail(err)
             return
         with self._lock:
+            self._head = head
             self._state = "ok"
             self._last_error = None
 

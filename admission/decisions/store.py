@@ -240,6 +240,25 @@ class DecisionDatabase:
 
     # -- writing ----------------------------------------------------------------------
 
+    def heartbeat(self, replica: str) -> ChainHead:
+        """A real write (this replica's heartbeat row) proving the database takes writes.
+
+        Returns the replica's chain head as stored.
+        """
+        self.ensure_schema()
+        key = f"heartbeat:{replica}"[:64]
+        now = f"{time.time():.3f}"
+        try:
+            with self.engine.begin() as conn:
+                updated = conn.execute(
+                    sa.update(meta_table).where(meta_table.c.key == key).values(value=now)
+                ).rowcount
+                if not updated:
+                    conn.execute(sa.insert(meta_table).values(key=key, value=now))
+                return self.head(conn, replica)
+        except SQLAlchemyError as err:
+            raise self.fail("writing a heartbeat", err) from None
+
     def head(self, conn: Connection, replica: str) -> ChainHead:
         """The current head of ``replica``'s chain as stored."""
         row = conn.execute(

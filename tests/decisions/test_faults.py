@@ -77,7 +77,7 @@ def test_postgres_unreachable_at_start_is_degraded_not_fatal() -> None:
 
 
 def test_a_full_sqlite_database_drops_records_and_keeps_answering(sqlite_url: str) -> None:
-    recorder = DecisionRecorder(sqlite_url, replica="pod-a", retry_seconds=0.0).start()
+    recorder = DecisionRecorder(sqlite_url, replica="pod-a", retry_seconds=60).start()
     recorder.record(decision())
     assert recorder.flush(30)
     pages = sqlite3.connect(sqlite_url).execute("PRAGMA page_count").fetchone()[0]
