@@ -214,7 +214,9 @@ def _store_attestation(
     target = parse_image_target(image)
     options = make_registry_options(*registry)
     signer = None if dry_run else make_signer(*signer_args)  # key password before any network
-    with open_store(target, options) as store:
+    with contextlib.ExitStack() as cleanup, open_store(target, options) as store:
+        if signer is not None and hasattr(signer, "close"):
+            cleanup.callback(signer.close)
         resolved = resolve_image(store, target, platform)
         if target.digest is None:
             info(

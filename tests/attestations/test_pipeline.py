@@ -265,3 +265,16 @@ def test_read_back_that_does_not_verify_rolls_back(
     ):
         _run(f"{registry.address}/{repo.repository}:v1", signer)
     assert state(repo, digest) == before
+
+
+def test_multi_platform_image_signs_the_index_and_scans_the_platform(  # type: ignore[no-untyped-def]
+    cli, registry, repo, push_image
+) -> None:
+    index = push_image(repo, "multi", platforms=("amd64", "arm64")).digest
+    ref = f"{registry.address}/{repo.repository}:multi"
+    result = cli("pipeline", ref, "--key", KEY, "--platform", "linux/arm64", *GENERIC, env=PASSWORD)
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()
+    assert summary["digest"] == index  # what the reference names is what gets signed
+    assert summary["platform"] == "linux/arm64"
+    assert cli("verify", ref, "--key", PUB).exit_code == 0
