@@ -123,7 +123,7 @@ def create_app(
                 "imagePolicies": [p.name for p in loaded.config.policies],
                 "bundleHash": loaded.runtime.engine.bundle_hash,
                 "engine": loaded.runtime.engine.name,
-                "trustFingerprint": loaded.config.trust_fingerprint(),
+                "trustFingerprint": loaded.config.trust_fingerprint,
                 "reloads": watcher.reloads,
                 "configError": watcher.last_error,
             }

@@ -75,3 +75,38 @@ class VerificationCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+
+class TagCache:
+    """Tag -> digest resolutions kept for ``ttl_seconds`` (0, the default, keeps none).
+
+    Off by default: a tag is then resolved on every request.  Turning it on trades
+    up to ``ttl_seconds`` of staleness after a tag moves for one registry round trip
+    per image; the kubelet pulls the tag later anyway, so digest pinning (not this
+    cache) is what closes that window.
+    """
+
+    def __init__(self, ttl_seconds: float = 0.0, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def get(self, reference: str) -> str | None:
+        if self.ttl_seconds <= 0:
+            return None
+        with self._lock:
+            entry = self._entries.get(reference)
+            if entry is None or entry[0] <= time.monotonic():
+                self._entries.pop(reference, None)
+                return None
+            return entry[1]
+
+    def put(self, reference: str, digest: str) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        with self._lock:
+            self._entries[reference] = (time.monotonic() + self.ttl_seconds, digest)
+            self._entries.move_to_end(reference)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)

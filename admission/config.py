@@ -15,6 +15,7 @@ configuration and reports the error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -96,6 +97,11 @@ class ImagePolicy:
     attestations: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """The trust material's fingerprint (computed once: it reads trusted roots)."""
+        return self.verification.fingerprint()
+
     def matches(self, image_name: str, namespace: str) -> bool:
         return self.namespaces.applies(namespace) and any(
             glob_regex(p).match(image_name) for p in self.images
@@ -110,7 +116,6 @@ class ImagePolicy:
             "authorities": [a.name for a in self.verification.authorities],
             "requiredAttestations": list(self.attestations),
             "parameters": self.parameters,
-            "fingerprint": self.verification.fingerprint(),
         }
 
 
@@ -125,9 +130,11 @@ class AdmissionConfig:
     bundle: str = str(DEFAULT_BUNDLE)
     package: str = "attest.admission"
     opa_url: str | None = None
+    include_statements: bool = False
     registry_auth: tuple[str, ...] = ()
     cache_max_entries: int = 10_000
     cache_ttl_seconds: float = 300.0
+    tag_ttl_seconds: float = 0.0
     namespaces: NamespaceFilter = NamespaceFilter()
     files: tuple[str, ...] = ()
 
@@ -135,11 +142,12 @@ class AdmissionConfig:
         """The first policy (in file order) whose globs and namespaces match."""
         return next((p for p in self.policies if p.matches(image_name, namespace)), None)
 
+    @functools.cached_property
     def trust_fingerprint(self) -> str:
         """SHA-256 over every policy's trust fingerprint: all keys, identities and roots."""
         digest = hashlib.sha256()
         for policy in self.policies:
-            digest.update(f"{policy.name}\0{policy.verification.fingerprint()}\n".encode())
+            digest.update(f"{policy.name}\0{policy.fingerprint}\n".encode())
         return "sha256:" + digest.hexdigest()
 
 
@@ -358,7 +366,11 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             f"deadlineSeconds must be between 0.1 and {MAX_DEADLINE_SECONDS:.0f} "
             "(below the API server's webhook timeout)"
         )
-    policy = _Reader(reader.data.get("policy") or {}, "policy", {"bundle", "package", "opaUrl"})
+    policy = _Reader(
+        reader.data.get("policy") or {},
+        "policy",
+        {"bundle", "package", "opaUrl", "includeStatements"},
+    )
     bundle = policy.get("bundle", str)
     bundle = _path(base, bundle) if bundle else str(DEFAULT_BUNDLE)
     if not Path(bundle).exists():
@@ -369,11 +381,14 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
         if not Path(auth_file).is_file():
             raise ConfigError(f"registryAuth {auth_file}: no such file")
     files.extend(auth)
-    cache = _Reader(reader.data.get("cache") or {}, "cache", {"maxEntries", "ttlSeconds"})
+    cache = _Reader(
+        reader.data.get("cache") or {}, "cache", {"maxEntries", "ttlSeconds", "tagTtlSeconds"}
+    )
     max_entries = cache.get("maxEntries", int, 10_000)
     ttl = float(cache.get("ttlSeconds", (int, float), 300.0))
-    if max_entries < 0 or ttl < 0:
-        raise ConfigError("cache.maxEntries and cache.ttlSeconds must not be negative")
+    tag_ttl = float(cache.get("tagTtlSeconds", (int, float), 0.0))
+    if max_entries < 0 or ttl < 0 or tag_ttl < 0:
+        raise ConfigError("cache.maxEntries, ttlSeconds and tagTtlSeconds must not be negative")
     return AdmissionConfig(
         path=path,
         policies=policies,
@@ -382,9 +397,11 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
         bundle=bundle,
         package=policy.get("package", str, "attest.admission"),
         opa_url=policy.get("opaUrl", str),
+        include_statements=policy.get("includeStatements", bool, False),
         registry_auth=auth,
         cache_max_entries=max_entries,
         cache_ttl_seconds=ttl,
+        tag_ttl_seconds=tag_ttl,
         namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
         files=tuple(dict.fromkeys(files)),
     )

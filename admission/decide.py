@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from admission.cache import VerificationCache
+from admission.cache import TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.policy_input import ImageCheck, build_input, rfc3339
 from admission.review import AdmissionRequest
@@ -204,6 +204,7 @@ class Admission:
         )
         config = self.watcher.current().config
         self.cache = VerificationCache(config.cache_max_entries, config.cache_ttl_seconds)
+        self.tags = TagCache(config.tag_ttl_seconds)
         self.listeners = list(listeners or [])
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="attest-verify"
@@ -229,6 +230,7 @@ class Admission:
         config, runtime = loaded.config, loaded.runtime
         self.cache.max_entries = config.cache_max_entries
         self.cache.ttl_seconds = config.cache_ttl_seconds
+        self.tags.ttl_seconds = config.tag_ttl_seconds
         base = {
             "uid": request.uid,
             "time": now.timestamp(),
@@ -238,7 +240,7 @@ class Admission:
             "name": request.name,
             "user": request.username,
             "bundle_hash": runtime.engine.bundle_hash,
-            "trust_fingerprint": config.trust_fingerprint(),
+            "trust_fingerprint": config.trust_fingerprint,
             "engine": runtime.engine.name,
             "dry_run": request.dry_run,
         }
@@ -274,7 +276,7 @@ class Admission:
         ]
         self._verify_all(checks, runtime, config, deadline)
         checked_at = time.monotonic()
-        document = build_input(request, checks, now)
+        document = build_input(request, checks, now, statements=config.include_statements)
         policy_error = None
         rego_deny: tuple[str, ...] = ()
         rego_warn: tuple[str, ...] = ()
@@ -370,9 +372,11 @@ class Admission:
         deadline: Deadline,
     ) -> None:
         """Resolve and verify every image that needs it, in place; late results are dropped."""
-        for check in checks:  # pinned images already verified: no thread, no network
+        for check in checks:  # images already verified: no thread, no network
+            if check.outcome == "unverified" and not check.digest and check.name:
+                check.digest = self.tags.get(f"{check.name}:{check.tag}")
             if check.outcome == "unverified" and check.digest and check.policy is not None:
-                key = (check.name or "", check.digest, check.policy.verification.fingerprint())
+                key = (check.name or "", check.digest, check.policy.fingerprint)
                 hit = self.cache.get(key)
                 if hit is not None:
                     self._record(check, hit, cached=True)
@@ -405,9 +409,10 @@ class Admission:
             store = runtime.registries.store(parsed, deadline)
             if not check.digest:
                 check.digest = store.resolve(parsed.tag or "latest").digest
+                self.tags.put(f"{check.name}:{check.tag}", check.digest)
             resolved = time.monotonic()
             check.resolve_seconds = resolved - began
-            key = (parsed.name, check.digest, policy.verification.fingerprint())
+            key = (parsed.name, check.digest, policy.fingerprint)
             hit = self.cache.get(key)
             if hit is not None:
                 self._record(check, hit, cached=True)

@@ -1,10 +1,11 @@
 """The policy input document: what Rego sees for one admission request.
 
 Its shape is the contract documented in ``policies/README.md`` (keep the two in
-step).  Statements are included only for attestations whose signature
-verified, so a policy cannot trust unsigned content by mistake; SLSA
-provenance is also given as flat facts (builder, build type, source) so
-policies need not know each provenance version's layout.  Times are given as
+step).  SLSA provenance is given as flat facts (builder, build type, source) so
+policies need not know each provenance version's layout; the decoded
+Statements are included on request (``policy.includeStatements``), and then
+only for attestations whose signature verified, so a policy cannot trust
+unsigned content by mistake.  Times are given as
 RFC 3339 with ``+00:00`` (the embedded engine cannot parse ``Z``) and as
 Unix nanoseconds.
 """
@@ -99,33 +100,59 @@ def _provenance(check: CheckResult) -> dict[str, Any] | None:
     return None
 
 
-def _check_input(check: CheckResult) -> dict[str, Any]:
+def _check_input(check: CheckResult, *, statements: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "verified": check.verified,
         "reasons": list(check.reasons),
         "authority": check.authority,
         "signer": dict(check.signer),
         "storage": check.storage,
-        "location": check.location,
-        "annotations": dict(check.annotations),
-        "tlog": check.tlog,
     }
+    if check.annotations:
+        entry["annotations"] = dict(check.annotations)
+    if check.tlog:
+        entry["tlog"] = check.tlog
     if check.kind == "attestation":
         entry["predicateType"] = check.predicate_type
-        entry["statement"] = check.statement if check.verified else None
         entry["provenance"] = _provenance(check) if check.verified else None
+        if statements:
+            entry["statement"] = check.statement if check.verified else None
     return entry
 
 
-def image_input(check: ImageCheck) -> dict[str, Any]:
-    """One entry of ``input.images``."""
+_MEMO_LIMIT = 4096
+_memo: dict[tuple[int, bool], tuple[ImageVerification, list[Any], list[Any]]] = {}
+
+
+def _checks_input(
+    verification: ImageVerification | None, statements: bool
+) -> tuple[list[Any], list[Any]]:
+    """The signatures and attestations of a verification as input, computed once per result
+    (cached results come back on every request; parsing provenance each time is costly)."""
+    if verification is None:
+        return [], []
+    key = (id(verification), statements)
+    hit = _memo.get(key)
+    if hit is not None and hit[0] is verification:
+        return hit[1], hit[2]
+    signatures = [_check_input(s, statements=statements) for s in verification.signatures]
+    attestations = [_check_input(a, statements=statements) for a in verification.attestations]
+    if len(_memo) >= _MEMO_LIMIT:
+        _memo.clear()
+    _memo[key] = (verification, signatures, attestations)
+    return signatures, attestations
+
+
+def image_input(check: ImageCheck, *, statements: bool = False) -> dict[str, Any]:
+    """One entry of ``input.images`` (decoded Statements only when ``statements``)."""
     verification = check.verification
+    signatures, attestations = _checks_input(verification, statements)
     return {
         "reference": check.reference,
         "name": check.name,
         "tag": check.tag,
         "digest": check.digest,
-        "containers": [c.to_dict() for c in check.containers],
+        "containers": [{"name": c.container, "type": c.type} for c in check.containers],
         "unchanged": check.unchanged,
         "policy": check.policy.to_input() if check.policy else None,
         "outcome": check.outcome,
@@ -133,18 +160,26 @@ def image_input(check: ImageCheck) -> dict[str, Any]:
         "cached": check.cached,
         "thresholdMet": bool(verification and verification.verified),
         "satisfiedAuthorities": list(verification.satisfied_authorities) if verification else [],
-        "signatures": [_check_input(s) for s in verification.signatures] if verification else [],
-        "attestations": [_check_input(a) for a in verification.attestations]
-        if verification
-        else [],
+        "signatures": signatures,
+        "attestations": attestations,
         "lookupErrors": list(verification.errors) if verification else [],
     }
 
 
 def build_input(
-    request: AdmissionRequest, checks: list[ImageCheck], now: dt.datetime
+    request: AdmissionRequest,
+    checks: list[ImageCheck],
+    now: dt.datetime,
+    *,
+    statements: bool = False,
 ) -> dict[str, Any]:
-    """The whole policy input document for ``request``."""
+    """The whole policy input document for ``request``.
+
+    It is kept small on purpose: the embedded engine reads its input at about a
+    microsecond per byte, so Statements (an SBOM can be megabytes) are included
+    only when the configuration asks for them, and object annotations (which hold
+    ``kubectl``'s copy of the whole manifest) are left out.
+    """
     return {
         "apiVersion": INPUT_VERSION,
         "request": {
@@ -157,12 +192,11 @@ def build_input(
             "name": request.name,
             "user": {"username": request.username, "groups": list(request.groups)},
             "labels": request.labels,
-            "annotations": request.annotations,
             "dryRun": request.dry_run,
         },
         "time": {
             "rfc3339": rfc3339(now),
             "unixNs": int(now.timestamp() * 1_000_000_000),
         },
-        "images": [image_input(check) for check in checks],
+        "images": [image_input(check, statements=statements) for check in checks],
     }

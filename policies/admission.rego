@@ -5,8 +5,10 @@
 # The input document is described in policies/README.md.
 #
 # Every check is a function of the input document (`denials(doc)`,
-# `warnings(doc)`), so the unit tests call the functions with a document
-# instead of `with input as …`, which the embedded engine cannot evaluate.
+# `warnings(doc)`) or of one image, so the unit tests call the functions with
+# a document instead of `with input as …`, which the embedded engine cannot
+# evaluate.  Each image is looked at once (the engine does not memoise
+# functions), which keeps an evaluation well under a millisecond.
 package attest.admission
 
 import rego.v1
@@ -15,9 +17,17 @@ deny contains msg if some msg in denials(input)
 
 warn contains msg if some msg in warnings(input)
 
-denials(doc) := ((untrusted(doc) | provenance_problems(doc)) | missing_attestations(doc))
+denials(doc) := {msg |
+	some img in doc.images
+	judged(img)
+	some msg in image_denials(img)
+}
 
-warnings(doc) := missing_sbom(doc)
+warnings(doc) := {msg |
+	some img in doc.images
+	judged(img)
+	some msg in image_warnings(img)
+}
 
 slsa_provenance_types := {"https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2"}
 
@@ -25,26 +35,30 @@ sbom_types := {"https://cyclonedx.org/bom", "https://spdx.dev/Document"}
 
 # Images under an image policy whose verification finished (timeouts, registry
 # errors, invalid and unmatched images are denied by the webhook itself).
-judged(doc) := [img |
-	some img in doc.images
+judged(img) if {
 	img.policy != null
 	img.outcome in {"verified", "unverified"}
-]
+}
+
+image_denials(img) := {untrusted_message(img)} if not img.thresholdMet
+
+image_denials(img) := provenance_problems(img) | missing_attestations(img) if img.thresholdMet
+
+image_warnings(img) := {msg |
+	not has_sbom(img)
+	msg := sprintf("%s: no verified SBOM attestation (CycloneDX or SPDX)", [img.reference])
+}
 
 # --- a trusted signature -----------------------------------------------------
 
-untrusted(doc) := {msg |
-	some img in judged(doc)
-	not img.thresholdMet
+untrusted_message(img) := concat("", [head, " (", signature_reason(img), ")"]) if {
+	# concat, not sprintf: regopy's sprintf quotes strings that concat produced
 	head := sprintf("%s: no trusted signature: %d of %d required authorities of policy %s verified it", [
 		img.reference,
 		count(img.satisfiedAuthorities),
 		img.policy.threshold,
 		img.policy.name,
 	])
-
-	# concat, not sprintf: regopy's sprintf quotes strings that concat produced
-	msg := concat("", [head, " (", signature_reason(img), ")"])
 }
 
 signature_reason(img) := "no signature found" if count(img.signatures) == 0
@@ -61,19 +75,14 @@ signature_reason(img) := "signatures verified, but too few authorities" if {
 
 # --- SLSA provenance from an allowed builder and source ------------------------
 
-# A verified SLSA provenance attestation about this very image digest.
+# Verified SLSA provenance about this image (verify_image already checked that
+# the Statement's subject is the image digest).
 provenances(img) := [att.provenance |
 	some att in img.attestations
 	att.verified
 	att.predicateType in slsa_provenance_types
-	about_image(att.statement, img.digest)
 	att.provenance != null
 ]
-
-about_image(statement, digest) if {
-	some subject in statement.subject
-	sprintf("sha256:%s", [subject.digest.sha256]) == digest
-}
 
 requires_provenance(img) if object.get(img.policy.parameters, "requireProvenance", true) != false
 
@@ -86,46 +95,43 @@ builder_allowed(prov, img) if allowed(prov.builderId, object.get(img.policy.para
 
 source_allowed(prov, img) if allowed(prov.sourceRepository, object.get(img.policy.parameters, "allowedSources", []))
 
-good_provenance(img) if {
-	some prov in provenances(img)
+provenance_problems(img) := {msg |
+	requires_provenance(img)
+	found := provenances(img)
+	not good_provenance(found, img)
+	msg := sprintf("%s: %s", [img.reference, provenance_reason(found, img)])
+}
+
+good_provenance(found, img) if {
+	some prov in found
 	builder_allowed(prov, img)
 	source_allowed(prov, img)
 }
 
-provenance_problems(doc) := {msg |
-	some img in judged(doc)
-	img.thresholdMet
-	requires_provenance(img)
-	not good_provenance(img)
-	msg := sprintf("%s: %s", [img.reference, provenance_reason(img)])
-}
+provenance_reason(found, _) := "no verified SLSA provenance attestation" if count(found) == 0
 
-provenance_reason(img) := "no verified SLSA provenance attestation" if count(provenances(img)) == 0
-
-provenance_reason(img) := sprintf("SLSA provenance is not from an allowed builder (builder %s; policy %s allows %v)", [
-	provenances(img)[0].builderId,
+provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed builder (builder %s; policy %s allows %v)", [
+	found[0].builderId,
 	img.policy.name,
 	object.get(img.policy.parameters, "allowedBuilders", []),
 ]) if {
-	count(provenances(img)) > 0
-	not builder_allowed(provenances(img)[0], img)
+	count(found) > 0
+	not builder_allowed(found[0], img)
 }
 
-provenance_reason(img) := sprintf("SLSA provenance is not from an allowed source (source %v; policy %s allows %v)", [
-	provenances(img)[0].sourceRepository,
+provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed source (source %v; policy %s allows %v)", [
+	found[0].sourceRepository,
 	img.policy.name,
 	object.get(img.policy.parameters, "allowedSources", []),
 ]) if {
-	count(provenances(img)) > 0
-	builder_allowed(provenances(img)[0], img)
-	not source_allowed(provenances(img)[0], img)
+	count(found) > 0
+	builder_allowed(found[0], img)
+	not source_allowed(found[0], img)
 }
 
 # --- attestations the image policy requires ------------------------------------
 
-missing_attestations(doc) := {msg |
-	some img in judged(doc)
-	img.thresholdMet
+missing_attestations(img) := {msg |
 	some wanted in img.policy.requiredAttestations
 	not has_verified(img, wanted)
 	msg := sprintf("%s: no verified attestation of type %s (required by policy %s)", [img.reference, wanted, img.policy.name])
@@ -135,14 +141,6 @@ has_verified(img, predicate_type) if {
 	some att in img.attestations
 	att.verified
 	att.predicateType == predicate_type
-}
-
-# --- warnings -------------------------------------------------------------------
-
-missing_sbom(doc) := {msg |
-	some img in judged(doc)
-	not has_sbom(img)
-	msg := sprintf("%s: no verified SBOM attestation (CycloneDX or SPDX)", [img.reference])
 }
 
 has_sbom(img) if {

@@ -180,10 +180,10 @@ def test_watcher_reloads_and_keeps_last_good(tmp_path: Path, key_file: Path) -> 
     second = watcher.current()
     assert [p.name for p in second.config.policies] == ["a", "b"]
     assert watcher.last_error is None and watcher.reloads == 1
-    fingerprint = second.config.trust_fingerprint()
+    fingerprint = second.config.trust_fingerprint
     new_key().write(key_file)  # a key rotation is a change of trust material
     os.utime(key_file, ns=(time.time_ns() + 3 * 10**9, time.time_ns() + 3 * 10**9))
-    assert watcher.current().config.trust_fingerprint() != fingerprint
+    assert watcher.current().config.trust_fingerprint != fingerprint
 
 
 def test_cache_ttl_bound_and_keys() -> None:
@@ -213,3 +213,18 @@ def test_cache_keeps_only_verified_results() -> None:
     cache = VerificationCache()
     cache.put(("r/a", DIGEST, "fp"), fake_verification("r/a", DIGEST, verified=False))
     assert cache.get(("r/a", DIGEST, "fp")) is None
+
+
+def test_tag_cache_is_off_by_default_and_expires() -> None:
+    from admission.cache import TagCache
+
+    off = TagCache()
+    off.put("r/a:v1", DIGEST)
+    assert off.get("r/a:v1") is None
+    cache = TagCache(ttl_seconds=0.2, max_entries=1)
+    cache.put("r/a:v1", DIGEST)
+    assert cache.get("r/a:v1") == DIGEST
+    cache.put("r/b:v1", DIGEST)
+    assert cache.get("r/a:v1") is None  # bounded
+    time.sleep(0.25)
+    assert cache.get("r/b:v1") is None

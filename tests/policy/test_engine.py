@@ -182,3 +182,41 @@ def test_regopy_unreadable_output_is_a_policy_error(write_bundle) -> None:
     engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
     with pytest.raises(PolicyError, match="not JSON .*build it with concat"):
         engine.evaluate({"r": ["a", "b"]})
+
+
+def test_fast_input_matches_regopy_input(write_bundle) -> None:
+    from attest.policy.regopy import fast_input
+
+    policy = (
+        "package attest.admission\nimport rego.v1\ndeny contains json.marshal(input.doc) if true\n"
+    )
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
+    doc = {
+        "doc": {
+            "s": "ünïcode ✓",
+            "i": -(2**62),
+            "f": 1.25,
+            "b": False,
+            "n": None,
+            "l": [1, [2, {"k": "v"}]],
+        }
+    }
+    assert engine.evaluate(doc).deny == (
+        '{"b":false,"f":1.25,"i":-4611686018427387904,"l":[1,[2,{"k":"v"}]],"n":null,"s":"ünïcode ✓"}',
+    )
+    with pytest.raises(TypeError):
+        fast_input({1: "non-string key"})
+    with pytest.raises(PolicyError, match="not JSON"):
+        engine.evaluate({"doc": float("nan")})
+
+
+def test_fast_input_path_values(write_bundle) -> None:
+    policy = """package attest.admission
+import rego.v1
+deny contains input.doc.s if true
+deny contains sprintf("%d %v %v %v", [input.doc.i, input.doc.f, input.doc.b, input.doc.l]) if true
+"""
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
+    assert engine.text_input is False  # type: ignore[attr-defined]
+    doc = {"doc": {"s": "ünïcode ✓", "i": 7, "f": 1.25, "b": False, "l": [1, "x"]}}
+    assert engine.evaluate(doc).deny == ('7 1.25 false [1, "x"]', "ünïcode ✓")

@@ -1,0 +1,320 @@
+"""Benchmark the admission webhook: gunicorn + TLS on loopback, signed images with provenance in a
+local registry, concurrent AdmissionReviews of a 3-container Deployment from a separate process.
+
+Reports p50/p95/p99 latency and requests/s for:
+
+* ``healthz``: ``GET /healthz`` on the same server (the floor);
+* ``warm``: the Deployment's images verified before (cache hit; tags still resolved per request);
+* ``warm-pinned``: the same images referenced by digest (no registry round trip at all);
+* ``warm-tagcache``: tags again, with ``cache.tagTtlSeconds`` on (tags resolved once a minute);
+* ``cold``: nothing cached (a second server with the cache off: every request resolves,
+  fetches and verifies signatures and attestations of all three images), one request
+  at a time by default (``--cold-concurrency``): it is a latency figure.
+
+Targets on a 2-core machine: warm p99 <= 10 ms and >= 200 req/s, cold p50 <= 100 ms,
+warm p50 within 3x of /healthz.
+
+    .venv/bin/python bench/admission.py [--requests 2000] [--cold-requests 200] [--concurrency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def run_client(args: argparse.Namespace) -> None:
+    """The load generator (separate process): N requests over keep-alive HTTPS connections."""
+    context = ssl.create_default_context(cafile=args.ca)
+    body = Path(args.body).read_bytes() if args.body else b""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(args.requests))
+
+    def worker() -> None:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", args.port, context=context, timeout=30
+        )
+        local: list[float] = []
+        while True:
+            with lock:
+                index = next(counter, None)
+            if index is None:
+                break
+            began = time.perf_counter()
+            try:
+                if body:
+                    connection.request(
+                        "POST", "/validate", body, {"Content-Type": "application/json"}
+                    )
+                else:
+                    connection.request("GET", args.path)
+                response = connection.getresponse()
+                payload = response.read()
+                if response.status != 200 or (
+                    body and b'"allowed":true' not in payload.replace(b" ", b"")
+                ):
+                    with lock:
+                        errors.append(f"HTTP {response.status}: {payload[:200]!r}")
+            except (OSError, http.client.HTTPException) as err:
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}")
+                connection.close()
+                connection = http.client.HTTPSConnection(
+                    "127.0.0.1", args.port, context=context, timeout=30
+                )
+            local.append(time.perf_counter() - began)
+        connection.close()
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "latencies": latencies,
+                "elapsed": elapsed,
+                "errors": errors[:5],
+                "error_count": len(errors),
+            }
+        )
+    )
+
+
+def drive(
+    hook: Any, *, requests: int, concurrency: int, body: bytes | None = None, path: str = "/healthz"
+) -> dict[str, Any]:
+    """Run the load generator in a separate process and summarise its measurements."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        handle.write(body or b"")
+        body_file = handle.name
+    try:
+        command = [
+            sys.executable,
+            __file__,
+            "--client",
+            "--port",
+            str(hook.port),
+            "--ca",
+            str(hook.ca),
+            "--requests",
+            str(requests),
+            "--concurrency",
+            str(concurrency),
+            "--path",
+            path,
+        ]
+        if body:
+            command += ["--body", body_file]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(body_file)
+    data = json.loads(output)
+    ordered = sorted(data["latencies"])
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+    return {
+        "requests": len(ordered),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+        "mean_ms": statistics.fmean(ordered) * 1000,
+        "rps": len(ordered) / data["elapsed"],
+        "errors": data["error_count"],
+        "first_errors": data["errors"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ca", help=argparse.SUPPRESS)
+    parser.add_argument("--body", help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/healthz", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="requests per warm/healthz phase"
+    )
+    parser.add_argument("--cold-requests", type=int, default=200, help="requests in the cold phase")
+    parser.add_argument("--concurrency", type=int, default=2, help="client connections")
+    parser.add_argument(
+        "--cold-concurrency", type=int, default=1, help="client connections in the cold phase"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    args = parser.parse_args()
+    if args.client:
+        run_client(args)
+        return 0
+
+    from tests.admission import conftest as hooks
+    from tests.admission.helpers import (
+        deployment,
+        key_policy,
+        make_tls,
+        review,
+        write_config,
+    )
+    from tests.support.registry import RegistryServer
+
+    workdir = Path(tempfile.mkdtemp(prefix="attest-bench-admission-"))
+    registry = RegistryServer().start()
+    servers: list[Any] = []
+    try:
+        world = hooks.World(registry, workdir)
+        references = [world.signed(f"bench{i}") for i in range(3)]
+        pinned = []
+        for reference in references:
+            name = reference.rsplit(":", 1)[0]
+            digest = (
+                world.store(name.split("/", 1)[1].removeprefix(f"{hooks.REPO}/"))
+                .resolve("v1")
+                .digest
+            )
+            pinned.append(f"{name}@{digest}")
+        tls = make_tls(workdir / "tls")
+        policy = key_policy("apps", [f"127.0.0.1:*/{hooks.REPO}/*"], world.key_file)
+        warm_config = write_config(workdir / "warm.yaml", [policy])
+        cold_config = write_config(workdir / "cold.yaml", [policy], cache={"maxEntries": 0})
+        tag_config = write_config(workdir / "tags.yaml", [policy], cache={"tagTtlSeconds": 60})
+
+        def start(config: Path) -> Any:
+            hook = _start_server(hooks, config, tls, workdir, args)
+            servers.append(hook)
+            return hook
+
+        body = json.dumps(review(deployment(*references), uid="bench")).encode()
+        pinned_body = json.dumps(review(deployment(*pinned), uid="bench")).encode()
+        results: dict[str, dict[str, Any]] = {}
+        hook = start(warm_config)
+        drive(
+            hook, requests=50, concurrency=args.concurrency, body=body
+        )  # fill every worker's cache
+        drive(hook, requests=200, concurrency=args.concurrency)
+        results["healthz"] = drive(hook, requests=args.requests, concurrency=args.concurrency)
+        results["warm"] = drive(
+            hook, requests=args.requests, concurrency=args.concurrency, body=body
+        )
+        drive(hook, requests=50, concurrency=args.concurrency, body=pinned_body)
+        results["warm-pinned"] = drive(
+            hook, requests=args.requests, concurrency=args.concurrency, body=pinned_body
+        )
+        hook.stop()
+        tagged = start(tag_config)
+        drive(tagged, requests=50, concurrency=args.concurrency, body=body)
+        results["warm-tagcache"] = drive(
+            tagged, requests=args.requests, concurrency=args.concurrency, body=body
+        )
+        tagged.stop()
+        cold = start(cold_config)
+        drive(cold, requests=10, concurrency=2)
+        results["cold"] = drive(
+            cold, requests=args.cold_requests, concurrency=args.cold_concurrency, body=body
+        )
+    finally:
+        for server in servers:
+            server.stop()
+        registry.stop()
+
+    print(
+        f"admission benchmark: {args.workers} gunicorn workers x {args.threads} threads, TLS, "
+        f"{args.concurrency} client connections ({args.cold_concurrency} for cold), "
+        "Deployment with 3 signed images "
+        f"(signature + SLSA provenance + SBOM each), {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'phase':<12} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}"
+    )
+    for phase, row in results.items():
+        print(
+            f"{phase:<12} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
+            f"{row['p99_ms']:>8.2f} {row['rps']:>8.1f} {row['errors']:>7}"
+        )
+        for error in row["first_errors"]:
+            print(f"  error: {error}")
+    warm, floor, cold_row = results["warm"], results["healthz"], results["cold"]
+    print("targets:")
+    print(
+        f"  warm p99 <= 10 ms: {warm['p99_ms']:.2f} ms {'OK' if warm['p99_ms'] <= 10 else 'MISSED'}"
+    )
+    print(f"  warm >= 200 req/s: {warm['rps']:.1f} {'OK' if warm['rps'] >= 200 else 'MISSED'}")
+    print(
+        f"  cold p50 <= 100 ms: {cold_row['p50_ms']:.2f} ms {'OK' if cold_row['p50_ms'] <= 100 else 'MISSED'}"
+    )
+    ratio = warm["p50_ms"] / floor["p50_ms"]
+    print(f"  warm p50 within 3x of /healthz p50: {ratio:.2f}x {'OK' if ratio <= 3 else 'MISSED'}")
+    return 0
+
+
+def _start_server(
+    hooks: Any, config: Path, tls: Any, workdir: Path, args: argparse.Namespace
+) -> Any:
+    """``attest admission serve`` (default log level) with the requested workers and threads."""
+    import requests as http
+
+    port = hooks.free_port()
+    log = workdir / f"webhook-{port}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "attest",
+            "admission",
+            "serve",
+            "--config",
+            str(config),
+            "--tls-cert",
+            str(tls.cert),
+            "--tls-key",
+            str(tls.key),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    hook = hooks.Webhook(process, port, tls.ca, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if http.get(f"{hook.url}/readyz", verify=str(tls.ca), timeout=2).status_code == 200:
+                return hook
+        except http.RequestException:
+            time.sleep(0.1)
+    hook.stop()
+    raise RuntimeError(f"webhook did not start: {log.read_text()[-2000:]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
