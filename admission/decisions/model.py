@@ -102,7 +102,6 @@ def decision_document(decision: Any) -> dict[str, Any]:
     return document
 
 
-_SAFE_INTEGER = 2**53 - 1
 _FLOAT_PLAIN = (1e-4, 1e16)  # where Python's repr and ECMAScript's number format agree
 
 
@@ -112,12 +111,8 @@ class _NotFast(Exception):
 
 def _plain(value: Any) -> Any:
     """``value`` ready for ``json.dumps`` to print exactly as RFC 8785, else ``_NotFast``."""
-    if isinstance(value, str) or value is None or isinstance(value, bool):
+    if isinstance(value, str | int) or value is None:  # bool is an int
         return value
-    if isinstance(value, int):
-        if -_SAFE_INTEGER <= value <= _SAFE_INTEGER:
-            return value
-        raise _NotFast
     if isinstance(value, float):
         if value == 0:
             return 0
@@ -139,24 +134,30 @@ def _plain(value: Any) -> Any:
     raise _NotFast
 
 
+def _dumps(document: Any) -> bytes:
+    text = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
 def canonical_bytes(document: dict[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of a decision document: the bytes the chain hashes.
+    """Canonical JSON of a decision document (the bytes the chain hashes): RFC 8785.
 
     The common case goes through the C JSON encoder (sorted keys, no spaces,
     UTF-8, floats as ECMAScript prints them); anything where that could differ
-    from RFC 8785 (huge or tiny numbers, non-ASCII keys) uses ``rfc8785``.
+    from RFC 8785 (huge or tiny floats, non-ASCII keys) uses ``rfc8785``.  One
+    extension: integers beyond ±(2**53 − 1), which RFC 8785 cannot express (the
+    policy input's ``time.unixNs`` is one), are written exactly.
     """
     try:
-        text = json.dumps(
-            _plain(document),
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        )
-        return text.encode("utf-8")
+        return _dumps(_plain(document))
     except (_NotFast, ValueError, UnicodeEncodeError):
+        pass
+    try:
         return rfc8785.dumps(document)
+    except rfc8785.IntegerDomainError:
+        return _dumps(document)  # deterministic still; verify rehashes the stored text
 
 
 def load_document(text: str | bytes) -> dict[str, Any]:

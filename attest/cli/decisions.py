@@ -6,14 +6,18 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from admission.decisions import query, text
 from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
 from attest.cli.common import output_option, print_json
-from attest.errors import DecisionStoreError
+from attest.errors import DecisionStoreError, UsageError
+
+if TYPE_CHECKING:
+    from admission.decisions.replay import Replay
+    from attest.policy import PolicyEngine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -192,4 +196,107 @@ def verify_command(db: str | None, key: str | None, output_format: str) -> None:
             click.echo(f"({extra} more problems after the first broken link; see --output json)")
         click.echo("chain intact" if report.ok else "chain BROKEN")
     if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _replay_engine(
+    bundle: str | None, config: str | None, package: str | None, opa_url: str | None
+) -> tuple[PolicyEngine, str]:
+    """The engine and package to replay with: --bundle, else --config's bundle, else built-in."""
+    from admission.config import DEFAULT_BUNDLE, load_config
+    from attest.policy import load_bundle, make_engine
+
+    if bundle and config:
+        raise UsageError("give --bundle or --config, not both")
+    if config:
+        loaded = load_config(config)
+        bundle, package = loaded.bundle, package or loaded.package
+        opa_url = opa_url or loaded.opa_url
+    engine = make_engine(load_bundle(bundle or str(DEFAULT_BUNDLE)), opa_url=opa_url)
+    return engine, package or "attest.admission"
+
+
+def _replay_lines(result: Replay, detailed: bool) -> list[str]:
+    recorded, replayed = result.recorded, result.replayed
+    mark = "CHANGED" if result.changed else "same"
+    lines = [
+        f"{result.record_id:>6}  {recorded.result} → {replayed.result}  [{mark}]"
+        + (
+            f"  +{len(result.added_deny)}/-{len(result.removed_deny)} deny, "
+            f"+{len(result.added_warn)}/-{len(result.removed_warn)} warn"
+            if result.changed
+            else ""
+        )
+    ]
+    if not detailed:
+        return lines
+    lines = [
+        f"Decision {result.record_id} replayed under bundle {replayed.bundle_hash} "
+        f"({replayed.engine}); recorded under {recorded.bundle_hash or '-'}",
+        f"  result: {recorded.result} → {replayed.result} ({mark})",
+    ]
+    for title, messages in (
+        ("new deny", result.added_deny),
+        ("deny no longer", result.removed_deny),
+        ("new warn", result.added_warn),
+        ("warn no longer", result.removed_warn),
+        ("unchanged deny", tuple(m for m in replayed.deny if m in recorded.deny)),
+        ("carried over (not from Rego)", result.carried),
+    ):
+        if messages:
+            lines.append(f"  {title}:")
+            lines.extend(f"    - {message}" for message in messages)
+    return lines
+
+
+@decisions_group.command("replay")
+@db_option
+@click.argument("idents", metavar="[ID]...", nargs=-1)
+@filter_options
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--bundle", "bundle_path", metavar="PATH", help="Rego bundle (file or directory).")
+@click.option("--config", metavar="FILE", help="Admission config whose policy bundle to use.")
+@click.option("--package", help="Rego package (default: the config's, else attest.admission).")
+@click.option("--opa-url", help="Evaluate on a remote OPA server instead of embedded regopy.")
+@output_option
+def replay_command(
+    db: str | None,
+    idents: tuple[str, ...],
+    limit: int,
+    bundle_path: str | None,
+    config: str | None,
+    package: str | None,
+    opa_url: str | None,
+    output_format: str,
+    **filters: Any,
+) -> None:
+    """Re-evaluate recorded decisions' policy input under a policy bundle; show the difference.
+
+    Without --bundle or --config the built-in policies are used. Give decision
+    IDs, or filters (as for list) to replay the newest matching decisions.
+    Exits 1 when any replayed result or message differs from the record.
+    """
+    from admission.decisions.replay import replay
+
+    flt = make_filter(limit, **filters)
+    engine, package_name = _replay_engine(bundle_path, config, package, opa_url)
+    database = _open(db)
+    try:
+        records = (
+            [query.get_decision(database, ident) for ident in idents]
+            if idents
+            else query.list_decisions(database, flt)
+        )
+        results = [replay(record, engine, package_name) for record in records]
+    finally:
+        database.close()
+        engine.close()
+    if output_format == "json":
+        print_json([result.to_dict() for result in results])
+    else:
+        for result in results:
+            click.echo("\n".join(_replay_lines(result, detailed=len(results) == 1)))
+        changed = sum(result.changed for result in results)
+        click.echo(f"{changed} of {len(results)} decisions would change", err=True)
+    if any(result.changed for result in results):
         raise click.exceptions.Exit(1)

@@ -1,0 +1,178 @@
+"""Replaying a recorded decision's policy input under another Rego bundle, and the difference.
+
+Only the policy is re-run: the recorded input (images, digests, every
+signature and attestation with its outcome) is taken as it was, so the answer
+is "what would this exact request get under the new policy".  Messages that
+never came from Rego (an invalid reference, an unmatched image, a timeout or
+registry error) are carried over from the record.  As in the webhook, a Rego
+``deny`` that names only images of ``warn``-mode policies is a warning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from admission.decide import mentions
+from admission.decisions.model import StoredDecision, pick
+from attest.errors import PolicyError, UsageError
+from attest.policy import PolicyEngine
+
+_UNCHANGED = " (image unchanged by this update)"
+_WARN_MODE = re.compile(r"^warn mode \([^)]*\): ")
+_NOT_FROM_REGO = ("invalid", "unmatched", "timed_out", "error")
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    """A result with the Rego ``deny``/``warn`` messages behind it."""
+
+    result: str
+    deny: tuple[str, ...]
+    warn: tuple[str, ...]
+    bundle_hash: str
+    engine: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "deny": list(self.deny),
+            "warn": list(self.warn),
+            "bundleHash": self.bundle_hash,
+            "engine": self.engine,
+        }
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A recorded decision next to its replay, with what changed."""
+
+    record_id: int
+    recorded: PolicyOutcome
+    replayed: PolicyOutcome
+    carried: tuple[str, ...]  # messages kept from the record (not from Rego)
+
+    @property
+    def added_deny(self) -> tuple[str, ...]:
+        return tuple(m for m in self.replayed.deny if m not in self.recorded.deny)
+
+    @property
+    def removed_deny(self) -> tuple[str, ...]:
+        return tuple(m for m in self.recorded.deny if m not in self.replayed.deny)
+
+    @property
+    def added_warn(self) -> tuple[str, ...]:
+        return tuple(m for m in self.replayed.warn if m not in self.recorded.warn)
+
+    @property
+    def removed_warn(self) -> tuple[str, ...]:
+        return tuple(m for m in self.recorded.warn if m not in self.replayed.warn)
+
+    @property
+    def changed(self) -> bool:
+        return self.recorded.result != self.replayed.result or bool(
+            self.added_deny or self.removed_deny or self.added_warn or self.removed_warn
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.record_id,
+            "changed": self.changed,
+            "recorded": self.recorded.to_dict(),
+            "replayed": self.replayed.to_dict(),
+            "carried": list(self.carried),
+            "diff": {
+                "addedDeny": list(self.added_deny),
+                "removedDeny": list(self.removed_deny),
+                "addedWarn": list(self.added_warn),
+                "removedWarn": list(self.removed_warn),
+            },
+        }
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list | tuple) else []
+
+
+def _images(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in policy_input.get("images") or [] if isinstance(i, dict)]
+
+
+def _carried(document: dict[str, Any], images: list[dict[str, Any]]) -> set[str]:
+    """Recorded messages about images whose outcome did not come from Rego."""
+    prefixes = tuple(
+        f"{image.get('reference')}: " for image in images if image.get("outcome") in _NOT_FROM_REGO
+    )
+    recorded = _strings(document.get("messages")) + _strings(document.get("warnings"))
+    return {m for m in recorded if prefixes and _WARN_MODE.sub("", m).startswith(prefixes)}
+
+
+def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
+    deny, warn = [], []
+    for message in _strings(document.get("messages")):
+        if message in carried or message.startswith("policy error: "):
+            continue
+        deny.append(message.removesuffix(_UNCHANGED))
+    for message in _strings(document.get("warnings")):
+        if message in carried:
+            continue
+        if _WARN_MODE.match(message):
+            deny.append(_WARN_MODE.sub("", message))  # a Rego deny judged in warn mode
+        else:
+            warn.append(message)
+    return PolicyOutcome(
+        result=str(document.get("result", "")),
+        deny=tuple(sorted(set(deny))),
+        warn=tuple(sorted(set(warn))),
+        bundle_hash=str(pick(document, "bundleHash", "bundle_hash", default="")),
+        engine=str(document.get("engine", "")),
+    )
+
+
+def _warn_only(message: str, images: list[dict[str, Any]]) -> bool:
+    named = [i for i in images if i.get("reference") and mentions(message, str(i["reference"]))]
+    return bool(named) and all((i.get("policy") or {}).get("mode") == "warn" for i in named)
+
+
+def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay:
+    """Evaluate ``record``'s policy input with ``engine`` and compare with what was decided."""
+    document = record.document
+    policy_input = document.get("input")
+    if not isinstance(policy_input, dict):
+        reason = "; ".join(_strings(document.get("messages"))) or "no input recorded"
+        raise UsageError(f"decision {record.id}: no policy input to replay ({reason})")
+    images = _images(policy_input)
+    carried = _carried(document, images)
+    recorded = _recorded(document, carried)
+    try:
+        result = engine.evaluate(policy_input, package)
+        deny, warn, error = result.deny, result.warn, None
+    except PolicyError as err:
+        deny, warn, error = (), (), str(err)
+    recorded_messages = set(_strings(document.get("messages")))
+    carried_deny = [m for m in carried if m in recorded_messages]
+    effective_deny = [m for m in deny if not _warn_only(m, images)] + carried_deny
+    warned = (
+        bool(warn) or any(_warn_only(m, images) for m in deny) or len(carried_deny) < len(carried)
+    )
+    if error:
+        outcome = "error"
+    elif effective_deny:
+        timed_out = any(
+            m.startswith(f"{i.get('reference')}: ")
+            for m in carried_deny
+            for i in images
+            if i.get("outcome") == "timed_out"
+        )
+        outcome = "timed_out" if timed_out else "denied"
+    else:
+        outcome = "warned" if warned else "allowed"
+    replayed = PolicyOutcome(
+        result=outcome,
+        deny=tuple(sorted(set(deny))) if not error else (f"policy error: {error}",),
+        warn=tuple(sorted(set(warn))),
+        bundle_hash=engine.bundle_hash,
+        engine=engine.name,
+    )
+    return Replay(record.id, recorded, replayed, tuple(sorted(carried)))
