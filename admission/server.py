@@ -16,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from admission.app import create_app
 from admission.config import load_config
+from admission.decide import build_runtime
 from attest.errors import UsageError
 
 
@@ -43,8 +44,11 @@ def serve(
     threads: int = 8,
     log_level: str = "info",
 ) -> None:
-    """Run gunicorn until stopped; the configuration is validated first (one-line errors)."""
-    load_config(config_path)
+    """Run gunicorn until stopped; configuration and policy bundle are checked first, so a
+    mistake is one line here instead of workers failing to boot."""
+    runtime = build_runtime(load_config(config_path))
+    runtime.engine.close()
+    runtime.registries.close()
     for label, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         try:
             with open(path, "rb"):

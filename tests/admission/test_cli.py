@@ -89,3 +89,30 @@ def test_review_unusable_input_exits_2(cli, tmp_path: Path) -> None:
         result.stderr.strip()
         == "attest: error: imagePolicies[a].images must list at least one image glob"
     )
+
+
+def test_serve_checks_config_policy_and_tls_first(cli, tmp_path: Path) -> None:
+    bundle = tmp_path / "bad"
+    bundle.mkdir()
+    (bundle / "p.rego").write_text("package attest.admission\ndeny contains x if { x := }\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"policy: {{bundle: {bundle}}}\n")
+    args = [
+        "admission",
+        "serve",
+        "--config",
+        str(config),
+        "--tls-cert",
+        "nope.pem",
+        "--tls-key",
+        "nope.key",
+    ]
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert "does not compile: p.rego:2:" in result.stderr
+    config.write_text("unmatchedImages: deny\n")
+    result = cli(*args)
+    assert (
+        result.exit_code == 2
+        and result.stderr.strip() == "attest: error: --tls-cert nope.pem: No such file or directory"
+    )
