@@ -90,6 +90,16 @@ def _image_lines(position: int, image: dict[str, Any]) -> list[str]:
     if isinstance(policy, dict):
         policy = pick(policy, "name")
     lines.append(f"      policy:    {policy or '(no policy matched)'}")
+    outcome = pick(image, "outcome")
+    if outcome:
+        notes = [
+            n
+            for n, key in (("cached", "cached"), ("unchanged by update", "unchanged"))
+            if image.get(key)
+        ]
+        lines.append(f"      outcome:   {outcome}" + (f" ({', '.join(notes)})" if notes else ""))
+    if pick(image, "error"):
+        lines.append(f"      error:     {image['error']}")
     if isinstance(verification, dict) and verification:
         satisfied = pick(verification, "satisfied_authorities", "satisfiedAuthorities") or []
         verdict = "yes" if pick(verification, "verified") else "no"
