@@ -230,3 +230,24 @@ def test_cert_manager_alternative_matches_the_deployment() -> None:
     annotation = "cert-manager.io/inject-ca-from=attest-system/attest-admission-tls"
     assert annotation in (DEPLOY / "cert-manager" / "certificate.yaml").read_text()
     assert annotation in (DEPLOY / "README.md").read_text().replace("\n", " ")
+
+
+def test_the_shipped_admission_config_is_valid(tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml loads, with its in-container paths mapped to local files."""
+    from admission.config import parse_config
+    from attest.signing import keys
+
+    config_map = resources()["ConfigMap/attest-admission-config"]
+    text = config_map["data"]["config.yaml"]
+    key = tmp_path / "cosign.pub"
+    key.write_bytes(keys.generate_key_pair(b"pw").public_pem)
+    text = text.replace("/opt/attest/policies", str(ROOT / "policies"))
+    text = text.replace("/etc/attest/keys/cosign.pub", str(key))
+    config = parse_config(text, str(tmp_path / "config.yaml"))
+    (policy,) = config.policies
+    assert policy.mode == "enforce" and config.unmatched_images == "deny"
+    deployment = resources()["Deployment/attest-admission"]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in deployment["containers"][0]["volumeMounts"]}
+    assert mounts["trust"] == "/etc/attest/keys"
+    trust = resources()["ConfigMap/attest-trust"]["data"]
+    assert "cosign.pub" in trust
