@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import re
 
-from packageurl import PackageURL
-
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
@@ -61,8 +59,6 @@ class ApkCataloger:
         if INSTALLED not in view.candidates(self.name):
             return []
         records = view.parse(INSTALLED, "apk", parse_installed) or []
-        os_info = env.operating_system
-        namespace = os_info.id if os_info is not None else "alpine"
         found: list[tuple[Package, dict[str, list[str]]]] = []
         for record in records:
             name, version = _first(record, "P"), _first(record, "V")
@@ -71,10 +67,6 @@ class ApkCataloger:
                     INSTALLED, f"record for {name or 'an unnamed package'!r} lacks P or V; skipped"
                 )
                 continue
-            arch = _first(record, "A")
-            qualifiers = {"arch": arch} if arch else {}
-            if os_info is not None:
-                qualifiers["distro"] = os_info.distro
             properties = {}
             if _first(record, "o"):
                 properties["attest:apk:origin"] = _first(record, "o")
@@ -87,7 +79,7 @@ class ApkCataloger:
                         type="apk",
                         name=name,
                         version=version,
-                        purl=PackageURL("apk", namespace, name, version, qualifiers or None),
+                        purl=os_purl("apk", env, "alpine", name, version, arch=_first(record, "A")),
                         cataloger=self.name,
                         location=location(INSTALLED),
                         ref=f"apk:{name}",

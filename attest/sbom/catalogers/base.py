@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, TypeVar
 
+from packageurl import PackageURL
+
 from attest.sbom.model import OperatingSystem, Package
 
 T = TypeVar("T")
@@ -103,6 +105,23 @@ class Cataloger(Protocol):
     def analyze(self, path: str, stream: IO[bytes], size: int, env: ScanEnv) -> Any:
         """Digest one streamed file (only for ``interest.stream``); the result must be small."""
         ...
+
+
+def os_purl(
+    kind: str,
+    env: ScanEnv,
+    default_namespace: str | None,
+    name: str,
+    version: str,
+    **extra: str | None,
+) -> PackageURL:
+    """A purl of an OS package: the distribution as namespace and ``distro`` qualifier."""
+    os_info = env.operating_system
+    qualifiers = {key: value for key, value in extra.items() if value}
+    if os_info is not None:
+        qualifiers["distro"] = os_info.distro
+    namespace = os_info.id if os_info is not None else default_namespace
+    return PackageURL(kind, namespace, name, version, qualifiers or None)
 
 
 def location(path: str) -> str:

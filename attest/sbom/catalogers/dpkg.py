@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 
-from packageurl import PackageURL
-
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
 from attest.sbom.licenses import debian_expression, debian_short_name
 from attest.sbom.model import Package
 
@@ -172,11 +170,6 @@ class DpkgCataloger:
             env.warn(db_path, f"package {name!r} has no Version; skipped")
             return None
         arch = stanza.get("Architecture", "")
-        os_info = env.operating_system
-        qualifiers = {"arch": arch} if arch else {}
-        if os_info is not None:
-            qualifiers["distro"] = os_info.distro
-        namespace = os_info.id if os_info is not None else "debian"
         properties = {}
         source = stanza.get("Source")
         if source:
@@ -192,7 +185,7 @@ class DpkgCataloger:
             type="deb",
             name=name,
             version=version,
-            purl=PackageURL("deb", namespace, name, version, qualifiers or None),
+            purl=os_purl("deb", env, "debian", name, version, arch=arch),
             cataloger=self.name,
             location=location(db_path),
             ref=f"deb:{name}:{arch}",

@@ -15,10 +15,8 @@ import os
 import sqlite3
 import tempfile
 
-from packageurl import PackageURL
-
 from attest.sbom.catalogers import rpmheader
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
@@ -79,14 +77,6 @@ class RpmCataloger:
         name, version, release = header.name, header.version, header.release
         if not name or not version or name == "gpg-pubkey":
             return None
-        os_info = env.operating_system
-        qualifiers: dict[str, str] = {}
-        if header.arch:
-            qualifiers["arch"] = header.arch
-        if header.epoch is not None:
-            qualifiers["epoch"] = str(header.epoch)
-        if os_info is not None:
-            qualifiers["distro"] = os_info.distro
         full_version = f"{version}-{release}" if release else version
         properties = {}
         if header.source_rpm:
@@ -98,8 +88,14 @@ class RpmCataloger:
             type="rpm",
             name=name,
             version=f"{header.epoch}:{full_version}" if header.epoch is not None else full_version,
-            purl=PackageURL(
-                "rpm", os_info.id if os_info else None, name, full_version, qualifiers or None
+            purl=os_purl(
+                "rpm",
+                env,
+                None,
+                name,
+                full_version,
+                arch=header.arch,
+                epoch=None if header.epoch is None else str(header.epoch),
             ),
             cataloger=self.name,
             location=location(db_path),
