@@ -154,9 +154,11 @@ def stored_public_key(checkpoint: Checkpoint) -> keys.PublicKey | None:
 
 
 def default_replica() -> str:
-    """``$ATTEST_REPLICA``, else ``<hostname>-<pid>`` (one chain per writing process)."""
-    configured = os.environ.get("ATTEST_REPLICA")
-    if configured:
-        return check_replica(configured)
-    host = re.sub(r"[^A-Za-z0-9._-]", "-", os.uname().nodename or "host")[:150] or "host"
-    return check_replica(f"{host}-{os.getpid()}")
+    """``<$ATTEST_REPLICA or hostname>-<pid>``: one chain per writing process.
+
+    Each gunicorn worker is its own writer, so the process id is always part of
+    the name; in Kubernetes the hostname is the pod name.
+    """
+    base = os.environ.get("ATTEST_REPLICA") or os.uname().nodename or "host"
+    base = re.sub(r"[^A-Za-z0-9._:/@-]", "-", base).lstrip("._:/@-")[:150] or "host"
+    return check_replica(f"{base}-{os.getpid()}")

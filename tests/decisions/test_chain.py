@@ -154,3 +154,17 @@ def test_the_first_record_links_to_genesis(sqlite_url: str) -> None:
     with database.reading() as conn:
         assert conn.execute(sa.text("SELECT prev_hash FROM attest_decisions")).scalar() == GENESIS
     database.close()
+
+
+def test_each_process_gets_its_own_chain_name(monkeypatch) -> None:
+    import os
+
+    from admission.decisions.chain import check_replica, default_replica
+    from attest.errors import UsageError
+
+    monkeypatch.setenv("ATTEST_REPLICA", "attest-admission-7d9f")
+    assert default_replica() == f"attest-admission-7d9f-{os.getpid()}"
+    monkeypatch.setenv("ATTEST_REPLICA", "../odd name\n")
+    assert default_replica() == f"odd-name--{os.getpid()}"
+    with pytest.raises(UsageError):
+        check_replica("bad\nname")
