@@ -14,8 +14,10 @@ nothing can land outside the scan.
 from __future__ import annotations
 
 import hashlib
+import queue
 import stat
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable
 from typing import IO, Any
@@ -34,7 +36,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 class LayerStream:
-    """The uncompressed tar of a layer blob, hashed (for the diffID) as it is read."""
+    """The uncompressed tar of a layer blob, hashed (for the diffID); decompressed in a thread."""
 
     def __init__(self, raw: IO[bytes], *, what: str) -> None:
         self._raw = raw
@@ -43,6 +45,9 @@ class LayerStream:
         self._pending = b""
         self._pos = 0
         self._eof = False
+        self._queue: queue.Queue[tuple[bytes, BaseException | None]] = queue.Queue(maxsize=16)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         head = raw.read(CHUNK)
         self._head: bytes | None = head
         self._gzip: Any = None
@@ -110,6 +115,44 @@ class LayerStream:
                 raise CorruptLayer(f"{self._what}: zstd data is corrupt ({err})") from None
             raise
 
+    def _produce(self) -> bytes:
+        """The next decompressed chunk, hashed; at the end the blob is read to EOF (verified)."""
+        chunk = self._next()
+        if chunk:
+            self._hash.update(chunk)
+            return chunk
+        while self._raw.read(CHUNK):  # e.g. bytes after a zstd frame the reader did not need
+            pass
+        return b""
+
+    def _run(self) -> None:
+        """Producer thread: decompression and hashing overlap with tar parsing on another core."""
+        try:
+            while not self._stop.is_set():
+                chunk = self._produce()
+                self._put((chunk, None))
+                if not chunk:
+                    return
+        except BaseException as err:  # handed to the reading thread, raised there
+            self._put((b"", err))
+
+    def _put(self, item: tuple[bytes, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _take(self) -> bytes:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="attest-layer", daemon=True)
+            self._thread.start()
+        chunk, error = self._queue.get()
+        if error is not None:
+            raise error
+        return chunk
+
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             n = 1 << 62
@@ -118,11 +161,10 @@ class LayerStream:
             if self._pos >= len(self._pending):
                 if self._eof:
                     break
-                chunk = self._next()
+                chunk = self._take()
                 if not chunk:
                     self._eof = True
                     break
-                self._hash.update(chunk)
                 self._pending, self._pos = chunk, 0
             piece = self._pending[self._pos : self._pos + n]
             self._pos += len(piece)
@@ -134,9 +176,14 @@ class LayerStream:
         """Read to the end (so the blob digest is verified); returns the diffID."""
         while self.read(CHUNK):
             pass
-        while self._raw.read(CHUNK):  # e.g. bytes after a zstd frame the reader did not need
-            pass
+        self.close()
         return "sha256:" + self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Stop the producer thread (also when the reader gives up early)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class _Prefixed:

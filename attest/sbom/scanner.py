@@ -98,10 +98,13 @@ def scan_image(
         progress.layer(index, len(manifest.layers), layer.digest, layer.size)
         with store.open_blob(layer) as reader:
             stream = LayerStream(reader, what=label)
-            changed = apply_layer(
-                tree, index, stream, env, what=label, tick=_ticker(progress, reader)
-            )
-            diff_id = stream.finish()
+            try:
+                changed = apply_layer(
+                    tree, index, stream, env, what=label, tick=_ticker(progress, reader)
+                )
+                diff_id = stream.finish()
+            finally:
+                stream.close()
         if diff_id != diff_ids[index]:
             raise DigestMismatch(
                 f"{label}: uncompressed content hashes to {diff_id}, "
