@@ -18,6 +18,7 @@ needed=(
   "mmdebstrap:mmdebstrap"
   "rpmbuild:rpm"
   "go:golang-go"
+  "db5.3_load:db5.3-util"
 )
 packages=("$@")
 for pair in "${needed[@]}"; do

@@ -128,7 +128,8 @@ def scan(
         return scan_image(
             store, target, limits=options.limits, progress=progress, deadline=deadline
         )
-    deadline = deadline or Deadline.after(options.registry.timeout)
+    if deadline is None and isinstance(target, ImageReference):  # --timeout bounds registry work
+        deadline = Deadline.after(options.registry.timeout)
     if store is not None:
         image = resolve_image(store, target, platform)
         return scan_image(store, image, limits=options.limits, progress=progress, deadline=deadline)

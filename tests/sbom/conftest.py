@@ -169,6 +169,48 @@ def rpm_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _db_load_text(records: list[tuple[bytes, bytes]]) -> bytes:
+    """db_load -T input: a key line, then a value line; other bytes escaped as \\hh."""
+
+    def escape(value: bytes) -> str:
+        return "".join(
+            "\\\\" if c == 0x5C else chr(c) if 0x20 <= c < 0x7F else f"\\{c:02x}" for c in value
+        )
+
+    return "".join(f"{escape(key)}\n{escape(value)}\n" for key, value in records).encode()
+
+
+@pytest.fixture(scope="session", params=[512, 4096], ids=["page512", "page4096"])
+def rpm_berkeley_root(
+    request: pytest.FixtureRequest, rpm_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A root whose rpm database is a real BerkeleyDB hash ``Packages`` (as on RHEL 7/8).
+
+    Berkeley DB's own ``db_load`` writes it from the header blobs rpm stored in the
+    fixture's rpmdb.sqlite, keyed the way rpm keyed them (native-endian instance
+    numbers, key 0 the instance counter); the small page size forces overflow chains.
+    """
+    import sqlite3
+    import struct
+
+    connection = sqlite3.connect(rpm_root / "var/lib/rpm/rpmdb.sqlite")
+    rows = connection.execute("SELECT hnum, blob FROM Packages ORDER BY hnum").fetchall()
+    connection.close()
+    records = [(struct.pack("<I", 0), struct.pack("<I", len(rows)))]
+    records += [(struct.pack("<I", hnum), bytes(blob)) for hnum, blob in rows]
+    root = tmp_path_factory.mktemp(f"rpmbdb{request.param}")
+    (root / "var/lib/rpm").mkdir(parents=True)
+    subprocess.run(
+        ["db5.3_load", "-T", "-t", "hash", "-c", f"db_pagesize={request.param}",
+         str(root / "var/lib/rpm/Packages")],
+        input=_db_load_text(records), check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    shutil.copytree(rpm_root / "usr", root / "usr")
+    (root / "etc").mkdir()
+    (root / "etc/os-release").write_text(FEDORA_OS_RELEASE.replace("fedora", "rhel"))
+    return root
+
+
 GO_SOURCES = {
     "go.mod": "module example.com/hello\n\ngo 1.19\n\nrequire (\n\texample.com/color v0.3.0\n"
     "\texample.com/greet v1.2.3\n)\n\nreplace example.com/color v0.3.0 => ./local/color\n",

@@ -151,7 +151,8 @@ def _malformed_root(root: Path) -> None:
     (root / "var/lib/rpm").mkdir(parents=True)
     (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"SQLite format 3\x00" + os.urandom(4000))
     (root / "usr/lib/sysimage/rpm").mkdir(parents=True)
-    (root / "usr/lib/sysimage/rpm/Packages").write_bytes(os.urandom(100))  # BerkeleyDB
+    (root / "usr/lib/sysimage/rpm/Packages").write_bytes(os.urandom(1000))  # BerkeleyDB
+    (root / "usr/lib/sysimage/rpm/Packages.db").write_bytes(os.urandom(100))  # NDB
     (root / "opt").mkdir()
     (root / "opt/broken.jar").write_bytes(b"PK\x03\x04 not really a zip")
     (root / "opt/fine-1.0.jar").write_bytes(_jar({
@@ -173,7 +174,8 @@ EXPECTED_WARNINGS = (
     "/srv/node_modules/noversion/package.json: package.json lacks a string name or version",
     "/usr/lib/python3/dist-packages/bad-1.0.dist-info/METADATA: is not in core metadata format",
     "/var/lib/rpm/rpmdb.sqlite: unreadable rpm database",
-    "/usr/lib/sysimage/rpm/Packages: BerkeleyDB/NDB rpm databases are not supported",
+    "/usr/lib/sysimage/rpm/Packages: unreadable BerkeleyDB rpm database",
+    "/usr/lib/sysimage/rpm/Packages.db: NDB rpm databases (SUSE) are not supported",
     "/opt/broken.jar: not a readable Java archive",
     "symbolic links (a symlink loop)",
     "/var/lib/dpkg/status: line 5 is not 'Field: value'",

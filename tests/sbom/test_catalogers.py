@@ -270,6 +270,22 @@ def test_rpm_sqlite_with_uncheckpointed_wal(rpm_root: Path, tmp_path: Path) -> N
     assert "greetXr" in names and "greeter" in names
 
 
+def test_rpm_berkeley_db_packages(rpm_berkeley_root: Path, rpm_root: Path) -> None:
+    from_bdb = scan(f"dir:{rpm_berkeley_root}")
+    from_sqlite = scan(f"dir:{rpm_root}")
+
+    def summary(catalog: object) -> set[tuple[str, str, tuple[str, ...], frozenset[str]]]:
+        return {(p.name, p.version, p.licenses, p.files) for p in catalog.packages}  # type: ignore[attr-defined]
+
+    assert summary(from_bdb) == summary(from_sqlite)
+    assert from_bdb.warnings == []
+    libgreet = next(p for p in from_bdb.packages if p.name == "libgreet")
+    assert libgreet.location == "/var/lib/rpm/Packages"
+    assert libgreet.purl.to_string().startswith("pkg:rpm/rhel/libgreet@2.4.1-3.fc39?")
+    greeter = next(p for p in from_bdb.packages if p.name == "greeter")
+    assert len(greeter.depends) == 2
+
+
 # -- python -----------------------------------------------------------------------
 
 

@@ -1,28 +1,32 @@
 """Red Hat, Fedora, SUSE and other RPM packages from the rpm database.
 
 Reads ``rpmdb.sqlite`` (``var/lib/rpm`` or ``usr/lib/sysimage/rpm``), the
-format of every current rpm distribution.  Each row of its ``Packages`` table
-is an rpm header blob, decoded by :mod:`attest.sbom.catalogers.rpmheader`.
-SQLite needs a file, so the database (and an uncheckpointed ``-wal`` beside
-it) is copied to a private temporary directory and opened there, never in the
-scanned tree.  BerkeleyDB ``Packages`` and NDB ``Packages.db`` databases (RHEL
-7/8, older SUSE) are not read; their presence is reported as a warning.
+format of every current rpm distribution, and the BerkeleyDB ``Packages`` of
+RHEL/CentOS 7 and 8 (:mod:`.rpmbdb`).  Each record is an rpm header blob,
+decoded by :mod:`.rpmheader`.  SQLite needs a file, so the database (and an
+uncheckpointed ``-wal`` beside it) is copied to a private temporary directory
+and opened there, never in the scanned tree.  SUSE's NDB ``Packages.db`` is
+not read; its presence is reported as a warning.  When a directory holds both
+(a leftover after ``rpmdb --rebuilddb``), the SQLite database wins.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import struct
 import tempfile
 
-from attest.sbom.catalogers import rpmheader
+from attest.sbom.catalogers import rpmbdb, rpmheader
 from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
 DB_DIRS = ("var/lib/rpm", "usr/lib/sysimage/rpm")
 SQLITE = "rpmdb.sqlite"
-LEGACY = ("Packages", "Packages.db")
+BERKELEY = "Packages"
+NDB = "Packages.db"
+LEGACY = (BERKELEY, NDB)
 
 
 def read_sqlite(data: bytes, wal: bytes | None) -> list[bytes]:
@@ -57,15 +61,19 @@ class RpmCataloger:
         found: list[tuple[Package, rpmheader.Header]] = []
         candidates = view.candidates(self.name)
         for path in candidates:
-            base = path.rpartition("/")[2]
-            if base in LEGACY:
-                if f"{path.rpartition('/')[0]}/{SQLITE}" not in candidates:
-                    env.warn(path, "BerkeleyDB/NDB rpm databases are not supported; skipped")
+            directory, _, base = path.rpartition("/")
+            if base in LEGACY and f"{directory}/{SQLITE}" in candidates:
                 continue
-            if base != SQLITE:
+            if base == NDB:
+                env.warn(path, "NDB rpm databases (SUSE) are not supported; skipped")
                 continue
-            wal = view.read(path + "-wal") if path + "-wal" in candidates else None
-            headers = view.parse(path, f"rpm-sqlite:{len(wal or b'')}", _decoder(wal))
+            if base == BERKELEY:
+                headers = view.parse(path, "rpm-bdb", _decode_berkeley)
+            elif base == SQLITE:
+                wal = view.read(path + "-wal") if path + "-wal" in candidates else None
+                headers = view.parse(path, f"rpm-sqlite:{len(wal or b'')}", _decoder(wal))
+            else:
+                continue
             for header in headers or []:
                 package = self._package(path, header, env)
                 if package is not None:
@@ -109,6 +117,26 @@ class RpmCataloger:
         )
 
 
+def _headers(blobs: list[bytes], warn: Warn) -> list[rpmheader.Header]:
+    headers = []
+    for number, blob in enumerate(blobs, 1):
+        try:
+            headers.append(rpmheader.parse(blob))
+        except rpmheader.HeaderError as err:
+            warn(f"package header {number} is corrupt ({err}); skipped")
+    return headers
+
+
+def _decode_berkeley(data: bytes, warn: Warn) -> list[rpmheader.Header]:
+    try:
+        blobs = rpmbdb.read_values(data)
+    except (rpmbdb.BdbError, struct.error, IndexError) as err:
+        warn(f"unreadable BerkeleyDB rpm database ({err}); skipped")
+        return []
+    # The record with key 0 is rpm's 4-byte instance counter, not a header.
+    return _headers([blob for blob in blobs if len(blob) > 8], warn)
+
+
 def _decoder(wal: bytes | None):  # type: ignore[no-untyped-def]
     def decode(data: bytes, warn: Warn) -> list[rpmheader.Header]:
         try:
@@ -116,13 +144,7 @@ def _decoder(wal: bytes | None):  # type: ignore[no-untyped-def]
         except sqlite3.Error as err:
             warn(f"unreadable rpm database ({err}); skipped")
             return []
-        headers = []
-        for number, blob in enumerate(blobs, 1):
-            try:
-                headers.append(rpmheader.parse(blob))
-            except rpmheader.HeaderError as err:
-                warn(f"package header {number} is corrupt ({err}); skipped")
-        return headers
+        return _headers(blobs, warn)
 
     return decode
 
