@@ -185,7 +185,12 @@ class FileTree:
         return changed
 
     def _prune(self, subtrees: set[str], children_of: set[str], changed: set[str]) -> None:
-        doomed: list[str] = []
+        doomed: list[str] = [p for p in subtrees if p not in self._directories and p in self.nodes]
+        subtrees = {p for p in subtrees if p in self._directories}
+        if not subtrees and not children_of:  # only plain files were whited out
+            self._drop(doomed, changed)
+            return
+        doomed = []
         root_opaque = "" in children_of
         for path in self.nodes:
             if path in subtrees or root_opaque:
@@ -199,7 +204,10 @@ class FileTree:
                 if ancestor in subtrees or ancestor in children_of:
                     doomed.append(path)
                     break
-        for path in doomed:
+        self._drop(doomed, changed)
+
+    def _drop(self, paths: list[str], changed: set[str]) -> None:
+        for path in paths:
             node = self.nodes.pop(path)
             for name in node.wanted:
                 self._candidates[name].discard(path)
