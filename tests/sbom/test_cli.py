@@ -112,3 +112,29 @@ def test_progress_only_on_a_terminal(tmp_path: Path) -> None:
             assert text.endswith("\r\x1b[K")  # the status line is cleared at the end
         else:
             assert text == ""
+
+
+def test_library_entry_point_with_a_resolved_image(tmp_path: Path) -> None:
+    """What ``attest pipeline`` calls: an open store and an already resolved image."""
+    from attest.oci.access import open_store, parse_image_target, resolve_image
+    from attest.sbom import generate_image_sbom_document, generate_sbom
+
+    built = _image("amd64").build(tmp_path / "build")
+    layout = tmp_path / "layout"
+    store = LayoutStore(str(layout), archive=False, create=True)
+    built.push(store, "v1")
+    store.close()
+    reference = parse_image_target(f"oci:{layout}:v1")
+    with open_store(reference) as opened:
+        image = resolve_image(opened, reference)
+        result = generate_sbom(image, store=opened, fmt="spdx-json")
+        pipeline = generate_image_sbom_document(opened, image)
+    assert result.media_type == "application/spdx+json"
+    assert result.predicate_type == "https://spdx.dev/Document"
+    assert result.image_digest == result.manifest_digest == built.digest
+    assert result.target == f"oci:{layout}@{built.digest}"
+    assert result.component_count == 3 and result.warnings == ()
+    assert json.loads(result.document)["spdxVersion"] == "SPDX-2.3"
+    assert pipeline.components == 3 and pipeline.spec_version == "1.6"
+    assert pipeline.document["metadata"]["component"]["version"] == built.digest
+    assert pipeline.result.media_type == "application/vnd.cyclonedx+json"
