@@ -42,7 +42,7 @@ def write_atomically(path: str, data: bytes) -> None:
     "--output",
     "output",
     type=click.Path(dir_okay=False),
-    help="Write the SBOM to FILE (default: stdout).",
+    help="Write the SBOM to FILE (default or '-': stdout).",
 )
 @click.option(
     "--format",
@@ -81,7 +81,7 @@ def sbom_command(
         raise ScanIncomplete(
             f"{image}: {len(result.warnings)} file(s) skipped (see warnings); --strict"
         )
-    if output:
+    if output and output != "-":
         write_atomically(output, result.document)
         click.echo(
             f"attest: sbom: {result.component_count} components of {result.target} -> {output}",

@@ -118,7 +118,7 @@ def debian_expression(value: str) -> str:
     """A DEP-5 ``License:`` value as SPDX when every part maps, else the value as written."""
     text = " ".join(value.split())
     if " with " in text.lower():
-        return text
+        return _with_exception(text)
     tokens = re.split(r"(?i)\s+(or|and)\s+|\s*,\s*(?:and\s+)?", text)
     parts: list[str] = []
     for token in tokens:
@@ -135,6 +135,27 @@ def debian_expression(value: str) -> str:
         parts.append(mapped)
     expression = " ".join(parts)
     return expression if expression and is_spdx(expression) else text
+
+
+_EXCEPTIONS = {
+    "bison": "Bison-exception-2.2",
+    "classpath": "Classpath-exception-2.0",
+    "font": "Font-exception-2.0",
+    "libtool": "Libtool-exception",
+    "llvm": "LLVM-exception",
+    "gcc-exception-3.1": "GCC-exception-3.1",
+}
+
+
+def _with_exception(text: str) -> str:
+    """``GPL-3+ with Bison exception`` -> ``GPL-3.0-or-later WITH Bison-exception-2.2``."""
+    license_part, _, exception_part = re.split(r"(?i)\s+(with)\s+", text, maxsplit=1)
+    license_id = debian_short_name(license_part)
+    words = exception_part.lower().removesuffix(" exception").split()
+    exception = _EXCEPTIONS.get(words[0]) if len(words) == 1 else None
+    if license_id and exception and is_spdx(f"{license_id} WITH {exception}"):
+        return f"{license_id} WITH {exception}"
+    return text
 
 
 def from_classifiers(classifiers: list[str]) -> list[str]:
