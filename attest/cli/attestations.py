@@ -42,8 +42,7 @@ from attest.cli.common import (
     print_json,
     registry_options,
 )
-from attest.cli.sign import _signer as make_signer
-from attest.cli.sign import build_policy
+from attest.cli.sign import build_policy, make_signer
 from attest.errors import UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
 from attest.oci.manifest import Platform

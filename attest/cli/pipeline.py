@@ -21,7 +21,7 @@ from attest.cli.common import (
     print_json,
     registry_options,
 )
-from attest.cli.sign import _signer as make_signer
+from attest.cli.sign import make_signer
 from attest.deadline import Deadline
 from attest.errors import UsageError
 from attest.oci.access import parse_image_target
