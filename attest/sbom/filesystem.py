@@ -142,16 +142,12 @@ class FileTree:
     def stage_opaque(self, directory: str) -> None:
         self._opaques.add(directory)
 
-    def resolve_parent(self, path: str) -> str:
-        """``path`` with symlinks in its directory part resolved, as tar extraction would."""
-        parent, sep, base = path.rpartition("/")
-        if not sep:
-            return path
+    def resolve_staged(self, directory: str) -> str:
+        """``directory`` with symlinks resolved as tar extraction would (staged layer included)."""
         try:
-            real_parent = self._resolve(parent, follow_final=True, lookup=self.staged)
+            return self._resolve(directory, follow_final=True, lookup=self.staged)
         except SymlinkLoop:
-            return path
-        return f"{real_parent}/{base}" if real_parent else base
+            return directory
 
     def commit_layer(self) -> set[str]:
         """Apply the staged layer; returns the catalogers whose candidate files changed."""

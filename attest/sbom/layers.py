@@ -230,14 +230,18 @@ class _ParentCache:
         self.tree = tree
         self.cache: dict[str, str] = {}
 
+    def directory(self, path: str) -> str:
+        real = self.cache.get(path)
+        if real is None:
+            real = self.cache[path] = self.tree.resolve_staged(path)
+        return real
+
     def resolve(self, path: str) -> str:
+        """``path`` with its directory part resolved through symlinks."""
         parent, sep, base = path.rpartition("/")
         if not sep:
             return path
-        real_parent = self.cache.get(parent)
-        if real_parent is None:
-            real_parent = self.tree.resolve_parent(f"{parent}/x")[:-2]
-            self.cache[parent] = real_parent
+        real_parent = self.directory(parent)
         return f"{real_parent}/{base}" if real_parent else base
 
 
@@ -287,15 +291,10 @@ def _apply_entry(
     parent, _, base = path.rpartition("/")
     if base.startswith(WHITEOUT_PREFIX):
         if base == OPAQUE_MARKER:
-            tree.stage_opaque(parents.resolve(f"{parent}/x")[:-2] if parent else "")
+            tree.stage_opaque(parents.directory(parent) if parent else "")
         elif not base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):  # .wh..wh.plnk etc.
-            tree.stage_whiteout(
-                parents.resolve(
-                    f"{parent}/{base[len(WHITEOUT_PREFIX) :]}"
-                    if parent
-                    else base[len(WHITEOUT_PREFIX) :]
-                )
-            )
+            hidden = base[len(WHITEOUT_PREFIX) :]
+            tree.stage_whiteout(parents.resolve(f"{parent}/{hidden}" if parent else hidden))
         return
     path = parents.resolve(path)
     mode = stat.S_IMODE(member.mode)
