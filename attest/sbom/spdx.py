@@ -115,19 +115,29 @@ def _package(package: Package, spdx_id: str, licenses: _Licenses) -> dict[str, A
     return entry
 
 
-def _root(catalog: Catalog) -> dict[str, Any]:
-    source = catalog.source
-    entry: dict[str, Any] = {
-        "name": source.name,
-        "SPDXID": "SPDXRef-Image" if source.kind == "image" else "SPDXRef-Directory",
+def _bare(name: str, spdx_id: str, purpose: str) -> dict[str, Any]:
+    """A package entry with everything we cannot assert set to NOASSERTION."""
+    return {
+        "name": name,
+        "SPDXID": spdx_id,
         "downloadLocation": NOASSERTION,
         "filesAnalyzed": False,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
         "copyrightText": NOASSERTION,
         "supplier": NOASSERTION,
-        "primaryPackagePurpose": "CONTAINER" if source.kind == "image" else "SOURCE",
+        "primaryPackagePurpose": purpose,
     }
+
+
+def _root(catalog: Catalog) -> dict[str, Any]:
+    source = catalog.source
+    image = source.kind == "image"
+    entry = _bare(
+        source.name,
+        "SPDXRef-Image" if image else "SPDXRef-Directory",
+        "CONTAINER" if image else "SOURCE",
+    )
     if source.digest:
         entry["versionInfo"] = source.digest
         if source.digest.startswith("sha256:"):
@@ -160,21 +170,11 @@ def render(catalog: Catalog, *, timestamp: datetime, serial: uuid.UUID) -> bytes
     ]
     os_info = catalog.operating_system
     if os_info is not None:
-        packages.append(
-            {
-                "name": os_info.id,
-                "SPDXID": "SPDXRef-OperatingSystem",
-                "versionInfo": os_info.version_id or os_info.version_codename or NOASSERTION,
-                "downloadLocation": NOASSERTION,
-                "filesAnalyzed": False,
-                "licenseConcluded": NOASSERTION,
-                "licenseDeclared": NOASSERTION,
-                "copyrightText": NOASSERTION,
-                "supplier": NOASSERTION,
-                "primaryPackagePurpose": "OPERATING-SYSTEM",
-                **({"description": os_info.pretty_name} if os_info.pretty_name else {}),
-            }
-        )
+        entry = _bare(os_info.id, "SPDXRef-OperatingSystem", "OPERATING-SYSTEM")
+        entry["versionInfo"] = os_info.version_id or os_info.version_codename or NOASSERTION
+        if os_info.pretty_name:
+            entry["description"] = os_info.pretty_name
+        packages.append(entry)
         relationships.append(
             {
                 "spdxElementId": root["SPDXID"],

@@ -229,30 +229,20 @@ class _Reader:
                 properties[f"attest:java:{key}"] = manifest[key]
         if main is not None:
             group, artifact, version, pom_licenses = main
-            return Archive(
-                where,
-                artifact,
-                version,
-                group,
-                pom_licenses or licenses,
-                description=manifest.get("Implementation-Title") or manifest.get("Bundle-Name"),
-                supplier=manifest.get("Implementation-Vendor") or manifest.get("Bundle-Vendor"),
-                homepage=manifest.get("Bundle-DocURL") or manifest.get("Implementation-URL"),
-                sha256=sha256,
-                parent=parent,
-                properties=properties,
+            licenses = pom_licenses or licenses
+        else:
+            artifact = file_name
+            version = (
+                manifest.get("Implementation-Version")
+                or manifest.get("Bundle-Version")
+                or manifest.get("Specification-Version")
+                or file_version
             )
-        version = (
-            manifest.get("Implementation-Version")
-            or manifest.get("Bundle-Version")
-            or manifest.get("Specification-Version")
-            or file_version
-        )
-        vendor_id = manifest.get("Implementation-Vendor-Id", "")
-        group = vendor_id if "." in vendor_id else None
+            vendor_id = manifest.get("Implementation-Vendor-Id", "")
+            group = vendor_id if "." in vendor_id else None
         return Archive(
             where,
-            file_name,
+            artifact,
             version,
             group,
             licenses,
