@@ -3,7 +3,8 @@
 A layer blob is read once, front to back: the store's verifying reader checks
 its digest and size at EOF, :class:`LayerStream` decompresses it (gzip, zstd or
 plain tar, recognised by magic bytes rather than trusting the media type) and
-hashes the tar for the diffID, and each tar entry becomes a node.  Only files
+hashes the tar for the diffID in a producer thread (zlib and hashlib release
+the GIL, so this overlaps with tar parsing), and each tar entry becomes a node.  Only files
 a cataloger wants are read (small metadata kept in memory; binaries and
 archives handed to the cataloger as a stream), everything else is skipped as
 the stream moves on.  Entry names are normalised: absolute names are read as
