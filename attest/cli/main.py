@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -13,7 +14,23 @@ from attest import __version__
 from attest.errors import AttestError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
+            module_name, attribute = _LAZY_COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module_name), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=_LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option("--debug", is_flag=True, help="Show debug logs and tracebacks on errors.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
@@ -39,39 +56,23 @@ def version() -> None:
     click.echo(f"attest {__version__}")
 
 
-def _register() -> None:
-    from attest.cli.admission import admission_group
-    from attest.cli.attestations import (
-        attest_command,
-        provenance_command,
-        verify_attestation_command,
-        verify_blob_attestation_command,
-    )
-    from attest.cli.decisions import decisions_group
-    from attest.cli.inspect import inspect_command
-    from attest.cli.pipeline import pipeline_command
-    from attest.cli.policy import policy_group
-    from attest.cli.sbom import sbom_command
-    from attest.cli.sign import keygen_command, sign_command, verify_command
-
-    cli.add_command(decisions_group)
-    cli.add_command(inspect_command)
-    cli.add_command(sbom_command)
-    cli.add_command(policy_group)
-    cli.add_command(admission_group)
-    for command in (keygen_command, sign_command, verify_command):
-        cli.add_command(command)
-    for command in (
-        provenance_command,
-        attest_command,
-        verify_attestation_command,
-        verify_blob_attestation_command,
-        pipeline_command,
-    ):
-        cli.add_command(command)
-
-
-_register()
+# Command name -> (module, attribute). Modules load only when their command runs, so
+# `attest version` or `attest inspect` never pay for the signing, SBOM or database stacks.
+_LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("attest.cli.inspect", "inspect_command"),
+    "sbom": ("attest.cli.sbom", "sbom_command"),
+    "keygen": ("attest.cli.sign", "keygen_command"),
+    "sign": ("attest.cli.sign", "sign_command"),
+    "verify": ("attest.cli.sign", "verify_command"),
+    "provenance": ("attest.cli.attestations", "provenance_command"),
+    "attest": ("attest.cli.attestations", "attest_command"),
+    "verify-attestation": ("attest.cli.attestations", "verify_attestation_command"),
+    "verify-blob-attestation": ("attest.cli.attestations", "verify_blob_attestation_command"),
+    "pipeline": ("attest.cli.pipeline", "pipeline_command"),
+    "policy": ("attest.cli.policy", "policy_group"),
+    "admission": ("attest.cli.admission", "admission_group"),
+    "decisions": ("attest.cli.decisions", "decisions_group"),
+}
 
 
 def _one_line(text: str) -> str:

@@ -170,6 +170,12 @@ class OCILayout:
                 digest = matches[0].digest
                 kept = [e for e in index.manifests if e.digest != digest]
             if len(kept) == len(index.manifests):
+                # An untagged manifest (e.g. a referrer listed only by the fallback index) is
+                # not in index.json: deleting it means deleting its blob.
+                blob = self.blob_path(digest) if ":" in identifier else None
+                if blob is not None and blob.is_file():
+                    blob.unlink()
+                    return digest
                 raise NotFound(f"{self.display}@{identifier}: not in index.json")
             self._write_index(Index(mt.OCI_INDEX, tuple(kept), index.annotations))
             return digest

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import re
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import urlencode, urljoin
+from urllib.request import getproxies, proxy_bypass
 
 import requests
 
@@ -124,7 +126,12 @@ class RegistryClient:
         self.registry = registry
         self.options = options or RegistryOptions()
         self.scheme = "http" if is_loopback_host(registry) else "https"
-        self.verify: bool | str = self.options.ca_bundle or True
+        self.verify: bool | str = (
+            self.options.ca_bundle
+            or os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("SSL_CERT_FILE")
+            or True
+        )
         if self.options.insecure:
             self.verify = False
         self._credentials = (
@@ -139,7 +146,12 @@ class RegistryClient:
         self._referrers_api: dict[str, bool] = {}
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.trust_env = True
+        # Read the proxy environment once per registry rather than on every request
+        # (requests' trust_env re-reads it each time, ~0.3 ms on the admission hot path).
+        self.session.trust_env = False
+        if not proxy_bypass(registry.rsplit(":", 1)[0].strip("[]")):
+            proxies = getproxies()
+            self.session.proxies = {k: v for k, v in proxies.items() if k in ("http", "https")}
 
     # -- plumbing -----------------------------------------------------------------
 
