@@ -67,13 +67,16 @@ def test_postgres_going_away_drops_records_and_recovers(caplog: pytest.LogCaptur
 
 def test_postgres_unreachable_at_start_is_degraded_not_fatal() -> None:
     server = PostgresServer()  # never started: nothing listens on its port
-    recorder = DecisionRecorder(server.url(), replica="pod-a").start()
-    for _ in range(10):
-        assert recorder.record(decision()) in (True, False)
-    assert recorder.flush(30)
-    status = recorder.status()
-    assert status.state == "degraded" and status.dropped == 10 and status.written == 0
-    recorder.close()
+    try:
+        recorder = DecisionRecorder(server.url(), replica="pod-a").start()
+        for _ in range(10):
+            assert recorder.record(decision()) in (True, False)
+        assert recorder.flush(30)
+        status = recorder.status()
+        assert status.state == "degraded" and status.dropped == 10 and status.written == 0
+        recorder.close()
+    finally:
+        server.stop(remove=True)
 
 
 def test_a_full_sqlite_database_drops_records_and_keeps_answering(sqlite_url: str) -> None:
