@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 ## make demo: set up .venv and run the main job end to end on the embedded default.
 demo: $(STAMP)
+	scripts/system-deps.sh --demo
 	$(BIN)/python scripts/demo.py
 
 ## make test: install what the tests need (apt, npm), lint, then run the whole suite.

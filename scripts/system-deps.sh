@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, only those missing.
-# Usage: scripts/system-deps.sh [extra-package ...]
+# Usage: scripts/system-deps.sh [--demo] [extra-package ...]
 set -euo pipefail
 
 # command-to-check:debian-package
@@ -20,6 +20,11 @@ needed=(
   "go:golang-go"
   "db5.3_load:db5.3-util"
 )
+# `--demo`: only what `make demo` needs (the loopback registry).
+if [ "${1:-}" = "--demo" ]; then
+  shift
+  needed=("docker-registry:docker-registry")
+fi
 packages=("$@")
 for pair in "${needed[@]}"; do
   cmd=${pair%%:*}
