@@ -26,7 +26,7 @@ from pathlib import Path
 from attest.oci.builder import ImageBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("ATTEST_DEMO_DIR", ROOT / ".demo"))
 ATTEST = str(Path(sys.executable).with_name("attest"))
 KEY = ROOT / "keys-dev" / "cosign.key"
 PUB = ROOT / "keys-dev" / "cosign.pub"
