@@ -120,7 +120,7 @@ def build_images(layout: Path, registry: str) -> None:
         with RegistryRepository(RegistryClient(registry), "demo/unsigned") as repo:
             unsigned.push(repo, "1.0")
     print(
-        f"built oci:{layout.relative_to(ROOT)}:demo, pushed {registry}/demo/app:1.0 and {registry}/demo/unsigned:1.0"
+        f"built oci:{layout}:demo, pushed {registry}/demo/app:1.0 and {registry}/demo/unsigned:1.0"
     )
 
 
