@@ -53,6 +53,24 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _parse_index(raw: bytes, display: str) -> Index:
+    try:
+        parsed = parse_manifest(raw, mt.OCI_INDEX, what=f"{display} index.json")
+    except ManifestError as err:
+        raise LayoutError(str(err)) from None
+    if not isinstance(parsed, Index):
+        raise LayoutError(f"{display}: index.json is not an image index")
+    return parsed
+
+
+def _tags(index: Index) -> list[str]:
+    return [
+        e.annotations[mt.ANNOTATION_REF_NAME]
+        for e in index.manifests
+        if mt.ANNOTATION_REF_NAME in e.annotations
+    ]
+
+
 class OCILayout:
     """An OCI image layout directory."""
 
@@ -100,13 +118,7 @@ class OCILayout:
             raw = (self.path / "index.json").read_bytes()
         except FileNotFoundError:
             raise LayoutError(f"{self.display}: index.json is missing") from None
-        try:
-            parsed = parse_manifest(raw, mt.OCI_INDEX, what=f"{self.display} index.json")
-        except ManifestError as err:
-            raise LayoutError(str(err)) from None
-        if not isinstance(parsed, Index):
-            raise LayoutError(f"{self.display}: index.json is not an image index")
-        return parsed
+        return _parse_index(raw, self.display)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -181,11 +193,7 @@ class OCILayout:
             return digest
 
     def tags(self) -> list[str]:
-        return [
-            e.annotations[mt.ANNOTATION_REF_NAME]
-            for e in self.read_index().manifests
-            if mt.ANNOTATION_REF_NAME in e.annotations
-        ]
+        return _tags(self.read_index())
 
     # -- blobs ------------------------------------------------------------------
 
@@ -278,21 +286,10 @@ class ArchiveLayout:
             raise LayoutError(f"{self.display}: {name} is truncated ({err})") from None
 
     def read_index(self) -> Index:
-        raw = self._read_member("index.json")
-        try:
-            parsed = parse_manifest(raw, mt.OCI_INDEX, what=f"{self.display} index.json")
-        except ManifestError as err:
-            raise LayoutError(str(err)) from None
-        if not isinstance(parsed, Index):
-            raise LayoutError(f"{self.display}: index.json is not an image index")
-        return parsed
+        return _parse_index(self._read_member("index.json"), self.display)
 
     def tags(self) -> list[str]:
-        return [
-            e.annotations[mt.ANNOTATION_REF_NAME]
-            for e in self.read_index().manifests
-            if mt.ANNOTATION_REF_NAME in e.annotations
-        ]
+        return _tags(self.read_index())
 
     def _blob_name(self, digest: str) -> str:
         algorithm, hex_part = validate_digest(digest).split(":", 1)

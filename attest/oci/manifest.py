@@ -138,6 +138,25 @@ class Descriptor:
 EMPTY_DESCRIPTOR = Descriptor(mt.OCI_EMPTY, mt.EMPTY_DIGEST, 2)
 
 
+def _manifest_dict(
+    media_type: str,
+    artifact_type: str | None,
+    body: dict[str, Any],
+    subject: Descriptor | None,
+    annotations: dict[str, str],
+) -> dict[str, Any]:
+    """The JSON object of a manifest or index, fields in the spec's order."""
+    out: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    out.update(body)
+    if subject:
+        out["subject"] = subject.to_dict()
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
+
+
 @dataclass(frozen=True)
 class Manifest:
     """An image manifest (OCI or Docker v2 schema 2)."""
@@ -150,16 +169,13 @@ class Manifest:
     artifact_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["config"] = self.config.to_dict()
-        out["layers"] = [layer.to_dict() for layer in self.layers]
-        if self.subject:
-            out["subject"] = self.subject.to_dict()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        body = {
+            "config": self.config.to_dict(),
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+        return _manifest_dict(
+            self.media_type, self.artifact_type, body, self.subject, self.annotations
+        )
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
@@ -176,15 +192,10 @@ class Index:
     artifact_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["manifests"] = [m.to_dict() for m in self.manifests]
-        if self.subject:
-            out["subject"] = self.subject.to_dict()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        body = {"manifests": [m.to_dict() for m in self.manifests]}
+        return _manifest_dict(
+            self.media_type, self.artifact_type, body, self.subject, self.annotations
+        )
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
