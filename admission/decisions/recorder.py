@@ -22,23 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
-
 from admission.decisions.chain import ChainHead, HeadSigner, check_replica, default_replica
 from admission.decisions.model import decision_document
 from admission.decisions.store import DecisionDatabase, PreparedRecord, prepare, resolve_target
+from admission.metrics import metrics
 from attest.errors import AttestError
 
 log = logging.getLogger("attest.decisions")
-
-RECORDS_WRITTEN = Counter(
-    "attest_decision_records_written_total", "Decision records written to the decision database"
-)
-RECORDS_DROPPED = Counter(
-    "attest_decision_records_dropped_total",
-    "Decision records dropped (queue full, database unavailable or full, unusable decision)",
-    ["reason"],
-)
 
 _STOP = object()
 
@@ -266,7 +256,7 @@ class DecisionRecorder:
             self._fail(err)
             self._drop("database", len(records), self._last_error or str(err))
             return
-        RECORDS_WRITTEN.inc(len(records))
+        metrics().records_written.inc(len(records))
         with self._lock:
             self._head = head
             self._written += len(records)
@@ -285,7 +275,7 @@ class DecisionRecorder:
             self._head = None  # unknown after a failed write: re-read before the next one
 
     def _drop(self, reason: str, count: int, detail: str) -> None:
-        RECORDS_DROPPED.labels(reason=reason).inc(count)
+        metrics().records_dropped.labels(reason=reason).inc(count)
         with self._lock:
             self._dropped += count
             total = self._dropped

@@ -8,8 +8,9 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
-from admission.decisions.recorder import RECORDS_DROPPED, DecisionRecorder
+from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import open_database
 from admission.decisions.verify import verify_database
 from tests.decisions.samples import FakeDecision, decision
@@ -17,7 +18,8 @@ from tests.support.postgres import PostgresServer
 
 
 def dropped_metric(reason: str) -> float:
-    return RECORDS_DROPPED.labels(reason=reason)._value.get()
+    value = REGISTRY.get_sample_value("attest_decision_records_dropped_total", {"reason": reason})
+    return value or 0.0
 
 
 def test_postgres_going_away_drops_records_and_recovers(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,165 @@
+"""Prometheus metrics of the webhook, aggregated over every gunicorn worker.
+
+``attest admission serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory it owns before any metric exists, so each worker writes its values
+to memory-mapped files there and ``/metrics`` (served by whichever worker gets
+the scrape) adds them up.  Without that variable (tests, ``attest admission
+review``) the metrics live in the process's default registry.  Metrics are
+created on first use, after the variable is set, never at import.
+
+Labels are bounded: webhook (validate, mutate), kind, result, stage, cache
+outcome, HTTP status, drop reason — never a namespace, name or image.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+STAGES = ("resolve", "verify", "evaluate", "total")
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+_NOT_VERIFIED = ("invalid", "unmatched")
+
+
+@dataclass(frozen=True)
+class AdmissionMetrics:
+    """Every metric the webhook exports."""
+
+    requests: Any
+    latency: Any
+    cache: Any
+    registry_requests: Any
+    records_written: Any
+    records_dropped: Any
+
+
+@functools.cache
+def metrics() -> AdmissionMetrics:
+    """The metrics, created once per process (after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
+    from prometheus_client import Counter, Histogram
+
+    return AdmissionMetrics(
+        requests=Counter(
+            "attest_admission_requests_total",
+            "AdmissionReviews answered, by webhook, workload kind and result",
+            ["webhook", "kind", "result"],
+        ),
+        latency=Histogram(
+            "attest_admission_latency_seconds",
+            "Time spent per stage of a decision (resolve, verify, evaluate) and in total",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+        ),
+        cache=Counter(
+            "attest_admission_verification_cache_total",
+            "Verification cache lookups per image, by result (hit or miss)",
+            ["result"],
+        ),
+        registry_requests=Counter(
+            "attest_registry_requests_total",
+            "HTTP responses from registries (and their token services), by status code",
+            ["status"],
+        ),
+        records_written=Counter(
+            "attest_decision_records_written_total",
+            "Decision records written to the decision database",
+        ),
+        records_dropped=Counter(
+            "attest_decision_records_dropped_total",
+            "Decision records dropped (queue full, database unavailable or full, "
+            "unusable decision)",
+            ["reason"],
+        ),
+    )
+
+
+def observe_decision(decision: Any, webhook: str = "validate") -> None:
+    """Count one answered decision: result by kind, stage latencies, cache hits and misses."""
+    current = metrics()
+    current.requests.labels(
+        webhook=webhook, kind=decision.kind or "-", result=decision.result
+    ).inc()
+    latency = decision.latency or {}
+    for stage in STAGES:
+        value = latency.get(stage)
+        if isinstance(value, int | float):
+            current.latency.labels(stage=stage).observe(value / 1000.0)
+    for image in decision.images:
+        if image.policy is None or image.outcome in _NOT_VERIFIED:
+            continue
+        current.cache.labels(result="hit" if image.cached else "miss").inc()
+
+
+def observe_registry_response(response: Any, *_args: Any, **_kwargs: Any) -> Any:
+    """A ``requests`` response hook counting registry answers by status code."""
+    metrics().registry_requests.labels(status=str(response.status_code)).inc()
+    return response
+
+
+def multiprocess_directory() -> str | None:
+    return os.environ.get(MULTIPROC_VARIABLE) or None
+
+
+def render() -> tuple[bytes, str]:
+    """The text exposition of every metric (all workers' when in multiprocess mode)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    metrics()  # exist (at zero) even before the first request
+    if multiprocess_directory():
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def prepare_multiprocess(directory: str) -> None:
+    """Switch this process to multiprocess metrics in ``directory`` (before any metric exists).
+
+    ``prometheus_client`` picks its value storage when it is first imported; if
+    something imported it earlier in this process, the choice is made again.
+    """
+    os.environ[MULTIPROC_VARIABLE] = directory
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()
+
+
+def worker_exited(pid: int) -> None:
+    """Tell the multiprocess collector a worker is gone (gunicorn ``child_exit``)."""
+    if multiprocess_directory():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def label_values(family: str, text: str) -> Iterable[tuple[dict[str, str], float]]:
+    """Samples of ``family`` in an exposition ``text`` (for tests and the benchmark)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for parsed in text_string_to_metric_families(text):
+        for sample in parsed.samples:
+            if sample.name == family:
+                yield dict(sample.labels), sample.value
