@@ -136,6 +136,7 @@ class AdmissionConfig:
     cache_ttl_seconds: float = 300.0
     tag_ttl_seconds: float = 0.0
     namespaces: NamespaceFilter = NamespaceFilter()
+    pin_digests: bool = False
     files: tuple[str, ...] = ()
 
     def policy_for(self, image_name: str, namespace: str) -> ImagePolicy | None:
@@ -346,6 +347,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             "registryAuth",
             "cache",
             "namespaces",
+            "pinDigests",
         },
     )
     files: list[str] = [str(Path(path).resolve())]
@@ -403,6 +405,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
         cache_ttl_seconds=ttl,
         tag_ttl_seconds=tag_ttl,
         namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
+        pin_digests=reader.get("pinDigests", bool, False),
         files=tuple(dict.fromkeys(files)),
     )
 
