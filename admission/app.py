@@ -1,23 +1,48 @@
-"""The Flask application: routes only (``POST /validate``, ``GET /healthz``, ``GET /readyz``).
+"""The webhook application: ``POST /validate``, ``POST /mutate``, ``GET /healthz``, ``GET /readyz``.
 
 Every answer is JSON with a reason: a malformed AdmissionReview gets HTTP 400
 (or, when its ``uid`` was readable, a denial with code 400 the API server can
 show); an oversized body 413; an unexpected failure while deciding is a
 denial naming the error, never an admission and never a bare 500.
+
+Each decision is counted in the metrics, written as one JSON log line and, for
+``/validate`` only, handed to the decision recorder (a listener of
+:class:`~admission.decide.Admission`).  ``/mutate`` pins verified tags to
+digests when the configuration enables it (see :mod:`admission.mutate`); it
+never denies, and its decisions are not recorded: the validating webhook judges
+the pinned object and that decision is the record.  ``/readyz`` reports the
+recorder's state and says ``degraded`` when records are being dropped, still
+with HTTP 200: taking every replica out of the Service over a database outage
+would block all deploys (``failurePolicy: Fail``).  Metrics and the AppSec
+view are served on the separate ops port (:mod:`admission.web`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from admission import jsonlog, metrics
 from admission.decide import Admission, Decision, DecisionListener, Verifier
-from admission.review import API_VERSIONS, ReviewError, parse_review, review_response
+from admission.mutate import encode_patch, pin_patch
+from admission.review import (
+    API_VERSIONS,
+    AdmissionRequest,
+    ReviewError,
+    parse_review,
+    review_response,
+)
+
+if TYPE_CHECKING:
+    from admission.decisions.recorder import DecisionRecorder
 
 log = logging.getLogger(__name__)
+decision_log = logging.getLogger("attest.admission")
+_webhook: contextvars.ContextVar[str] = contextvars.ContextVar("attest_webhook", default="")
 
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024  # the API server's own request limit is 3 MiB
 DRAIN_BYTES = (
@@ -52,22 +77,61 @@ def _answer(decision: Decision, api_version: str) -> dict[str, Any]:
     )
 
 
+def _mutation(decision: Decision | None, review: AdmissionRequest) -> dict[str, Any]:
+    """Admit, with a JSONPatch pinning verified tags when there is one (never a denial)."""
+    answer = review_response(review.uid, True, api_version=review.api_version)
+    operations = pin_patch(review.kind.kind, review.object or {}, decision) if decision else []
+    if operations:
+        answer["response"]["patchType"] = "JSONPatch"
+        answer["response"]["patch"] = encode_patch(operations)
+    return answer
+
+
+def recording_listener(recorder: DecisionRecorder) -> DecisionListener:
+    """``recorder.record`` for decisions of ``/validate`` (and of direct ``decide`` calls)."""
+
+    def record(decision: Decision) -> None:
+        if _webhook.get() != "mutate":
+            recorder.record(decision)
+
+    return record
+
+
+def _observe(decision: Decision, webhook: str) -> None:
+    """Metrics and the decision's log line; never lets a failure reach the answer."""
+    try:
+        metrics.observe_decision(decision, webhook)
+        jsonlog.log_decision(decision_log, decision, webhook)
+    except Exception:
+        log.exception("observing decision %s failed", decision.uid)
+
+
 def create_app(
     config_path: str | None = None,
     *,
     admission: Admission | None = None,
     verifier: Verifier | None = None,
     listeners: list[DecisionListener] | None = None,
+    recorder: DecisionRecorder | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Flask:
-    """The webhook application for ``config_path`` (or an already built :class:`Admission`)."""
-    service = admission or Admission(config_path, verifier=verifier, listeners=listeners)
+    """The webhook application for ``config_path`` (or an already built :class:`Admission`).
+
+    With ``recorder``, every ``/validate`` decision is recorded and ``/readyz``
+    reports the recorder's state.
+    """
+    extra = [recording_listener(recorder)] if recorder is not None else []
+    service = admission or Admission(
+        config_path, verifier=verifier, listeners=[*(listeners or []), *extra]
+    )
+    if admission is not None:
+        service.listeners.extend(extra)
     app = Flask("attest-admission")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["attest_admission"] = service
+    app.extensions["attest_recorder"] = recorder
 
-    @app.post("/validate")
-    def validate() -> Any:
+    def review_endpoint(webhook: str) -> Any:
         body = _read_body(max_body_bytes)
         if body is None:
             return _bad_request(f"request body is larger than {max_body_bytes} bytes", 413)
@@ -77,17 +141,22 @@ def create_app(
             if err.uid:
                 answer = review_response(
                     err.uid,
-                    False,
+                    webhook == "mutate",
                     message=f"bad AdmissionReview: {err}",
                     code=400,
                     api_version=err.api_version or API_VERSIONS[0],
                 )
                 return jsonify(answer)
             return _bad_request(f"bad AdmissionReview: {err}", 400)
+        if webhook == "mutate" and not service.config.pin_digests:
+            return jsonify(_mutation(None, review))
+        token = _webhook.set(webhook)
         try:
             decision = service.decide(review)
         except Exception as err:  # fail closed with the reason, keep the worker alive
             log.exception("admission %s: deciding failed", review.uid)
+            if webhook == "mutate":
+                return jsonify(_mutation(None, review))
             answer = review_response(
                 review.uid,
                 False,
@@ -96,17 +165,20 @@ def create_app(
                 api_version=review.api_version,
             )
             return jsonify(answer)
-        log.info(
-            "admission %s %s %s %s/%s: %s%s",
-            decision.uid,
-            decision.operation,
-            decision.kind,
-            decision.namespace,
-            decision.name,
-            decision.result,
-            f": {decision.message}" if decision.messages else "",
-        )
+        finally:
+            _webhook.reset(token)
+        _observe(decision, webhook)
+        if webhook == "mutate":
+            return jsonify(_mutation(decision, review))
         return jsonify(_answer(decision, review.api_version))
+
+    @app.post("/validate")
+    def validate() -> Any:
+        return review_endpoint("validate")
+
+    @app.post("/mutate")
+    def mutate() -> Any:
+        return review_endpoint("mutate")
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -116,16 +188,25 @@ def create_app(
     def readyz() -> Any:
         watcher = service.watcher
         loaded = watcher.current()
+        records: dict[str, Any] = {"state": "disabled"}
+        status = "ready"
+        if recorder is not None:
+            recorder_status = recorder.status()
+            records = recorder_status.to_dict()
+            if not recorder_status.healthy:
+                status = "degraded"
         return jsonify(
             {
-                "status": "ready",
+                "status": status,
                 "config": loaded.config.path,
                 "imagePolicies": [p.name for p in loaded.config.policies],
                 "bundleHash": loaded.runtime.engine.bundle_hash,
                 "engine": loaded.runtime.engine.name,
                 "trustFingerprint": loaded.config.trust_fingerprint,
+                "pinDigests": loaded.config.pin_digests,
                 "reloads": watcher.reloads,
                 "configError": watcher.last_error,
+                "decisionRecords": records,
             }
         )
 

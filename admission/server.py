@@ -1,27 +1,41 @@
-"""Serve the webhook with gunicorn over TLS: threaded workers, each building its own Admission.
+"""Serve the webhook with gunicorn over TLS: threaded workers, each with its own Admission.
 
-The application is created in each worker after the fork (no preloading), so
-every worker compiles the policy bundle itself and keeps its own regopy
-interpreters, threads and registry connections.
+gunicorn listens on two ports: the webhook port (``--bind``: ``/validate``,
+``/mutate``, ``/healthz``, ``/readyz``) and the ops port (``--web-port``:
+``/metrics`` and the AppSec decisions view).  Each worker serves both through a
+dispatcher that picks the application by the port of the listening socket
+(``SERVER_PORT`` comes from the socket, not from the client's Host header), so
+no decisions page can ever be reached on the webhook port.
+
+The applications are created in each worker after the fork (no preloading), so
+every worker compiles the policy bundle itself, keeps its own regopy
+interpreters, registry connections and decision recorder (its own hash chain),
+and closes the recorder (flushing it and signing the head) when it exits.
+Metrics use prometheus-client's multiprocess mode in a temporary directory
+this function owns, so ``/metrics`` adds up every worker.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import logging.config
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from admission.app import create_app
-from admission.config import load_config
-from admission.decide import build_runtime
-from attest.errors import UsageError
+from attest.errors import DecisionStoreError, UsageError
+
+log = logging.getLogger(__name__)
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+    def __init__(self, factory: Callable[[], WSGIApp], options: dict[str, Any]) -> None:
         self._factory = factory
         self._options = options
         super().__init__()
@@ -29,9 +43,82 @@ class _Gunicorn(BaseApplication):
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
+            self.cfg.set("control_socket_disable", True)  # no management socket in $HOME
 
-    def load(self) -> Flask:
+    def load(self) -> WSGIApp:
         return self._factory()
+
+
+class PortDispatcher:
+    """A WSGI application handing each request to the application bound to its listening port."""
+
+    def __init__(self, apps: dict[int, WSGIApp]) -> None:
+        self.apps = {str(port): app for port, app in apps.items()}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        app = self.apps.get(str(environ.get("SERVER_PORT", "")))
+        if app is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"no application on this port\n"]
+        return app(environ, start_response)
+
+
+@dataclass
+class _Worker:
+    """What one worker process must close when it exits."""
+
+    admission: Any
+    recorder: Any
+    ops_database: Any
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        self.admission.close()
+        self.ops_database.close()
+
+
+_worker: _Worker | None = None
+
+
+def _worker_exit(_server: Any, _worker_process: Any) -> None:
+    global _worker
+    if _worker is not None:
+        try:
+            _worker.close()
+        finally:
+            _worker = None
+
+
+def _child_exit(_server: Any, worker_process: Any) -> None:
+    from admission.metrics import worker_exited
+
+    worker_exited(worker_process.pid)
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) → host and a non-zero port; one-line error otherwise."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--bind {bind!r}: expected HOST:PORT with a port from 1 to 65535")
+    return host, int(port)
+
+
+def _check_database(db: str | None) -> str:
+    """The decision database target; bad URLs fail here, an unopenable SQLite file only warns."""
+    from admission.decisions.store import DecisionDatabase, resolve_target
+
+    target = resolve_target(db)
+    try:
+        DecisionDatabase(target, create=True).close()
+    except DecisionStoreError as err:
+        log.error(
+            "ALERT decision records will be dropped until this is fixed: %s",
+            err,
+            extra={"event": "decision_records_unavailable", "reason": "database"},
+        )
+    return target
 
 
 def serve(
@@ -40,12 +127,30 @@ def serve(
     tls_cert: str,
     tls_key: str,
     bind: str = "0.0.0.0:8443",
+    web_port: int = 0,
+    web_token_file: str | None = None,
+    db: str | None = None,
+    record: bool = True,
+    signing_key: str | None = None,
     workers: int = 2,
     threads: int = 8,
     log_level: str = "info",
+    log_format: str = "json",
 ) -> None:
-    """Run gunicorn until stopped; configuration and policy bundle are checked first, so a
-    mistake is one line here instead of workers failing to boot."""
+    """Run gunicorn until stopped.  Configuration, policy bundle, TLS files, web token and
+    signing key are checked first, so a mistake is one line here instead of workers failing
+    to boot.  ``web_port=0`` turns the ops port (metrics and decisions view) off."""
+    from admission.jsonlog import logging_config
+
+    logging.config.dictConfig(logging_config(log_level, log_format))
+    host, webhook_port = split_bind(bind)
+    if web_port and web_port == webhook_port:
+        raise UsageError(f"--web-port {web_port} must differ from the webhook port")
+    if not 0 <= web_port < 65536:
+        raise UsageError(f"--web-port {web_port}: expected 1 to 65535 (0 turns it off)")
+    from admission.config import load_config
+    from admission.decide import build_runtime
+
     runtime = build_runtime(load_config(config_path))
     runtime.engine.close()
     runtime.registries.close()
@@ -55,16 +160,49 @@ def serve(
                 pass
         except OSError as err:
             raise UsageError(f"{label} {path}: {err.strerror}") from None
+    if web_token_file:
+        from admission.web.auth import read_token
 
-    def factory() -> Flask:
-        logging.basicConfig(
-            level=log_level.upper(),
-            format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-        )
-        return create_app(config_path)
+        read_token(web_token_file)
+    signer = None
+    if signing_key:
+        if not record:
+            raise UsageError(
+                "--signing-key signs decision records; it makes no sense with --no-record"
+            )
+        from admission.decisions.chain import load_head_signer
 
+        signer = load_head_signer(signing_key)
+    target = _check_database(db) if record or web_token_file else None
+
+    metrics_dir = tempfile.mkdtemp(prefix="attest-metrics-")
+    from admission.metrics import prepare_multiprocess
+
+    prepare_multiprocess(metrics_dir)
+
+    def factory() -> WSGIApp:
+        global _worker
+        from admission.app import create_app
+        from admission.decide import Admission
+        from admission.web.app import create_ops_app
+
+        recorder = None
+        if record:
+            from admission.decisions.recorder import DecisionRecorder
+
+            recorder = DecisionRecorder(target, signer=signer).start()
+        admission = Admission(config_path)
+        webhook_app = create_app(admission=admission, recorder=recorder)
+        apps: dict[int, WSGIApp] = {webhook_port: webhook_app}
+        ops_app = create_ops_app(target, web_token_file)
+        if web_port:
+            apps[web_port] = ops_app
+        _worker = _Worker(admission, recorder, ops_app.extensions["attest_decisions_db"])
+        return PortDispatcher(apps)
+
+    binds = [bind] + ([f"{host}:{web_port}"] if web_port else [])
     options = {
-        "bind": [bind],
+        "bind": binds,
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
@@ -74,9 +212,18 @@ def serve(
         "graceful_timeout": 10,
         "keepalive": 30,
         "loglevel": log_level,
-        "errorlog": "-",
+        "logconfig_dict": logging_config(log_level, log_format),
         "accesslog": None,
         "preload_app": False,
         "proc_name": "attest-admission",
+        "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
     }
-    _Gunicorn(factory, options).run()
+    arbiter_pid = os.getpid()
+    try:
+        _Gunicorn(factory, options).run()
+    finally:
+        # a worker's exit unwinds through here too (gunicorn forks without exec):
+        # only the arbiter removes the directory the other workers still write to
+        if os.getpid() == arbiter_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

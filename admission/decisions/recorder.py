@@ -8,7 +8,10 @@ JSON, chains it and writes the batch in one transaction, signing the chain head
 every ``checkpoint_every`` records or ``checkpoint_seconds``.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
 an ``ALERT`` line is logged (at most every ``alert_interval`` seconds per
-cause) and ``status()`` reports ``degraded`` until a write succeeds again.
+cause) and ``status()`` reports ``degraded`` until a write succeeds again.  An
+SQLite database that cannot be opened yet (its directory missing) is the same
+fault: the recorder starts degraded and keeps trying; only an unusable target
+(no ``--db``, a malformed URL) is an error at construction.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from admission.decisions.chain import ChainHead, HeadSigner, check_replica, defa
 from admission.decisions.model import decision_document
 from admission.decisions.store import DecisionDatabase, PreparedRecord, prepare, resolve_target
 from admission.metrics import metrics
-from attest.errors import AttestError
+from attest.errors import AttestError, DecisionStoreError
 
 log = logging.getLogger("attest.decisions")
 
@@ -80,7 +83,12 @@ class DecisionRecorder:
         alert_interval: float = 30.0,
         linger_seconds: float = 0.02,
     ) -> None:
-        self.database = DecisionDatabase(resolve_target(target), create=True)
+        self.target = resolve_target(target)
+        self.database: DecisionDatabase | None = None
+        try:
+            self.database = DecisionDatabase(self.target, create=True)
+        except DecisionStoreError:  # e.g. the SQLite directory is missing: degraded, retried
+            self.database = None
         self.replica = check_replica(replica) if replica else default_replica()
         self.signer = signer
         self.batch_size = batch_size
@@ -143,12 +151,19 @@ class DecisionRecorder:
             with contextlib.suppress(queue.Full):
                 self._queue.put(_STOP, timeout=timeout)
             self._thread.join(timeout)
-        if self.signer is not None and self._unsigned and self._state == "ok":
+        database = self.database
+        if (
+            database is not None
+            and self.signer is not None
+            and self._unsigned
+            and self._state == "ok"
+        ):
             try:
-                self.database.sign_head(self.replica, self.signer)
+                database.sign_head(self.replica, self.signer)
             except AttestError as err:
                 log.warning("decision chain head not signed at shutdown: %s", err)
-        self.database.close()
+        if database is not None:
+            database.close()
         with self._lock:
             self._state = "closed"
 
@@ -156,7 +171,7 @@ class DecisionRecorder:
         with self._lock:
             return RecorderStatus(
                 state=self._state,
-                database=self.database.display,
+                database=self.database.display if self.database else self.target,
                 replica=self.replica,
                 written=self._written,
                 dropped=self._dropped,
@@ -201,7 +216,7 @@ class DecisionRecorder:
         """Check the database takes writes (creating the schema) to report the state early."""
         self._last_attempt = time.monotonic()
         try:
-            head = self.database.heartbeat(self.replica)
+            head = self._opened().heartbeat(self.replica)
         except Exception as err:
             self._fail(err)
             return
@@ -222,7 +237,7 @@ class DecisionRecorder:
             and now - self._last_checkpoint >= self.checkpoint_seconds
         ):
             try:
-                self.database.sign_head(self.replica, self.signer)
+                self._opened().sign_head(self.replica, self.signer)
                 self._unsigned, self._last_checkpoint = 0, now
             except AttestError as err:
                 self._fail(err)
@@ -249,7 +264,7 @@ class DecisionRecorder:
         )
         self._last_attempt = time.monotonic()
         try:
-            head = self.database.append(
+            head = self._opened().append(
                 self.replica, records, head=self._head, signer=self.signer if due else None
             )
         except Exception as err:
@@ -266,6 +281,12 @@ class DecisionRecorder:
             self._unsigned, self._last_checkpoint = 0, time.monotonic()
         else:
             self._unsigned += len(records)
+
+    def _opened(self) -> DecisionDatabase:
+        """The database, opening it now if that failed before (raises while it still fails)."""
+        if self.database is None:
+            self.database = DecisionDatabase(self.target, create=True)
+        return self.database
 
     def _fail(self, err: Exception) -> None:
         message = str(err) if isinstance(err, AttestError) else f"{type(err).__name__}: {err}"

@@ -6,7 +6,11 @@ from typing import Any
 
 import click
 
-from attest.cli.common import output_option, print_json
+from attest.cli.common import info, output_option, print_json
+from attest.errors import DecisionStoreError, UsageError
+
+DB_VARIABLE = "ATTEST_DB"
+DEFAULT_DB = "/var/lib/attest/decisions.db"
 
 
 @click.group("admission")
@@ -20,7 +24,42 @@ def admission_group() -> None:
 )
 @click.option("--tls-cert", required=True, type=click.Path(), help="Server certificate (PEM).")
 @click.option("--tls-key", required=True, type=click.Path(), help="Server private key (PEM).")
-@click.option("--bind", default="0.0.0.0:8443", show_default=True, help="Address to listen on.")
+@click.option(
+    "--bind", default="0.0.0.0:8443", show_default=True, help="Webhook address (HOST:PORT)."
+)
+@click.option(
+    "--web-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Ops port on the same host as --bind, e.g. 8444: /metrics and the AppSec decisions "
+    "view (default: off).",
+)
+@click.option(
+    "--web-token-file",
+    type=click.Path(dir_okay=False),
+    envvar="ATTEST_WEB_TOKEN_FILE",
+    help="Bearer token for the decisions view (without it the view is off).",
+)
+@click.option(
+    "--db",
+    default=DEFAULT_DB,
+    show_default=True,
+    envvar=DB_VARIABLE,
+    metavar="PATH|URL",
+    help=f"Decision database: an SQLite file or a postgresql:// URL (${DB_VARIABLE}).",
+)
+@click.option(
+    "--record/--no-record",
+    default=True,
+    show_default=True,
+    help="Record every decision in the decision database.",
+)
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False),
+    help="Key that signs decision chain heads (cosign key file or PEM; password "
+    "from ATTEST_PASSWORD).",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
@@ -29,16 +68,30 @@ def admission_group() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    default="json",
+    show_default=True,
+    type=click.Choice(["json", "text"]),
+    help="json: one object per line (one per decision); text: for people.",
+)
 def serve_command(
     config_path: str,
     tls_cert: str,
     tls_key: str,
     bind: str,
+    web_port: int,
+    web_token_file: str | None,
+    db: str,
+    record: bool,
+    signing_key: str | None,
     workers: int,
     threads: int,
     log_level: str,
+    log_format: str,
 ) -> None:
-    """Serve POST /validate, /healthz and /readyz with gunicorn over TLS."""
+    """Serve the webhook (POST /validate and /mutate, /healthz, /readyz) with gunicorn over
+    TLS, and on --web-port /metrics and the read-only decisions view."""
     from admission.server import serve
 
     serve(
@@ -46,9 +99,15 @@ def serve_command(
         tls_cert=tls_cert,
         tls_key=tls_key,
         bind=bind,
+        web_port=web_port,
+        web_token_file=web_token_file,
+        db=db,
+        record=record,
+        signing_key=signing_key,
         workers=workers,
         threads=threads,
         log_level=log_level,
+        log_format=log_format,
     )
 
 
@@ -87,6 +146,21 @@ def print_decision(decision: Any) -> None:
             click.echo(f"    lookup error: {error}")
 
 
+def _record(db: str | None, decisions: list[Any]) -> None:
+    """Write the decisions as one chain segment of replica ``review-<host>``."""
+    import re
+    import socket
+
+    from admission.decisions.store import record_now
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150].strip(".-") or "host"
+    try:
+        head = record_now(db, decisions, replica=f"review-{host}")
+    except DecisionStoreError as err:  # not "denied" (exit 1): the command could not finish
+        raise UsageError(f"--record: {err}") from None
+    info(f"recorded {len(decisions)} decisions (replica {head.replica}, up to #{head.seq})")
+
+
 @admission_group.command("review")
 @click.argument("file", type=click.Path())
 @click.option(
@@ -95,8 +169,21 @@ def print_decision(decision: Any) -> None:
     type=click.Path(),
     help="Admission config (YAML); default: built-in policy, unmatched images denied.",
 )
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Also store the decisions in the decision database (--db / $ATTEST_DB).",
+)
+@click.option(
+    "--db",
+    metavar="PATH|URL",
+    help=f"Decision database for --record: an SQLite file or a postgresql:// URL "
+    f"(default ${DB_VARIABLE}).",
+)
 @output_option
-def review_command(file: str, config_path: str | None, output_format: str) -> None:
+def review_command(
+    file: str, config_path: str | None, record: bool, db: str | None, output_format: str
+) -> None:
     """Judge manifests (multi-document YAML/JSON) or AdmissionReviews in FILE offline.
 
     Exit 0 when every workload is admitted (warnings included), 1 when one is
@@ -104,6 +191,12 @@ def review_command(file: str, config_path: str | None, output_format: str) -> No
     """
     from admission.offline import review_file
 
+    if db and not record:
+        raise UsageError("--db is where --record writes; add --record")
+    if record:
+        from admission.decisions.store import resolve_target
+
+        resolve_target(db)  # fail before judging when there is nowhere to record
     decisions = review_file(file, config_path=config_path)
     if output_format == "json":
         print_json(
@@ -115,6 +208,8 @@ def review_command(file: str, config_path: str | None, output_format: str) -> No
     else:
         for decision in decisions:
             print_decision(decision)
+    if record:
+        _record(db, decisions)
     if any(d.code == 400 for d in decisions):
         raise click.exceptions.Exit(2)
     if not all(d.allowed for d in decisions):
