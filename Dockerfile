@@ -18,6 +18,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY attest ./attest
 COPY admission ./admission
+COPY policies ./policies
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
@@ -27,14 +28,16 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/attest/venv /opt/attest/venv
-COPY policies /opt/attest/policies
 RUN echo 'attest:x:65532:65532:attest:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
- && echo 'attest:x:65532:' >> /etc/group
+ && echo 'attest:x:65532:' >> /etc/group \
+ && mkdir -p /var/lib/attest \
+ && chown 65532:65532 /var/lib/attest
 ENV PATH=/opt/attest/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/attest
 USER 65532:65532
-EXPOSE 8443
+# 8443: the webhook (API server → /validate, /mutate); 8444: ops (/metrics, decisions view)
+EXPOSE 8443 8444
 ENTRYPOINT ["attest"]
-CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key"]
+CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key", "--web-port", "8444"]

@@ -30,13 +30,14 @@ from typing import Any, Generic, TypeVar
 import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
 from attest.errors import AttestError, UsageError
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "policies"
+DEFAULT_BUNDLE = default_bundle()  # the repository's policies/, or the installed copy
 DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 MODES = ("enforce", "warn")

@@ -34,7 +34,8 @@ def test_image_config_is_non_root_with_the_webhook_entrypoint(built: Buildah) ->
     assert config["Entrypoint"] == ["attest"]
     assert config["Cmd"][:2] == ["admission", "serve"]
     assert "--tls-cert" in config["Cmd"] and "--config" in config["Cmd"]
-    assert set(config["ExposedPorts"]) == {"8443/tcp"}
+    assert set(config["ExposedPorts"]) == {"8443/tcp", "8444/tcp"}  # webhook, ops/metrics/view
+    assert config["Cmd"][config["Cmd"].index("--web-port") + 1] == "8444"
     assert any(env.startswith("PATH=/opt/attest/venv/bin:") for env in config["Env"])
 
 
@@ -51,8 +52,35 @@ def test_attest_runs_inside_the_image_as_the_unprivileged_user(built: Buildah) -
         "import importlib.util as u; print(u.find_spec('pip') is None)",
     )
     assert modules.strip() == "True"
-    listing = built.run_in(TAG, "sh", "-c", "ls /opt/attest/policies; test -e /src || echo no-src")
-    assert "admission.rego" in listing and "no-src" in listing
+    listing = built.run_in(
+        TAG,
+        "sh",
+        "-c",
+        "test -e /src || echo no-src; test -w /var/lib/attest && echo db-dir-writable",
+    )
+    assert "no-src" in listing and "db-dir-writable" in listing
+
+
+def test_the_built_in_policies_work_from_the_installed_package(built: Buildah) -> None:
+    """DEFAULT_BUNDLE resolves to the wheel's data files: no checkout, no extra copy."""
+    where = built.run_in(
+        TAG, "python3", "-c", "from admission.config import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)"
+    ).strip()
+    assert where == "/opt/attest/venv/share/attest/policies"
+    tested = built.run_in(TAG, "attest", "policy", "test", where)
+    assert "PASS:" in tested and "FAIL" not in tested
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: apps}\n"
+        "spec: {containers: [{name: c, image: registry.example.com/app:1}]}\n"
+    )
+    review = built.run_in(
+        TAG,
+        "sh",
+        "-c",
+        f"printf '{manifest}' > /tmp/pod.yaml; attest admission review /tmp/pod.yaml; echo exit=$?",
+    )
+    # denied (exit 1) by the built-in default: the policy bundle loaded and evaluated
+    assert "exit=1" in review and "matches no image policy" in review, review
 
 
 def test_the_image_uses_the_given_base(built: Buildah) -> None:

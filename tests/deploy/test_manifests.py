@@ -241,7 +241,6 @@ def test_the_shipped_admission_config_is_valid(tmp_path: Path) -> None:
     text = config_map["data"]["config.yaml"]
     key = tmp_path / "cosign.pub"
     key.write_bytes(keys.generate_key_pair(b"pw").public_pem)
-    text = text.replace("/opt/attest/policies", str(ROOT / "policies"))
     text = text.replace("/etc/attest/keys/cosign.pub", str(key))
     config = parse_config(text, str(tmp_path / "config.yaml"))
     (policy,) = config.policies
