@@ -423,6 +423,7 @@ class Admission:
                 store=store,
                 deadline=deadline,
                 attestations=True,
+                resolve=False,  # the digest was just resolved, or pinned in the workload
             )
             check.verify_seconds = time.monotonic() - resolved
             self.cache.put(key, verification)

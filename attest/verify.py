@@ -597,10 +597,14 @@ def verify_image(
     options: RegistryOptions | None = None,
     deadline: Deadline | None = None,
     attestations: bool = True,
+    resolve: bool = True,
 ) -> ImageVerification:
     """Find and check every signature (and attestation) of an image against ``policy``.
 
-    A tag is resolved to its digest first; signatures must name that digest.  Never
+    A tag is resolved to its digest first; signatures must name that digest.  A
+    reference with a digest is looked up too, unless ``resolve`` is false: callers
+    that just resolved the tag (or take a pinned digest as given) skip that round
+    trip, since every signature is checked against the digest either way.  Never
     raises for a bad signature (that is a failed :class:`CheckResult`); raises
     :class:`~attest.errors.AttestError` subclasses for unusable input (bad keys or
     trusted roots, unparseable references) and registry failures, and
@@ -612,7 +616,10 @@ def verify_image(
     active = store or open_store(reference, options, deadline=deadline)
     try:
         deadline.check(f"verify {reference}")
-        digest = active.resolve(identifier_for(reference, active)).digest
+        if not resolve and isinstance(reference, ImageReference) and reference.digest:
+            digest = reference.digest
+        else:
+            digest = active.resolve(identifier_for(reference, active)).digest
         checker = _Checker(policy, digest)  # bad keys or roots fail before any more fetching
         found = find_signatures(active, digest, attestations=attestations)
         deadline.check(f"verify {reference}")

@@ -409,7 +409,12 @@ def _short(err: BaseException) -> str:
 
 
 class RegistryRepository:
-    """One repository on a registry: the :class:`~attest.oci.store.ImageStore` for registries."""
+    """One repository on a registry: the :class:`~attest.oci.store.ImageStore` for registries.
+
+    Reads are safe from several threads at once (``parallel_reads``): the client is shared.
+    """
+
+    parallel_reads = True
 
     def __init__(
         self, client: RegistryClient, repository: str, *, deadline: Deadline | None = None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -23,7 +25,13 @@ from cryptography.hazmat.primitives import serialization
 from attest.errors import AttestError, NotFound, RegistryError, SignatureFormatError, SigningError
 from attest.oci import mediatypes as mt
 from attest.oci.digest import digest_hex
-from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Manifest, canonical_json
+from attest.oci.manifest import (
+    EMPTY_DESCRIPTOR,
+    Descriptor,
+    FetchedManifest,
+    Manifest,
+    canonical_json,
+)
 from attest.oci.store import ImageStore, read_blob
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.tlog import TlogEntry
@@ -187,38 +195,83 @@ def read_entries(store: ImageStore, digest: str, kind: str) -> tuple[list[Legacy
     Returns the entries and the problems met reading them (unreadable layers are
     reported, not fatal).  A missing tag is simply no entries.
     """
-    tag = signature_tag(digest, "sig" if kind == "signature" else "att")
-    try:
-        fetched = store.fetch_manifest(tag)
-    except NotFound:
+    fetched = fetch_entries_manifest(store, digest, kind)
+    if fetched is None:
         return [], []
-    location = f"{store.display}@{fetched.digest}"
-    if not isinstance(fetched.parsed, Manifest):
-        return [], [f"{store.display}:{tag} is an index, not a cosign signature manifest"]
-    entries: list[LegacyEntry] = []
-    problems: list[str] = []
-    for index, layer in enumerate(fetched.parsed.layers[:MAX_LAYERS]):
-        if layer.digest == EMPTY_DESCRIPTOR.digest and layer.media_type == mt.OCI_EMPTY:
-            continue
+    plan = EntriesPlan.of(store, digest, fetched, kind)
+    contents: list[bytes | AttestError] = []
+    for read in plan.reads:
         try:
-            content = read_blob(store, layer, limit=MAX_LAYER_BYTES)
+            contents.append(read())
         except AttestError as err:
-            problems.append(f"{location} layer {index} ({layer.digest}): unreadable ({err})")
-            continue
-        annotations = dict(layer.annotations)
-        certificate = annotations.get(CERTIFICATE_ANNOTATION)
-        chain = annotations.get(CHAIN_ANNOTATION)
-        entries.append(
-            LegacyEntry(
-                kind=kind,
-                location=f"{location} layer {index}",
-                media_type=layer.media_type,
-                payload=content,
-                signature_b64=annotations.get(SIGNATURE_ANNOTATION, ""),
-                certificate_pem=certificate.encode() if certificate else None,
-                chain_pem=chain.encode() if chain else None,
-                rekor_bundle=annotations.get(BUNDLE_ANNOTATION),
-                annotations=annotations,
-            )
+            contents.append(err)
+    return plan.finish(contents)
+
+
+def fetch_entries_manifest(store: ImageStore, digest: str, kind: str) -> FetchedManifest | None:
+    """The ``.sig``/``.att`` manifest of ``digest``, or ``None`` when the tag does not exist."""
+    try:
+        return store.fetch_manifest(signature_tag(digest, _SUFFIX[kind]))
+    except NotFound:
+        return None
+
+
+_SUFFIX = {"signature": "sig", "attestation": "att"}
+
+
+@dataclass(frozen=True)
+class EntriesPlan:
+    """The layer reads a fetched ``.sig``/``.att`` manifest needs, and how to turn them into
+    entries: callers may run ``reads`` in any way (concurrently) and hand the results,
+    in order (each payload or the :class:`AttestError` it raised), to :meth:`finish`."""
+
+    kind: str
+    location: str
+    layers: tuple[tuple[int, Descriptor], ...]
+    reads: tuple[Callable[[], bytes], ...]
+    problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, store: ImageStore, digest: str, fetched: FetchedManifest, kind: str) -> EntriesPlan:
+        location = f"{store.display}@{fetched.digest}"
+        if not isinstance(fetched.parsed, Manifest):
+            tag = signature_tag(digest, _SUFFIX[kind])
+            problem = f"{store.display}:{tag} is an index, not a cosign signature manifest"
+            return cls(kind, location, (), (), (problem,))
+        layers = tuple(
+            (index, layer)
+            for index, layer in enumerate(fetched.parsed.layers[:MAX_LAYERS])
+            if not (layer.digest == EMPTY_DESCRIPTOR.digest and layer.media_type == mt.OCI_EMPTY)
         )
-    return entries, problems
+        reads = tuple(
+            functools.partial(read_blob, store, layer, limit=MAX_LAYER_BYTES)
+            for _index, layer in layers
+        )
+        return cls(kind, location, layers, reads)
+
+    def finish(self, contents: list[bytes | AttestError]) -> tuple[list[LegacyEntry], list[str]]:
+        entries: list[LegacyEntry] = []
+        problems = list(self.problems)
+        for (index, layer), content in zip(self.layers, contents, strict=True):
+            if isinstance(content, AttestError):
+                problems.append(
+                    f"{self.location} layer {index} ({layer.digest}): unreadable ({content})"
+                )
+                continue
+            annotations = dict(layer.annotations)
+            certificate = annotations.get(CERTIFICATE_ANNOTATION)
+            chain = annotations.get(CHAIN_ANNOTATION)
+            entries.append(
+                LegacyEntry(
+                    kind=self.kind,
+                    location=f"{self.location} layer {index}",
+                    media_type=layer.media_type,
+                    payload=content,
+                    signature_b64=annotations.get(SIGNATURE_ANNOTATION, ""),
+                    certificate_pem=certificate.encode() if certificate else None,
+                    chain_pem=chain.encode() if chain else None,
+                    rekor_bundle=annotations.get(BUNDLE_ANNOTATION),
+                    annotations=annotations,
+                )
+            )
+        return entries, problems

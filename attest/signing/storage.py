@@ -13,10 +13,15 @@ Both work for registries and ``oci:`` layouts, since both are an ImageStore.
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
+import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from attest.errors import AttestationError, AttestError, ManifestError, SigningError
 from attest.oci import mediatypes as mt
@@ -41,6 +46,7 @@ BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # SBOM attestations can be large
 MAX_REFERRERS = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -263,37 +269,108 @@ def _read_bundle(store: ImageStore, descriptor: Descriptor, digest: str) -> Foun
     )
 
 
+def fetch_all(store: ImageStore, calls: list[Callable[[], T]]) -> list[T | AttestError]:
+    """Run independent reads of ``store``; each result is the value or the AttestError raised.
+
+    Registry stores (``parallel_reads``) run them concurrently on a shared pool, so
+    the round trips overlap; other stores (layouts) read one after another.  Any
+    other exception is a bug and propagates.
+    """
+
+    def attempt(call: Callable[[], T]) -> T | AttestError:
+        try:
+            return call()
+        except AttestError as err:
+            return err
+
+    if len(calls) < 2 or not getattr(store, "parallel_reads", False):
+        return [attempt(call) for call in calls]
+    futures = [_fetch_pool().submit(attempt, call) for call in calls]
+    return [future.result() for future in futures]
+
+
+_POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+_POOL_LOCK = threading.Lock()
+_POOL_THREADS = 32
+
+
+def _fetch_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's fetch pool, created on first use (a forked child makes its own: the
+    parent's threads do not exist there)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (
+                os.getpid(),
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=_POOL_THREADS, thread_name_prefix="attest-fetch"
+                ),
+            )
+        return _POOL[1]
+
+
 def find_signatures(
     store: ImageStore, digest: str, *, attestations: bool = True
 ) -> FoundSignatures:
     """Every bundle referrer and legacy ``.sig`` (and ``.att``) entry stored for ``digest``.
 
     With ``attestations=False``, referrers listed as attestations and the ``.att`` tag
-    are not fetched.
+    are not fetched.  Two rounds of independent requests, each concurrent on
+    registries: the referrers listing with the ``.sig``/``.att`` manifests, then
+    every referrer bundle and legacy layer.  Results keep listing and layer order.
     """
+    kinds = ["signature", "attestation"] if attestations else ["signature"]
+    first: list[Callable[[], Any]] = [
+        functools.partial(list_referrers, store, digest, mt.SIGSTORE_BUNDLE_V03)
+    ]
+    first += [
+        functools.partial(cosign_tags.fetch_entries_manifest, store, digest, k) for k in kinds
+    ]
+    listed = fetch_all(store, first)
+    for result in listed:  # a registry failure while listing is the caller's error
+        if isinstance(result, AttestError):
+            raise result
+    referrers: list[Descriptor] = listed[0]
     problems: list[str] = []
-    bundles: list[FoundBundle] = []
-    referrers = list_referrers(store, digest, mt.SIGSTORE_BUNDLE_V03)
     if len(referrers) > MAX_REFERRERS:
         problems.append(
             f"{store.display}@{digest}: only the first {MAX_REFERRERS} referrers were read"
         )
-    for descriptor in referrers[:MAX_REFERRERS]:
-        # Only an optimisation (the listing's annotations are not signed): without
-        # attestations, skip bundles the listing says are not image signatures.
-        listed_type = descriptor.annotations.get(BUNDLE_PREDICATE_ANNOTATION)
-        if not attestations and listed_type not in (None, SIGN_PREDICATE_TYPE):
-            continue
-        try:
-            bundles.append(_read_bundle(store, descriptor, digest))
-        except AttestError as err:
-            problems.append(str(err))
-    signatures, sig_problems = cosign_tags.read_entries(store, digest, "signature")
-    problems.extend(sig_problems)
-    found_attestations: list[cosign_tags.LegacyEntry] = []
-    if attestations:
-        found_attestations, att_problems = cosign_tags.read_entries(store, digest, "attestation")
-        problems.extend(att_problems)
+    # Only an optimisation (the listing's annotations are not signed): without
+    # attestations, skip bundles the listing says are not image signatures.
+    wanted = [
+        descriptor
+        for descriptor in referrers[:MAX_REFERRERS]
+        if attestations
+        or descriptor.annotations.get(BUNDLE_PREDICATE_ANNOTATION) in (None, SIGN_PREDICATE_TYPE)
+    ]
+    plans = [
+        cosign_tags.EntriesPlan.of(store, digest, fetched, kind)
+        for kind, fetched in zip(kinds, listed[1:], strict=True)
+        if fetched is not None
+    ]
+    reads: list[Callable[[], Any]] = [
+        functools.partial(_read_bundle, store, d, digest) for d in wanted
+    ]
+    for plan in plans:
+        reads.extend(plan.reads)
+    results = fetch_all(store, reads)
+    bundles: list[FoundBundle] = []
+    for result in results[: len(wanted)]:
+        if isinstance(result, AttestError):
+            problems.append(str(result))
+        else:
+            bundles.append(result)
+    legacy: dict[str, list[cosign_tags.LegacyEntry]] = {"signature": [], "attestation": []}
+    offset = len(wanted)
+    for plan in plans:
+        entries, plan_problems = plan.finish(results[offset : offset + len(plan.reads)])
+        offset += len(plan.reads)
+        legacy[plan.kind] = entries
+        problems.extend(plan_problems)
     return FoundSignatures(
-        tuple(bundles), tuple(signatures), tuple(found_attestations), tuple(problems)
+        tuple(bundles),
+        tuple(legacy["signature"]),
+        tuple(legacy["attestation"]),
+        tuple(problems),
     )
