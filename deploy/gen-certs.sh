@@ -5,10 +5,13 @@
 #   deploy/gen-certs.sh [--out DIR] [--namespace NS] [--service NAME] [--days N] [--apply]
 #
 # Writes DIR/ca.crt, DIR/tls.crt, DIR/tls.key, DIR/tls-secret.yaml (the
-# kubernetes.io/tls Secret the Deployment mounts) and DIR/webhook.yaml
-# (deploy/webhook.yaml with clientConfig.caBundle filled in). With --apply it
-# also runs `kubectl apply` on both. The CA key is not kept: rerun to rotate.
-# Alternative: cert-manager, see deploy/cert-manager/.
+# kubernetes.io/tls Secret the Deployment mounts), DIR/webhook.yaml
+# (deploy/webhook.yaml with clientConfig.caBundle filled in) and
+# DIR/mutating-webhook.yaml (the optional digest-pinning webhook, likewise).
+# With --apply it also runs `kubectl apply` on the Secret and webhook.yaml (the
+# mutating webhook stays opt-in). The certificate also names the ops Service
+# (<service>-ops) so Prometheus and AppSec can verify it. The CA key is not
+# kept: rerun to rotate. Alternative: cert-manager, see deploy/cert-manager/.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +31,7 @@ while [ $# -gt 0 ]; do
     --service) service=${2:?--service needs a name}; shift 2 ;;
     --days) days=${2:?--days needs a number}; shift 2 ;;
     --apply) apply=true; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -43,7 +46,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 umask 077
 
-dns="DNS:${service},DNS:${service}.${namespace},DNS:${service}.${namespace}.svc,DNS:${service}.${namespace}.svc.cluster.local"
+dns=""
+for name in "${service}" "${service}-ops"; do
+  dns="${dns}${dns:+,}DNS:${name},DNS:${name}.${namespace},DNS:${name}.${namespace}.svc,DNS:${name}.${namespace}.svc.cluster.local"
+done
 
 openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
   -keyout "$work/ca.key" -out "$work/ca.crt" -days "$days" \
@@ -82,21 +88,25 @@ data:
 SECRET
 
 ca_bundle=$(b64 "$work/ca.crt")
-awk -v bundle="$ca_bundle" -v ns="$namespace" -v svc="$service" '
-  /^ *caBundle:/ { next }
-  /^ *clientConfig:/ { print; match($0, /^ */); printf "%*scaBundle: %s\n", RLENGTH + 2, "", bundle; next }
-  /^ *namespace: attest-system$/ { sub(/attest-system$/, ns) }
-  /values:.*"attest-system"/ { sub(/"attest-system"/, "\"" ns "\"") }
-  /^ *name: attest-admission$/ && inservice { sub(/attest-admission$/, svc) }
-  /^ *service:$/ { inservice = 1 } /^ *path:/ { inservice = 0 }
-  { print }
-' "$here/webhook.yaml" > "$work/webhook.yaml"
-grep -q "caBundle: ${ca_bundle}" "$work/webhook.yaml" || die "could not set caBundle in webhook.yaml"
+with_ca_bundle() {  # deploy/$1 with caBundle, namespace and service name filled in
+  awk -v bundle="$ca_bundle" -v ns="$namespace" -v svc="$service" '
+    /^ *caBundle:/ { next }
+    /^ *clientConfig:/ { print; match($0, /^ */); printf "%*scaBundle: %s\n", RLENGTH + 2, "", bundle; next }
+    /^ *namespace: attest-system$/ { sub(/attest-system$/, ns) }
+    /values:.*"attest-system"/ { sub(/"attest-system"/, "\"" ns "\"") }
+    /^ *name: attest-admission$/ && inservice { sub(/attest-admission$/, svc) }
+    /^ *service:$/ { inservice = 1 } /^ *path:/ { inservice = 0 }
+    { print }
+  ' "$here/$1" > "$work/$1"
+  grep -q "caBundle: ${ca_bundle}" "$work/$1" || die "could not set caBundle in $1"
+}
+with_ca_bundle webhook.yaml
+with_ca_bundle mutating-webhook.yaml
 
 umask 022
-install -m 0644 "$work/ca.crt" "$work/tls.crt" "$work/webhook.yaml" "$out/"
+install -m 0644 "$work/ca.crt" "$work/tls.crt" "$work/webhook.yaml" "$work/mutating-webhook.yaml" "$out/"
 install -m 0600 "$work/tls.key" "$work/tls-secret.yaml" "$out/"
-echo "gen-certs.sh: wrote $out/{ca.crt,tls.crt,tls.key,tls-secret.yaml,webhook.yaml} for ${service}.${namespace}.svc" >&2
+echo "gen-certs.sh: wrote $out/{ca.crt,tls.crt,tls.key,tls-secret.yaml,webhook.yaml,mutating-webhook.yaml} for ${service}.${namespace}.svc" >&2
 
 if $apply; then
   kubectl apply -f "$out/tls-secret.yaml"

@@ -60,7 +60,11 @@ def test_strict_validation_rejects_an_unknown_field() -> None:
 
 def test_every_namespaced_resource_lives_in_attest_system() -> None:
     for name, doc in resources().items():
-        if doc["kind"] in ("Namespace", "ValidatingWebhookConfiguration"):
+        if doc["kind"] in (
+            "Namespace",
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+        ):
             continue
         assert doc["metadata"]["namespace"] == "attest-system", name
 
@@ -113,6 +117,76 @@ def test_pdb_and_service_select_the_webhook_pods() -> None:
         "containers"
     ][0]
     assert port["targetPort"] in {p["name"] for p in container["ports"]}
+    assert port["targetPort"] == "webhook"  # the API server's Service carries nothing else
+    ops = all_resources["Service/attest-admission-ops"]["spec"]
+    assert ops["selector"].items() <= labels.items()
+    (ops_port,) = ops["ports"]
+    assert ops_port["targetPort"] == "ops"
+
+
+def _container() -> dict[str, Any]:
+    return resources()["Deployment/attest-admission"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def _arg(container: dict[str, Any], flag: str) -> str:
+    return container["args"][container["args"].index(flag) + 1]
+
+
+def test_the_ops_port_is_separate_and_its_token_is_a_mounted_secret() -> None:
+    container = _container()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert set(ports) == {"webhook", "ops"} and ports["webhook"] != ports["ops"]
+    assert int(_arg(container, "--web-port")) == ports["ops"]
+    token_file = Path(_arg(container, "--web-token-file"))
+    pod = resources()["Deployment/attest-admission"]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (name,) = [n for n, path in mounts.items() if path == str(token_file.parent)]
+    secret = volumes[name]["secret"]
+    assert secret["secretName"] == "attest-web-token"
+    assert {"key": "token", "path": token_file.name} in secret["items"]
+    annotations = resources()["Deployment/attest-admission"]["spec"]["template"]["metadata"][
+        "annotations"
+    ]
+    assert annotations["prometheus.io/port"] == str(ports["ops"])
+    assert annotations["prometheus.io/scheme"] == "https"
+    # the image exposes the same two ports
+    exposed = next(
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("EXPOSE")
+    )
+    assert {int(p) for p in exposed.split()[1:]} == set(ports.values())
+
+
+def test_the_network_policy_opens_only_the_webhook_port_to_everyone() -> None:
+    policy = resources()["NetworkPolicy/attest-admission"]["spec"]
+    labels = resources()["Deployment/attest-admission"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    open_ports = [
+        port["port"] for rule in policy["ingress"] if "from" not in rule for port in rule["ports"]
+    ]
+    assert open_ports == ["webhook"]
+    (restricted,) = [rule for rule in policy["ingress"] if "from" in rule]
+    assert [p["port"] for p in restricted["ports"]] == ["ops"]
+    assert all("namespaceSelector" in source for source in restricted["from"])
+
+
+def test_the_optional_mutating_webhook_pins_without_enforcing() -> None:
+    all_resources = resources()
+    (validating,) = all_resources["ValidatingWebhookConfiguration/attest-admission"]["webhooks"]
+    (mutating,) = all_resources["MutatingWebhookConfiguration/attest-admission-pin"]["webhooks"]
+    assert "OPTIONAL" in (DEPLOY / "mutating-webhook.yaml").read_text().splitlines()[0]
+    assert mutating["failurePolicy"] == "Ignore"  # enforcement stays with the validating one
+    assert mutating["sideEffects"] == "None"
+    assert mutating["reinvocationPolicy"] == "IfNeeded"
+    assert mutating["matchPolicy"] == "Equivalent"
+    assert mutating["clientConfig"]["service"]["path"] == "/mutate"
+    for key in ("rules", "namespaceSelector", "admissionReviewVersions", "timeoutSeconds"):
+        assert mutating[key] == validating[key], key
+    same_service = {k: v for k, v in validating["clientConfig"]["service"].items() if k != "path"}
+    assert {k: v for k, v in mutating["clientConfig"]["service"].items() if k != "path"} == (
+        same_service
+    )
 
 
 def test_webhook_fails_closed_and_covers_every_workload_kind() -> None:
@@ -163,8 +237,10 @@ def test_gen_certs_writes_a_valid_secret_and_ca_bundle(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     (secret,) = documents(out / "tls-secret.yaml")
     (webhook_doc,) = documents(out / "webhook.yaml")
+    (mutating_doc,) = documents(out / "mutating-webhook.yaml")
     validate_strictly(secret)
     validate_strictly(webhook_doc)
+    validate_strictly(mutating_doc)
     assert secret["type"] == "kubernetes.io/tls"
     assert secret["metadata"]["name"] == "attest-admission-tls"
     assert (out / "tls.key").stat().st_mode & 0o077 == 0
@@ -175,6 +251,7 @@ def test_gen_certs_writes_a_valid_secret_and_ca_bundle(tmp_path: Path) -> None:
     server.verify_directly_issued_by(ca)
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "attest-admission.attest-system.svc" in names.get_values_for_type(x509.DNSName)
+    assert "attest-admission-ops.attest-system.svc" in names.get_values_for_type(x509.DNSName)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     usage = server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usage
@@ -183,10 +260,13 @@ def test_gen_certs_writes_a_valid_secret_and_ca_bundle(tmp_path: Path) -> None:
     key = load_pem_private_key(base64.b64decode(secret["data"]["tls.key"]), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert key.public_key().public_numbers() == server.public_key().public_numbers()
-    # everything else in the webhook configuration is unchanged
+    # everything else in the webhook configurations is unchanged
     original = resources()["ValidatingWebhookConfiguration/attest-admission"]
     del webhook_doc["webhooks"][0]["clientConfig"]["caBundle"]
     assert webhook_doc == original
+    pinned = mutating_doc["webhooks"][0]["clientConfig"].pop("caBundle")
+    assert base64.b64decode(pinned) == ca_pem
+    assert mutating_doc == resources()["MutatingWebhookConfiguration/attest-admission-pin"]
 
 
 def test_gen_certs_follows_another_namespace(tmp_path: Path) -> None:
@@ -197,9 +277,10 @@ def test_gen_certs_follows_another_namespace(tmp_path: Path) -> None:
         capture_output=True,
         timeout=120,
     )
-    (webhook,) = documents(out / "webhook.yaml")[0]["webhooks"]
-    assert webhook["clientConfig"]["service"]["namespace"] == "sec-tools"
-    assert "sec-tools" in webhook["namespaceSelector"]["matchExpressions"][0]["values"]
+    for name in ("webhook.yaml", "mutating-webhook.yaml"):
+        (webhook,) = documents(out / name)[0]["webhooks"]
+        assert webhook["clientConfig"]["service"]["namespace"] == "sec-tools"
+        assert "sec-tools" in webhook["namespaceSelector"]["matchExpressions"][0]["values"]
     cert = x509.load_pem_x509_certificate((out / "tls.crt").read_bytes())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "attest-admission.sec-tools.svc" in names.get_values_for_type(x509.DNSName)
@@ -225,6 +306,7 @@ def test_cert_manager_alternative_matches_the_deployment() -> None:
     assert serving["spec"]["secretName"] == "attest-admission-tls"
     assert "attest-admission.attest-system.svc" in serving["spec"]["dnsNames"]
     assert "server auth" in serving["spec"]["usages"]
+    assert "attest-admission-ops.attest-system.svc" in serving["spec"]["dnsNames"]
     issuers = {d["metadata"]["name"] for d in docs if d["kind"] == "Issuer"}
     assert serving["spec"]["issuerRef"]["name"] in issuers
     annotation = "cert-manager.io/inject-ca-from=attest-system/attest-admission-tls"
