@@ -465,57 +465,109 @@ class Admission:
         rego_warn: tuple[str, ...],
         policy_error: str | None,
     ) -> dict[str, Any]:
-        denials: list[str] = []
-        warnings: list[str] = []
-        timed_out = False
+        outcomes = [
+            ImageOutcome(
+                reference=c.reference,
+                outcome=c.outcome,
+                error=c.error,
+                unchanged=c.unchanged,
+                policy=c.policy.name if c.policy else None,
+                mode=c.policy.mode if c.policy else None,
+            )
+            for c in checks
+        ]
+        judgement = judge(
+            outcomes,
+            operation=request.operation,
+            unmatched_images=config.unmatched_images,
+            deny=rego_deny,
+            warn=rego_warn,
+            policy_error=policy_error,
+        )
+        return {
+            "result": judgement.result,
+            "messages": judgement.messages,
+            "warnings": judgement.warnings,
+            "code": judgement.code,
+        }
 
-        def unchanged_note(message: str) -> str:
-            if request.operation != "UPDATE":
-                return message
-            same = [c.reference for c in checks if c.unchanged and mentions(message, c.reference)]
-            return message + (" (image unchanged by this update)" if same else "")
 
-        for check in checks:
-            text = f"{check.reference}: "
-            warn_mode = check.policy is not None and check.policy.mode == "warn"
-            if check.outcome == "invalid":
-                denials.append(unchanged_note(text + f"invalid image reference: {check.error}"))
-            elif check.outcome == "unmatched" and config.unmatched_images == "deny":
-                denials.append(
-                    unchanged_note(text + "matches no image policy (unmatched images are denied)")
-                )
-            elif check.outcome in ("timed_out", "error"):
-                message = text + (check.error or check.outcome)
-                if warn_mode:
-                    warnings.append(f"warn mode ({check.policy.name}): {message}")  # type: ignore[union-attr]
-                else:
-                    denials.append(unchanged_note(message))
-                    timed_out = timed_out or check.outcome == "timed_out"
-        for message in rego_deny:
-            named = [c for c in checks if mentions(message, c.reference)]
-            if named and all(c.policy is not None and c.policy.mode == "warn" for c in named):
-                warnings.append(f"warn mode ({named[0].policy.name}): {message}")  # type: ignore[union-attr]
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What the answer's rules need to know about one image (from a check or a record)."""
+
+    reference: str
+    outcome: str  # see policy_input.OUTCOMES
+    error: str | None = None
+    unchanged: bool = False
+    policy: str | None = None  # matched image policy name
+    mode: str | None = None  # its mode: enforce | warn
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The answer: result, the denial messages, the warnings, and the status code."""
+
+    result: str
+    messages: tuple[str, ...]
+    warnings: tuple[str, ...]
+    code: int
+
+
+def judge(
+    images: list[ImageOutcome],
+    *,
+    operation: str,
+    unmatched_images: str,
+    deny: tuple[str, ...],
+    warn: tuple[str, ...],
+    policy_error: str | None,
+) -> Judgement:
+    """The webhook's rules, as a pure function: image outcomes plus Rego's answer → the result.
+
+    Invalid references, unmatched images (unless allowed), timeouts and registry
+    errors deny (as warnings for ``warn``-mode policies); a Rego ``deny`` that
+    names only ``warn``-mode images is a warning; on UPDATE a denial naming an
+    image the update did not change says so; a policy error is an error.
+    ``decisions replay`` uses this too, so a replay follows the webhook exactly.
+    """
+    denials: list[str] = []
+    warnings: list[str] = []
+    timed_out = False
+
+    def unchanged_note(message: str) -> str:
+        if operation != "UPDATE":
+            return message
+        same = [i.reference for i in images if i.unchanged and mentions(message, i.reference)]
+        return message + (" (image unchanged by this update)" if same else "")
+
+    for image in images:
+        text = f"{image.reference}: "
+        warn_mode = image.policy is not None and image.mode == "warn"
+        if image.outcome == "invalid":
+            denials.append(unchanged_note(text + f"invalid image reference: {image.error}"))
+        elif image.outcome == "unmatched" and unmatched_images == "deny":
+            denials.append(
+                unchanged_note(text + "matches no image policy (unmatched images are denied)")
+            )
+        elif image.outcome in ("timed_out", "error"):
+            message = text + (image.error or image.outcome)
+            if warn_mode:
+                warnings.append(f"warn mode ({image.policy}): {message}")
             else:
                 denials.append(unchanged_note(message))
-        warnings.extend(rego_warn)
-        if policy_error:
-            return {
-                "result": "error",
-                "messages": (f"policy error: {policy_error}", *denials),
-                "warnings": tuple(warnings),
-                "code": 500,
-            }
-        if denials:
-            result = "timed_out" if timed_out else "denied"
-            return {
-                "result": result,
-                "messages": tuple(denials),
-                "warnings": tuple(warnings),
-                "code": 403,
-            }
-        return {
-            "result": "warned" if warnings else "allowed",
-            "messages": (),
-            "warnings": tuple(warnings),
-            "code": 200,
-        }
+                timed_out = timed_out or image.outcome == "timed_out"
+    for message in deny:
+        named = [i for i in images if mentions(message, i.reference)]
+        if named and all(i.policy is not None and i.mode == "warn" for i in named):
+            warnings.append(f"warn mode ({named[0].policy}): {message}")
+        else:
+            denials.append(unchanged_note(message))
+    warnings.extend(warn)
+    if policy_error:
+        return Judgement("error", (f"policy error: {policy_error}", *denials), tuple(warnings), 500)
+    if denials:
+        return Judgement(
+            "timed_out" if timed_out else "denied", tuple(denials), tuple(warnings), 403
+        )
+    return Judgement("warned" if warnings else "allowed", (), tuple(warnings), 200)
