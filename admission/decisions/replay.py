@@ -2,10 +2,12 @@
 
 Only the policy is re-run: the recorded input (images, digests, every
 signature and attestation with its outcome) is taken as it was, so the answer
-is "what would this exact request get under the new policy".  Messages that
-never came from Rego (an invalid reference, an unmatched image, a timeout or
-registry error) are carried over from the record.  As in the webhook, a Rego
-``deny`` that names only images of ``warn``-mode policies is a warning.
+is "what would this exact request get under the new policy".  The result comes
+from the webhook's own rules (:func:`admission.decide.judge`) applied to the
+recorded image outcomes and the new Rego answer; the unmatched-images setting
+is the one the record shows.  Messages that never came from Rego (an invalid
+reference, an unmatched image, a timeout or registry error) are listed as
+carried over from the record.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decide import mentions
+from admission.decide import ImageOutcome, judge
 from admission.decisions.model import StoredDecision, pick
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
@@ -130,9 +132,34 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
     )
 
 
-def _warn_only(message: str, images: list[dict[str, Any]]) -> bool:
-    named = [i for i in images if i.get("reference") and mentions(message, str(i["reference"]))]
-    return bool(named) and all((i.get("policy") or {}).get("mode") == "warn" for i in named)
+_UNMATCHED_DENIED = ": matches no image policy (unmatched images are denied)"
+
+
+def _outcomes(images: list[dict[str, Any]]) -> list[ImageOutcome]:
+    """The recorded images as the webhook's rules see them."""
+    outcomes = []
+    for image in images:
+        policy = image.get("policy") if isinstance(image.get("policy"), dict) else None
+        outcomes.append(
+            ImageOutcome(
+                reference=str(image.get("reference") or ""),
+                outcome=str(image.get("outcome") or ""),
+                error=image.get("error") if isinstance(image.get("error"), str) else None,
+                unchanged=bool(image.get("unchanged")),
+                policy=str(policy.get("name")) if policy and policy.get("name") else None,
+                mode=str(policy.get("mode")) if policy and policy.get("mode") else None,
+            )
+        )
+    return outcomes
+
+
+def _unmatched_setting(document: dict[str, Any]) -> str:
+    """``deny`` unless the record admitted an unmatched image without that denial."""
+    messages = _strings(document.get("messages"))
+    if any(m.removesuffix(_UNCHANGED).endswith(_UNMATCHED_DENIED) for m in messages):
+        return "deny"
+    images = _images(document.get("input") or {})
+    return "allow" if any(i.get("outcome") == "unmatched" for i in images) else "deny"
 
 
 def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay:
@@ -150,26 +177,17 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
         deny, warn, error = result.deny, result.warn, None
     except PolicyError as err:
         deny, warn, error = (), (), str(err)
-    recorded_messages = set(_strings(document.get("messages")))
-    carried_deny = [m for m in carried if m in recorded_messages]
-    effective_deny = [m for m in deny if not _warn_only(m, images)] + carried_deny
-    warned = (
-        bool(warn) or any(_warn_only(m, images) for m in deny) or len(carried_deny) < len(carried)
+    request = policy_input.get("request") if isinstance(policy_input.get("request"), dict) else {}
+    judgement = judge(
+        _outcomes(images),
+        operation=str(request.get("operation") or ""),
+        unmatched_images=_unmatched_setting(document),
+        deny=tuple(deny),
+        warn=tuple(warn),
+        policy_error=error,
     )
-    if error:
-        outcome = "error"
-    elif effective_deny:
-        timed_out = any(
-            m.startswith(f"{i.get('reference')}: ")
-            for m in carried_deny
-            for i in images
-            if i.get("outcome") == "timed_out"
-        )
-        outcome = "timed_out" if timed_out else "denied"
-    else:
-        outcome = "warned" if warned else "allowed"
     replayed = PolicyOutcome(
-        result=outcome,
+        result=judgement.result,
         deny=tuple(sorted(set(deny))) if not error else (f"policy error: {error}",),
         warn=tuple(sorted(set(warn))),
         bundle_hash=engine.bundle_hash,

@@ -131,3 +131,70 @@ def test_replay_with_a_broken_policy_fails_closed(cli, recorded, tmp_path: Path)
     assert missing.exit_code == 2 and "none" in missing.stderr
     both = cli("decisions", "replay", "--db", db, "1", "--bundle", "x", "--config", "y")
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_replay_applies_the_webhooks_own_rules_to_every_outcome(tmp_path: Path) -> None:
+    """Decisions of every kind (warn mode, invalid, unmatched denied or allowed, registry
+    error, UPDATE of an unchanged image) replay to exactly the recorded result."""
+    from admission.config import DEFAULT_BUNDLE
+    from admission.decide import Admission
+    from admission.decisions import query
+    from admission.decisions.replay import replay
+    from admission.decisions.store import open_database
+    from admission.review import parse_review
+    from attest.policy import load_bundle, make_engine
+    from tests.admission.helpers import deployment, key_policy, new_key, review, write_config
+    from tests.admission.test_decide import AUDIT, BAD, BROKEN, GOOD, REGISTRY, FakeVerifier
+
+    audit_bad = f"{REGISTRY}/audit/bad@sha256:{'6' * 64}"
+    unmatched = f"other.example.com/x/y@sha256:{'7' * 64}"
+    key_file = new_key().write(tmp_path / "k.pub")
+    policies = [
+        key_policy("apps", [f"{REGISTRY}/apps/*"], key_file),
+        key_policy("audit", [f"{REGISTRY}/audit/*"], key_file, mode="warn"),
+    ]
+    strict = write_config(tmp_path / "strict.yaml", policies)
+    lenient = write_config(tmp_path / "lenient.yaml", policies, unmatchedImages="allow")
+    cases = [
+        (strict, review(deployment(GOOD), uid="good")),
+        (strict, review(deployment(GOOD, BAD), uid="bad")),
+        (strict, review(deployment(AUDIT, audit_bad), uid="warn-mode")),
+        (strict, review(deployment("Not A Reference!"), uid="invalid")),
+        (strict, review(deployment(GOOD, unmatched), uid="unmatched-denied")),
+        (lenient, review(deployment(GOOD, unmatched), uid="unmatched-allowed")),
+        (strict, review(deployment(BROKEN), uid="registry-error")),
+        (
+            strict,
+            review(
+                deployment(BAD, GOOD),
+                uid="update",
+                operation="UPDATE",
+                old=deployment(BAD),
+            ),
+        ),
+    ]
+    db = str(tmp_path / "decisions.db")
+    recorder = DecisionRecorder(db, replica="rules").start()
+    decided = {}
+    for config, document in cases:
+        service = Admission(str(config), verifier=FakeVerifier(), listeners=[recorder.record])
+        try:
+            decision = service.decide(parse_review(document))
+        finally:
+            service.close()
+        decided[decision.uid] = decision.result
+    assert recorder.flush(30) and recorder.status().written == len(cases)
+    recorder.close()
+    assert set(decided.values()) == {"allowed", "denied", "warned"}
+    assert decided["update"] == "denied" and decided["unmatched-allowed"] != "denied"
+
+    engine = make_engine(load_bundle(str(DEFAULT_BUNDLE)))
+    database = open_database(db)
+    try:
+        for record in query.list_decisions(database, query.DecisionFilter(limit=None)):
+            result = replay(record, engine, "attest.admission")
+            assert result.replayed.result == decided[record.fields.uid], record.fields.uid
+            assert not result.changed, (record.fields.uid, result.to_dict())
+    finally:
+        database.close()
+        engine.close()
