@@ -105,20 +105,21 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_database(db: str | None) -> str:
-    """The decision database target; bad URLs fail here, an unopenable SQLite file only warns."""
+def _check_database(db: str | None) -> tuple[str, str | None]:
+    """The decision database target and, when it cannot be opened yet, why.
+
+    A malformed target is an error here; an SQLite file that cannot be opened
+    (its directory missing) is not: admission must keep answering, so the
+    recorder starts degraded and keeps trying.
+    """
     from admission.decisions.store import DecisionDatabase, resolve_target
 
     target = resolve_target(db)
     try:
         DecisionDatabase(target, create=True).close()
     except DecisionStoreError as err:
-        log.error(
-            "ALERT decision records will be dropped until this is fixed: %s",
-            err,
-            extra={"event": "decision_records_unavailable", "reason": "database"},
-        )
-    return target
+        return target, str(err)
+    return target, None
 
 
 def serve(
@@ -140,9 +141,6 @@ def serve(
     """Run gunicorn until stopped.  Configuration, policy bundle, TLS files, web token and
     signing key are checked first, so a mistake is one line here instead of workers failing
     to boot.  ``web_port=0`` turns the ops port (metrics and decisions view) off."""
-    from admission.jsonlog import logging_config
-
-    logging.config.dictConfig(logging_config(log_level, log_format))
     host, webhook_port = split_bind(bind)
     if web_port and web_port == webhook_port:
         raise UsageError(f"--web-port {web_port} must differ from the webhook port")
@@ -173,8 +171,17 @@ def serve(
         from admission.decisions.chain import load_head_signer
 
         signer = load_head_signer(signing_key)
-    target = _check_database(db) if record or web_token_file else None
+    target, problem = _check_database(db) if record or web_token_file else (None, None)
 
+    from admission.jsonlog import logging_config
+
+    logging.config.dictConfig(logging_config(log_level, log_format))
+    if problem and record:
+        log.error(
+            "ALERT decision records will be dropped until this is fixed: %s",
+            problem,
+            extra={"event": "decision_records_unavailable", "reason": "database"},
+        )
     metrics_dir = tempfile.mkdtemp(prefix="attest-metrics-")
     from admission.metrics import prepare_multiprocess
 
