@@ -27,7 +27,11 @@ from typing import IO, Any
 from urllib.parse import urlencode, urljoin
 from urllib.request import getproxies, proxy_bypass
 
+import certifi
 import requests
+import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 
 from attest import __version__
 from attest.deadline import Deadline
@@ -144,6 +148,7 @@ class RegistryClient:
         self._basic_ok = False
         self._lock = threading.Lock()
         self._referrers_api: dict[str, bool] = {}
+        self._pool: urllib3.PoolManager | None = None
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         # Read the proxy environment once per registry rather than on every request
@@ -157,6 +162,10 @@ class RegistryClient:
 
     def close(self) -> None:
         self.session.close()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.clear()
 
     def url(self, path: str) -> str:
         return f"{self.scheme}://{self.registry}{path}"
@@ -293,15 +302,13 @@ class RegistryClient:
             request_headers = dict(headers or {})
             request_headers.update(self._auth_header(scope))
             try:
-                response = self.session.request(
+                response = self._send(
                     method,
                     url,
-                    headers=request_headers,
-                    data=body.open() if body else None,
-                    stream=stream,
-                    timeout=(deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
-                    verify=self.verify,
-                    allow_redirects=method in ("GET", "HEAD"),
+                    request_headers,
+                    body,
+                    stream,
+                    (deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
                 )
             except requests.exceptions.SSLError as err:
                 raise RegistryError(
@@ -358,6 +365,93 @@ class RegistryClient:
                 return response
             raise self._error(response, what, cred_used=authenticated)
 
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: _Body | None,
+        stream: bool,
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        """One HTTP exchange: body-less GET/HEAD straight through urllib3 (the common case on
+        the admission path, where requests' own bookkeeping costs more than loopback round
+        trips); redirects, uploads and proxies through the requests session."""
+        if body is None and method in ("GET", "HEAD") and not self.session.proxies:
+            response = self._send_direct(method, url, headers, stream, timeout)
+            if response is not None:
+                return response
+        return self.session.request(
+            method,
+            url,
+            headers=headers,
+            data=body.open() if body else None,
+            stream=stream,
+            timeout=timeout,
+            verify=self.verify,
+            allow_redirects=method in ("GET", "HEAD"),
+        )
+
+    def _send_direct(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        stream: bool,
+        timeout: tuple[float, float],
+    ) -> requests.Response | None:
+        """``method url`` on a pooled keep-alive connection, as a requests Response (the
+        exceptions are requests' too); ``None`` for a redirect, which requests follows
+        (it drops credentials when the redirect leaves the host)."""
+        merged = CaseInsensitiveDict(self.session.headers)
+        merged.update(headers)
+        try:
+            raw = self._direct_pool().urlopen(
+                method,
+                url,
+                headers=dict(merged),
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+            )
+        except urllib3.exceptions.MaxRetryError as err:
+            raise _requests_error(err.reason or err) from None
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise _requests_error(err) from None
+        if 300 <= raw.status < 400 and raw.get_redirect_location():
+            raw.drain_conn()
+            raw.release_conn()
+            return None
+        response = requests.Response()
+        response.status_code = raw.status
+        response.headers = CaseInsensitiveDict(raw.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = raw
+        response.reason = raw.reason or ""
+        response.url = url
+        if not stream:
+            try:
+                _ = response.content  # read now and hand the connection back, as requests does
+            except requests.RequestException:
+                response.close()
+                raise
+        return response
+
+    def _direct_pool(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._pool is None:
+                options: dict[str, Any] = {"num_pools": 4, "maxsize": 32, "block": False}
+                if self.verify is False:
+                    options.update(cert_reqs="CERT_NONE", assert_hostname=False)
+                else:
+                    options["cert_reqs"] = "CERT_REQUIRED"
+                    bundle = self.verify if isinstance(self.verify, str) else certifi.where()
+                    options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+                self._pool = urllib3.PoolManager(**options)
+            return self._pool
+
     def _sleep(self, seconds: float, deadline: Deadline, what: str) -> None:
         if seconds >= deadline.remaining():
             raise DeadlineExceeded(f"{what}: deadline exceeded while waiting to retry")
@@ -396,6 +490,19 @@ class RegistryClient:
 
     def note_referrers_api(self, repository: str, supported: bool) -> None:
         self._referrers_api[repository] = supported
+
+
+def _requests_error(err: BaseException) -> requests.RequestException:
+    """The requests exception for a urllib3 failure, as requests' adapter would raise it."""
+    if isinstance(err, urllib3.exceptions.SSLError):
+        return requests.exceptions.SSLError(err)
+    if isinstance(err, urllib3.exceptions.ReadTimeoutError):
+        return requests.exceptions.ReadTimeout(err)
+    if isinstance(err, urllib3.exceptions.ConnectTimeoutError) and not isinstance(
+        err, urllib3.exceptions.NewConnectionError
+    ):
+        return requests.exceptions.ConnectTimeout(err)
+    return requests.ConnectionError(err)
 
 
 def _short(err: BaseException) -> str:

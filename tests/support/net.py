@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -16,14 +17,18 @@ def free_port() -> int:
 
 
 def wait_http(
-    url: str, *, timeout: float = 20.0, ok_statuses: tuple[int, ...] = (200, 401)
+    url: str,
+    *,
+    timeout: float = 20.0,
+    ok_statuses: tuple[int, ...] = (200, 401),
+    context: ssl.SSLContext | None = None,
 ) -> None:
     """Poll ``url`` until it answers with one of ``ok_statuses`` (bounded by ``timeout``)."""
     end = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < end:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
                 if response.status in ok_statuses:
                     return
         except urllib.error.HTTPError as err:

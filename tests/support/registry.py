@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class RegistryServer:
     """One registry process with its own temporary storage."""
 
     auth: dict | None = None
+    tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="attest-registry-")))
@@ -32,7 +34,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     def start(self) -> RegistryServer:
         if not os.path.exists(REGISTRY_BINARY):
@@ -51,6 +53,8 @@ class RegistryServer:
         }
         if self.auth:
             config["auth"] = self.auth
+        if self.tls:
+            config["http"]["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
         config_path = self.workdir / "config.yml"
         config_path.write_text(yaml.safe_dump(config))
         log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115
@@ -58,7 +62,12 @@ class RegistryServer:
             [REGISTRY_BINARY, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_http(f"{self.url}/v2/")
+            context = None
+            if self.tls:  # the test CA is not the system's: only wait for the server here
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            wait_http(f"{self.url}/v2/", context=context)
         except RuntimeError:
             self.stop()
             raise RuntimeError(
