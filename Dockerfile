@@ -28,7 +28,12 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/attest/venv /opt/attest/venv
-RUN echo 'attest:x:65532:65532:attest:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
+# libatomic1: the embedded Rego engine (regopy's librego_shared.so) links against it
+RUN apt-get -o APT::Sandbox::User=root update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root install -y -qq \
+      --no-install-recommends libatomic1 >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && echo 'attest:x:65532:65532:attest:/nonexistent:/usr/sbin/nologin' >> /etc/passwd \
  && echo 'attest:x:65532:' >> /etc/group \
  && mkdir -p /var/lib/attest \
  && chown 65532:65532 /var/lib/attest
