@@ -13,9 +13,9 @@ outcome, HTTP status, drop reason — never a namespace, name or image.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -54,9 +54,25 @@ class AdmissionMetrics:
     records_dropped: Any
 
 
-@functools.cache
+_created: list[AdmissionMetrics] = []
+_create_lock = threading.Lock()
+
+
 def metrics() -> AdmissionMetrics:
-    """The metrics, created once per process (after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
+    """The metrics, created once per process (after ``PROMETHEUS_MULTIPROC_DIR`` is set).
+
+    Request threads and the recorder's writer thread may ask at the same moment;
+    registering a metric twice would raise, hence the lock.
+    """
+    if _created:
+        return _created[0]
+    with _create_lock:
+        if not _created:
+            _created.append(_create())
+        return _created[0]
+
+
+def _create() -> AdmissionMetrics:
     from prometheus_client import Counter, Histogram
 
     return AdmissionMetrics(

@@ -147,7 +147,7 @@ class DecisionDatabase:
     def _postgres_engine(target: str) -> tuple[Engine, str]:
         try:
             url = sa.engine.make_url(target)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
             raise UsageError(f"decision database URL {target!r} is not a valid URL") from None
         url = url.set(drivername="postgresql+psycopg")
         display = url.render_as_string(hide_password=True)

@@ -181,3 +181,6 @@ def test_unusable_targets_fail_with_one_line(tmp_path, postgres) -> None:
     message = str(caught.value)
     assert "password authentication failed" in message
     assert "wrong-password" not in message and "\n" not in message
+    for malformed in ("postgresql://bad url:x", "postgresql://host:notaport/db"):
+        with pytest.raises(UsageError, match="is not a valid URL"):
+            open_database(malformed)
