@@ -57,6 +57,22 @@ _MAX_ATTEMPTS = 5
 _MAX_BACKOFF = 8.0
 _REQUEST_TIMEOUT_CAP = 60.0
 USER_AGENT = f"attest/{__version__}"
+_response_observers: list[Callable[[str], None]] = []
+
+
+def observe_responses(callback: Callable[[str], None]) -> None:
+    """Call ``callback(status)`` for every registry API answer: the HTTP status code as text,
+    or ``unreachable`` / ``tls_error`` when there was none (the webhook's metrics use this)."""
+    if callback not in _response_observers:
+        _response_observers.append(callback)
+
+
+def _observed(status: str) -> None:
+    for callback in _response_observers:
+        try:
+            callback(status)
+        except Exception:  # an observer must never break a registry call
+            log.exception("registry response observer failed")
 
 
 @dataclass(frozen=True)
@@ -311,11 +327,13 @@ class RegistryClient:
                     (deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
                 )
             except requests.exceptions.SSLError as err:
+                _observed("tls_error")
                 raise RegistryError(
                     f"{what}: TLS error talking to {self.registry}: {_short(err)} "
                     "(use --insecure only for a registry you trust)"
                 ) from None
             except (requests.ConnectionError, requests.Timeout) as err:
+                _observed("unreachable")
                 attempt += 1
                 if deadline.expired:
                     raise DeadlineExceeded(
@@ -328,6 +346,8 @@ class RegistryClient:
                 self._sleep(min(0.2 * 2**attempt, deadline.remaining()), deadline, what)
                 continue
             status = response.status_code
+            if _response_observers:
+                _observed(str(status))
             if status == 401 and not authenticated:
                 challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
                 response.close()
