@@ -94,7 +94,7 @@ def _create() -> AdmissionMetrics:
         ),
         registry_requests=Counter(
             "attest_registry_requests_total",
-            "HTTP responses from registries (and their token services), by status code",
+            "Registry API answers, by HTTP status code (or unreachable, tls_error)",
             ["status"],
         ),
         records_written=Counter(
@@ -127,10 +127,9 @@ def observe_decision(decision: Any, webhook: str = "validate") -> None:
         current.cache.labels(result="hit" if image.cached else "miss").inc()
 
 
-def observe_registry_response(response: Any, *_args: Any, **_kwargs: Any) -> Any:
-    """A ``requests`` response hook counting registry answers by status code."""
-    metrics().registry_requests.labels(status=str(response.status_code)).inc()
-    return response
+def observe_registry_status(status: str) -> None:
+    """Count one registry answer (``attest.oci.registry.observe_responses`` callback)."""
+    metrics().registry_requests.labels(status=status).inc()
 
 
 def multiprocess_directory() -> str | None:

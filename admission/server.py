@@ -191,8 +191,11 @@ def serve(
         global _worker
         from admission.app import create_app
         from admission.decide import Admission
+        from admission.metrics import observe_registry_status
         from admission.web.app import create_ops_app
+        from attest.oci.registry import observe_responses
 
+        observe_responses(observe_registry_status)
         recorder = None
         if record:
             from admission.decisions.recorder import DecisionRecorder
