@@ -1,0 +1,178 @@
+"""``attest admission serve`` as a real process (gunicorn, TLS) with both ports, for these tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tests.admission.helpers import TlsFiles
+from tests.support.net import free_port
+
+TOKEN = "appsec-view-token-0123456789abcdef"
+
+
+@dataclass
+class Serve:
+    """A running server: the webhook port, the ops port, its log, its token."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    web_port: int
+    ca: Path
+    log: Path
+    token: str = TOKEN
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ops_url(self) -> str:
+        return f"https://127.0.0.1:{self.web_port}"
+
+    def post(self, path: str, review: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        response = requests.post(
+            f"{self.url}{path}", json=review, verify=str(self.ca), timeout=timeout
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["response"]
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(f"{self.url}{path}", verify=str(self.ca), timeout=10, **kwargs)
+
+    def ops(self, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}))
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.get(
+            f"{self.ops_url}{path}", verify=str(self.ca), timeout=10, headers=headers, **kwargs
+        )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every log line, each parsed as JSON (fails the test on a line that is not)."""
+        lines = []
+        for line in self.log.read_text().splitlines():
+            if line.strip():
+                try:
+                    lines.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise AssertionError(f"log line is not JSON: {line[:300]}") from None
+        return lines
+
+    def stop(self) -> int:
+        """Stop gracefully (SIGTERM: workers close their recorders); returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def serve_command(
+    config: Path,
+    tls: TlsFiles,
+    *,
+    port: int,
+    web_port: int,
+    db: str | None,
+    token_file: Path | None,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "attest",
+        "admission",
+        "serve",
+        "--config",
+        str(config),
+        "--tls-cert",
+        str(tls.cert),
+        "--tls-key",
+        str(tls.key),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--web-port",
+        str(web_port),
+        "--workers",
+        str(workers),
+        "--threads",
+        "4",
+    ]
+    if db is not None:
+        command += ["--db", db]
+    if token_file is not None:
+        command += ["--web-token-file", str(token_file)]
+    return command + list(extra)
+
+
+def start_serve(
+    config: Path,
+    tls: TlsFiles,
+    workdir: Path,
+    *,
+    db: str | None,
+    token: str | None = TOKEN,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Serve:
+    """Start the server on free loopback ports and wait until both ports answer."""
+    port, web_port = free_port(), free_port()
+    token_file = None
+    if token is not None:
+        token_file = workdir / f"token-{web_port}"
+        token_file.write_text(token + "\n")
+    log = workdir / f"serve-{port}.log"
+    command = serve_command(
+        config,
+        tls,
+        port=port,
+        web_port=web_port,
+        db=db,
+        token_file=token_file,
+        workers=workers,
+        extra=extra,
+    )
+    process = subprocess.Popen(
+        command,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+    server = Serve(process, port, web_port, tls.ca, log, token or "", command)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"serve exited: {log.read_text()[-3000:]}")
+        try:
+            if server.get("/healthz").status_code == 200 and server.ops("/healthz").ok:
+                return server
+        except requests.RequestException:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"serve did not come up: {log.read_text()[-3000:]}")
+
+
+def wait_for(condition: Any, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``condition()`` until it returns something truthy (bounded)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
