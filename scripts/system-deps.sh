@@ -19,6 +19,7 @@ needed=(
   "rpmbuild:rpm"
   "go:golang-go"
   "db5.3_load:db5.3-util"
+  "chromium:chromium"
 )
 # `--demo`: only what `make demo` needs (the loopback registry).
 if [ "${1:-}" = "--demo" ]; then

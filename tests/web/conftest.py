@@ -26,6 +26,7 @@ def world(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]
         "good": world.signed("good"),
         "good2": world.signed("good2"),
         "unsigned": world.push("unsigned"),
+        "other": world.signed("other", key=world.other_key),  # signed, by an untrusted key
     }
     yield world
     world.client.close()
