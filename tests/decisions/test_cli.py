@@ -137,3 +137,37 @@ def test_bad_input_is_one_line_and_non_zero(cli, tmp_path: Path, sqlite_url: str
     assert result.exit_code == 2 and "Traceback" not in result.stderr
     bad_key = cli("decisions", "verify", "--db", sqlite_url, "--key", str(tmp_path / "no.pub"))
     assert bad_key.exit_code != 0 and "no.pub" in bad_key.stderr
+
+
+def test_admission_review_record_stores_the_offline_decisions(cli, db_url: str, tmp_path) -> None:
+    import re
+    import socket
+
+    manifest = tmp_path / "pods.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: one, namespace: ci}\n"
+        "spec: {containers: [{name: c, image: registry.example.com/app:1}]}\n---\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: two, namespace: ci}\n"
+        "spec: {containers: [{name: c, image: registry.example.com/app:2}]}\n"
+    )
+    reviewed = cli("admission", "review", str(manifest), "--record", "--db", db_url)
+    assert reviewed.exit_code == 1  # still "denied" (no policy matches), recorded as well
+    assert "DENIED: Pod ci/one" in reviewed.stdout and "recorded 2 decisions" in reviewed.stderr
+    listed = cli("decisions", "list", "--db", db_url, "--output", "json").json()
+    assert {r["decision"]["name"] for r in listed} == {"one", "two"}
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150].strip(".-")
+    assert {r["replica"] for r in listed} == {f"review-{host}"}
+    assert all(r["decision"]["result"] == "denied" for r in listed)
+    again = cli("admission", "review", str(manifest), "--record", "--db", db_url)
+    assert again.exit_code == 1
+    assert (
+        "chain intact" in cli("decisions", "verify", "--db", db_url).stdout
+    )  # one chain, extended
+    without = cli("admission", "review", str(manifest), "--db", db_url)
+    assert without.exit_code == 2 and "add --record" in without.stderr
+    nowhere = cli(
+        "admission", "review", str(manifest), "--record", "--db", str(tmp_path / "no" / "d.db")
+    )
+    assert nowhere.exit_code == 2
+    assert nowhere.stderr.strip().splitlines()[-1].startswith("attest: error: --record: ")
+    assert "DENIED: Pod ci/one" in nowhere.stdout  # the decision itself was still printed
