@@ -78,12 +78,14 @@ class VerificationCache:
 
 
 class TagCache:
-    """Tag -> digest resolutions kept for ``ttl_seconds`` (0, the default, keeps none).
+    """Tag -> digest resolutions kept for ``ttl_seconds`` (0 keeps none: every request asks).
 
-    Off by default: a tag is then resolved on every request.  Turning it on trades
-    up to ``ttl_seconds`` of staleness after a tag moves for one registry round trip
-    per image; the kubelet pulls the tag later anyway, so digest pinning (not this
-    cache) is what closes that window.
+    The webhook's default is a few seconds (``cache.tagTtlSeconds``): a judged digest
+    is then at most that old, against one registry round trip per image and request
+    saved.  The kubelet pulls the tag later anyway, so without digest pinning
+    (``/mutate``) the digest that runs may differ from the one judged whatever this
+    is; see README "Tag resolution and freshness".  Only successful resolutions are
+    kept, and the webhook clears them when its configuration reloads.
     """
 
     def __init__(self, ttl_seconds: float = 0.0, max_entries: int = 10_000) -> None:
@@ -91,6 +93,10 @@ class TagCache:
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
     def get(self, reference: str) -> str | None:
         if self.ttl_seconds <= 0:

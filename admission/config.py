@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = default_bundle()  # the repository's policies/, or the installed copy
 DEFAULT_DEADLINE_SECONDS = 8.0
+DEFAULT_TAG_TTL_SECONDS = 5.0  # see README "Tag resolution and freshness"
 MAX_DEADLINE_SECONDS = 29.0
 MODES = ("enforce", "warn")
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -138,7 +139,7 @@ class AdmissionConfig:
     registry_auth: tuple[str, ...] = ()
     cache_max_entries: int = 10_000
     cache_ttl_seconds: float = 300.0
-    tag_ttl_seconds: float = 0.0
+    tag_ttl_seconds: float = DEFAULT_TAG_TTL_SECONDS
     namespaces: NamespaceFilter = NamespaceFilter()
     pin_digests: bool = False
     files: tuple[str, ...] = ()
@@ -392,7 +393,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     )
     max_entries = cache.get("maxEntries", int, 10_000)
     ttl = float(cache.get("ttlSeconds", (int, float), 300.0))
-    tag_ttl = float(cache.get("tagTtlSeconds", (int, float), 0.0))
+    tag_ttl = float(cache.get("tagTtlSeconds", (int, float), DEFAULT_TAG_TTL_SECONDS))
     if max_entries < 0 or ttl < 0 or tag_ttl < 0:
         raise ConfigError("cache.maxEntries, ttlSeconds and tagTtlSeconds must not be negative")
     return AdmissionConfig(

@@ -205,6 +205,7 @@ class Admission:
         config = self.watcher.current().config
         self.cache = VerificationCache(config.cache_max_entries, config.cache_ttl_seconds)
         self.tags = TagCache(config.tag_ttl_seconds)
+        self._tags_loaded: Any = self.watcher.current()  # tag resolutions belong to one config
         self.listeners = list(listeners or [])
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="attest-verify"
@@ -231,6 +232,9 @@ class Admission:
         self.cache.max_entries = config.cache_max_entries
         self.cache.ttl_seconds = config.cache_ttl_seconds
         self.tags.ttl_seconds = config.tag_ttl_seconds
+        if loaded is not self._tags_loaded:  # reloaded (credentials may differ): resolve anew
+            self._tags_loaded = loaded
+            self.tags.clear()
         base = {
             "uid": request.uid,
             "time": now.timestamp(),
