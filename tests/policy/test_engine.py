@@ -220,3 +220,40 @@ deny contains sprintf("%d %v %v %v", [input.doc.i, input.doc.f, input.doc.b, inp
     assert engine.text_input is False  # type: ignore[attr-defined]
     doc = {"doc": {"s": "ünïcode ✓", "i": 7, "f": 1.25, "b": False, "l": [1, "x"]}}
     assert engine.evaluate(doc).deny == ('7 1.25 false [1, "x"]', "ünïcode ✓")
+
+
+def test_fast_input_keeps_the_gil() -> None:
+    """Building an input is ~a call per value; releasing the GIL around each let another busy
+    thread of the worker stall it for its whole switch interval, hundreds of times."""
+    import sys
+    import threading
+    import time
+
+    from attest.policy.regopy import fast_input
+
+    doc = {"images": [{"reference": f"r{i}", "n": i, "ok": True, "x": None} for i in range(1500)]}
+    ran = [0]
+    stop = threading.Event()
+    started = threading.Event()
+
+    def other_thread() -> None:
+        started.set()
+        while not stop.is_set():
+            ran[0] += 1
+            time.sleep(0.0002)  # gives the GIL back at once; wants it again soon
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30)  # only a GIL release, not a forced switch, can let it run
+    thread = threading.Thread(target=other_thread)
+    try:
+        thread.start()
+        started.wait(5)
+        time.sleep(0.01)
+        before = ran[0]
+        fast_input(doc)
+        during = ran[0] - before
+    finally:
+        stop.set()
+        sys.setswitchinterval(interval)
+        thread.join()
+    assert during == 0
