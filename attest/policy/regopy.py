@@ -225,6 +225,18 @@ def _explain(message: str, value: str) -> str:
     return text
 
 
+class _HeldInput(regopy.Input):
+    """A regopy ``Input`` whose handle is freed without releasing the GIL."""
+
+    def __init__(self, handle: int) -> None:  # no super(): the handle is built by fast_input
+        self._impl = handle
+
+    def __del__(self) -> None:
+        if getattr(self, "_impl", None):
+            _HELD.regoFreeInput(self._impl)
+            self._impl = None
+
+
 def fast_input(document: Any) -> Any:
     """A regopy ``Input`` for a JSON-like document, built with direct calls into rego-cpp.
 
@@ -275,8 +287,7 @@ def fast_input(document: Any) -> Any:
         else:
             raise TypeError(f"{kind.__name__} is not JSON")
 
-    wrapper = regopy.Input.__new__(regopy.Input)
-    wrapper._impl = handle  # freed by Input.__del__
+    wrapper = _HeldInput(handle)
     add(document)
     if failed:
         raise ValueError("the engine refused part of the input")
@@ -415,12 +426,7 @@ class RegopyEngine:
         try:
             if self.text_input:
                 raise ValueError("input as JSON text")
-            value = fast_input(input_doc)
-            try:
-                _set_input(interpreter, value)
-            finally:  # the engine copied it; free it here rather than in a GIL-releasing __del__
-                _HELD.regoFreeInput(value._impl)
-                del value._impl
+            _set_input(interpreter, fast_input(input_doc))  # the engine keeps a copy
             values = {rule: self._query(interpreter, bundle, package, rule) for rule in RULES}
         except (PolicyError, _c.RegoError, TypeError, ValueError):
             try:
