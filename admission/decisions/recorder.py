@@ -3,8 +3,8 @@
 ``DecisionRecorder.record`` only puts the decision on a bounded in-memory
 queue (no I/O, no serialisation, never raises, never waits).  One writer thread
 per process drains the queue in batches (waiting ``linger_seconds`` for a
-batch to gather), turns each decision into canonical
-JSON, chains it and writes the batch in one transaction, signing the chain head
+batch to gather), turns each decision into canonical JSON (handing the GIL
+back to request threads between records, at a lower CPU priority), chains it and writes the batch in one transaction, signing the chain head
 every ``checkpoint_every`` records or ``checkpoint_seconds``.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
 an ``ALERT`` line is logged (at most every ``alert_interval`` seconds per
@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -183,6 +184,7 @@ class DecisionRecorder:
     # -- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        _lower_priority()
         self._probe()
         while True:
             try:
@@ -249,6 +251,7 @@ class DecisionRecorder:
                 prepared.append(prepare(decision_document(decision)))
             except Exception as err:
                 self._drop("invalid", 1, f"unusable decision: {type(err).__name__}: {err}")
+            time.sleep(0)  # hand the GIL to waiting request threads between records
         return prepared
 
     def _write(self, decisions: list[Any]) -> None:
@@ -315,3 +318,9 @@ class DecisionRecorder:
                 self.replica,
                 extra={"event": "decision_records_dropped", "reason": reason, "dropped": total},
             )
+
+
+def _lower_priority() -> None:
+    """Let request threads win the CPU over the writer (Linux applies nice per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

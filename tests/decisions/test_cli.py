@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from admission.decisions.chain import load_head_signer
+from admission.decisions.model import decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase
 from tests.decisions.samples import decision, image
@@ -74,7 +75,7 @@ def test_show_prints_every_reason(cli, db_url: str) -> None:
     assert "policy:    prod-images" in out
     assert documents[1]["images"][0]["digest"] in out
     by_uid = cli("decisions", "show", "--db", db_url, documents[1]["uid"], "-o", "json")
-    assert by_uid.json()["decision"] == documents[1]
+    assert by_uid.json()["decision"] == decision_document(documents[1])
 
 
 def test_export_writes_json_lines_atomically(cli, db_url: str, tmp_path: Path) -> None:
@@ -83,7 +84,8 @@ def test_export_writes_json_lines_atomically(cli, db_url: str, tmp_path: Path) -
     result = cli("decisions", "export", "--db", db_url, "-f", str(out))
     assert result.exit_code == 0, result.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["decision"] for line in lines] == documents  # oldest first, exactly as recorded
+    # oldest first, exactly as recorded
+    assert [line["decision"] for line in lines] == [decision_document(d) for d in documents]
     assert all(len(line["hash"]) == 64 for line in lines)
     assert "exported 3 decisions" in result.stderr
     stdout = cli("decisions", "export", "--db", db_url, "--result", "warned")

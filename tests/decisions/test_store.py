@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from admission.decisions import query
-from admission.decisions.model import canonical_bytes
+from admission.decisions.model import canonical_bytes, decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase, open_database, prepare, record_now
 from admission.decisions.verify import verify_database
@@ -41,7 +41,11 @@ def test_records_round_trip_with_every_field(db_url: str) -> None:
     records = query.list_decisions(database, query.DecisionFilter())
     assert [r.fields.result for r in records] == ["denied", "allowed"]  # newest first
     stored = query.get_decision(database, str(records[0].id))
-    assert stored.document == denied  # the decision exactly as given
+    assert stored.document == decision_document(denied)  # as given, less decoded Statements
+    checks = stored.document["images"][0]["verification"]["attestations"]
+    assert checks and all("statement" not in check for check in checks)
+    assert checks[0]["reasons"] == denied["images"][0]["verification"]["attestations"][0]["reasons"]
+    assert "statement" in denied["images"][0]["verification"]["attestations"][0]  # not mutated
     assert stored.fields.namespace == "shop" and stored.fields.kind == "Deployment"
     assert stored.fields.user == "system:serviceaccount:argocd:argocd-application-controller"
     assert [i.reference for i in stored.fields.images] == [
@@ -164,7 +168,7 @@ def test_canonical_json_is_what_is_stored(sqlite_url: str) -> None:
     record_all(sqlite_url, [document]).close()
     with sqlite3.connect(sqlite_url) as conn:
         stored = conn.execute("SELECT document FROM attest_decisions").fetchone()[0]
-    assert stored.encode() == canonical_bytes(document)
+    assert stored.encode() == canonical_bytes(decision_document(document))
 
 
 def test_unusable_targets_fail_with_one_line(tmp_path, postgres) -> None:
