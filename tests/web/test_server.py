@@ -4,6 +4,8 @@ the two ports kept apart, the view's tokens, and bad serve arguments."""
 from __future__ import annotations
 
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -35,45 +37,58 @@ def test_every_worker_records_and_metrics_add_up_over_workers(
         extra=("--signing-key", str(private)),
     )
     good, unsigned = world.images["good"], world.images["unsigned"]
-    pids = set()
     sent = {"allowed": 0, "denied": 0}
-    for index in range(24):  # new connections: the kernel spreads them over both workers
+    lock = threading.Lock()
+
+    def send(index: int) -> None:
         image = good if index % 3 else unsigned
         answer = server.post("/validate", review(deployment(image), uid=f"uid-{index}"))
-        sent["allowed" if answer["allowed"] else "denied"] += 1
-    assert sent == {"allowed": 16, "denied": 8}
+        with lock:
+            sent["allowed" if answer["allowed"] else "denied"] += 1
+
+    def worker_pids() -> set[int]:
+        lines = server.log_lines()
+        return {line["pid"] for line in lines if line.get("event") == "admission_decision"}
+
+    total = 0
+    with ThreadPoolExecutor(4) as pool:  # new connections from 4 threads: both workers accept
+        while total < 400 and (total < 24 or len(worker_pids()) < 2):
+            list(pool.map(send, range(total, total + 12)))
+            total += 12
+    assert len(worker_pids()) == 2, "both workers answered requests"
+    assert sent["allowed"] + sent["denied"] == total and sent["denied"] == total // 3
 
     def all_written() -> str | None:
         text = server.ops("/metrics").text
-        return text if metric_total(text, "attest_decision_records_written_total") >= 24 else None
+        written = metric_total(text, "attest_decision_records_written_total")
+        return text if written >= total else None
 
-    text = wait_for(all_written, what="24 records written")
-    assert metric_total(text, "attest_admission_requests_total") == 24
+    text = wait_for(all_written, what=f"{total} records written")
+    # /metrics is answered by one worker but counts every worker's requests
+    assert metric_total(text, "attest_admission_requests_total") == total
     assert (
         metric_total(text, "attest_admission_requests_total", kind="Deployment", result="denied")
-        == 8
+        == (sent["denied"])
     )
-    assert metric_total(text, "attest_admission_latency_seconds_count", stage="total") == 24
+    assert metric_total(text, "attest_admission_latency_seconds_count", stage="total") == total
     hits = metric_total(text, "attest_admission_verification_cache_total", result="hit")
     misses = metric_total(text, "attest_admission_verification_cache_total", result="miss")
-    # unverified results are never cached (8 misses); each worker verifies the good image once
-    assert hits + misses == 24 and misses - 8 in (1, 2)
+    # unverified results are never cached; the good image is verified once per worker (more
+    # only when concurrent first requests race), then served from the cache
+    assert hits + misses == total and hits > 0
+    assert sent["denied"] < misses <= sent["denied"] + 8
     assert metric_total(text, "attest_registry_requests_total", status="200") > 0
     assert metric_total(text, "attest_decision_records_dropped_total") == 0
     ready = server.get("/readyz").json()
     assert ready["status"] == "ready"
     assert ready["decisionRecords"]["state"] == "ok"
     assert ready["decisionRecords"]["database"] == db
-    for line in server.log_lines():
-        if line.get("event") == "admission_decision":
-            pids.add(line["pid"])
-    assert len(pids) == 2, "both workers answered (and /metrics added their counts up)"
 
     assert server.stop() == 0  # workers close their recorders: flushed, heads signed
-    listed = cli("decisions", "list", "--db", db, "--limit", "100", "--output", "json")
+    listed = cli("decisions", "list", "--db", db, "--limit", "1000", "--output", "json")
     records = listed.json()
-    assert len(records) == 24
-    assert {r["decision"]["uid"] for r in records} == {f"uid-{i}" for i in range(24)}
+    assert len(records) == total
+    assert {r["decision"]["uid"] for r in records} == {f"uid-{i}" for i in range(total)}
     assert len({r["replica"] for r in records}) == 2  # one hash chain per worker
     verified = cli("decisions", "verify", "--db", db, "--key", str(public), "--output", "json")
     assert verified.exit_code == 0, verified.stdout
