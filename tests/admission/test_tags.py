@@ -6,6 +6,7 @@ judged by its new digest (here an unsigned image, so it is denied)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,18 @@ def _move_tag(world: World, name: str, workdir: Path) -> str:
     return image.push(world.store(name), "v1").digest
 
 
+@contextlib.contextmanager
+def _service(world: World, proxy: FaultProxy, path: Path, name: str, ttl: float):
+    """A signed ``name:v1`` behind the proxy and an Admission for it with ``tagTtlSeconds``."""
+    world.signed(name)
+    world.config(path, cache={"tagTtlSeconds": ttl})
+    service = Admission(str(path), reload_interval=0)
+    try:
+        yield service, f"{proxy.address}/{REPO}/{name}:v1"
+    finally:
+        service.close()
+
+
 def _decide(service: Admission, image: str):
     return service.decide(parse_review(review(deployment(image))))
 
@@ -51,11 +64,7 @@ def test_the_default_keeps_a_tag_resolution_a_few_seconds() -> None:
 
 
 def test_ttl_zero_resolves_on_every_request(world: World, proxy, tmp_path: Path) -> None:
-    world.signed("everytime")
-    config = world.config(tmp_path / "c.yaml", cache={"tagTtlSeconds": 0})
-    image = f"{proxy.address}/{REPO}/everytime:v1"
-    service = Admission(str(config), reload_interval=0)
-    try:
+    with _service(world, proxy, tmp_path / "c.yaml", "everytime", 0) as (service, image):
         first = _decide(service, image)
         assert first.allowed and _tag_lookups(proxy, "everytime") == 1
         moved = _move_tag(world, "everytime", tmp_path)
@@ -63,16 +72,10 @@ def test_ttl_zero_resolves_on_every_request(world: World, proxy, tmp_path: Path)
         assert _tag_lookups(proxy, "everytime") == 2
         assert second.images[0].digest == moved and not second.allowed
         assert "no trusted signature" in second.message
-    finally:
-        service.close()
 
 
 def test_a_resolution_is_reused_within_the_ttl_only(world: World, proxy, tmp_path: Path) -> None:
-    world.signed("reused")
-    config = world.config(tmp_path / "c.yaml", cache={"tagTtlSeconds": 1})
-    image = f"{proxy.address}/{REPO}/reused:v1"
-    service = Admission(str(config), reload_interval=0)
-    try:
+    with _service(world, proxy, tmp_path / "c.yaml", "reused", 1) as (service, image):
         first = _decide(service, image)
         assert first.allowed
         moved = _move_tag(world, "reused", tmp_path)
@@ -83,17 +86,11 @@ def test_a_resolution_is_reused_within_the_ttl_only(world: World, proxy, tmp_pat
         after = _decide(service, image)
         assert _tag_lookups(proxy, "reused") == 2
         assert after.images[0].digest == moved and not after.allowed
-    finally:
-        service.close()
 
 
 def test_a_config_reload_forgets_tag_resolutions(world: World, proxy, tmp_path: Path) -> None:
-    world.signed("reloaded")
     path = tmp_path / "c.yaml"
-    world.config(path, cache={"tagTtlSeconds": 600})
-    image = f"{proxy.address}/{REPO}/reloaded:v1"
-    service = Admission(str(path), reload_interval=0)
-    try:
+    with _service(world, proxy, path, "reloaded", 600) as (service, image):
         assert _decide(service, image).allowed
         moved = _move_tag(world, "reloaded", tmp_path)
         assert _decide(service, image).allowed  # still the resolution of a moment ago
@@ -102,5 +99,3 @@ def test_a_config_reload_forgets_tag_resolutions(world: World, proxy, tmp_path: 
         assert service.config.deadline_seconds == 7  # the edit was loaded
         assert after.images[0].digest == moved and not after.allowed
         assert _tag_lookups(proxy, "reloaded") == 2
-    finally:
-        service.close()
