@@ -38,7 +38,10 @@ from admission.review import (
 )
 
 if TYPE_CHECKING:
+    from admission.decisions.process import RecorderProcess
     from admission.decisions.recorder import DecisionRecorder
+
+    Recorder = DecisionRecorder | RecorderProcess
 
 log = logging.getLogger(__name__)
 decision_log = logging.getLogger("attest.admission")
@@ -87,7 +90,7 @@ def _mutation(decision: Decision | None, review: AdmissionRequest) -> dict[str, 
     return answer
 
 
-def recording_listener(recorder: DecisionRecorder) -> DecisionListener:
+def recording_listener(recorder: Recorder) -> DecisionListener:
     """``recorder.record`` for decisions of ``/validate`` (and of direct ``decide`` calls)."""
 
     def record(decision: Decision) -> None:
@@ -112,7 +115,7 @@ def create_app(
     admission: Admission | None = None,
     verifier: Verifier | None = None,
     listeners: list[DecisionListener] | None = None,
-    recorder: DecisionRecorder | None = None,
+    recorder: Recorder | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Flask:
     """The webhook application for ``config_path`` (or an already built :class:`Admission`).

@@ -9,8 +9,10 @@ no decisions page can ever be reached on the webhook port.
 
 The applications are created in each worker after the fork (no preloading), so
 every worker compiles the policy bundle itself, keeps its own regopy
-interpreters, registry connections and decision recorder (its own hash chain),
-and closes the recorder (flushing it and signing the head) when it exits.
+interpreters and registry connections, and starts its own decision recorder —
+a lower-priority child process with its own hash chain (see
+:mod:`admission.decisions.process`) — which it closes (flushing it and signing
+the head) when it exits.
 Metrics use prometheus-client's multiprocess mode in a temporary directory
 this function owns, so ``/metrics`` adds up every worker.
 """
@@ -162,7 +164,6 @@ def serve(
         from admission.web.auth import read_token
 
         read_token(web_token_file)
-    signer = None
     if signing_key:
         if not record:
             raise UsageError(
@@ -170,7 +171,7 @@ def serve(
             )
         from admission.decisions.chain import load_head_signer
 
-        signer = load_head_signer(signing_key)
+        load_head_signer(signing_key)  # a bad key or password is one line here, not in workers
     target, problem = _check_database(db) if record or web_token_file else (None, None)
 
     from admission.jsonlog import logging_config
@@ -198,9 +199,11 @@ def serve(
         observe_responses(observe_registry_status)
         recorder = None
         if record:
-            from admission.decisions.recorder import DecisionRecorder
+            from admission.decisions.process import RecorderProcess
 
-            recorder = DecisionRecorder(target, signer=signer).start()
+            recorder = RecorderProcess(
+                target, signing_key=signing_key, log_level=log_level, log_format=log_format
+            ).start()
         admission = Admission(config_path)
         webhook_app = create_app(admission=admission, recorder=recorder)
         apps: dict[int, WSGIApp] = {webhook_port: webhook_app}

@@ -4,7 +4,7 @@
 queue (no I/O, no serialisation, never raises, never waits).  One writer thread
 per process drains the queue in batches (waiting ``linger_seconds`` for a
 batch to gather), turns each decision into canonical JSON (handing the GIL
-back to request threads between records, at a lower CPU priority), chains it and writes the batch in one transaction, signing the chain head
+back to other threads between records), chains it and writes the batch in one transaction, signing the chain head
 every ``checkpoint_every`` records or ``checkpoint_seconds``.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
 an ``ALERT`` line is logged (at most every ``alert_interval`` seconds per
@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import os
 import queue
 import threading
 import time
@@ -168,6 +167,10 @@ class DecisionRecorder:
         with self._lock:
             self._state = "closed"
 
+    def pending(self) -> int:
+        """Decisions queued or being written right now."""
+        return self._queue.unfinished_tasks
+
     def status(self) -> RecorderStatus:
         with self._lock:
             return RecorderStatus(
@@ -184,7 +187,6 @@ class DecisionRecorder:
     # -- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        _lower_priority()
         self._probe()
         while True:
             try:
@@ -318,9 +320,3 @@ class DecisionRecorder:
                 self.replica,
                 extra={"event": "decision_records_dropped", "reason": reason, "dropped": total},
             )
-
-
-def _lower_priority() -> None:
-    """Let request threads win the CPU over the writer (Linux applies nice per thread)."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)

@@ -79,9 +79,11 @@ def test_every_worker_records_and_metrics_add_up_over_workers(
     assert sent["denied"] < misses <= sent["denied"] + 8
     assert metric_total(text, "attest_registry_requests_total", status="200") > 0
     assert metric_total(text, "attest_decision_records_dropped_total") == 0
-    ready = server.get("/readyz").json()
+    ready = wait_for(  # each writer process publishes its state every 0.2 s
+        lambda: (r := server.get("/readyz").json())["decisionRecords"]["state"] == "ok" and r,
+        what="/readyz to report recording ok",
+    )
     assert ready["status"] == "ready"
-    assert ready["decisionRecords"]["state"] == "ok"
     assert ready["decisionRecords"]["database"] == db
 
     assert server.stop() == 0  # workers close their recorders: flushed, heads signed
@@ -104,6 +106,10 @@ def test_an_unusable_database_degrades_readyz_but_admission_keeps_answering(
     server = serve(world.config(tmp_path / "config.yaml"), db=db)
     answer = server.post("/validate", review(deployment(world.images["good"]), uid="still"))
     assert answer["allowed"] is True
+    wait_for(  # the writer process reports its state once it has tried the database
+        lambda: server.get("/readyz").json()["decisionRecords"]["state"] != "starting",
+        what="the recorder's first attempt",
+    )
     ready = server.get("/readyz")
     assert ready.status_code == 200  # never pulled out of the Service for a recording fault
     body = ready.json()

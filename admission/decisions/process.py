@@ -1,0 +1,270 @@
+"""Decision recording in a separate, lower-priority process: what ``attest admission serve`` uses.
+
+A :class:`~admission.decisions.recorder.DecisionRecorder` thread in a gunicorn
+worker shares that worker's GIL and cores with the request threads: turning a
+decision into canonical JSON and writing it costs about half a millisecond of
+CPU, and while the writer holds the GIL, requests wait.  :class:`RecorderProcess`
+keeps the same interface (``record``, ``status``, ``flush``, ``close``) but
+runs the recorder in a child process of the worker, at a lower CPU priority
+(``nice``), so the request path only hands a plain dict to a bounded
+inter-process queue (pickled by that queue's feeder thread).  The child has its
+own hash chain (``<host>-<child pid>``), reports its state through shared
+memory for ``/readyz``, counts into the same multiprocess metrics, logs in the
+server's format, flushes and signs its head when closed, and exits on its own
+if the worker dies.  Drops are counted on both sides: a full queue or an
+unusable decision in the worker, a database fault in the child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import types
+from typing import Any
+
+from admission.decisions.model import decision_document
+from admission.decisions.recorder import RecorderStatus
+from admission.decisions.store import resolve_target
+from admission.metrics import metrics
+
+log = logging.getLogger("attest.decisions")
+
+_STOP = "__attest_stop__"
+_STATUS_BYTES = 4096
+_PUBLISH_SECONDS = 0.2
+_NICE = 10
+
+
+class RecorderProcess:
+    """A ``DecisionRecorder`` in a child process, fed through a bounded queue."""
+
+    def __init__(
+        self,
+        target: str | None,
+        *,
+        signing_key: str | None = None,
+        queue_size: int = 10_000,
+        log_level: str = "info",
+        log_format: str = "json",
+    ) -> None:
+        self.target = resolve_target(target)
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded worker
+        self._queue: Any = context.Queue(maxsize=queue_size)
+        self._shared: Any = context.Array(ctypes.c_char, _STATUS_BYTES, lock=True)
+        self._process = context.Process(
+            target=_child_main,
+            args=(
+                self.target,
+                signing_key,
+                self._queue,
+                self._shared,
+                os.getpid(),
+                log_level,
+                log_format,
+            ),
+            name="attest-decision-writer",
+            daemon=True,
+        )
+        self._lock = threading.Lock()
+        self._sent = 0
+        self._dropped = 0
+        self._closed = False
+        self._alerted = 0.0
+
+    # -- request path --------------------------------------------------------------
+
+    def record(self, decision: Any) -> bool:
+        """Queue ``decision`` for the child; False (and counted) when it had to be dropped."""
+        if self._closed:
+            self._drop("closed", "recorder is closed")
+            return False
+        try:
+            document = decision_document(decision)
+        except Exception as err:
+            self._drop("invalid", f"unusable decision: {type(err).__name__}: {err}")
+            return False
+        try:
+            self._queue.put_nowait(document)
+        except queue.Full:
+            self._drop("queue_full", "the decision writer process is not keeping up")
+            return False
+        with self._lock:
+            self._sent += 1
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> RecorderProcess:
+        # A spawned child normally re-runs the parent's main script first; the writer
+        # needs nothing from it (and a script without a __main__ guard would start
+        # again), so the child is prepared without one.
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self._process.start()
+        finally:
+            sys.modules["__main__"] = main
+        atexit.register(self.close)
+        return self
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the child has received and written (or dropped) everything sent so far."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            child = self._child_status()
+            if child.get("received", 0) >= self._sent and child.get("pending") == 0:
+                return True
+            if not self._process.is_alive():
+                return False
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout: float = 8.0) -> None:
+        """Stop the child: it writes what it has, signs its chain head and exits."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._process.is_alive():
+            with contextlib.suppress(queue.Full, ValueError, OSError):
+                self._queue.put(_STOP, timeout=timeout / 2)
+            self._process.join(timeout)
+            if self._process.is_alive():
+                log.warning("decision writer process did not stop in %.0fs; ended", timeout)
+                self._process.terminate()
+                self._process.join(2)
+        self._queue.cancel_join_thread()  # never block on a pipe nobody reads any more
+        self._queue.close()
+
+    def status(self) -> RecorderStatus:
+        child = self._child_status()
+        state = child.get("state", "starting")
+        last_error = child.get("lastError")
+        if self._closed:
+            state = "closed"
+        elif self._process.pid is not None and not self._process.is_alive():
+            state = "degraded"
+            last_error = f"decision writer process exited (code {self._process.exitcode})"
+        return RecorderStatus(
+            state=state,
+            database=child.get("database") or self.target,
+            replica=child.get("replica") or "",
+            written=int(child.get("written") or 0),
+            dropped=int(child.get("dropped") or 0) + self._dropped,
+            queued=max(0, self._sent - int(child.get("received") or 0))
+            + int(child.get("pending") or 0),
+            head_seq=child.get("headSeq"),
+            last_error=last_error,
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _child_status(self) -> dict[str, Any]:
+        with self._shared.get_lock():
+            raw = self._shared.value
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {}
+
+    def _drop(self, reason: str, detail: str) -> None:
+        metrics().records_dropped.labels(reason=reason).inc()
+        with self._lock:
+            self._dropped += 1
+            now = time.monotonic()
+            alert = now - self._alerted >= 30.0
+            if alert:
+                self._alerted = now
+        if alert:
+            log.error(
+                "ALERT decision records dropped (%s: %s); %d dropped in this worker",
+                reason,
+                detail,
+                self._dropped,
+                extra={
+                    "event": "decision_records_dropped",
+                    "reason": reason,
+                    "dropped": self._dropped,
+                },
+            )
+
+
+def _publish(shared: Any, recorder: Any, received: int) -> None:
+    document = recorder.status().to_dict()
+    document["received"] = received
+    document["pending"] = recorder.pending()
+    data = json.dumps(document, separators=(",", ":")).encode()[: _STATUS_BYTES - 1]
+    with shared.get_lock():
+        shared.value = data
+
+
+def _drain(inbox: Any, recorder: Any) -> int:
+    """Record whatever is still in the queue (the worker is gone); how many."""
+    count = 0
+    while True:
+        try:
+            item = inbox.get_nowait()
+        except (queue.Empty, OSError, EOFError, ValueError):
+            return count
+        if not (isinstance(item, str) and item == _STOP):
+            recorder.record(item)
+            count += 1
+
+
+def _child_main(
+    target: str,
+    signing_key: str | None,
+    inbox: Any,
+    shared: Any,
+    parent_pid: int,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """The child: a niced process running a ``DecisionRecorder`` until told to stop."""
+    import logging.config
+
+    from admission.decisions.chain import load_head_signer
+    from admission.decisions.recorder import DecisionRecorder
+    from admission.jsonlog import logging_config
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
+    with contextlib.suppress(OSError):
+        os.nice(_NICE)
+    logging.config.dictConfig(logging_config(log_level, log_format))
+    signer = load_head_signer(signing_key) if signing_key else None
+    recorder = DecisionRecorder(target, signer=signer).start()
+    received = 0
+    published = 0.0
+    try:
+        while True:
+            try:
+                item = inbox.get(timeout=_PUBLISH_SECONDS)
+            except queue.Empty:
+                item = None
+            if isinstance(item, str) and item == _STOP:
+                break
+            if item is not None:
+                recorder.record(item)
+                received += 1
+            now = time.monotonic()
+            if now - published >= _PUBLISH_SECONDS or item is None:
+                _publish(shared, recorder, received)
+                published = now
+            if os.getppid() != parent_pid:
+                log.warning("decision writer: the worker is gone; writing what is queued")
+                received += _drain(inbox, recorder)
+                break
+    finally:
+        recorder.close()
+        _publish(shared, recorder, received)

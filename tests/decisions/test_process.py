@@ -1,0 +1,116 @@
+"""The recorder in its own lower-priority process (what ``attest admission serve`` runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from admission.decisions import query
+from admission.decisions.process import RecorderProcess
+from admission.decisions.store import open_database
+from admission.decisions.verify import verify_database
+from tests.conftest import ROOT
+from tests.decisions.samples import FakeDecision, decision
+
+
+def test_records_go_through_the_child_which_signs_its_head_on_close(db_url: str, key_pair) -> None:
+    private, public = key_pair
+    recorder = RecorderProcess(db_url, signing_key=str(private)).start()
+    try:
+        documents = [decision(namespace=f"ns-{i}") for i in range(25)]
+        assert all(recorder.record(FakeDecision(d)) for d in documents)
+        assert recorder.flush(60)
+        status = recorder.status()
+        assert status.state == "ok" and status.written == 25 and status.queued == 0
+        child = recorder._process.pid
+        assert child is not None and child != os.getpid()
+        assert status.replica.endswith(f"-{child}")  # the child's own chain
+        assert os.getpriority(os.PRIO_PROCESS, child) >= 10  # niced below the workers
+    finally:
+        recorder.close()
+    assert recorder.status().state == "closed"
+    assert not recorder._process.is_alive()
+    database = open_database(db_url)
+    try:
+        stored = query.list_decisions(database, query.DecisionFilter(limit=None))
+        assert sorted(r.fields.namespace for r in stored) == sorted(f"ns-{i}" for i in range(25))
+        from admission.decisions.chain import load_trusted_key
+
+        report = verify_database(database, trusted_key=load_trusted_key(str(public)))
+        assert report.ok
+        (replica,) = report.replicas
+        assert replica.signed_seq == replica.head_seq == 25
+    finally:
+        database.close()
+
+
+def test_drops_on_the_worker_side_are_counted(sqlite_url: str) -> None:
+    recorder = RecorderProcess(sqlite_url, queue_size=2)
+    # not started yet: nothing drains the queue, so the third record does not fit
+    assert recorder.record(decision()) and recorder.record(decision())
+    assert not recorder.record(decision())
+    assert not recorder.record(object())  # nothing to record
+    assert recorder.status().dropped == 2
+    recorder.start()
+    try:
+        assert recorder.flush(60)
+        assert recorder.status().written == 2 and recorder.status().dropped == 2
+    finally:
+        recorder.close()
+    assert not recorder.record(decision())  # closed: dropped, never raises
+    assert recorder.status().dropped == 3
+
+
+def test_the_child_writes_what_it_has_and_exits_when_the_worker_dies(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, sys, time
+            sys.path.insert(0, {str(ROOT)!r})
+            from admission.decisions.process import RecorderProcess
+            from tests.decisions.samples import decision
+            recorder = RecorderProcess({sqlite_url!r}).start()
+            while recorder.status().state == "starting":  # the child is up
+                time.sleep(0.02)
+            for _ in range(5):
+                recorder.record(decision(namespace="orphaned"))
+            print(recorder._process.pid, flush=True)
+            time.sleep(0.1)  # the queue's feeder thread hands them over
+            os._exit(0)  # killed: no close(), no atexit
+            """
+        )
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    child = int(run.stdout.strip())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists(), "the writer process outlived its worker"
+    database = open_database(sqlite_url)
+    try:
+        stored = query.list_decisions(database, query.DecisionFilter(namespaces=("orphaned",)))
+        assert len(stored) == 5
+    finally:
+        database.close()
+
+
+def test_an_unusable_database_is_reported_not_raised(tmp_path: Path) -> None:
+    recorder = RecorderProcess(str(tmp_path / "missing" / "d.db")).start()
+    try:
+        assert recorder.record(decision())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and recorder.status().state == "starting":
+            time.sleep(0.05)
+        status = recorder.status()
+        assert status.state == "degraded" and "missing" in (status.last_error or "")
+        assert recorder.flush(20)
+        assert recorder.status().dropped == 1
+    finally:
+        recorder.close()
