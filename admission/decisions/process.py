@@ -6,13 +6,15 @@ decision into canonical JSON and writing it costs about half a millisecond of
 CPU, and while the writer holds the GIL, requests wait.  :class:`RecorderProcess`
 keeps the same interface (``record``, ``status``, ``flush``, ``close``) but
 runs the recorder in a child process of the worker, at a lower CPU priority
-(``nice``), so the request path only hands a plain dict to a bounded
-inter-process queue (pickled by that queue's feeder thread).  The child has its
+(``nice``).  On the request path a decision is only put on a bounded in-memory
+queue; a feeder thread turns it into a dict, pickles it (tens of microseconds)
+and writes the bytes to a pipe (holding no GIL while it waits).  The child has its
 own hash chain (``<host>-<child pid>``), reports its state through shared
 memory for ``/readyz``, counts into the same multiprocess metrics, logs in the
-server's format, flushes and signs its head when closed, and exits on its own
-if the worker dies.  Drops are counted on both sides: a full queue or an
-unusable decision in the worker, a database fault in the child.
+server's format, flushes and signs its head when closed, and, when the worker
+dies (end of the pipe), writes what it received and exits.  Drops are counted
+on both sides: a full queue or an unusable decision in the worker, a database
+fault in the child.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -39,14 +42,14 @@ from admission.metrics import metrics
 
 log = logging.getLogger("attest.decisions")
 
-_STOP = "__attest_stop__"
+_STOP = b""  # an empty message: write what you have, sign the head, exit
 _STATUS_BYTES = 4096
 _PUBLISH_SECONDS = 0.2
 _NICE = 10
 
 
 class RecorderProcess:
-    """A ``DecisionRecorder`` in a child process, fed through a bounded queue."""
+    """A ``DecisionRecorder`` in a child process, fed through a bounded queue and a pipe."""
 
     def __init__(
         self,
@@ -58,22 +61,18 @@ class RecorderProcess:
         log_format: str = "json",
     ) -> None:
         self.target = resolve_target(target)
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded worker
-        self._queue: Any = context.Queue(maxsize=queue_size)
+        context = multiprocessing.get_context("spawn")  # never fork a threaded worker
+        self._reader, self._writer = context.Pipe(duplex=False)
         self._shared: Any = context.Array(ctypes.c_char, _STATUS_BYTES, lock=True)
         self._process = context.Process(
             target=_child_main,
-            args=(
-                self.target,
-                signing_key,
-                self._queue,
-                self._shared,
-                os.getpid(),
-                log_level,
-                log_format,
-            ),
+            args=(self.target, signing_key, self._reader, self._shared, log_level, log_format),
             name="attest-decision-writer",
             daemon=True,
+        )
+        self._outbox: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._feeder = threading.Thread(
+            target=self._feed, name="attest-decision-feeder", daemon=True
         )
         self._lock = threading.Lock()
         self._sent = 0
@@ -89,17 +88,10 @@ class RecorderProcess:
             self._drop("closed", "recorder is closed")
             return False
         try:
-            document = decision_document(decision)
-        except Exception as err:
-            self._drop("invalid", f"unusable decision: {type(err).__name__}: {err}")
-            return False
-        try:
-            self._queue.put_nowait(document)
+            self._outbox.put_nowait(decision)
         except queue.Full:
             self._drop("queue_full", "the decision writer process is not keeping up")
             return False
-        with self._lock:
-            self._sent += 1
         return True
 
     # -- lifecycle -------------------------------------------------------------------
@@ -114,6 +106,8 @@ class RecorderProcess:
             self._process.start()
         finally:
             sys.modules["__main__"] = main
+        self._reader.close()  # the child's end: when this worker dies, the child sees EOF
+        self._feeder.start()
         atexit.register(self.close)
         return self
 
@@ -122,7 +116,11 @@ class RecorderProcess:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             child = self._child_status()
-            if child.get("received", 0) >= self._sent and child.get("pending") == 0:
+            if (
+                not self._outbox.unfinished_tasks
+                and child.get("received", 0) >= self._sent
+                and child.get("pending") == 0
+            ):
                 return True
             if not self._process.is_alive():
                 return False
@@ -134,16 +132,17 @@ class RecorderProcess:
         if self._closed:
             return
         self._closed = True
-        if self._process.is_alive():
-            with contextlib.suppress(queue.Full, ValueError, OSError):
-                self._queue.put(_STOP, timeout=timeout / 2)
+        if self._feeder.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._outbox.put(_STOP, timeout=timeout / 2)
+            self._feeder.join(timeout / 2)
+        if self._process.pid is not None:
             self._process.join(timeout)
             if self._process.is_alive():
                 log.warning("decision writer process did not stop in %.0fs; ended", timeout)
                 self._process.terminate()
                 self._process.join(2)
-        self._queue.cancel_join_thread()  # never block on a pipe nobody reads any more
-        self._queue.close()
+        self._writer.close()
 
     def status(self) -> RecorderStatus:
         child = self._child_status()
@@ -154,19 +153,43 @@ class RecorderProcess:
         elif self._process.pid is not None and not self._process.is_alive():
             state = "degraded"
             last_error = f"decision writer process exited (code {self._process.exitcode})"
+        with self._lock:
+            sent, dropped = self._sent, self._dropped
         return RecorderStatus(
             state=state,
             database=child.get("database") or self.target,
             replica=child.get("replica") or "",
             written=int(child.get("written") or 0),
-            dropped=int(child.get("dropped") or 0) + self._dropped,
-            queued=max(0, self._sent - int(child.get("received") or 0))
+            dropped=int(child.get("dropped") or 0) + dropped,
+            queued=self._outbox.qsize()
+            + max(0, sent - int(child.get("received") or 0))
             + int(child.get("pending") or 0),
             head_seq=child.get("headSeq"),
             last_error=last_error,
         )
 
     # -- internals ----------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        """Pickle queued decisions into the pipe (blocking there releases the GIL)."""
+        while True:
+            item = self._outbox.get()
+            stop = isinstance(item, bytes) and item == _STOP
+            try:
+                message = _STOP if stop else _message(item)
+                self._writer.send_bytes(message)
+                if not stop:
+                    with self._lock:
+                        self._sent += 1
+            except (OSError, ValueError):  # the child is gone: nothing more can be written
+                if not stop:
+                    self._drop("writer_gone", "the decision writer process has exited")
+            except Exception as err:  # not a decision that can be recorded
+                self._drop("invalid", f"unusable decision: {type(err).__name__}: {err}")
+            finally:
+                self._outbox.task_done()
+            if stop:
+                return
 
     def _child_status(self) -> dict[str, Any]:
         with self._shared.get_lock():
@@ -182,6 +205,7 @@ class RecorderProcess:
         metrics().records_dropped.labels(reason=reason).inc()
         with self._lock:
             self._dropped += 1
+            dropped = self._dropped
             now = time.monotonic()
             alert = now - self._alerted >= 30.0
             if alert:
@@ -191,13 +215,16 @@ class RecorderProcess:
                 "ALERT decision records dropped (%s: %s); %d dropped in this worker",
                 reason,
                 detail,
-                self._dropped,
-                extra={
-                    "event": "decision_records_dropped",
-                    "reason": reason,
-                    "dropped": self._dropped,
-                },
+                dropped,
+                extra={"event": "decision_records_dropped", "reason": reason, "dropped": dropped},
             )
+
+
+def _message(decision: Any) -> bytes:
+    try:
+        return pickle.dumps(decision_document(decision), protocol=pickle.HIGHEST_PROTOCOL)
+    except (OSError, ValueError) as err:  # keep "the child is gone" for the pipe itself
+        raise TypeError(str(err)) from None
 
 
 def _publish(shared: Any, recorder: Any, received: int) -> None:
@@ -209,25 +236,11 @@ def _publish(shared: Any, recorder: Any, received: int) -> None:
         shared.value = data
 
 
-def _drain(inbox: Any, recorder: Any) -> int:
-    """Record whatever is still in the queue (the worker is gone); how many."""
-    count = 0
-    while True:
-        try:
-            item = inbox.get_nowait()
-        except (queue.Empty, OSError, EOFError, ValueError):
-            return count
-        if not (isinstance(item, str) and item == _STOP):
-            recorder.record(item)
-            count += 1
-
-
 def _child_main(
     target: str,
     signing_key: str | None,
     inbox: Any,
     shared: Any,
-    parent_pid: int,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -248,23 +261,21 @@ def _child_main(
     published = 0.0
     try:
         while True:
-            try:
-                item = inbox.get(timeout=_PUBLISH_SECONDS)
-            except queue.Empty:
-                item = None
-            if isinstance(item, str) and item == _STOP:
-                break
-            if item is not None:
-                recorder.record(item)
+            message = None
+            if inbox.poll(_PUBLISH_SECONDS):
+                try:
+                    message = inbox.recv_bytes()
+                except EOFError:  # the worker is gone; everything it sent has been read
+                    log.warning("decision writer: the worker is gone; writing what it sent")
+                    break
+                if message == _STOP:
+                    break
+                recorder.record(pickle.loads(message))
                 received += 1
             now = time.monotonic()
-            if now - published >= _PUBLISH_SECONDS or item is None:
+            if message is None or now - published >= _PUBLISH_SECONDS:
                 _publish(shared, recorder, received)
                 published = now
-            if os.getppid() != parent_pid:
-                log.warning("decision writer: the worker is gone; writing what is queued")
-                received += _drain(inbox, recorder)
-                break
     finally:
         recorder.close()
         _publish(shared, recorder, received)
