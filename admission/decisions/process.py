@@ -5,8 +5,8 @@ worker shares that worker's GIL and cores with the request threads: turning a
 decision into canonical JSON and writing it costs about half a millisecond of
 CPU, and while the writer holds the GIL, requests wait.  :class:`RecorderProcess`
 keeps the same interface (``record``, ``status``, ``flush``, ``close``) but
-runs the recorder in a child process of the worker, at a lower CPU priority
-(``nice``).  On the request path a decision is only put on a bounded in-memory
+runs the recorder in a child process of the worker that only gets the CPU
+the webhook leaves idle (``SCHED_IDLE``; ``nice`` where that is refused).  On the request path a decision is only put on a bounded in-memory
 queue; a feeder thread turns it into a dict, pickles it (tens of microseconds)
 and writes the bytes to a pipe (holding no GIL while it waits).  The child has its
 own hash chain (``<host>-<child pid>``), reports its state through shared
@@ -236,6 +236,19 @@ def _publish(shared: Any, recorder: Any, received: int) -> None:
         shared.value = data
 
 
+def _yield_cpu() -> None:
+    """Run only on CPU time the webhook leaves idle (Linux SCHED_IDLE), else at nice 10.
+
+    Under sustained saturation recording then falls behind (and, past the queue,
+    drops records, counted and alerted) instead of slowing admissions down.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(_NICE)
+
+
 def _child_main(
     target: str,
     signing_key: str | None,
@@ -252,8 +265,7 @@ def _child_main(
     from admission.jsonlog import logging_config
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
-    with contextlib.suppress(OSError):
-        os.nice(_NICE)
+    _yield_cpu()
     logging.config.dictConfig(logging_config(log_level, log_format))
     signer = load_head_signer(signing_key) if signing_key else None
     recorder = DecisionRecorder(target, signer=signer).start()
@@ -277,5 +289,7 @@ def _child_main(
                 _publish(shared, recorder, received)
                 published = now
     finally:
+        with contextlib.suppress(AttributeError, OSError):  # finish promptly if allowed
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
         recorder.close()
         _publish(shared, recorder, received)

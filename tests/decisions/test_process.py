@@ -29,7 +29,10 @@ def test_records_go_through_the_child_which_signs_its_head_on_close(db_url: str,
         child = recorder._process.pid
         assert child is not None and child != os.getpid()
         assert status.replica.endswith(f"-{child}")  # the child's own chain
-        assert os.getpriority(os.PRIO_PROCESS, child) >= 10  # niced below the workers
+        # it only gets the CPU the workers leave idle
+        assert os.sched_getscheduler(child) == os.SCHED_IDLE or (
+            os.getpriority(os.PRIO_PROCESS, child) >= 10
+        )
     finally:
         recorder.close()
     assert recorder.status().state == "closed"
