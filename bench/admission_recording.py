@@ -6,21 +6,22 @@ signing key for chain heads) and, with ``--postgres``, recording to a local Post
 server — and drives them with the same warm load as ``bench/admission.py`` (its
 load-generator process; a Deployment with 3 signed images, verification cached).
 The modes take turns, round after round, in a rotating order, so background load on a
-shared machine hits all of them alike; the table shows the median over rounds, and
-the last line the p99 difference (target: recording adds under 1 ms at p99).  After
-the runs, each recording server's /metrics must show every request written and none
-dropped.
+shared machine hits all of them alike; the table shows percentiles over all of a
+mode's requests (every round pooled) and the last lines the p99 difference (target:
+recording adds under 1 ms at p99).  After the runs, each recording server's /metrics
+must show every request written and none dropped.  (The PostgreSQL server, when
+asked for, runs on the same two cores as everything else; in a cluster it would not.)
 
-    .venv/bin/python bench/admission_recording.py [--rounds 6] [--requests 2000] [--postgres]
+    .venv/bin/python bench/admission_recording.py [--rounds 20] [--requests 500] [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,14 +31,31 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _load_admission_bench() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "bench_admission", ROOT / "bench" / "admission.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _run_client(server: Any, body: bytes, args: argparse.Namespace, workdir: Path) -> dict:
+    """One turn through ``bench/admission.py``'s load generator; its raw latencies."""
+    body_file = workdir / "body.json"
+    body_file.write_bytes(body)
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "admission.py"),
+        "--client",
+        "--port",
+        str(server.port),
+        "--ca",
+        str(server.ca),
+        "--requests",
+        str(args.requests),
+        "--concurrency",
+        str(args.concurrency),
+        "--body",
+        str(body_file),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output)
+
+
+def _percentile(ordered: list[float], p: float) -> float:
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
 
 
 def _recorded(server: Any) -> tuple[float, float]:
@@ -53,8 +71,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=6, help="turns of each mode")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per turn")
+    parser.add_argument("--rounds", type=int, default=20, help="turns of each mode")
+    parser.add_argument("--requests", type=int, default=500, help="requests per turn")
     parser.add_argument("--concurrency", type=int, default=2, help="client connections")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--postgres", action="store_true", help="also record to PostgreSQL")
@@ -63,7 +81,6 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    bench = _load_admission_bench()
     from tests.admission import conftest as hooks
     from tests.admission.helpers import deployment, make_tls, review
     from tests.decisions.conftest import write_key_pair
@@ -98,20 +115,13 @@ def main() -> int:
             servers[mode] = start_serve(config, tls, workdir, db=db, extra=extra)
         body = json.dumps(review(deployment(*references), uid="bench")).encode()
         for server in servers.values():  # fill every worker's caches
-            bench.drive(server, requests=100, concurrency=args.concurrency, body=body)
+            _run_client(server, body, argparse.Namespace(requests=100, concurrency=4), workdir)
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
         order = list(servers)
         for round_index in range(args.rounds):
             turn = order[round_index % len(order) :] + order[: round_index % len(order)]
             for mode in turn:
-                runs[mode].append(
-                    bench.drive(
-                        servers[mode],
-                        requests=args.requests,
-                        concurrency=args.concurrency,
-                        body=body,
-                    )
-                )
+                runs[mode].append(_run_client(servers[mode], body, args, workdir))
         sent = 100 + args.rounds * args.requests
         recorded = {}
         for mode in servers:
@@ -135,31 +145,32 @@ def main() -> int:
         f"{args.concurrency} client connections, warm Deployment with 3 signed images, "
         f"{args.rounds} rounds x {args.requests} requests per mode, {os.cpu_count()} CPUs"
     )
-    print(f"{'mode':<9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8}   p99 of each round")
-    medians: dict[str, dict[str, float]] = {}
+    print(
+        f"{'mode':<9} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}"
+    )
+    pooled: dict[str, dict[str, float]] = {}
     for mode, rows in runs.items():
-        medians[mode] = {
-            key: statistics.median(row[key] for row in rows)
-            for key in ("p50_ms", "p95_ms", "p99_ms", "rps")
-        }
-        m = medians[mode]
-        each = " ".join(f"{row['p99_ms']:.2f}" for row in rows)
-        errors = sum(row["errors"] for row in rows)
+        ordered = sorted(latency for row in rows for latency in row["latencies"])
+        elapsed = sum(row["elapsed"] for row in rows)
+        errors = sum(row["error_count"] for row in rows)
+        pooled[mode] = {p: _percentile(ordered, p) for p in (50, 95, 99)}
         print(
-            f"{mode:<9} {m['p50_ms']:>8.2f} {m['p95_ms']:>8.2f} {m['p99_ms']:>8.2f} "
-            f"{m['rps']:>8.1f}   {each}" + (f"  ERRORS: {errors}" if errors else "")
+            f"{mode:<9} {len(ordered):>8} {pooled[mode][50]:>8.2f} {pooled[mode][95]:>8.2f} "
+            f"{pooled[mode][99]:>8.2f} {len(ordered) / elapsed:>8.1f} {errors:>7}"
         )
     for mode, (written, dropped) in recorded.items():
         print(f"{mode}: {written:.0f} records written, {dropped:.0f} dropped of {sent} sent")
     for mode in recorded:
-        deltas = [
-            on["p99_ms"] - off["p99_ms"] for on, off in zip(runs[mode], runs["off"], strict=True)
+        by_round = [
+            _percentile(sorted(on["latencies"]), 99) - _percentile(sorted(off["latencies"]), 99)
+            for on, off in zip(runs[mode], runs["off"], strict=True)
         ]
-        delta = medians[mode]["p99_ms"] - medians["off"]["p99_ms"]
+        delta = pooled[mode][99] - pooled["off"][99]
         verdict = "OK" if delta < 1.0 else "MISSED"
         print(
-            f"recording ({mode}) adds {delta:+.2f} ms at p99 (median of rounds; per round "
-            f"{' '.join(f'{d:+.2f}' for d in deltas)}) — target < 1 ms: {verdict}"
+            f"recording ({mode}) adds {delta:+.2f} ms at p99 (all rounds pooled; median of the "
+            f"per-round differences {statistics.median(by_round):+.2f} ms), "
+            f"p50 {pooled[mode][50] - pooled['off'][50]:+.2f} ms — target < 1 ms at p99: {verdict}"
         )
     return 0
 
