@@ -197,9 +197,7 @@ def parse_trusted_root(raw: bytes, *, name: str = "<memory>") -> TrustRoot:
     try:
         model = trustroot_v1.TrustedRoot.from_json(raw)
     except ValidationError as err:
-        raise TrustMaterialError(
-            f"trusted root {name} is unusable ({_first_error(err)})"
-        ) from None
+        raise TrustMaterialError(f"trusted root {name} is unusable ({_first_error(err)})") from None
     except ValueError as err:
         raise TrustMaterialError(f"trusted root {name} is not JSON ({err})") from None
     return _from_model(model, name, raw)
@@ -279,9 +277,7 @@ def load_trust_config(path: str | None = None) -> TrustConfig:
     try:
         model = trustroot_v1.ClientTrustConfig.from_json(raw)
     except ValidationError as err:
-        raise TrustMaterialError(
-            f"trust config {path} is unusable ({_first_error(err)})"
-        ) from None
+        raise TrustMaterialError(f"trust config {path} is unusable ({_first_error(err)})") from None
     except ValueError as err:
         raise TrustMaterialError(f"trust config {path} is not JSON ({err})") from None
     return _config_from_model(model, path, raw)
