@@ -40,9 +40,12 @@ judged(img) if {
 	img.outcome in {"verified", "unverified"}
 }
 
-image_denials(img) := {untrusted_message(img)} if not img.thresholdMet
+# Every reason at once: an unsigned image without provenance is told about both.
+image_denials(img) := (signature_problems(img) | provenance_problems(img)) | missing_attestations(img)
 
-image_denials(img) := provenance_problems(img) | missing_attestations(img) if img.thresholdMet
+signature_problems(img) := {untrusted_message(img)} if not img.thresholdMet
+
+signature_problems(img) := set() if img.thresholdMet
 
 image_warnings(img) := {msg |
 	not has_sbom(img)

@@ -56,6 +56,14 @@ test_unsigned_image_is_denied if {
 	admission.denials(doc([img])) == {"registry.example.com/app:v1: no trusted signature: 0 of 1 required authorities of policy apps verified it (no signature found)"}
 }
 
+test_unsigned_image_without_provenance_gets_every_reason if {
+	img := object.union(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": [], "attestations": []})
+	admission.denials(doc([img])) == {
+		"registry.example.com/app:v1: no trusted signature: 0 of 1 required authorities of policy apps verified it (no signature found)",
+		"registry.example.com/app:v1: no verified SLSA provenance attestation",
+	}
+}
+
 test_bad_signature_reason_is_shown if {
 	img := object.union(good, {
 		"outcome": "unverified",

@@ -34,7 +34,7 @@ def test_signed_images_admitted_unsigned_denied(world: World, webhook, tmp_path:
     assert denied["allowed"] is False and denied["status"]["code"] == 403
     assert denied["status"]["message"] == (
         f"{images['unsigned']}: no trusted signature: 0 of 1 required authorities of policy apps "
-        "verified it (no signature found)"
+        f"verified it (no signature found); {images['unsigned']}: no verified SLSA provenance attestation"
     )
 
     other = answer(hook, images["other"])["status"]["message"]
