@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,16 +36,15 @@ from attest.attestations.verification import (
 )
 from attest.cli.common import (
     info,
-    make_registry_options,
     output_option,
     platform_option,
     print_json,
     registry_options,
+    registry_options_from,
 )
 from attest.cli.sign import build_policy, make_signer
 from attest.errors import UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
-from attest.oci.manifest import Platform
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -120,21 +119,40 @@ def provenance_options(func: F) -> F:
     )
 
 
-def make_provenance_options(
-    builder_id: str | None,
-    source_uri: str | None,
-    source_digest: str | None,
-    build_type: str | None,
-    invocation_id: str | None,
-    started_on: dt.datetime | None,
-) -> ProvenanceOptions:
-    return ProvenanceOptions(
-        builder_id=builder_id,
-        source_uri=source_uri,
-        source_digest=source_digest,
-        build_type=build_type,
-        invocation_id=invocation_id,
-        started_on=started_on,
+_PROVENANCE_FLAGS = (
+    "builder_id",
+    "source_uri",
+    "source_digest",
+    "build_type",
+    "invocation_id",
+    "started_on",
+)
+
+
+def make_provenance_options(options: Mapping[str, Any]) -> ProvenanceOptions:
+    """The :class:`ProvenanceOptions` that the :func:`provenance_options` flags give."""
+    return ProvenanceOptions(**{name: options[name] for name in _PROVENANCE_FLAGS})
+
+
+def signer_from(options: Mapping[str, Any]) -> Any:
+    """The signer the :func:`signer_options` flags describe (asks for a key password now)."""
+    return make_signer(options["key"], options["identity_token"], options["trust_config"])
+
+
+def storing_options(func: F) -> F:
+    """``--dry-run``, ``--platform``, ``--output`` and the registry flags of the storing commands."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--dry-run",
+                is_flag=True,
+                help="Print the unsigned Statement; sign and store nothing.",
+            ),
+            platform_option,
+            output_option,
+            registry_options,
+        ],
     )
 
 
@@ -200,23 +218,20 @@ def judging_options(func: F) -> F:
 
 
 def _store_attestation(
-    image: str,
-    platform: Platform | None,
-    signer_args: tuple[str | None, str | None, str | None],
-    legacy: bool,
-    registry: tuple[bool, tuple[str, ...], float],
-    make: Callable[[Any], Statement],
-    dry_run: bool,
-    output_format: str,
+    image: str, make: Callable[[Any], Statement], options: Mapping[str, Any]
 ) -> None:
-    """Resolve, build the Statement, sign it and store it (or just print it with --dry-run)."""
+    """Resolve, build the Statement, sign it and store it (or just print it with --dry-run).
+
+    ``options`` are the :func:`signer_options` and :func:`storing_options` flags.
+    """
     target = parse_image_target(image)
-    options = make_registry_options(*registry)
-    signer = None if dry_run else make_signer(*signer_args)  # key password before any network
-    with contextlib.ExitStack() as cleanup, open_store(target, options) as store:
+    registry = registry_options_from(options)
+    signer = None if options["dry_run"] else signer_from(options)  # key password before network
+    legacy = options["legacy"]
+    with contextlib.ExitStack() as cleanup, open_store(target, registry) as store:
         if signer is not None and hasattr(signer, "close"):
             cleanup.callback(signer.close)
-        resolved = resolve_image(store, target, platform)
+        resolved = resolve_image(store, target, options["platform"])
         if target.digest is None:
             info(
                 f"Attesting {resolved.pinned} (resolved from {target}); attestations name a digest"
@@ -233,7 +248,7 @@ def _store_attestation(
         f"Attested {resolved.pinned} ({statement.predicate_type}) with {signer.description}; "
         f"stored as {storage} at {location}"
     )
-    if output_format == "json":
+    if options["output_format"] == "json":
         print_json(
             {
                 "reference": str(target),
@@ -252,57 +267,21 @@ def _store_attestation(
 @click.argument("image")
 @signer_options
 @provenance_options
-@click.option(
-    "--dry-run", is_flag=True, help="Print the unsigned Statement; sign and store nothing."
-)
-@platform_option
-@output_option
-@registry_options
-def provenance_command(
-    image: str,
-    key: str | None,
-    identity_token: str | None,
-    trust_config: str | None,
-    legacy: bool,
-    builder_id: str | None,
-    source_uri: str | None,
-    source_digest: str | None,
-    build_type: str | None,
-    invocation_id: str | None,
-    started_on: dt.datetime | None,
-    dry_run: bool,
-    platform: Platform | None,
-    output_format: str,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
-) -> None:
+@storing_options
+def provenance_command(image: str, **options: Any) -> None:
     """Attach signed SLSA v1 provenance to IMAGE, filled from the CI environment.
 
     GitHub Actions and GitLab CI are detected from their variables; elsewhere give
     --builder-id (and --source-uri/--source-digest). Flags override detected values.
     """
-    options = make_provenance_options(
-        builder_id, source_uri, source_digest, build_type, invocation_id, started_on
-    )
-    context = detect_build_context(os.environ, options)  # before any network: fail early
-    command_started = dt.datetime.now(dt.UTC)
+    provenance = make_provenance_options(options)
+    context = detect_build_context(os.environ, provenance)  # before any network: fail early
+    started_on = provenance.started_on or dt.datetime.now(dt.UTC)
 
     def make(resolved: Any) -> Statement:
-        return provenance_statement(
-            resolved.name, resolved.digest, context, started_on=started_on or command_started
-        )
+        return provenance_statement(resolved.name, resolved.digest, context, started_on=started_on)
 
-    _store_attestation(
-        image,
-        platform,
-        (key, identity_token, trust_config),
-        legacy,
-        (insecure, registry_auth, timeout),
-        make,
-        dry_run,
-        output_format,
-    )
+    _store_attestation(image, make, options)
 
 
 @click.command("attest")
@@ -322,27 +301,8 @@ def provenance_command(
     help="slsaprovenance1, slsaprovenance, cyclonedx, spdxjson, vuln, openvex, link, custom, or a URI.",
 )
 @signer_options
-@click.option(
-    "--dry-run", is_flag=True, help="Print the unsigned Statement; sign and store nothing."
-)
-@platform_option
-@output_option
-@registry_options
-def attest_command(
-    image: str,
-    predicate_path: str,
-    predicate_type: str,
-    key: str | None,
-    identity_token: str | None,
-    trust_config: str | None,
-    legacy: bool,
-    dry_run: bool,
-    platform: Platform | None,
-    output_format: str,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
-) -> None:
+@storing_options
+def attest_command(image: str, predicate_path: str, predicate_type: str, **options: Any) -> None:
     """Sign any predicate about IMAGE as an in-toto attestation (DSSE) and store it.
 
     Stored as a Sigstore bundle OCI referrer (cosign v3's default) or, with --legacy,
@@ -355,16 +315,7 @@ def attest_command(
         subject = subject_for_image(resolved.name, resolved.digest)
         return build_statement([subject], type_uri, predicate)
 
-    _store_attestation(
-        image,
-        platform,
-        (key, identity_token, trust_config),
-        legacy,
-        (insecure, registry_auth, timeout),
-        make,
-        dry_run,
-        output_format,
-    )
+    _store_attestation(image, make, options)
 
 
 def _engine(policy_path: str | None, package: str | None) -> tuple[Any, str, dict[str, Any]]:
@@ -463,9 +414,7 @@ def verify_attestation_command(image: str, **options: Any) -> None:
     from attest.verify import verify_image
 
     target = parse_image_target(image)
-    registry = make_registry_options(
-        options["insecure"], options["registry_auth"], options["timeout"]
-    )
+    registry = registry_options_from(options)
     with _judging(options) as (policy, judge):
         verification = verify_image(target, policy, options=registry, attestations=True)
         report = build_report(verification, judge)
@@ -499,23 +448,25 @@ def verify_blob_attestation_command(artifact: str, bundle_path: str, **options: 
     _finish(report, options["output_format"])
 
 
-def _read_file(path: str, what: str) -> bytes:
+@contextlib.contextmanager
+def _reading(path: str, what: str) -> Iterator[None]:
+    """Turn a failure to read ``path`` into a one-line :class:`UsageError` naming ``what``."""
     try:
-        return Path(path).read_bytes()
+        yield
     except FileNotFoundError:
         raise UsageError(f"{what} {path}: no such file") from None
     except OSError as err:
         raise UsageError(f"{what} {path}: {err.strerror or err}") from None
 
 
+def _read_file(path: str, what: str) -> bytes:
+    with _reading(path, what):
+        return Path(path).read_bytes()
+
+
 def _sha256_file(path: str) -> str:
     digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    except FileNotFoundError:
-        raise UsageError(f"artifact {path}: no such file") from None
-    except OSError as err:
-        raise UsageError(f"artifact {path}: {err.strerror or err}") from None
+    with _reading(path, "artifact"), open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
     return digest.hexdigest()

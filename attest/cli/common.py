@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -47,6 +47,11 @@ def make_registry_options(
     insecure: bool, registry_auth: tuple[str, ...], timeout: float
 ) -> RegistryOptions:
     return RegistryOptions(insecure=insecure, auth_files=tuple(registry_auth), timeout=timeout)
+
+
+def registry_options_from(options: Mapping[str, Any]) -> RegistryOptions:
+    """The :class:`RegistryOptions` of a command's ``**options`` (see :func:`registry_options`)."""
+    return make_registry_options(options["insecure"], options["registry_auth"], options["timeout"])
 
 
 def parse_platform(

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from attest.attestations.provenance import detect_build_context
-from attest.cli.attestations import make_provenance_options, provenance_options, signer_options
+from attest.cli.attestations import (
+    make_provenance_options,
+    provenance_options,
+    signer_from,
+    signer_options,
+)
 from attest.cli.common import (
     info,
-    make_registry_options,
     platform_option,
     print_json,
     registry_options,
+    registry_options_from,
 )
-from attest.cli.sign import make_signer
 from attest.deadline import Deadline
 from attest.errors import UsageError
 from attest.oci.access import parse_image_target
@@ -80,22 +84,10 @@ def _write_summary(path: str, text: str) -> None:
 @registry_options
 def pipeline_command(
     image: str,
-    key: str | None,
-    identity_token: str | None,
-    trust_config: str | None,
-    legacy: bool,
     trusted_root: str | None,
-    builder_id: str | None,
-    source_uri: str | None,
-    source_digest: str | None,
-    build_type: str | None,
-    invocation_id: str | None,
-    started_on: dt.datetime | None,
     platform: Platform | None,
     output_file: str | None,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
+    **options: Any,
 ) -> None:
     """Resolve IMAGE, generate its SBOM, attach it and SLSA provenance as attestations, sign
     the image, verify everything back from the registry, and print one JSON summary.
@@ -104,17 +96,15 @@ def pipeline_command(
     failed step rolls back what this run stored, so a half-finished run never looks complete.
     """
     target = parse_image_target(image)
-    provenance = make_provenance_options(
-        builder_id, source_uri, source_digest, build_type, invocation_id, started_on
-    )
-    registry = make_registry_options(insecure, registry_auth, timeout)
+    provenance = make_provenance_options(options)
+    registry = registry_options_from(options)
     detect_build_context(os.environ, provenance)  # a missing CI fact fails before any work
-    signer = make_signer(key, identity_token, trust_config)  # key password before any network
+    signer = signer_from(options)  # key password before any network
     try:
-        with _trusted_root(trusted_root, trust_config) as root:
-            options = PipelineOptions(
+        with _trusted_root(trusted_root, options["trust_config"]) as root:
+            pipeline = PipelineOptions(
                 platform=platform,
-                legacy=legacy,
+                legacy=options["legacy"],
                 provenance=provenance,
                 env=dict(os.environ),
                 trusted_root=root,
@@ -122,9 +112,9 @@ def pipeline_command(
             summary = run_pipeline(
                 target,
                 signer,
-                options=options,
+                options=pipeline,
                 registry=registry,
-                deadline=Deadline.after(timeout),
+                deadline=Deadline.after(options["timeout"]),
                 progress=lambda message: info(f"attest pipeline: {message}"),
             )
     finally:
