@@ -231,7 +231,7 @@ def main() -> int:
         )
 
         def start(config: Path) -> Any:
-            hook = _start_server(hooks, config, tls, workdir, args)
+            hook = _start_server(config, tls, workdir, args)
             servers.append(hook)
             return hook
 
@@ -324,52 +324,28 @@ def median_of(phase_runs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _start_server(
-    hooks: Any, config: Path, tls: Any, workdir: Path, args: argparse.Namespace
-) -> Any:
-    """``attest admission serve`` (default log level) with the requested workers and threads."""
-    import requests as http
+def _start_server(config: Path, tls: Any, workdir: Path, args: argparse.Namespace) -> Any:
+    """``attest admission serve`` (log level warning) with the requested workers and threads."""
+    from tests.support.net import free_port
+    from tests.support.webhook import start_webhook
 
-    port = hooks.free_port()
-    log = workdir / f"webhook-{port}.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "attest",
-            "admission",
-            "serve",
-            "--config",
-            str(config),
-            "--tls-cert",
-            str(tls.cert),
-            "--tls-key",
-            str(tls.key),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(args.workers),
-            "--threads",
-            str(args.threads),
+    port = free_port()
+    return start_webhook(
+        config,
+        tls,
+        workdir,
+        port=port,
+        workers=args.workers,
+        threads=args.threads,
+        extra=(
             "--log-level",
             "warning",
             "--db",  # a fresh decision database per run, not the machine's
             str(workdir / f"decisions-{port}.db"),
             *args.server_arg,
-        ],
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
+        ),
+        ready_path="/readyz",
     )
-    hook = hooks.Webhook(process, port, tls.ca, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if http.get(f"{hook.url}/readyz", verify=str(tls.ca), timeout=2).status_code == 200:
-                return hook
-        except http.RequestException:
-            time.sleep(0.1)
-    hook.stop()
-    raise RuntimeError(f"webhook did not start: {log.read_text()[-2000:]}")
 
 
 if __name__ == "__main__":

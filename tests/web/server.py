@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,26 +11,20 @@ from typing import Any
 import requests
 
 from tests.admission.helpers import TlsFiles
+from tests.support import webhook
 from tests.support.net import free_port
+from tests.support.webhook import Webhook
 
 TOKEN = "appsec-view-token-0123456789abcdef"
 
 
 @dataclass
-class Serve:
-    """A running server: the webhook port, the ops port, its log, its token."""
+class Serve(Webhook):
+    """A running server with its ops port too: the webhook port, the ops port, its log, token."""
 
-    process: subprocess.Popen[bytes]
-    port: int
-    web_port: int
-    ca: Path
-    log: Path
+    web_port: int = 0
     token: str = TOKEN
     args: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
 
     @property
     def ops_url(self) -> str:
@@ -45,9 +36,6 @@ class Serve:
         )
         assert response.status_code == 200, response.text
         return response.json()["response"]
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(f"{self.url}{path}", verify=str(self.ca), timeout=10, **kwargs)
 
     def ops(self, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))
@@ -68,17 +56,6 @@ class Serve:
                     raise AssertionError(f"log line is not JSON: {line[:300]}") from None
         return lines
 
-    def stop(self) -> int:
-        """Stop gracefully (SIGTERM: workers close their recorders); returns the exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
 
 def serve_command(
     config: Path,
@@ -91,32 +68,15 @@ def serve_command(
     workers: int = 1,
     extra: tuple[str, ...] = (),
 ) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "attest",
-        "admission",
-        "serve",
-        "--config",
-        str(config),
-        "--tls-cert",
-        str(tls.cert),
-        "--tls-key",
-        str(tls.key),
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--web-port",
-        str(web_port),
-        "--workers",
-        str(workers),
-        "--threads",
-        "4",
-    ]
+    """The command line with the ops port, the decision database and the view's token file."""
+    options: list[str] = []
     if db is not None:
-        command += ["--db", db]
+        options += ["--db", db]
     if token_file is not None:
-        command += ["--web-token-file", str(token_file)]
-    return command + list(extra)
+        options += ["--web-token-file", str(token_file)]
+    return webhook.serve_command(
+        config, tls, port=port, web_port=web_port, workers=workers, extra=(*options, *extra)
+    )
 
 
 def start_serve(
@@ -147,24 +107,12 @@ def start_serve(
         workers=workers,
         extra=extra,
     )
-    process = subprocess.Popen(
-        command,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+    process = webhook.launch(command, log, env)
+    server = Serve(process, port, tls.ca, log, web_port, token or "", command)
+    webhook.wait_until_ready(
+        server, lambda: server.get("/healthz").status_code == 200 and server.ops("/healthz").ok
     )
-    server = Serve(process, port, web_port, tls.ca, log, token or "", command)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"serve exited: {log.read_text()[-3000:]}")
-        try:
-            if server.get("/healthz").status_code == 200 and server.ops("/healthz").ok:
-                return server
-        except requests.RequestException:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"serve did not come up: {log.read_text()[-3000:]}")
+    return server
 
 
 def wait_for(condition: Any, timeout: float = 20.0, what: str = "condition") -> Any:
