@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -35,52 +35,37 @@ from attest.attestations.verification import (
     verify_blob_attestation,
 )
 from attest.cli.common import (
+    authority_options,
     info,
+    keyless_signing_options,
+    option_group,
     output_option,
     platform_option,
     print_json,
     registry_options,
     registry_options_from,
 )
-from attest.cli.sign import build_policy, make_signer
+from attest.cli.sign import build_policy, signer_from
 from attest.errors import UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _apply(func: F, options: list[Callable[[F], F]]) -> F:
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def signer_options(func: F) -> F:
-    """``--key`` (cosign private key) or keyless ``--identity-token``/``--trust-config``; ``--legacy``."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "--key",
-                type=click.Path(dir_okay=False),
-                help="cosign private key file (password from ATTEST_PASSWORD); else keyless Sigstore.",
-            ),
-            click.option(
-                "--identity-token",
-                help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or the CI's ambient token).",
-            ),
-            click.option(
-                "--trust-config",
-                type=click.Path(dir_okay=False),
-                help="Sigstore client trust config of a private instance (keyless).",
-            ),
-            click.option(
-                "--legacy",
-                is_flag=True,
-                help="Store in cosign's sha256-<hex>.att tag instead of a bundle referrer.",
-            ),
-        ],
-    )
+signer_options = option_group(
+    click.option(
+        "--key",
+        type=click.Path(dir_okay=False),
+        help="cosign private key file (password from ATTEST_PASSWORD); else keyless Sigstore.",
+    ),
+    keyless_signing_options(
+        token_help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or the CI's ambient token).",
+        trust_config_help="Sigstore client trust config of a private instance (keyless).",
+    ),
+    click.option(
+        "--legacy",
+        is_flag=True,
+        help="Store in cosign's sha256-<hex>.att tag instead of a bundle referrer.",
+    ),
+)
+"""``--key`` (cosign private key) or keyless ``--identity-token``/``--trust-config``; ``--legacy``."""
 
 
 def _parse_time(
@@ -95,28 +80,22 @@ def _parse_time(
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def provenance_options(func: F) -> F:
-    """The generic provenance facts; each overrides what the CI environment says."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "--builder-id", help="Builder id URI (required outside GitHub/GitLab CI)."
-            ),
-            click.option(
-                "--source-uri",
-                help="Source repository, e.g. git+https://host/org/repo@refs/heads/main.",
-            ),
-            click.option("--source-digest", help="Source commit: SHA or ALGORITHM:HEX."),
-            click.option("--build-type", help="SLSA buildType URI."),
-            click.option("--invocation-id", help="Invocation id (URI of the CI run)."),
-            click.option(
-                "--started-on",
-                callback=_parse_time,
-                help="When the build started (RFC 3339; default: when this command started).",
-            ),
-        ],
-    )
+provenance_options = option_group(
+    click.option("--builder-id", help="Builder id URI (required outside GitHub/GitLab CI)."),
+    click.option(
+        "--source-uri",
+        help="Source repository, e.g. git+https://host/org/repo@refs/heads/main.",
+    ),
+    click.option("--source-digest", help="Source commit: SHA or ALGORITHM:HEX."),
+    click.option("--build-type", help="SLSA buildType URI."),
+    click.option("--invocation-id", help="Invocation id (URI of the CI run)."),
+    click.option(
+        "--started-on",
+        callback=_parse_time,
+        help="When the build started (RFC 3339; default: when this command started).",
+    ),
+)
+"""The generic provenance facts; each overrides what the CI environment says."""
 
 
 _PROVENANCE_FLAGS = (
@@ -134,87 +113,51 @@ def make_provenance_options(options: Mapping[str, Any]) -> ProvenanceOptions:
     return ProvenanceOptions(**{name: options[name] for name in _PROVENANCE_FLAGS})
 
 
-def signer_from(options: Mapping[str, Any]) -> Any:
-    """The signer the :func:`signer_options` flags describe (asks for a key password now)."""
-    return make_signer(options["key"], options["identity_token"], options["trust_config"])
+storing_options = option_group(
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print the unsigned Statement; sign and store nothing.",
+    ),
+    platform_option,
+    output_option,
+    registry_options,
+)
+"""``--dry-run``, ``--platform``, ``--output`` and the registry flags of the storing commands."""
 
 
-def storing_options(func: F) -> F:
-    """``--dry-run``, ``--platform``, ``--output`` and the registry flags of the storing commands."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "--dry-run",
-                is_flag=True,
-                help="Print the unsigned Statement; sign and store nothing.",
-            ),
-            platform_option,
-            output_option,
-            registry_options,
-        ],
-    )
+_attestation_authority_options = authority_options(
+    key_help="Public key (PEM) the attestation must verify with.",
+    identity_help="Exact certificate identity.",
+    issuer_help="Exact OIDC issuer.",
+    trusted_root_help="trusted_root.json (default: Sigstore public good, offline).",
+)
 
 
-def authority_options(func: F) -> F:
-    """Who must have signed: ``--key`` or a keyless identity and issuer, ``--trusted-root``."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "--key",
-                type=click.Path(dir_okay=False),
-                help="Public key (PEM) the attestation must verify with.",
-            ),
-            click.option("--certificate-identity", "identity", help="Exact certificate identity."),
-            click.option(
-                "--certificate-identity-regexp",
-                "identity_regexp",
-                help="Regular expression the whole certificate identity must match.",
-            ),
-            click.option("--certificate-oidc-issuer", "issuer", help="Exact OIDC issuer."),
-            click.option(
-                "--certificate-oidc-issuer-regexp",
-                "issuer_regexp",
-                help="Regular expression the whole OIDC issuer must match.",
-            ),
-            click.option(
-                "--trusted-root",
-                type=click.Path(dir_okay=False),
-                help="trusted_root.json (default: Sigstore public good, offline).",
-            ),
-        ],
-    )
-
-
-def judging_options(func: F) -> F:
-    """``--type``, the slsa-verifier checks and ``--policy``."""
-    return _apply(
-        func,
-        [
-            click.option(
-                "--type",
-                "predicate_type",
-                default="custom",
-                show_default=True,
-                help="Predicate type: slsaprovenance1, cyclonedx, spdxjson, vuln, custom, … or a URI.",
-            ),
-            click.option("--builder-id", help="Provenance builder id must match (name[@ref])."),
-            click.option("--source-uri", help="Provenance source repository must be this one."),
-            click.option("--source-tag", help="Provenance source ref must be this tag."),
-            click.option("--source-branch", help="Provenance source ref must be this branch."),
-            click.option(
-                "--policy",
-                "policy_path",
-                type=click.Path(),
-                help="Rego file or directory; its deny/warn rules judge each Statement (input).",
-            ),
-            click.option(
-                "--policy-package",
-                help=f"Rego package to read (default: the one the policy declares, else {DEFAULT_POLICY_PACKAGE}).",
-            ),
-        ],
-    )
+judging_options = option_group(
+    click.option(
+        "--type",
+        "predicate_type",
+        default="custom",
+        show_default=True,
+        help="Predicate type: slsaprovenance1, cyclonedx, spdxjson, vuln, custom, … or a URI.",
+    ),
+    click.option("--builder-id", help="Provenance builder id must match (name[@ref])."),
+    click.option("--source-uri", help="Provenance source repository must be this one."),
+    click.option("--source-tag", help="Provenance source ref must be this tag."),
+    click.option("--source-branch", help="Provenance source ref must be this branch."),
+    click.option(
+        "--policy",
+        "policy_path",
+        type=click.Path(),
+        help="Rego file or directory; its deny/warn rules judge each Statement (input).",
+    ),
+    click.option(
+        "--policy-package",
+        help=f"Rego package to read (default: the one the policy declares, else {DEFAULT_POLICY_PACKAGE}).",
+    ),
+)
+"""``--type``, the slsa-verifier checks and ``--policy``."""
 
 
 def _store_attestation(
@@ -373,15 +316,7 @@ def _finish(report: AttestationReport, output_format: str) -> None:
 @contextlib.contextmanager
 def _judging(options: dict[str, Any]) -> Iterator[tuple[Any, Judge]]:
     """The trust policy and the Judge that the shared verify flags describe."""
-    policy = build_policy(
-        options["key"],
-        options["identity"],
-        options["identity_regexp"],
-        options["issuer"],
-        options["issuer_regexp"],
-        options["trusted_root"],
-        {},
-    )
+    policy = build_policy(options, {})
     type_uri = resolve_predicate_type(options["predicate_type"])
     slsa = SlsaExpectations(
         options["builder_id"],
@@ -399,7 +334,7 @@ def _judging(options: dict[str, Any]) -> Iterator[tuple[Any, Judge]]:
 
 @click.command("verify-attestation")
 @click.argument("image")
-@authority_options
+@_attestation_authority_options
 @judging_options
 @output_option
 @registry_options
@@ -430,7 +365,7 @@ def verify_attestation_command(image: str, **options: Any) -> None:
     type=click.Path(dir_okay=False),
     help="Sigstore bundle (.sigstore.json) or in-toto JSON Lines (.intoto.jsonl) about ARTIFACT.",
 )
-@authority_options
+@_attestation_authority_options
 @judging_options
 @output_option
 def verify_blob_attestation_command(artifact: str, bundle_path: str, **options: Any) -> None:

@@ -15,32 +15,71 @@ from attest.oci.registry import RegistryOptions
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def registry_options(func: F) -> F:
-    """``--insecure``, ``--registry-auth`` and ``--timeout``, collected into ``registry``."""
-    options = [
+def option_group(*options: Callable[[Any], Any]) -> Callable[[F], F]:
+    """One decorator applying click ``options`` in the order given (the first is listed first)."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+registry_options = option_group(
+    click.option(
+        "--insecure",
+        is_flag=True,
+        help="Skip TLS certificate checks for non-loopback registries (loopback registries use plain HTTP anyway).",
+    ),
+    click.option(
+        "--registry-auth",
+        "registry_auth",
+        multiple=True,
+        type=click.Path(dir_okay=True),
+        help="Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker/config.json).",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(min=0.1),
+        default=120.0,
+        show_default=True,
+        help="Seconds allowed for all registry work of this command.",
+    ),
+)
+"""``--insecure``, ``--registry-auth`` and ``--timeout`` (see :func:`registry_options_from`)."""
+
+
+def keyless_signing_options(*, token_help: str, trust_config_help: str) -> Callable[[F], F]:
+    """``--identity-token`` and ``--trust-config`` of keyless Sigstore signing."""
+    return option_group(
+        click.option("--identity-token", help=token_help),
+        click.option("--trust-config", type=click.Path(dir_okay=False), help=trust_config_help),
+    )
+
+
+def authority_options(
+    *, key_help: str, identity_help: str, issuer_help: str, trusted_root_help: str
+) -> Callable[[F], F]:
+    """Who must have signed: ``--key``, or a keyless certificate identity and OIDC issuer
+    (exact or a regular expression), and ``--trusted-root`` (see ``attest.cli.sign.build_policy``).
+    """
+    return option_group(
+        click.option("--key", type=click.Path(dir_okay=False), help=key_help),
+        click.option("--certificate-identity", "identity", help=identity_help),
         click.option(
-            "--insecure",
-            is_flag=True,
-            help="Skip TLS certificate checks for non-loopback registries (loopback registries use plain HTTP anyway).",
+            "--certificate-identity-regexp",
+            "identity_regexp",
+            help="Regular expression the whole certificate identity must match.",
         ),
+        click.option("--certificate-oidc-issuer", "issuer", help=issuer_help),
         click.option(
-            "--registry-auth",
-            "registry_auth",
-            multiple=True,
-            type=click.Path(dir_okay=True),
-            help="Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker/config.json).",
+            "--certificate-oidc-issuer-regexp",
+            "issuer_regexp",
+            help="Regular expression the whole OIDC issuer must match.",
         ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(min=0.1),
-            default=120.0,
-            show_default=True,
-            help="Seconds allowed for all registry work of this command.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+        click.option("--trusted-root", type=click.Path(dir_okay=False), help=trusted_root_help),
+    )
 
 
 def make_registry_options(

@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from admission.decisions import query, text
 from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
-from attest.cli.common import output_option, print_json
+from attest.cli.common import option_group, output_option, print_json
 from attest.errors import DecisionStoreError, UsageError
 
 if TYPE_CHECKING:
     from admission.decisions.replay import Replay
     from attest.policy import PolicyEngine
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 db_option = click.option(
     "--db",
@@ -29,28 +27,22 @@ db_option = click.option(
 )
 
 
-def filter_options(func: F) -> F:
-    """The AppSec filters shared by ``list`` and ``export``."""
-    options = [
-        click.option("--since", metavar="TIME", help="From this time (2024-05-14, 24h, 7d …)."),
-        click.option("--until", metavar="TIME", help="Before this time."),
-        click.option(
-            "--namespace", "-n", "namespaces", multiple=True, help="Namespace (repeatable)."
-        ),
-        click.option("--image", metavar="GLOB", help="Image reference glob, e.g. 'ghcr.io/org/*'."),
-        click.option("--digest", metavar="DIGEST", help="Image digest (or a prefix of it)."),
-        click.option(
-            "--result",
-            "results",
-            multiple=True,
-            type=click.Choice(list(query.RESULTS)),
-            help="Result (repeatable).",
-        ),
-        click.option("--policy", metavar="NAME", help="Matched image policy name."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+filter_options = option_group(
+    click.option("--since", metavar="TIME", help="From this time (2024-05-14, 24h, 7d …)."),
+    click.option("--until", metavar="TIME", help="Before this time."),
+    click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace (repeatable)."),
+    click.option("--image", metavar="GLOB", help="Image reference glob, e.g. 'ghcr.io/org/*'."),
+    click.option("--digest", metavar="DIGEST", help="Image digest (or a prefix of it)."),
+    click.option(
+        "--result",
+        "results",
+        multiple=True,
+        type=click.Choice(list(query.RESULTS)),
+        help="Result (repeatable).",
+    ),
+    click.option("--policy", metavar="NAME", help="Matched image policy name."),
+)
+"""The AppSec filters shared by ``list``, ``export`` and ``replay``."""
 
 
 def make_filter(limit: int | None, **options: Any) -> query.DecisionFilter:

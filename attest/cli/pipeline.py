@@ -13,12 +13,7 @@ from typing import Any
 import click
 
 from attest.attestations.provenance import detect_build_context
-from attest.cli.attestations import (
-    make_provenance_options,
-    provenance_options,
-    signer_from,
-    signer_options,
-)
+from attest.cli.attestations import make_provenance_options, provenance_options, signer_options
 from attest.cli.common import (
     info,
     platform_option,
@@ -26,6 +21,7 @@ from attest.cli.common import (
     registry_options,
     registry_options_from,
 )
+from attest.cli.sign import signer_from
 from attest.deadline import Deadline
 from attest.errors import UsageError
 from attest.oci.access import parse_image_target

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from attest.cli.common import (
+    authority_options,
     info,
-    make_registry_options,
+    keyless_signing_options,
     output_option,
     print_json,
     registry_options,
+    registry_options_from,
 )
 from attest.errors import UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
@@ -111,7 +114,9 @@ def make_signer(key: str | None, identity_token: str | None, trust_config: str |
     return KeylessSigner(identity_token=identity_token, trust_config=trust_config)
 
 
-_signer = make_signer  # the name attest.cli.attestations imports
+def signer_from(options: Mapping[str, Any]) -> Signer:
+    """The signer of a command's ``--key``/``--identity-token``/``--trust-config`` options."""
+    return make_signer(options["key"], options["identity_token"], options["trust_config"])
 
 
 @click.command("sign")
@@ -123,27 +128,14 @@ _signer = make_signer  # the name attest.cli.attestations imports
     "--legacy", is_flag=True, help="Store as cosign's sha256-<hex>.sig tag, not a bundle."
 )
 @annotation_option
-@click.option(
-    "--identity-token", help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or CI)."
-)
-@click.option(
-    "--trust-config",
-    type=click.Path(dir_okay=False),
-    help="Sigstore client trust config for a private instance (keyless).",
+@keyless_signing_options(
+    token_help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or CI).",
+    trust_config_help="Sigstore client trust config for a private instance (keyless).",
 )
 @output_option
 @registry_options
 def sign_command(
-    image: str,
-    key: str | None,
-    legacy: bool,
-    annotations: tuple[str, ...],
-    identity_token: str | None,
-    trust_config: str | None,
-    output_format: str,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
+    image: str, legacy: bool, annotations: tuple[str, ...], output_format: str, **options: Any
 ) -> None:
     """Sign IMAGE by digest and store the signature next to it.
 
@@ -154,12 +146,12 @@ def sign_command(
 
     target = parse_image_target(image)
     signed_annotations = parse_annotations(annotations)
-    options = make_registry_options(insecure, registry_auth, timeout)
+    registry = registry_options_from(options)
     with contextlib.ExitStack() as stack:
-        signer = make_signer(key, identity_token, trust_config)
+        signer = signer_from(options)
         if hasattr(signer, "close"):
             stack.callback(signer.close)
-        store = stack.enter_context(open_store(target, options))
+        store = stack.enter_context(open_store(target, registry))
         resolved = resolve_image(store, target)
         if target.digest is None:
             info(
@@ -187,18 +179,14 @@ def sign_command(
 # -- verify ----------------------------------------------------------------------------------
 
 
-def build_policy(
-    key: str | None,
-    identity: str | None,
-    identity_regexp: str | None,
-    issuer: str | None,
-    issuer_regexp: str | None,
-    trusted_root: str | None,
-    annotations: dict[str, str],
-) -> VerificationPolicy:
-    """The verification policy the ``attest verify`` flags describe."""
+def build_policy(options: Mapping[str, Any], annotations: dict[str, str]) -> VerificationPolicy:
+    """The verification policy that a command's :func:`authority_options` describe."""
     from attest.signing import keys
     from attest.verify import Authority, KeyAuthority, KeylessAuthority, VerificationPolicy
+
+    key, trusted_root = options["key"], options["trusted_root"]
+    identity, identity_regexp = options["identity"], options["identity_regexp"]
+    issuer, issuer_regexp = options["issuer"], options["issuer_regexp"]
 
     keyless = any((identity, identity_regexp, issuer, issuer_regexp))
     if key and keyless:
@@ -263,42 +251,17 @@ def _print_text(result: ImageVerification) -> None:
 
 @click.command("verify")
 @click.argument("image")
-@click.option(
-    "--key", type=click.Path(dir_okay=False), help="Public key (PEM) signatures must verify with."
-)
-@click.option("--certificate-identity", "identity", help="Exact certificate identity (email, URI).")
-@click.option(
-    "--certificate-identity-regexp",
-    "identity_regexp",
-    help="Regular expression the whole certificate identity must match.",
-)
-@click.option("--certificate-oidc-issuer", "issuer", help="Exact OIDC issuer of the certificate.")
-@click.option(
-    "--certificate-oidc-issuer-regexp",
-    "issuer_regexp",
-    help="Regular expression the whole OIDC issuer must match.",
-)
-@click.option(
-    "--trusted-root",
-    type=click.Path(dir_okay=False),
-    help="trusted_root.json for certificates and log entries (default: Sigstore public good, offline).",
+@authority_options(
+    key_help="Public key (PEM) signatures must verify with.",
+    identity_help="Exact certificate identity (email, URI).",
+    issuer_help="Exact OIDC issuer of the certificate.",
+    trusted_root_help="trusted_root.json for certificates and log entries (default: Sigstore public good, offline).",
 )
 @annotation_option
 @output_option
 @registry_options
 def verify_command(
-    image: str,
-    key: str | None,
-    identity: str | None,
-    identity_regexp: str | None,
-    issuer: str | None,
-    issuer_regexp: str | None,
-    trusted_root: str | None,
-    annotations: tuple[str, ...],
-    output_format: str,
-    insecure: bool,
-    registry_auth: tuple[str, ...],
-    timeout: float,
+    image: str, annotations: tuple[str, ...], output_format: str, **options: Any
 ) -> None:
     """Verify IMAGE's signatures (bundle referrers and legacy .sig tags).
 
@@ -308,17 +271,10 @@ def verify_command(
     from attest.verify import verify_image
 
     target = parse_image_target(image)
-    policy = build_policy(
-        key,
-        identity,
-        identity_regexp,
-        issuer,
-        issuer_regexp,
-        trusted_root,
-        parse_annotations(annotations),
+    policy = build_policy(options, parse_annotations(annotations))
+    result = verify_image(
+        target, policy, options=registry_options_from(options), attestations=False
     )
-    options = make_registry_options(insecure, registry_auth, timeout)
-    result = verify_image(target, policy, options=options, attestations=False)
     if output_format == "json":
         print_json(result.to_dict())
     else:
