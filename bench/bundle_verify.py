@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,28 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from attest.signing.bundle import SignatureMaterial, make_bundle, verify_bundle  # noqa: E402
 from attest.signing.trust import load_trusted_root  # noqa: E402
+from attest.verify import KeyAuthority, KeylessAuthority  # noqa: E402
 
 VECTORS = ROOT.parent / "shared" / "vectors"
 BEACON = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
 )
-
-
-@dataclass(frozen=True)
-class Key:
-    name: str
-    public_key_pem: bytes
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    subject: str
-    issuer: str
-    subject_regexp: str | None = None
-    issuer_regexp: str | None = None
-    trusted_root: str | None = None
 
 
 def measure(label: str, runs: int, action: Callable[[], object]) -> None:
@@ -87,7 +71,9 @@ def key_based(runs: int) -> None:
     )
 
     def verify() -> None:
-        assert verify_bundle(bundle, Key("k", pem), artifact_digest="sha256:" + digest).verified
+        assert verify_bundle(
+            bundle, KeyAuthority("k", pem), artifact_digest="sha256:" + digest
+        ).verified
 
     measure("key-based DSSE bundle, no log (ours)", runs, verify)
 
@@ -101,14 +87,16 @@ def vectors(runs: int) -> None:
     bundle = (case / "bundle.sigstore.json").read_bytes()
     root = load_trusted_root(str(case / "trusted_root.json"))
     artifact = (conformance / "a.txt").read_bytes()
-    key = Key("k", (case / "key.pub").read_bytes())
+    key = KeyAuthority("k", (case / "key.pub").read_bytes())
     measure(
         "key-based message bundle + Rekor proof/checkpoint/SET (ours)",
         runs,
         lambda: verify_bundle(bundle, key, artifact=artifact, trusted_root=root, require_tlog=True),
     )
     happy = (conformance / "happy-path-v0.3-new-mediaType" / "bundle.sigstore.json").read_bytes()
-    beacon = Identity("ci", BEACON, "https://token.actions.githubusercontent.com")
+    beacon = KeylessAuthority(
+        "ci", issuer="https://token.actions.githubusercontent.com", subject=BEACON
+    )
     measure(
         "keyless public-good bundle (sigstore-python)",
         runs,
@@ -116,10 +104,10 @@ def vectors(runs: int) -> None:
     )
     cosign = VECTORS / "cosign-bundle"
     cosign_bundle = (cosign / "oci-attestation.sigstore.json").read_bytes()
-    cody = Identity(
+    cody = KeylessAuthority(
         "c",
-        "cody@soyland.com",
-        "https://github.com/login/oauth",
+        issuer="https://github.com/login/oauth",
+        subject="cody@soyland.com",
         trusted_root=str(cosign / "trusted_root_pgi.json"),
     )
     measure(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -26,22 +25,6 @@ import click
 from attest.errors import AttestError, UsageError
 
 _DIGEST = re.compile(r"sha256:[0-9a-fA-F]{64}\Z")
-
-
-@dataclass(frozen=True)
-class _Key:
-    name: str
-    public_key_pem: bytes
-
-
-@dataclass(frozen=True)
-class _Identity:
-    name: str
-    subject: str
-    issuer: str
-    subject_regexp: str | None = None
-    issuer_regexp: str | None = None
-    trusted_root: str | None = None
 
 
 def _artifact(value: str) -> tuple[bytes | None, str | None]:
@@ -94,16 +77,20 @@ def verify_bundle_command(
     """Verify BUNDLE for FILE_OR_DIGEST; exit 0 only if it verifies."""
     from attest.signing.bundle import verify_bundle
     from attest.signing.trust import load_trusted_root
+    from attest.verify import Authority, KeyAuthority, KeylessAuthority
 
     if trusted_root is None:
         _staging_refused(staging)
     bundle = _read(bundle_path, "bundle")
     artifact, digest = _artifact(file_or_digest)
     root = load_trusted_root(trusted_root)
+    authority: Authority
     if key_path is not None:
-        authority: _Key | _Identity = _Key("key", _read(key_path, "key"))
+        authority = KeyAuthority("key", _read(key_path, "key"))
     elif identity is not None and issuer is not None:
-        authority = _Identity("identity", identity, issuer, trusted_root=trusted_root)
+        authority = KeylessAuthority(
+            "identity", issuer=issuer, subject=identity, trusted_root=trusted_root
+        )
     else:
         raise UsageError("give --key, or --certificate-identity with --certificate-oidc-issuer")
     result = verify_bundle(
