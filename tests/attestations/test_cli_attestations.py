@@ -141,6 +141,11 @@ def test_attest_keeps_integers_and_both_storages_verify(cli, repo, image, tmp_pa
 def test_rego_policy_prints_every_violation(cli, repo, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ref, _ = image
     assert cli("provenance", ref, "--key", KEY, env=GITHUB_ENV).exit_code == 0
+
+    def judge(policy: Path, *extra: str):  # type: ignore[no-untyped-def]
+        args = ["--key", PUB, "--type", "slsaprovenance1", "--policy", str(policy), *extra]
+        return cli("verify-attestation", ref, *args)
+
     policy = tmp_path / "slsa.rego"
     policy.write_text(
         """package shop.provenance
@@ -161,16 +166,7 @@ warn contains "no runner environment recorded" if {
 }
 """
     )
-    result = cli(
-        "verify-attestation",
-        ref,
-        "--key",
-        PUB,
-        "--type",
-        "slsaprovenance1",
-        "--policy",
-        str(policy),
-    )
+    result = judge(policy)
     assert result.exit_code == 1
     assert "- policy: builder is not the release workflow" in result.stdout
     assert "- policy: event push is not allowed" in result.stdout
@@ -181,33 +177,13 @@ warn contains "no runner environment recorded" if {
     allow.write_text(
         'package shop.provenance\n\nimport rego.v1\n\ndeny contains "x" if { false }\n'
     )
-    passed = cli(
-        "verify-attestation",
-        ref,
-        "--key",
-        PUB,
-        "--type",
-        "slsaprovenance1",
-        "--policy",
-        str(allow),
-        "-o",
-        "json",
-    )
+    passed = judge(allow, "-o", "json")
     assert passed.exit_code == 0, passed.stdout + passed.stderr
     assert passed.json()["policy"]["package"] == "shop.provenance"
 
     broken = tmp_path / "broken.rego"
     broken.write_text("package shop.provenance\n\ndeny contains x if {")
-    failed = cli(
-        "verify-attestation",
-        ref,
-        "--key",
-        PUB,
-        "--type",
-        "slsaprovenance1",
-        "--policy",
-        str(broken),
-    )
+    failed = judge(broken)
     assert (
         failed.exit_code != 0
         and failed.stderr.count("\n") == 1

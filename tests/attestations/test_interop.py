@@ -23,15 +23,7 @@ BUILDER = GITHUB_ENV["GITHUB_WORKFLOW_REF"].split("/", 2)[2]
 SUBJECT = f"https://github.com/acme/shop/{BUILDER}"
 
 
-@pytest.fixture(autouse=True)
-def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "GITHUB_ACTIONS",
-        "GITLAB_CI",
-        "SIGSTORE_ID_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_ci")
 
 
 def sigstore_js(bundle: bytes, trusted_root: str, tmp_path: Path, *trust: str) -> dict:

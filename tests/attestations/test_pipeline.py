@@ -23,15 +23,7 @@ GENERIC = ["--builder-id", "https://ci.example.com/builders/linux", "--source-ur
            "git+https://git.example.com/team/app@refs/heads/main", "--source-digest", "a" * 40]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _no_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "GITHUB_ACTIONS",
-        "GITLAB_CI",
-        "SIGSTORE_ID_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_ci")
 
 
 def state(store, digest: str) -> tuple[list[str], dict[str, str]]:  # type: ignore[no-untyped-def]

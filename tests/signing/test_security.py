@@ -42,6 +42,17 @@ def _two_images(repo, push_image):
     return f"{name}:a", a, f"{name}:b", b
 
 
+def _append_legacy_signature(repo, digest: str, payload: bytes, signature: bytes) -> None:
+    """A cosign simple-signing layer with ``signature`` on the image's legacy .sig tag."""
+    append_layer(
+        repo,
+        signature_tag(digest),
+        mt.COSIGN_SIMPLESIGNING,
+        payload,
+        {SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()},
+    )
+
+
 def _reasons(result) -> str:
     return " | ".join(r for check in result.signatures + result.attestations for r in check.reasons)
 
@@ -53,13 +64,7 @@ def test_legacy_payload_naming_another_digest(repo, push_image, key) -> None:
     ref_a, a, _, b = _two_images(repo, push_image)
     payload = make_payload(f"{repo.client.registry}/{repo.repository}", b.digest, {})
     material = key.signer.sign(payload)
-    append_layer(
-        repo,
-        signature_tag(a.digest),
-        mt.COSIGN_SIMPLESIGNING,
-        payload,
-        {SIGNATURE_ANNOTATION: base64.b64encode(material.signature).decode()},
-    )
+    _append_legacy_signature(repo, a.digest, payload, material.signature)
     result = verify_image(ref_a, key.policy())
     assert not result.verified
     assert f"payload names image {b.digest}, not {a.digest}" in _reasons(result)
@@ -129,13 +134,7 @@ def test_tampered_legacy_payload(repo, push_image, key) -> None:
     payload = make_payload("x/y", a.digest, {"team": "blue"})
     material = key.signer.sign(payload)
     tampered = payload.replace(b"blue", b"gold")
-    append_layer(
-        repo,
-        signature_tag(a.digest),
-        mt.COSIGN_SIMPLESIGNING,
-        tampered,
-        {SIGNATURE_ANNOTATION: base64.b64encode(material.signature).decode()},
-    )
+    _append_legacy_signature(repo, a.digest, tampered, material.signature)
     result = verify_image(ref_a, key.policy())
     assert not result.verified
     assert "signature does not verify with the key" in _reasons(result)
@@ -158,13 +157,7 @@ def test_tampered_signature_annotation(repo, push_image, key) -> None:
     ref_a, a, _, _ = _two_images(repo, push_image)
     payload = make_payload("x/y", a.digest, {})
     other_signature = key.signer.sign(make_payload("x/y", a.digest, {"other": "payload"})).signature
-    append_layer(
-        repo,
-        signature_tag(a.digest),
-        mt.COSIGN_SIMPLESIGNING,
-        payload,
-        {SIGNATURE_ANNOTATION: base64.b64encode(other_signature).decode()},
-    )
+    _append_legacy_signature(repo, a.digest, payload, other_signature)
     assert "signature does not verify" in _reasons(verify_image(ref_a, key.policy()))
 
 
