@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,6 +12,7 @@ from admission.decisions import query, text
 from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
 from attest.cli.common import option_group, output_option, print_json
 from attest.errors import DecisionStoreError, UsageError
+from attest.files import atomic_write
 
 if TYPE_CHECKING:
     from admission.decisions.replay import Replay
@@ -134,21 +134,15 @@ def export_command(db: str | None, output_file: str | None, **filters: Any) -> N
 
 
 def _write_atomically(path: str, lines: Any) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=".attest-export-", dir=directory)
-    except OSError as err:
-        raise DecisionStoreError(f"{path}: cannot write ({err.strerror or err})") from None
     count = 0
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for line in lines:
-                out.write(line + "\n")
-                count += 1
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(atomic_write(path, prefix=".attest-export-"))
+        except OSError as err:
+            raise DecisionStoreError(f"{path}: cannot write ({err.strerror or err})") from None
+        for line in lines:
+            out.write(f"{line}\n".encode())
+            count += 1
     click.echo(f"exported {count} decisions to {path}", err=True)
 
 

@@ -24,6 +24,7 @@ from attest.cli.common import (
 from attest.cli.sign import signer_from
 from attest.deadline import Deadline
 from attest.errors import UsageError
+from attest.files import atomic_write
 from attest.oci.access import parse_image_target
 from attest.oci.manifest import Platform
 from attest.pipeline import PipelineOptions, run_pipeline
@@ -49,17 +50,8 @@ def _trusted_root(trusted_root: str | None, trust_config: str | None) -> Iterato
 
 
 def _write_summary(path: str, text: str) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as handle:
+        handle.write(text.encode())
 
 
 @click.command("pipeline")

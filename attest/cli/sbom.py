@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 
 import click
 
 from attest.cli.common import make_registry_options, platform_option, registry_options
 from attest.errors import AttestError
+from attest.files import atomic_write
 from attest.oci.manifest import Platform
 from attest.sbom.generate import FORMATS, SbomOptions, generate_sbom
 
@@ -20,18 +19,10 @@ class ScanIncomplete(AttestError):
 
 def write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory."""
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".attest-sbom-", dir=directory)
-    except OSError as err:
-        raise AttestError(f"{path}: cannot write ({err.strerror or err})") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(path, prefix=".attest-sbom-", mode=0o644) as out:
             out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
     except OSError as err:
-        os.unlink(temporary)
         raise AttestError(f"{path}: cannot write ({err.strerror or err})") from None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from attest.cli.common import (
     registry_options_from,
 )
 from attest.errors import UsageError, VerificationFailed
+from attest.files import atomic_write
 from attest.oci.access import open_store, parse_image_target, resolve_image
 
 if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when a command runs
@@ -52,17 +52,8 @@ annotation_option = click.option(
 
 
 def _write_private(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".attest-key-", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, prefix=".attest-key-", mode=0o600) as handle:
+        handle.write(data)
 
 
 @click.command("keygen")

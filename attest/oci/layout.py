@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from attest.errors import InvalidReference, LayoutError, ManifestError, NotFound
+from attest.files import atomic_write
 from attest.oci import mediatypes as mt
 from attest.oci.digest import VerifyingReader, hasher_for, sha256_digest
 from attest.oci.manifest import Descriptor, FetchedManifest, Index, parse_manifest
@@ -40,17 +41,8 @@ def is_signature_tag(tag: str) -> bool:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, fsync=True) as out:
+        out.write(data)
 
 
 def _parse_index(raw: bytes, display: str) -> Index:
@@ -226,15 +218,13 @@ class OCILayout:
         if path.exists():
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".blob-", dir=path.parent)
-        try:
+        with atomic_write(path, prefix=".blob-") as out:
             hasher = hasher_for(descriptor.digest)
             size = 0
-            with os.fdopen(fd, "wb") as out:
-                while chunk := reader.read(1 << 20):
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    out.write(chunk)
+            while chunk := reader.read(1 << 20):
+                hasher.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
             actual = f"{descriptor.digest.split(':')[0]}:{hasher.hexdigest()}"
             if actual != descriptor.digest or size != descriptor.size:
                 from attest.errors import DigestMismatch
@@ -243,11 +233,6 @@ class OCILayout:
                     f"{self.display}: blob content hashes to {actual} ({size} bytes), "
                     f"expected {descriptor.digest} ({descriptor.size} bytes)"
                 )
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
 
 
 class ArchiveLayout:
@@ -323,25 +308,20 @@ class ArchiveLayout:
 
 def pack_layout(directory: Path, archive: Path) -> None:
     """Tar a layout directory into ``archive`` atomically, with stable metadata."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-                relative = path.relative_to(directory).as_posix()
-                if relative.startswith(".attest.lock") or "/." in f"/{relative}":
-                    continue
-                info = tar.gettarinfo(str(path), arcname=relative)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mtime = 0
-                with open(path, "rb") as handle:
-                    tar.addfile(info, handle)
-        os.replace(tmp, archive)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with (
+        atomic_write(archive) as out,
+        tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            relative = path.relative_to(directory).as_posix()
+            if relative.startswith(".attest.lock") or "/." in f"/{relative}":
+                continue
+            info = tar.gettarinfo(str(path), arcname=relative)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            with open(path, "rb") as handle:
+                tar.addfile(info, handle)
 
 
 class LayoutStore:

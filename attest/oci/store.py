@@ -72,17 +72,8 @@ def read_blob(store: ImageStore, descriptor: Descriptor, *, limit: int = 64 * 10
 
 def copy_blob_to_file(store: ImageStore, descriptor: Descriptor, path: str) -> None:
     """Stream a blob to ``path`` atomically (a temp file renamed only after verification)."""
-    import os
-    import tempfile
+    from attest.files import atomic_write
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".blob-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out, store.open_blob(descriptor) as reader:
-            while chunk := reader.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, prefix=".blob-") as out, store.open_blob(descriptor) as reader:
+        while chunk := reader.read(1 << 20):
+            out.write(chunk)
