@@ -58,8 +58,9 @@ def make_filter(limit: int | None, **options: Any) -> query.DecisionFilter:
     )
 
 
-def _open(db: str | None) -> DecisionDatabase:
-    return open_database(db, create=False)
+def _open(db: str | None) -> contextlib.closing[DecisionDatabase]:
+    """The existing decision database ``--db`` names, closed when the ``with`` block ends."""
+    return contextlib.closing(open_database(db, create=False))
 
 
 @click.group("decisions")
@@ -75,11 +76,8 @@ def decisions_group() -> None:
 def list_command(db: str | None, limit: int, output_format: str, **filters: Any) -> None:
     """List decisions, newest first."""
     flt = make_filter(limit, **filters)
-    database = _open(db)
-    try:
+    with _open(db) as database:
         records = query.list_decisions(database, flt)
-    finally:
-        database.close()
     if output_format == "json":
         print_json([record.to_dict() for record in records])
         return
@@ -95,11 +93,8 @@ def list_command(db: str | None, limit: int, output_format: str, **filters: Any)
 @output_option
 def show_command(db: str | None, ident: str, output_format: str) -> None:
     """Show one decision (record ID or request uid) with every reason."""
-    database = _open(db)
-    try:
+    with _open(db) as database:
         record = query.get_decision(database, ident)
-    finally:
-        database.close()
     if output_format == "json":
         print_json(record.to_dict())
     else:
@@ -119,8 +114,7 @@ def show_command(db: str | None, ident: str, output_format: str) -> None:
 def export_command(db: str | None, output_file: str | None, **filters: Any) -> None:
     """Export matching decisions as JSON Lines, oldest first."""
     flt = make_filter(None, **filters)
-    database = _open(db)
-    try:
+    with _open(db) as database:
         records = query.iter_decisions(database, flt)
         if output_file is None:
             for record in records:
@@ -129,8 +123,6 @@ def export_command(db: str | None, output_file: str | None, **filters: Any) -> N
         _write_atomically(
             output_file, (json.dumps(r.to_dict(), separators=(",", ":")) for r in records)
         )
-    finally:
-        database.close()
 
 
 def _write_atomically(path: str, lines: Any) -> None:
@@ -160,11 +152,8 @@ def verify_command(db: str | None, key: str | None, output_format: str) -> None:
     from admission.decisions.verify import verify_database
 
     trusted = load_trusted_key(key) if key else None
-    database = _open(db)
-    try:
+    with _open(db) as database:
         report = verify_database(database, trusted_key=trusted)
-    finally:
-        database.close()
     if output_format == "json":
         print_json(report.to_dict())
     else:
@@ -266,17 +255,13 @@ def replay_command(
 
     flt = make_filter(limit, **filters)
     engine, package_name = _replay_engine(bundle_path, config, package, opa_url)
-    database = _open(db)
-    try:
+    with contextlib.closing(engine), _open(db) as database:
         records = (
             [query.get_decision(database, ident) for ident in idents]
             if idents
             else query.list_decisions(database, flt)
         )
         results = [replay(record, engine, package_name) for record in records]
-    finally:
-        database.close()
-        engine.close()
     if output_format == "json":
         print_json([result.to_dict() for result in results])
     else:
