@@ -8,7 +8,6 @@ The local Sigstore is @sigstore/mock's Fulcio and Rekor behind a Node server (fi
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from attest.oci.manifest import Manifest
 from attest.oci.referrers import list_referrers
 from attest.oci.store import read_blob
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PUB
-from tests.support.sigstore import DEFAULT_ISSUER, JS_DIR, SigstoreMock
+from tests.support.sigstore import DEFAULT_ISSUER, SigstoreMock, verify_with_sigstore_js
 
 BUILDER = GITHUB_ENV["GITHUB_WORKFLOW_REF"].split("/", 2)[2]
 SUBJECT = f"https://github.com/acme/shop/{BUILDER}"
@@ -30,23 +29,7 @@ def sigstore_js(bundle: bytes, trusted_root: str, tmp_path: Path, *trust: str) -
     """Verify ``bundle`` with @sigstore/verify; returns its JSON verdict."""
     path = tmp_path / "bundle.sigstore.json"
     path.write_bytes(bundle)
-    proc = subprocess.run(
-        [
-            "node",
-            str(JS_DIR / "verify-bundle.js"),
-            "--bundle",
-            str(path),
-            "--trusted-root",
-            trusted_root,
-            *trust,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=JS_DIR,
-    )
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(proc.stdout)
+    return verify_with_sigstore_js(path, trusted_root, *trust)
 
 
 def _bundles(repo, digest: str) -> dict[str, bytes]:  # type: ignore[no-untyped-def]

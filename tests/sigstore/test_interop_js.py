@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,33 +20,15 @@ from attest.signing.keyless import KeylessSigner
 from attest.signing.tlog import RekorClient
 from attest.signing.trust import load_trusted_root
 from tests.sigstore.conftest import KeyAuthority, KeylessAuthority, sha256_hex, statement
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, JS_DIR, SigstoreMock
+from tests.support.sigstore import (
+    DEFAULT_ISSUER,
+    DEFAULT_SUBJECT,
+    SigstoreMock,
+    verify_with_sigstore_js,
+)
 
 IMAGE = "sha256:" + sha256_hex(b"interop image")
 PAYLOAD = b"interop payload"
-
-
-def sigstore_js(bundle: Path, root: str, *args: str) -> dict:
-    """Run sigstore-js on ``bundle``; returns its one-line JSON answer."""
-    done = subprocess.run(
-        [
-            "node",
-            str(JS_DIR / "verify-bundle.js"),
-            "--bundle",
-            str(bundle),
-            "--trusted-root",
-            root,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=JS_DIR,
-    )
-    assert done.returncode in (0, 1), done.stderr
-    answer = json.loads(done.stdout)
-    assert answer["verified"] is (done.returncode == 0)
-    return answer
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +60,7 @@ IDENTITY = ["--identity", DEFAULT_SUBJECT, "--issuer", DEFAULT_ISSUER]
 def test_keyless_message_bundle(
     sigstore_mock: SigstoreMock, keyless_bundles: dict[str, Path]
 ) -> None:
-    answer = sigstore_js(
+    answer = verify_with_sigstore_js(
         keyless_bundles["message"],
         sigstore_mock.trusted_root,
         *IDENTITY,
@@ -92,14 +73,14 @@ def test_keyless_message_bundle(
 
 
 def test_keyless_dsse_bundle(sigstore_mock: SigstoreMock, keyless_bundles: dict[str, Path]) -> None:
-    answer = sigstore_js(keyless_bundles["dsse"], sigstore_mock.trusted_root, *IDENTITY)
+    answer = verify_with_sigstore_js(keyless_bundles["dsse"], sigstore_mock.trusted_root, *IDENTITY)
     assert answer["verified"], answer
 
 
 def test_sigstore_js_rejects_wrong_identity_and_tampering(
     sigstore_mock: SigstoreMock, keyless_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    wrong = sigstore_js(
+    wrong = verify_with_sigstore_js(
         keyless_bundles["dsse"],
         sigstore_mock.trusted_root,
         "--identity",
@@ -112,7 +93,7 @@ def test_sigstore_js_rejects_wrong_identity_and_tampering(
     data["dsseEnvelope"]["payloadType"] = "application/vnd.example+json"
     tampered = tmp_path / "tampered.json"
     tampered.write_text(json.dumps(data))
-    assert not sigstore_js(tampered, sigstore_mock.trusted_root, *IDENTITY)["verified"]
+    assert not verify_with_sigstore_js(tampered, sigstore_mock.trusted_root, *IDENTITY)["verified"]
 
 
 def _key_and_pem(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
@@ -139,7 +120,7 @@ def test_key_based_bundle_with_log_entry(sigstore_mock: SigstoreMock, tmp_path: 
     bundle.write_bytes(make_bundle(material))
     artifact = tmp_path / "artifact"
     artifact.write_bytes(PAYLOAD)
-    answer = sigstore_js(
+    answer = verify_with_sigstore_js(
         bundle, sigstore_mock.trusted_root, "--key", str(pem), "--artifact", str(artifact)
     )
     assert answer["verified"], answer
@@ -167,13 +148,17 @@ def test_key_based_dsse_bundle_without_log(sigstore_mock: SigstoreMock, tmp_path
     )
     bundle = tmp_path / "dsse.sigstore.json"
     bundle.write_bytes(make_bundle(material))
-    answer = sigstore_js(bundle, sigstore_mock.trusted_root, "--key", str(pem), "--no-tlog")
+    answer = verify_with_sigstore_js(
+        bundle, sigstore_mock.trusted_root, "--key", str(pem), "--no-tlog"
+    )
     assert answer["verified"], answer
     # With the default policy (a log entry required) sigstore-js refuses it, as we do with require_tlog.
-    assert not sigstore_js(bundle, sigstore_mock.trusted_root, "--key", str(pem))["verified"]
+    assert not verify_with_sigstore_js(bundle, sigstore_mock.trusted_root, "--key", str(pem))[
+        "verified"
+    ]
     (tmp_path / "other").mkdir()
     other_pem = _key_and_pem(tmp_path / "other")[1]
-    assert not sigstore_js(
+    assert not verify_with_sigstore_js(
         bundle, sigstore_mock.trusted_root, "--key", str(other_pem), "--no-tlog"
     )["verified"]
 

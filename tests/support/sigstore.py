@@ -25,6 +25,32 @@ DEFAULT_ISSUER = "https://token.attest.test"
 DEFAULT_SUBJECT = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
 
 
+def verify_with_sigstore_js(bundle: Path, trusted_root: str, *args: str) -> dict:
+    """Run @sigstore/verify (tests/js/verify-bundle.js) on ``bundle``; its one-line JSON answer.
+
+    ``args`` are the trust flags (``--key PEM --no-tlog``, ``--certificate-identity …``).
+    """
+    done = subprocess.run(
+        [
+            "node",
+            str(JS_DIR / "verify-bundle.js"),
+            "--bundle",
+            str(bundle),
+            "--trusted-root",
+            trusted_root,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=JS_DIR,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["verified"] is (done.returncode == 0)
+    return answer
+
+
 def node_harness_missing() -> str | None:
     """Why the Node harness cannot run, or None (``make test`` installs it)."""
     if shutil.which("node") is None:
