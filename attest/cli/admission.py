@@ -158,7 +158,8 @@ def _record(db: str | None, decisions: list[Any]) -> None:
         head = record_now(db, decisions, replica=f"review-{host}")
     except DecisionStoreError as err:  # not "denied" (exit 1): the command could not finish
         raise UsageError(f"--record: {err}") from None
-    info(f"recorded {len(decisions)} decisions (replica {head.replica}, up to #{head.seq})")
+    noun = "decision" if len(decisions) == 1 else "decisions"
+    info(f"recorded {len(decisions)} {noun} (replica {head.replica}, up to #{head.seq})")
 
 
 @admission_group.command("review")
