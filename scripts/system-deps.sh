@@ -46,7 +46,9 @@ fi
 echo "system-deps: installing ${packages[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+# With recommends: the suite was developed and verified on machines where buildah,
+# mmdebstrap and chromium came with theirs (fonts, fuse/slirp helpers, keyrings).
+$SUDO apt-get install -y -qq "${packages[@]}" >/dev/null
 # Debian's docker-registry package starts a system service on :5000; the tests start their own.
 if [ -x /etc/init.d/docker-registry ]; then
   $SUDO /etc/init.d/docker-registry stop >/dev/null 2>&1 || true
