@@ -24,13 +24,12 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from attest.errors import AttestError, CorruptLayer, DigestMismatch
+from attest.oci.builder import OPAQUE_MARKER, WHITEOUT_PREFIX
 from attest.sbom.catalogers.base import Cataloger, ScanEnv
 from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
 
 CHUNK = 1 << 18
 HEAD_BYTES = 4096
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
