@@ -93,10 +93,6 @@ class Selector:
         return unique
 
 
-def parent_of(path: str) -> str:
-    return path.rpartition("/")[0]
-
-
 class FileTree:
     """The merged filesystem at the current point of a scan (see the module docstring)."""
 
@@ -250,14 +246,6 @@ class FileTree:
 
     def candidates(self, cataloger: str) -> list[str]:
         return sorted(self._candidates.get(cataloger, ()))
-
-    def exists(self, path: str) -> bool:
-        real = self.realpath(path)
-        return real is not None and real in self.nodes
-
-    def layer_of(self, path: str) -> int | None:
-        node = self.nodes.get(path)
-        return node.layer if node is not None else None
 
     def _file(self, path: str) -> tuple[str, Node] | None:
         node = self.nodes.get(path)

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import IO, Any
 
-from attest.errors import AttestError, CorruptLayer, DigestMismatch
+from attest.errors import AttestError, CorruptLayer
 from attest.oci.builder import OPAQUE_MARKER, WHITEOUT_PREFIX
 from attest.sbom.catalogers.base import Cataloger, ScanEnv
 from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
@@ -106,9 +106,7 @@ class LayerStream:
             return self._raw_read()
         except zlib.error as err:
             raise CorruptLayer(f"{self._what}: gzip data is corrupt ({err})") from None
-        except DigestMismatch:
-            raise
-        except AttestError:
+        except AttestError:  # the store's DigestMismatch, among others
             raise
         except Exception as err:  # zstandard.ZstdError and friends
             if type(err).__name__ == "ZstdError":

@@ -79,12 +79,6 @@ def is_spdx(value: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def is_compound_expression(value: str) -> bool:
-    """Whether ``value`` is a valid SPDX expression made of more than one id (``A OR B``)."""
-    return " " in value.strip() and not spdx.is_supported_id(value) and spdx.is_expression(value)
-
-
-@lru_cache(maxsize=4096)
 def normalize(value: str | None) -> str | None:
     """An SPDX id/expression for ``value`` if it is one (ids case-fixed), else the trimmed name."""
     if value is None:

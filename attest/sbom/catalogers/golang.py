@@ -257,7 +257,7 @@ class GoBinaryCataloger:
             licenses=("BSD-3-Clause",),
             properties={"attest:go:toolchain": info.go_version},
         )
-        deps = [self._module(path, module, info) for module in info.deps]
+        deps = [self._module(path, module) for module in info.deps]
         packages = [*deps, stdlib]
         main = info.main
         if main is not None:
@@ -265,14 +265,14 @@ class GoBinaryCataloger:
             for key in ("GOOS", "GOARCH", "vcs.revision", "vcs.time"):
                 if info.settings.get(key):
                     properties[f"attest:go:{key}"] = info.settings[key]
-            application = self._module(path, main, info)
+            application = self._module(path, main)
             application.kind = APPLICATION
             application.properties.update(properties)
             application.depends = tuple(p.ref for p in packages)
             packages.insert(0, application)
         return packages
 
-    def _module(self, path: str, module: Module, info: BuildInfo) -> Package:
+    def _module(self, path: str, module: Module) -> Package:
         namespace, _, name = module.path.rpartition("/")
         version = module.version if module.version not in ("", "(devel)") else None
         properties = {}
