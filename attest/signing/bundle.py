@@ -41,12 +41,15 @@ from sigstore_models.common.v1 import HashAlgorithm
 
 from attest.errors import SignatureFormatError, UsageError
 from attest.oci.mediatypes import IN_TOTO, SIGSTORE_BUNDLE_V03
+from attest.signing.dsse import pae
 from attest.signing.fulcio import (
     CertificateError,
     IdentityPolicy,
     certificate_identity,
     verify_certificate,
 )
+from attest.signing.keys import key_id as key_hint
+from attest.signing.keys import verify_bytes_signature
 from attest.signing.tlog import TlogEntry, TlogError, check_dsse, check_hashedrekord, verify_entry
 from attest.signing.trust import PublicKey, TrustRoot, load_trusted_root
 
@@ -174,8 +177,7 @@ class DsseEnvelope:
         return self.signatures[0]
 
     def pae(self) -> bytes:
-        kind = self.payload_type.encode()
-        return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(self.payload), self.payload)
+        return pae(self.payload_type, self.payload)
 
 
 @dataclass(frozen=True)
@@ -403,54 +405,24 @@ def load_verification_key(pem: bytes) -> PublicKey:
     return key
 
 
-def key_hint(key: PublicKey) -> str:
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return _b64(hashlib.sha256(der).digest())
-
-
-def _ec_hash(key: ec.EllipticCurvePublicKey) -> hashes.HashAlgorithm:
-    if isinstance(key.curve, ec.SECP384R1):
-        return hashes.SHA384()
-    if isinstance(key.curve, ec.SECP521R1):
-        return hashes.SHA512()
-    return hashes.SHA256()
-
-
 def verify_signature(
     key: PublicKey, signature: bytes, *, data: bytes | None = None, sha256: bytes | None = None
 ) -> bool:
     """Whether ``signature`` verifies over ``data`` (or a message with SHA-256 ``sha256``)."""
+    if data is not None:
+        return verify_bytes_signature(key, signature, data)
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return False  # Ed25519 signs the message itself, not a digest
+    assert sha256 is not None
+    prehashed = utils.Prehashed(hashes.SHA256())
     try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            if data is None:
-                return False  # Ed25519 signs the message itself, not a digest
-            key.verify(signature, data)
-            return True
-        if data is None:
-            assert sha256 is not None
-            prehashed = utils.Prehashed(hashes.SHA256())
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(signature, sha256, ec.ECDSA(prehashed))
-            else:
-                key.verify(signature, sha256, padding.PKCS1v15(), prehashed)
-            return True
         if isinstance(key, ec.EllipticCurvePublicKey):
-            for algorithm in {
-                type(_ec_hash(key)): _ec_hash(key),
-                hashes.SHA256: hashes.SHA256(),
-            }.values():
-                try:
-                    key.verify(signature, data, ec.ECDSA(algorithm))
-                    return True
-                except InvalidSignature:
-                    continue
-            return False
-        key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        return True
+            key.verify(signature, sha256, ec.ECDSA(prehashed))
+        else:
+            key.verify(signature, sha256, padding.PKCS1v15(), prehashed)
     except (InvalidSignature, ValueError):
         return False
+    return True
 
 
 def _verify_timestamps(parsed: ParsedBundle, root: TrustRoot, signature: bytes) -> list[datetime]:
