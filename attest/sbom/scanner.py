@@ -112,10 +112,10 @@ def scan_image(
             )
         if changed:
             probe = ScanEnv(None, env.limits)
+            tree.env = probe
+            probe.operating_system = detect_os(tree)
             for cataloger in catalogers:
                 if cataloger.name in changed:
-                    tree.env = probe
-                    probe.operating_system = detect_os(tree)
                     found = cataloger.catalog(tree, probe)
                     history[cataloger.name].append((index, {p.identity for p in found}))
     progress.done()
