@@ -27,7 +27,6 @@ from attest.errors import AttestationError
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 STATEMENT_TYPES = frozenset({STATEMENT_V1, STATEMENT_V01})
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 
 _HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128, "sha1": 40, "gitCommit": 40}
 
