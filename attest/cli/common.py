@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -130,8 +129,3 @@ def print_json(data: Any) -> None:
 def info(message: str) -> None:
     """A progress or status line on stderr (stdout stays machine-readable)."""
     click.echo(message, err=True)
-
-
-def is_tty(stream: Any = None) -> bool:
-    stream = stream or sys.stderr
-    return bool(getattr(stream, "isatty", lambda: False)())
