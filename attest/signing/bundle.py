@@ -131,23 +131,12 @@ def make_bundle(material: SignatureMaterial) -> bytes:
 
 def material_from_sigstore(bundle: SigstoreBundle, payload: bytes) -> SignatureMaterial:
     """Turn a bundle sigstore-python signed into our material (``payload`` = what was signed)."""
-    data = json.loads(bundle.to_json())
-    parsed = parse_bundle(json.dumps(data).encode())
-    if parsed.envelope is not None:
-        return SignatureMaterial(
-            signature=parsed.envelope.signature,
-            payload=parsed.envelope.payload,
-            payload_type=parsed.envelope.payload_type,
-            certificate=parsed.certificate.public_bytes(serialization.Encoding.DER)
-            if parsed.certificate
-            else None,
-            tlog_entries=parsed.tlog_entries,
-            timestamps=parsed.timestamps,
-        )
-    assert parsed.message is not None
+    parsed = parse_bundle(bundle.to_json())
+    envelope = parsed.envelope
     return SignatureMaterial(
-        signature=parsed.message.signature,
-        payload=payload,
+        signature=parsed.signature,
+        payload=envelope.payload if envelope else payload,
+        payload_type=envelope.payload_type if envelope else None,
         certificate=parsed.certificate.public_bytes(serialization.Encoding.DER)
         if parsed.certificate
         else None,
@@ -197,6 +186,14 @@ class ParsedBundle:
     @property
     def keyless(self) -> bool:
         return self.certificate is not None
+
+    @property
+    def signature(self) -> bytes:
+        """The signature bytes: the DSSE envelope's or the message signature's."""
+        if self.envelope is not None:
+            return self.envelope.signature
+        assert self.message is not None
+        return self.message.signature
 
     @property
     def version(self) -> str:
@@ -517,8 +514,7 @@ def _verify_key_based(
         return [], None
     root = root or load_trusted_root(None)
     times = _verify_tlog(parsed, root, verifier=key, digest=digest)
-    signature = parsed.envelope.signature if parsed.envelope else parsed.message.signature  # type: ignore[union-attr]
-    times += _verify_timestamps(parsed, root, signature)
+    times += _verify_timestamps(parsed, root, parsed.signature)
     if require_tlog and not parsed.tlog_entries:
         raise _Failed("bundle has no transparency-log entry")
     return times, _tlog_summary(parsed)
@@ -589,8 +585,7 @@ def _verify_keyless_own(
     if not parsed.tlog_entries:
         raise _Failed("keyless bundle has no transparency-log entry")
     times = _verify_tlog(parsed, root, verifier=cert, digest=digest)
-    signature = parsed.envelope.signature if parsed.envelope else parsed.message.signature  # type: ignore[union-attr]
-    times += _verify_timestamps(parsed, root, signature)
+    times += _verify_timestamps(parsed, root, parsed.signature)
     if not times:
         raise _Failed("no verified signing time (signed entry timestamp or RFC 3161 timestamp)")
     try:
