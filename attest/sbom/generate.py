@@ -16,6 +16,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 from attest.deadline import Deadline
@@ -31,7 +32,8 @@ from attest.sbom.model import Catalog
 from attest.sbom.progress import Progress
 from attest.sbom.scanner import scan_directory, scan_image
 
-FORMATS = ("cyclonedx-json", "spdx-json")
+_WRITERS: dict[str, ModuleType] = {"cyclonedx-json": cyclonedx, "spdx-json": spdx}
+FORMATS = tuple(_WRITERS)
 _SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "attest:sbom:serial-number")
 
 
@@ -73,17 +75,23 @@ def source_date_epoch(explicit: int | None = None) -> int | None:
     return int(value)
 
 
+def _writer(fmt: str) -> ModuleType:
+    """The module that renders ``fmt`` (``cyclonedx`` or ``spdx``)."""
+    writer = _WRITERS.get(fmt)
+    if writer is None:
+        raise UsageError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return writer
+
+
 def render(catalog: Catalog, fmt: str, *, epoch: int | None = None) -> bytes:
     """Render ``catalog`` in ``fmt``; deterministic when ``epoch`` is given."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
+    writer = _writer(fmt)
     if epoch is None:
         timestamp = datetime.now(UTC).replace(microsecond=0)
         serial = uuid.uuid4()
     else:
         timestamp = datetime.fromtimestamp(epoch, UTC)
         serial = uuid.uuid5(_SERIAL_NAMESPACE, _fingerprint(catalog, fmt, epoch))
-    writer = cyclonedx if fmt == "cyclonedx-json" else spdx
     return writer.render(catalog, timestamp=timestamp, serial=serial)
 
 
@@ -150,14 +158,12 @@ def generate_sbom(
     deadline: Deadline | None = None,
 ) -> SbomResult:
     """Scan ``target`` and render its SBOM in ``fmt`` (``cyclonedx-json`` or ``spdx-json``)."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
+    writer = _writer(fmt)  # before scanning: an unknown format fails at once
     options = options or SbomOptions()
     epoch = source_date_epoch(options.source_date_epoch)
     catalog = scan(target, platform=platform, options=options, store=store, deadline=deadline)
     document = render(catalog, fmt, epoch=epoch)
     source = catalog.source
-    writer = cyclonedx if fmt == "cyclonedx-json" else spdx
     pinned = f"{source.name}@{source.digest}" if source.digest else f"dir:{source.name}"
     return SbomResult(
         document=document,
