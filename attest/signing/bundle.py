@@ -497,7 +497,7 @@ def _verify_key_based(
     digest: bytes | None,
     payload_type: str | None,
     require_tlog: bool,
-) -> tuple[list[datetime], dict[str, Any] | None]:
+) -> list[datetime]:
     if parsed.keyless:
         raise _Failed("bundle is signed keylessly (certificate), not with a key")
     _check_artifact(parsed, artifact, digest, payload_type)
@@ -511,13 +511,13 @@ def _verify_key_based(
     if not parsed.tlog_entries and not parsed.timestamps:
         if require_tlog:
             raise _Failed("bundle has no transparency-log entry")
-        return [], None
+        return []
     root = root or load_trusted_root(None)
     times = _verify_tlog(parsed, root, verifier=key, digest=digest)
     times += _verify_timestamps(parsed, root, parsed.signature)
     if require_tlog and not parsed.tlog_entries:
         raise _Failed("bundle has no transparency-log entry")
-    return times, _tlog_summary(parsed)
+    return times
 
 
 # -- keyless signatures --------------------------------------------------------------------
@@ -699,7 +699,7 @@ def verify_bundle(
         key = load_verification_key(public_key_pem)
         signer = {"type": "key", "keyId": key_hint(key)}
         try:
-            times, _ = _verify_key_based(
+            times = _verify_key_based(
                 parsed, key, trusted_root, artifact, digest, payload_type, require_tlog
             )
         except _Failed as err:
