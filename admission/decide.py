@@ -361,8 +361,7 @@ class Admission:
         except AttestError as err:
             check.outcome, check.error = "invalid", str(err)
             return check
-        check.name, check.tag, check.digest = parsed.name, parsed.tag, parsed.digest
-        check.extra["parsed"] = parsed
+        check.parsed, check.digest = parsed, parsed.digest
         check.policy = config.policy_for(parsed.name, namespace)
         if check.policy is None:
             check.outcome = "unmatched"
@@ -405,9 +404,8 @@ class Admission:
     def _verify_one(self, original: ImageCheck, runtime: Runtime, deadline: Deadline) -> ImageCheck:
         """A copy of ``original`` with its digest, verification and outcome filled in."""
         check = copy.copy(original)
-        parsed: ImageReference = check.extra["parsed"]
-        policy = check.policy
-        assert policy is not None
+        parsed, policy = check.parsed, check.policy
+        assert parsed is not None and policy is not None
         began = time.monotonic()
         try:
             store = runtime.registries.store(parsed, deadline)

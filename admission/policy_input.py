@@ -13,7 +13,7 @@ Unix nanoseconds.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from admission.config import ImagePolicy
@@ -24,6 +24,7 @@ from attest.attestations.provenance import split_source_uri
 from attest.attestations.slsa import provenance_facts
 from attest.attestations.verification import statement_from_document
 from attest.errors import AttestError
+from attest.oci.reference import ImageReference
 from attest.verify import CheckResult, ImageVerification
 
 INPUT_VERSION = "attest.dev/admission-input/v1"
@@ -36,8 +37,7 @@ class ImageCheck:
 
     reference: str
     containers: list[ContainerImage]
-    name: str | None = None
-    tag: str | None = None
+    parsed: ImageReference | None = None  # None when the reference is invalid
     digest: str | None = None
     policy: ImagePolicy | None = None
     outcome: str = "unverified"
@@ -47,7 +47,14 @@ class ImageCheck:
     unchanged: bool = False
     resolve_seconds: float = 0.0
     verify_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str | None:
+        return self.parsed.name if self.parsed else None
+
+    @property
+    def tag(self) -> str | None:
+        return self.parsed.tag if self.parsed else None
 
 
 def rfc3339(moment: dt.datetime) -> str:
