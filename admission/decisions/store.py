@@ -368,10 +368,14 @@ def insert_checkpoint(conn: Connection, checkpoint: Checkpoint) -> None:
 def open_database(target: str | None, *, create: bool = False) -> DecisionDatabase:
     """Open ``--db``/``$ATTEST_DB``; readers (``create=False``) need existing records."""
     database = DecisionDatabase(resolve_target(target), create=create)
-    if create:
-        database.ensure_schema()
-    else:
-        database.require_schema()
+    try:
+        if create:
+            database.ensure_schema()
+        else:
+            database.require_schema()
+    except BaseException:
+        database.close()
+        raise
     return database
 
 

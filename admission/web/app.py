@@ -17,7 +17,7 @@ from flask import Flask, Response, redirect, render_template, request, url_for
 
 from admission import metrics
 from admission.decisions import query
-from admission.decisions.store import DecisionDatabase
+from admission.decisions.store import DecisionDatabase, open_database
 from admission.web import views
 from admission.web.auth import COOKIE, TokenGate
 from attest.errors import AttestError, UsageError
@@ -71,13 +71,7 @@ class _ReadOnlyDatabase:
             if self._database is None:
                 if not self.target:
                     raise UsageError("no decision database configured (--db / ATTEST_DB)")
-                database = DecisionDatabase(self.target, create=False)
-                try:
-                    database.require_schema()
-                except AttestError:
-                    database.close()
-                    raise
-                self._database = database
+                self._database = open_database(self.target, create=False)
             return self._database
 
     def close(self) -> None:
