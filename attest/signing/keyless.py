@@ -14,9 +14,11 @@ sigstore-python signs DSSE only for in-toto statements, which is all we sign as 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -184,31 +186,24 @@ class KeylessSigner:
                 ) from None
         return self._signer
 
-    def _finish(self, bundle: Any, payload: bytes) -> SignatureMaterial:
-        material = material_from_sigstore(bundle, payload)
-        cert = x509.load_der_x509_certificate(material.certificate or b"")
-        identity = certificate_identity(cert)
-        _log.debug("keyless certificate for %s from %s", identity.subject, identity.issuer)
-        return SignatureMaterial(
-            signature=material.signature,
-            payload=material.payload,
-            payload_type=material.payload_type,
-            certificate=material.certificate,
-            chain=_issuer_chain(cert, self._trust.root),
-            tlog_entries=material.tlog_entries,
-            timestamps=material.timestamps,
-        )
-
-    def sign(self, data: bytes) -> SignatureMaterial:
-        """A message signature over SHA-256(``data``), logged as a ``hashedrekord`` entry."""
+    def _signed(self, sign: Callable[[SigstoreSigner], Any], payload: bytes) -> SignatureMaterial:
+        """Run one sigstore-python signing call; its bundle becomes material with the CA chain."""
         signer = self._sigstore_signer()
         try:
-            bundle = signer.sign_artifact(data)
+            bundle = sign(signer)
         except Exception as err:
             raise SigningError(
                 f"keyless signing via {self._trust.name} failed: {_describe(err)}"
             ) from None
-        return self._finish(bundle, data)
+        material = material_from_sigstore(bundle, payload)
+        cert = x509.load_der_x509_certificate(material.certificate or b"")
+        identity = certificate_identity(cert)
+        _log.debug("keyless certificate for %s from %s", identity.subject, identity.issuer)
+        return dataclasses.replace(material, chain=_issuer_chain(cert, self._trust.root))
+
+    def sign(self, data: bytes) -> SignatureMaterial:
+        """A message signature over SHA-256(``data``), logged as a ``hashedrekord`` entry."""
+        return self._signed(lambda signer: signer.sign_artifact(data), data)
 
     def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
         """A DSSE envelope over an in-toto statement, logged as a ``dsse`` entry."""
@@ -220,14 +215,7 @@ class KeylessSigner:
             statement = sigstore_dsse.Statement(payload)
         except Exception as err:  # sigstore.errors.Error: not an in-toto statement
             raise SigningError(f"payload is not an in-toto statement: {_describe(err)}") from None
-        signer = self._sigstore_signer()
-        try:
-            bundle = signer.sign_dsse(statement)
-        except Exception as err:
-            raise SigningError(
-                f"keyless signing via {self._trust.name} failed: {_describe(err)}"
-            ) from None
-        return self._finish(bundle, payload)
+        return self._signed(lambda signer: signer.sign_dsse(statement), payload)
 
 
 def _describe(err: BaseException) -> str:
