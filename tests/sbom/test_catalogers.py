@@ -527,3 +527,21 @@ def test_java_archives_nested_shaded_and_manifest_only(tmp_path: Path) -> None:
     builder.layer().tree(root)
     image = write_layout(builder, tmp_path / "layout")
     assert {(p.location, p.purl.to_string()) for p in scan(image).packages} == found
+
+
+# -- shared helpers -----------------------------------------------------------------
+
+
+def test_dependency_refs_keeps_order_and_drops_repeats_unresolved_and_self() -> None:
+    from packageurl import PackageURL
+
+    from attest.sbom.catalogers.base import dependency_refs
+    from attest.sbom.model import Package
+
+    def package(name: str) -> Package:
+        purl = PackageURL("npm", None, name, "1.0.0")
+        return Package("npm", name, "1.0.0", purl, "npm", f"/{name}", f"npm:{name}")
+
+    me, a, b = package("me"), package("a"), package("b")
+    assert dependency_refs(me, [b, None, a, me, b, a]) == ("npm:b", "npm:a")
+    assert dependency_refs(me, iter([None, me])) == ()

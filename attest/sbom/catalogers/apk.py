@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import re
 
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
+from attest.sbom.catalogers.base import (
+    FileView,
+    Interest,
+    ScanEnv,
+    Warn,
+    dependency_refs,
+    location,
+    os_purl,
+)
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
@@ -115,10 +123,5 @@ def _link(found: list[tuple[Package, dict[str, list[str]]]]) -> None:
             for name in _names(value):
                 providers.setdefault(name, package)
     for package, record in found:
-        edges: list[str] = []
-        for value in record.get("D", []):
-            for name in _names(value):
-                target = providers.get(name)
-                if target is not None and target is not package and target.ref not in edges:
-                    edges.append(target.ref)
-        package.depends = tuple(edges)
+        names = (name for value in record.get("D", []) for name in _names(value))
+        package.depends = dependency_refs(package, map(providers.get, names))

@@ -10,7 +10,7 @@ result is kept in place of the content.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol, TypeVar
 
@@ -120,6 +120,15 @@ def os_purl(
         qualifiers["distro"] = os_info.distro
     namespace = os_info.id if os_info is not None else default_namespace
     return PackageURL(kind, namespace, name, version, qualifiers or None)
+
+
+def dependency_refs(package: Package, targets: Iterable[Package | None]) -> tuple[str, ...]:
+    """The refs of the resolved ``targets``, in order, once each, never ``package`` itself."""
+    refs: list[str] = []
+    for target in targets:
+        if target is not None and target is not package and target.ref not in refs:
+            refs.append(target.ref)
+    return tuple(refs)
 
 
 def location(path: str) -> str:

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import re
 
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
+from attest.sbom.catalogers.base import (
+    FileView,
+    Interest,
+    ScanEnv,
+    Warn,
+    dependency_refs,
+    location,
+    os_purl,
+)
 from attest.sbom.licenses import debian_expression, debian_short_name
 from attest.sbom.model import Package
 
@@ -230,15 +238,19 @@ class DpkgCataloger:
                     return candidate
             return found[0] if found else None
 
-        for package, stanza in found:
+        def satisfier(package: Package, group: list[str]) -> Package | None:
+            """The package the first resolvable alternative of ``group`` names (never ``package``)."""
             arch = package.ref.rsplit(":", 1)[-1]
-            edges: list[str] = []
-            for field in ("Pre-Depends", "Depends"):
-                for group in _split_alternatives(stanza.get(field, "")):
-                    for alternative in group:
-                        target = pick(alternative, arch)
-                        if target is not None and target is not package:
-                            if target.ref not in edges:
-                                edges.append(target.ref)
-                            break
-            package.depends = tuple(edges)
+            for alternative in group:
+                target = pick(alternative, arch)
+                if target is not None and target is not package:
+                    return target
+            return None
+
+        for package, stanza in found:
+            groups = [
+                group
+                for field in ("Pre-Depends", "Depends")
+                for group in _split_alternatives(stanza.get(field, ""))
+            ]
+            package.depends = dependency_refs(package, (satisfier(package, g) for g in groups))

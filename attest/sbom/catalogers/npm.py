@@ -15,7 +15,7 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, dependency_refs, location
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
@@ -96,17 +96,20 @@ class NpmCataloger:
             )
             by_dir[directory] = (package, manifest)
         for directory, (package, manifest) in by_dir.items():
-            edges: list[str] = []
-            for field in _DEPENDENCY_FIELDS:
-                dependencies = manifest.get(field)
-                if not isinstance(dependencies, dict):
-                    continue
-                for dependency in dependencies:
-                    target = _resolve(directory, str(dependency), by_dir)
-                    if target is not None and target.ref not in edges and target is not package:
-                        edges.append(target.ref)
-            package.depends = tuple(edges)
+            package.depends = dependency_refs(
+                package,
+                (_resolve(directory, name, by_dir) for name in _dependency_names(manifest)),
+            )
         return [package for package, _ in by_dir.values()]
+
+
+def _dependency_names(manifest: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for field in _DEPENDENCY_FIELDS:
+        dependencies = manifest.get(field)
+        if isinstance(dependencies, dict):
+            names.extend(str(name) for name in dependencies)
+    return names
 
 
 def _resolve(

@@ -17,7 +17,7 @@ import re
 
 from packageurl import PackageURL
 
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location
+from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, dependency_refs, location
 from attest.sbom.licenses import from_classifiers, normalize
 from attest.sbom.model import Package
 
@@ -181,12 +181,7 @@ def _link(found: list[tuple[Package, str, tuple[str, ...]]]) -> None:
     for package, site, _ in found:
         by_site.setdefault((site, canonical_name(package.name)), package)
     for package, site, requires in found:
-        edges: list[str] = []
-        for requirement in requires:
-            match = _REQUIREMENT.match(requirement)
-            if not match:
-                continue
-            target = by_site.get((site, canonical_name(match.group(1))))
-            if target is not None and target is not package and target.ref not in edges:
-                edges.append(target.ref)
-        package.depends = tuple(edges)
+        names = (match.group(1) for match in map(_REQUIREMENT.match, requires) if match)
+        package.depends = dependency_refs(
+            package, (by_site.get((site, canonical_name(name))) for name in names)
+        )

@@ -18,7 +18,15 @@ import struct
 import tempfile
 
 from attest.sbom.catalogers import rpmbdb, rpmheader
-from attest.sbom.catalogers.base import FileView, Interest, ScanEnv, Warn, location, os_purl
+from attest.sbom.catalogers.base import (
+    FileView,
+    Interest,
+    ScanEnv,
+    Warn,
+    dependency_refs,
+    location,
+    os_purl,
+)
 from attest.sbom.licenses import normalize
 from attest.sbom.model import Package
 
@@ -159,9 +167,4 @@ def _link(found: list[tuple[Package, rpmheader.Header]]) -> None:
         for path in header.files:
             providers.setdefault(path, package)
     for package, header in found:
-        edges: list[str] = []
-        for requirement in header.requires:
-            target = providers.get(requirement)
-            if target is not None and target is not package and target.ref not in edges:
-                edges.append(target.ref)
-        package.depends = tuple(edges)
+        package.depends = dependency_refs(package, map(providers.get, header.requires))
