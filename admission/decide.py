@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from admission.cache import TagCache, VerificationCache
+from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.policy_input import ImageCheck, build_input, rfc3339
 from admission.review import AdmissionRequest
@@ -175,6 +175,17 @@ def mentions(message: str, reference: str) -> bool:
     """Whether ``message`` names ``reference`` as a whole reference (not a prefix of another)."""
     pattern = _REFERENCE_CHARS_BEFORE + re.escape(reference) + _REFERENCE_CHARS_AFTER
     return re.search(pattern, message) is not None
+
+
+def _tag_key(check: ImageCheck) -> str:
+    """The tag cache key of an image named by tag (or by nothing: ``latest``)."""
+    return f"{check.name}:{check.tag}"
+
+
+def _cache_key(check: ImageCheck) -> CacheKey:
+    """The verification cache key of a matched image whose digest is known."""
+    assert check.parsed is not None and check.policy is not None and check.digest
+    return (check.parsed.name, check.digest, check.policy.fingerprint)
 
 
 def _distinct(containers: list[ContainerImage]) -> dict[str, list[ContainerImage]]:
@@ -376,11 +387,11 @@ class Admission:
     ) -> None:
         """Resolve and verify every image that needs it, in place; late results are dropped."""
         for check in checks:  # images already verified: no thread, no network
-            if check.outcome == "unverified" and not check.digest and check.name:
-                check.digest = self.tags.get(f"{check.name}:{check.tag}")
-            if check.outcome == "unverified" and check.digest and check.policy is not None:
-                key = (check.name or "", check.digest, check.policy.fingerprint)
-                hit = self.cache.get(key)
+            if check.outcome != "unverified":  # invalid or unmatched: nothing to verify
+                continue
+            check.digest = check.digest or self.tags.get(_tag_key(check))
+            if check.digest:
+                hit = self.cache.get(_cache_key(check))
                 if hit is not None:
                     self._record(check, hit, cached=True)
         pending = [
@@ -409,13 +420,15 @@ class Admission:
         began = time.monotonic()
         try:
             store = runtime.registries.store(parsed, deadline)
-            if not check.digest:
-                check.digest = store.resolve(parsed.tag or "latest").digest
-                self.tags.put(f"{check.name}:{check.tag}", check.digest)
+            just_resolved = not check.digest
+            if just_resolved:
+                check.digest = store.resolve(parsed.identifier).digest
+                self.tags.put(_tag_key(check), check.digest)
             resolved = time.monotonic()
             check.resolve_seconds = resolved - began
-            key = (parsed.name, check.digest, policy.fingerprint)
-            hit = self.cache.get(key)
+            key = _cache_key(check)
+            # a digest known before was looked up in the cache already (_verify_all)
+            hit = self.cache.get(key) if just_resolved else None
             if hit is not None:
                 self._record(check, hit, cached=True)
                 return check

@@ -78,6 +78,31 @@ def check_digest(value: str) -> str:
     return text if text.startswith("sha256:") else "sha256:" + text
 
 
+def filter_from_text(
+    limit: int | None,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    namespaces: tuple[str, ...] = (),
+    image: str | None = None,
+    digest: str | None = None,
+    results: tuple[str, ...] = (),
+    policy: str | None = None,
+) -> DecisionFilter:
+    """A filter from what a user typed (empty means unset); raises ``UsageError`` naming a bad
+    time, digest or result."""
+    return DecisionFilter(
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        namespaces=tuple(namespaces),
+        image=image or None,
+        digest=check_digest(digest) if digest else None,
+        results=check_results(tuple(results)),
+        policy=policy or None,
+        limit=limit,
+    )
+
+
 def glob_to_like(pattern: str) -> str:
     """A shell-style glob (``*``, ``?``) as a SQL LIKE pattern with ``\\`` as escape."""
     out = []

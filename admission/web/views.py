@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.decisions.model import RESULTS, StoredDecision, pick
-from admission.decisions.query import DecisionFilter, check_digest, check_results, parse_time
+from admission.decisions.query import DecisionFilter, filter_from_text
 
 FILTER_FIELDS = ("since", "until", "namespace", "image", "digest", "result", "policy", "limit")
 DEFAULT_LIMIT = 100
@@ -39,15 +39,15 @@ def parse_filters(args: Any) -> FilterForm:
             raise UsageError(f"limit {values['limit']!r}: a number from 1 to {MAX_LIMIT}")
         limit = int(values["limit"])
     namespaces = tuple(n.strip() for n in values["namespace"].split(",") if n.strip())
-    flt = DecisionFilter(
-        since=parse_time(values["since"]) if values["since"] else None,
-        until=parse_time(values["until"]) if values["until"] else None,
+    flt = filter_from_text(
+        limit,
+        since=values["since"],
+        until=values["until"],
         namespaces=namespaces,
-        image=values["image"] or None,
-        digest=check_digest(values["digest"]) if values["digest"] else None,
-        results=check_results((values["result"],)) if values["result"] else (),
-        policy=values["policy"] or None,
-        limit=limit,
+        image=values["image"],
+        digest=values["digest"],
+        results=(values["result"],) if values["result"] else (),
+        policy=values["policy"],
     )
     return FilterForm(values, flt)
 

@@ -45,19 +45,6 @@ filter_options = option_group(
 """The AppSec filters shared by ``list``, ``export`` and ``replay``."""
 
 
-def make_filter(limit: int | None, **options: Any) -> query.DecisionFilter:
-    return query.DecisionFilter(
-        since=query.parse_time(options["since"]) if options.get("since") else None,
-        until=query.parse_time(options["until"]) if options.get("until") else None,
-        namespaces=tuple(options.get("namespaces") or ()),
-        image=options.get("image") or None,
-        digest=query.check_digest(options["digest"]) if options.get("digest") else None,
-        results=query.check_results(tuple(options.get("results") or ())),
-        policy=options.get("policy") or None,
-        limit=limit,
-    )
-
-
 def _open(db: str | None) -> contextlib.closing[DecisionDatabase]:
     """The existing decision database ``--db`` names, closed when the ``with`` block ends."""
     return contextlib.closing(open_database(db, create=False))
@@ -75,7 +62,7 @@ def decisions_group() -> None:
 @output_option
 def list_command(db: str | None, limit: int, output_format: str, **filters: Any) -> None:
     """List decisions, newest first."""
-    flt = make_filter(limit, **filters)
+    flt = query.filter_from_text(limit, **filters)
     with _open(db) as database:
         records = query.list_decisions(database, flt)
     if output_format == "json":
@@ -113,7 +100,7 @@ def show_command(db: str | None, ident: str, output_format: str) -> None:
 )
 def export_command(db: str | None, output_file: str | None, **filters: Any) -> None:
     """Export matching decisions as JSON Lines, oldest first."""
-    flt = make_filter(None, **filters)
+    flt = query.filter_from_text(None, **filters)
     with _open(db) as database:
         records = query.iter_decisions(database, flt)
         if output_file is None:
@@ -253,7 +240,7 @@ def replay_command(
     """
     from admission.decisions.replay import replay
 
-    flt = make_filter(limit, **filters)
+    flt = query.filter_from_text(limit, **filters)
     engine, package_name = _replay_engine(bundle_path, config, package, opa_url)
     with contextlib.closing(engine), _open(db) as database:
         records = (

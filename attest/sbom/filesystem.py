@@ -300,9 +300,7 @@ class FileTree:
         if self._opener is None or cataloger not in node.wanted:
             return None
         result = None
-        limit = self.env.limits.max_archive_bytes
-        if node.size > limit:
-            self.env.warn(path, f"{node.size} bytes is above the {limit}-byte limit; skipped")
+        if self.env.over_limit(path, node.size, self.env.limits.max_archive_bytes):
             node.analysis = {**(node.analysis or {}), cataloger: None}
             return None
         try:
@@ -331,11 +329,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
     limits: Limits = env.limits
 
     def load(path: str, node: Node) -> bytes | None:
-        if node.size > limits.max_metadata_bytes:
-            env.warn(
-                path,
-                f"{node.size} bytes is above the {limits.max_metadata_bytes}-byte limit; skipped",
-            )
+        if env.over_limit(path, node.size, limits.max_metadata_bytes):
             return None
         try:
             with _open_inside(root, path) as handle:

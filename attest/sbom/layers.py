@@ -357,11 +357,7 @@ def _apply_file(
     if handle is None:
         return
     if kept:
-        if member.size > limits.max_metadata_bytes:
-            env.warn(
-                path,
-                f"{member.size} bytes is above the {limits.max_metadata_bytes}-byte limit; skipped",
-            )
+        if env.over_limit(path, member.size, limits.max_metadata_bytes):
             return
         node.content = handle.read()
         if streamed:
@@ -369,10 +365,7 @@ def _apply_file(
 
             _analyze(node, path, streamed, io.BytesIO(node.content), node.content[:HEAD_BYTES], env)
         return
-    if member.size > limits.max_archive_bytes:
-        env.warn(
-            path, f"{member.size} bytes is above the {limits.max_archive_bytes}-byte limit; skipped"
-        )
+    if env.over_limit(path, member.size, limits.max_archive_bytes):
         return
     head = handle.read(HEAD_BYTES)
     _analyze(node, path, streamed, _Prefixed(head, handle), head, env)

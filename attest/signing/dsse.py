@@ -117,15 +117,6 @@ class Envelope:
         return cls.from_dict(data, what=what)
 
 
-def sign_envelope(
-    sign: Callable[[bytes], bytes], payload_type: str, payload: bytes, *, keyid: str = ""
-) -> Envelope:
-    """An envelope over ``payload`` with one signature made by ``sign`` over the PAE."""
-    return Envelope(
-        payload_type, payload, (EnvelopeSignature(sign(pae(payload_type, payload)), keyid),)
-    )
-
-
 def verify_envelope(envelope: Envelope, verify: Callable[[bytes, bytes], bool]) -> bool:
     """Whether any signature verifies over the envelope's PAE (``verify(sig, data)``)."""
     message = envelope.pae()

@@ -189,25 +189,6 @@ def append_layer(
     raise RegistryError(f"{store.display}:{tag}: kept changing under concurrent writers")
 
 
-def read_entries(store: ImageStore, digest: str, kind: str) -> tuple[list[LegacyEntry], list[str]]:
-    """Every entry under the ``.sig`` (``kind="signature"``) or ``.att`` tag of ``digest``.
-
-    Returns the entries and the problems met reading them (unreadable layers are
-    reported, not fatal).  A missing tag is simply no entries.
-    """
-    fetched = fetch_entries_manifest(store, digest, kind)
-    if fetched is None:
-        return [], []
-    plan = EntriesPlan.of(store, digest, fetched, kind)
-    contents: list[bytes | AttestError] = []
-    for read in plan.reads:
-        try:
-            contents.append(read())
-        except AttestError as err:
-            contents.append(err)
-    return plan.finish(contents)
-
-
 def fetch_entries_manifest(store: ImageStore, digest: str, kind: str) -> FetchedManifest | None:
     """The ``.sig``/``.att`` manifest of ``digest``, or ``None`` when the tag does not exist."""
     try:

@@ -13,7 +13,6 @@ Sigstore public-good root shipped inside sigstore-python is used, offline.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -301,15 +300,3 @@ def trust_config_from_parts(trusted_root: str, signing_config: str) -> TrustConf
             f"({_first_error(err)})"
         ) from None
     return _config_from_model(model, f"{trusted_root}+{signing_config}", raw)
-
-
-def key_log_id(key: PublicKey) -> bytes:
-    """A log's id as Rekor computes it: SHA-256 over the PKIX DER of its key."""
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).digest()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

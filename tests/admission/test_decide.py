@@ -117,6 +117,15 @@ def test_cache_and_rego_every_request(setup) -> None:
     assert second.messages == first.messages
 
 
+def test_pinned_images_are_looked_up_in_the_cache_once_per_request(setup) -> None:
+    service, verifier, *_ = setup
+    decide(service, review(deployment(GOOD, BAD)))
+    assert (service.cache.stats.hits, service.cache.stats.misses) == (0, 2)
+    decide(service, review(deployment(GOOD, BAD)))
+    assert (service.cache.stats.hits, service.cache.stats.misses) == (1, 3)
+    assert len(verifier.calls) == 3
+
+
 def test_timeout_is_its_own_outcome_and_denies(setup) -> None:
     service, *_ = setup
     began = time.monotonic()

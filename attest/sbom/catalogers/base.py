@@ -89,6 +89,13 @@ class ScanEnv:
         if message not in self.warnings:
             self.warnings.append(message)
 
+    def over_limit(self, path: str, size: int, limit: int) -> bool:
+        """Whether ``size`` is above ``limit``; if so, warn that ``path`` is skipped."""
+        if size <= limit:
+            return False
+        self.warn(path, f"{size} bytes is above the {limit}-byte limit; skipped")
+        return True
+
 
 class Cataloger(Protocol):
     """Finds one ecosystem's packages."""
