@@ -21,7 +21,25 @@ from tests.support.sigstore import SigstoreMock, node_harness_missing
 from tests.support.tokenserver import TokenServer
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = Path(os.environ.get("ATTEST_VECTORS", ROOT.parent / "shared" / "vectors"))
+# Other implementations' data, copied into the repository (tests/vectors/README.md);
+# a missing vector is a failure, never a skip.
+VECTORS = Path(os.environ.get("ATTEST_VECTORS", ROOT / "tests" / "vectors"))
+
+
+def vector(*parts: str) -> Path:
+    """A path under the vectors; fails the test (never skips) when it is missing."""
+    path = VECTORS.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"test vector missing: {path} (tests/vectors/ is part of the repository)")
+    return path
+
+
+def vector_files(folder: str, pattern: str) -> list[Path]:
+    """The vector files to parametrize over; an empty match is a collection error, not zero tests."""
+    found = sorted((VECTORS / folder).glob(pattern))
+    if not found:
+        raise FileNotFoundError(f"no test vectors match {VECTORS / folder / pattern}")
+    return found
 
 
 @pytest.fixture(scope="session")

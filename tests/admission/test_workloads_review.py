@@ -11,12 +11,10 @@ from admission.review import ReviewError, load_review_input, parse_review, revie
 from admission.workloads import workload_images
 from attest.errors import BadAdmissionReview
 from tests.admission.helpers import POD_KIND, deployment, pod_spec, review
-from tests.conftest import VECTORS
+from tests.conftest import VECTORS, vector_files
 
 REVIEWS = VECTORS / "admission-reviews"
-needs_vectors = pytest.mark.skipif(
-    not REVIEWS.is_dir(), reason=f"shared vectors not present at {REVIEWS} (outside this repo)"
-)
+REVIEW_FILES = vector_files("admission-reviews", "*.json")
 
 
 def _all_images(node: Any) -> list[str]:
@@ -34,8 +32,7 @@ def _all_images(node: Any) -> list[str]:
     return []
 
 
-@needs_vectors
-@pytest.mark.parametrize("path", sorted(REVIEWS.glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", REVIEW_FILES, ids=lambda p: p.name)
 def test_vector_images_are_exactly_those_in_the_object(path) -> None:
     try:
         request = parse_review(path.read_bytes())

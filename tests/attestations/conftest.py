@@ -6,15 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import VECTORS
+from tests.conftest import vector
 
 
 @pytest.fixture
 def vectors() -> Path:
-    """``../shared/vectors``; tests using it skip when it is absent (outside this workplace)."""
-    if not (VECTORS / "slsa-verifier").is_dir():
-        pytest.skip(f"shared test vectors not found at {VECTORS} (outside this workplace)")
-    return VECTORS
+    """The vectors folder (tests/vectors); its absence fails the test."""
+    return vector("slsa-verifier").parent
 
 
 @pytest.fixture

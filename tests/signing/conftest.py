@@ -17,7 +17,7 @@ from attest.oci.store import ImageStore
 from attest.signing import keys
 from attest.signing.signer import KeySigner
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
-from tests.conftest import VECTORS, simple_image
+from tests.conftest import simple_image, vector
 from tests.signing.fakesigstore import FakeSigstore
 
 
@@ -47,10 +47,8 @@ def other_key() -> SigningKey:
 
 @pytest.fixture
 def vectors() -> Path:
-    """The shared vectors folder; tests using it skip (with the reason) when it is absent."""
-    if not VECTORS.is_dir():
-        pytest.skip(f"shared test vectors not found at {VECTORS} (outside this workplace)")
-    return VECTORS
+    """The vectors folder (tests/vectors); its absence fails the test."""
+    return vector("cosign-legacy").parent
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import VECTORS
+from tests.conftest import VECTORS, vector
 from tests.support.sigstore import SigstoreMock, node_harness_missing
 
 CONFORMANCE = VECTORS / "sigstore-conformance"
@@ -17,11 +17,18 @@ COSIGN_BUNDLE = VECTORS / "cosign-bundle"
 
 
 def needs_vectors(folder: str) -> pytest.MarkDecorator:
-    """Skip when the shared vectors (outside the repository) are absent."""
-    path = VECTORS / folder
-    return pytest.mark.skipif(
-        not path.is_dir(), reason=f"shared test vectors not present at {path} (outside this repo)"
-    )
+    """Mark a test as reading ``tests/vectors/<folder>``; a missing folder fails the test."""
+    return pytest.mark.usefixtures(f"vectors_{folder.replace('-', '_')}")
+
+
+@pytest.fixture
+def vectors_sigstore_conformance() -> None:
+    vector("sigstore-conformance")
+
+
+@pytest.fixture
+def vectors_cosign_bundle() -> None:
+    vector("cosign-bundle")
 
 
 @dataclass(frozen=True)
