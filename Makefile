@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps js-deps venv bench clean
+.PHONY: demo test lint system-deps js-deps peers venv bench clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,8 @@ demo: $(STAMP)
 	scripts/system-deps.sh --demo
 	$(BIN)/python scripts/demo.py
 
-## make test: install what the tests need (apt, npm), lint, then run the whole suite.
-test: $(STAMP) system-deps js-deps
+## make test: install what the tests need (apt, npm, the Go-built peers), lint, then run the whole suite.
+test: $(STAMP) system-deps js-deps peers
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -31,6 +31,11 @@ system-deps:
 js-deps: system-deps
 	@if [ ! -d tests/js/node_modules ] || [ tests/js/package-lock.json -nt tests/js/node_modules ]; then \
 		cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules; fi
+
+## peers: cosign, OPA, kube-apiserver, etcd, helm, the TSA and promtool, pinned in
+## peers/versions.tsv, built into .peers/bin/ (cached; a failed build fails its tests).
+peers: system-deps
+	scripts/peers.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

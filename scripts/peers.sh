@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Build the real peers pinned in peers/versions.tsv into .peers/bin/ (idempotent).
+#
+# Usage: scripts/peers.sh [NAME ...]      (default: every peer in the file)
+#
+# Each peer is built with Go from the module proxy, using Go's module and build
+# caches, so a rebuild after the first takes seconds and an unchanged peer is not
+# rebuilt at all (.peers/stamps/NAME holds what was built). A peer that fails to
+# build does not stop the others: its log is kept in .peers/logs/NAME.log and
+# the tests that need it fail with the log's last lines (tests/support/peers.py).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PEERS=$ROOT/.peers
+VERSIONS=$ROOT/peers/versions.tsv
+mkdir -p "$PEERS/bin" "$PEERS/stamps" "$PEERS/logs" "$PEERS/build"
+export GOFLAGS=-buildvcs=false
+export GOBIN=$PEERS/bin
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "peers: go is not installed (scripts/system-deps.sh installs it)" >&2
+  exit 1
+fi
+
+wanted=("$@")
+want() {
+  [ ${#wanted[@]} -eq 0 ] && return 0
+  local name
+  for name in "${wanted[@]}"; do [ "$name" = "$1" ] && return 0; done
+  return 1
+}
+
+# The module that builds kube-apiserver and kubectl: k8s.io/kubernetes at VERSION with
+# every staging module it requires replaced by its published v0.MINOR.PATCH.
+kubernetes_module() {
+  local version=$1 dir=$PEERS/build/kubernetes-$1
+  local staging=v0.${version#v1.}
+  if [ -f "$dir/go.mod" ] && grep -q "^tool" "$dir/go.mod"; then
+    echo "$dir"
+    return 0
+  fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  local gomod
+  gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$version" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') || return 1
+  {
+    printf 'module attest.dev/peers/kubernetes\n\ngo 1.26.0\n\nreplace (\n'
+    # staging modules are the ones replaced by ./staging/src/... in kubernetes' go.mod
+    sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod" |
+      while read -r module; do
+        if grep -Eq "^[[:space:]]+$module v0\.0\.0" "$gomod"; then
+          printf '\t%s => %s %s\n' "$module" "$module" "$staging"
+        fi
+      done
+    printf ')\n'
+  } >"$dir/go.mod"
+  (cd "$dir" && go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$version" \
+    "k8s.io/kubernetes/cmd/kubectl@$version") || return 1
+  echo "$dir"
+}
+
+build() {
+  local name=$1 binary=$2 package=$3 version=$4
+  local stamp=$PEERS/stamps/$name want_stamp="$package@$version"
+  if [ -x "$PEERS/bin/$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ]; then
+    return 0
+  fi
+  rm -f "$stamp" "$PEERS/logs/$name.failed"
+  local began=$SECONDS status=0
+  echo "peers: building $name ($want_stamp)" >&2
+  case $package in
+    k8s.io/kubernetes/*)
+      {
+        dir=$(kubernetes_module "$version") &&
+          (cd "$dir" && go build -trimpath -o "$PEERS/bin/$binary" "$package")
+      } >"$PEERS/logs/$name.log" 2>&1 || status=$?
+      ;;
+    *)
+      go install -trimpath "$want_stamp" >"$PEERS/logs/$name.log" 2>&1 || status=$?
+      ;;
+  esac
+  if [ $status -ne 0 ]; then
+    touch "$PEERS/logs/$name.failed"
+    echo "peers: $name failed to build (log: .peers/logs/$name.log):" >&2
+    tail -5 "$PEERS/logs/$name.log" | sed 's/^/peers:   /' >&2
+    return 0
+  fi
+  # go install names a module-root command after the module's last path element
+  if [ ! -x "$PEERS/bin/$binary" ]; then
+    local built
+    built=$(basename "${package%/v[0-9]*}")
+    [ -x "$PEERS/bin/$built" ] && mv "$PEERS/bin/$built" "$PEERS/bin/$binary"
+  fi
+  echo "$want_stamp" >"$stamp"
+  echo "peers: $name built in $((SECONDS - began)) s" >&2
+}
+
+while IFS=$'\t' read -r name binary package version; do
+  case $name in '' | '#'*) continue ;; esac
+  want "$name" || continue
+  build "$name" "$binary" "$package" "$version"
+done <"$VERSIONS"
+exit 0
