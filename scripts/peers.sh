@@ -15,7 +15,6 @@ PEERS=$ROOT/.peers
 VERSIONS=$ROOT/peers/versions.tsv
 mkdir -p "$PEERS/bin" "$PEERS/stamps" "$PEERS/logs" "$PEERS/build"
 export GOFLAGS=-buildvcs=false
-export GOBIN=$PEERS/bin
 
 if ! command -v go >/dev/null 2>&1; then
   echo "peers: go is not installed (scripts/system-deps.sh installs it)" >&2
@@ -30,22 +29,32 @@ want() {
   return 1
 }
 
-# The module that builds kube-apiserver and kubectl: k8s.io/kubernetes at VERSION with
-# every staging module it requires replaced by its published v0.MINOR.PATCH.
-kubernetes_module() {
-  local version=$1 dir=$PEERS/build/kubernetes-$1
-  local staging=v0.${version#v1.}
+# A peer is built in a small module of its own that requires it as a tool (go get
+# -tool), so that modules whose go.mod holds replace directives (etcd, kubernetes)
+# build as well as the rest: `go install PKG@VERSION` refuses those.
+tool_module() {
+  local name=$1 package=$2 version=$3 dir=$PEERS/build/$1-$3
   if [ -f "$dir/go.mod" ] && grep -q "^tool" "$dir/go.mod"; then
     echo "$dir"
     return 0
   fi
   rm -rf "$dir" && mkdir -p "$dir"
-  local gomod
+  printf 'module attest.dev/peers/%s\n\ngo 1.26.0\n' "$name" >"$dir/go.mod"
+  case $package in
+    k8s.io/kubernetes/*) kubernetes_replaces "$dir" "$version" || return 1 ;;
+  esac
+  (cd "$dir" && go get -tool "$package@$version") >&2 || return 1
+  echo "$dir"
+}
+
+# k8s.io/kubernetes requires every staging module it carries at v0.0.0, which the
+# proxy does not serve: replace each with its published v0.MINOR.PATCH.
+kubernetes_replaces() {
+  local dir=$1 version=$2 staging=v0.${2#v1.} gomod
   gomod=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$version" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])') || return 1
   {
-    printf 'module attest.dev/peers/kubernetes\n\ngo 1.26.0\n\nreplace (\n'
-    # staging modules are the ones replaced by ./staging/src/... in kubernetes' go.mod
+    printf '\nreplace (\n'
     sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9-]*\) => \./staging/.*#\1#p' "$gomod" |
       while read -r module; do
         if grep -Eq "^[[:space:]]+$module v0\.0\.0" "$gomod"; then
@@ -53,43 +62,27 @@ kubernetes_module() {
         fi
       done
     printf ')\n'
-  } >"$dir/go.mod"
-  (cd "$dir" && go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$version" \
-    "k8s.io/kubernetes/cmd/kubectl@$version") || return 1
-  echo "$dir"
+  } >>"$dir/go.mod"
 }
 
 build() {
   local name=$1 binary=$2 package=$3 version=$4
-  local stamp=$PEERS/stamps/$name want_stamp="$package@$version"
+  local stamp=$PEERS/stamps/$name want_stamp="$package@$version" dir
   if [ -x "$PEERS/bin/$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ]; then
     return 0
   fi
   rm -f "$stamp" "$PEERS/logs/$name.failed"
   local began=$SECONDS status=0
   echo "peers: building $name ($want_stamp)" >&2
-  case $package in
-    k8s.io/kubernetes/*)
-      {
-        dir=$(kubernetes_module "$version") &&
-          (cd "$dir" && go build -trimpath -o "$PEERS/bin/$binary" "$package")
-      } >"$PEERS/logs/$name.log" 2>&1 || status=$?
-      ;;
-    *)
-      go install -trimpath "$want_stamp" >"$PEERS/logs/$name.log" 2>&1 || status=$?
-      ;;
-  esac
+  {
+    dir=$(tool_module "$name" "$package" "$version") &&
+      (cd "$dir" && go build -trimpath -o "$PEERS/bin/$binary" "$package")
+  } >"$PEERS/logs/$name.log" 2>&1 || status=$?
   if [ $status -ne 0 ]; then
     touch "$PEERS/logs/$name.failed"
     echo "peers: $name failed to build (log: .peers/logs/$name.log):" >&2
     tail -5 "$PEERS/logs/$name.log" | sed 's/^/peers:   /' >&2
     return 0
-  fi
-  # go install names a module-root command after the module's last path element
-  if [ ! -x "$PEERS/bin/$binary" ]; then
-    local built
-    built=$(basename "${package%/v[0-9]*}")
-    [ -x "$PEERS/bin/$built" ] && mv "$PEERS/bin/$built" "$PEERS/bin/$binary"
   fi
   echo "$want_stamp" >"$stamp"
   echo "peers: $name built in $((SECONDS - began)) s" >&2
