@@ -67,16 +67,29 @@ kubernetes_replaces() {
 
 build() {
   local name=$1 binary=$2 package=$3 version=$4
-  local stamp=$PEERS/stamps/$name want_stamp="$package@$version" dir
-  if [ -x "$PEERS/bin/$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ]; then
+  local stamp=$PEERS/stamps/$name want_stamp="$package@$version" dir ldflags=""
+  case $package in
+    # what make sets from git in kubernetes' own build: /version and kubectl report it
+    k8s.io/kubernetes/*)
+      local minor=${version#v1.}
+      minor=${minor%%.*}
+      ldflags="-X k8s.io/component-base/version.gitVersion=$version"
+      ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
+      ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
+      ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+      ;;
+  esac
+  # the stamp names what was built; .flags what it was linked with (a change rebuilds)
+  if [ -x "$PEERS/bin/$binary" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ] &&
+    [ "$(cat "$stamp.flags" 2>/dev/null)" = "$ldflags" ]; then
     return 0
   fi
-  rm -f "$stamp" "$PEERS/logs/$name.failed"
+  rm -f "$stamp" "$stamp.flags" "$PEERS/logs/$name.failed"
   local began=$SECONDS status=0
   echo "peers: building $name ($want_stamp)" >&2
   {
     dir=$(tool_module "$name" "$package" "$version") &&
-      (cd "$dir" && go build -trimpath -o "$PEERS/bin/$binary" "$package")
+      (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$PEERS/bin/$binary" "$package")
   } >"$PEERS/logs/$name.log" 2>&1 || status=$?
   if [ $status -ne 0 ]; then
     touch "$PEERS/logs/$name.failed"
@@ -85,6 +98,7 @@ build() {
     return 0
   fi
   echo "$want_stamp" >"$stamp"
+  echo "$ldflags" >"$stamp.flags"
   echo "peers: $name built in $((SECONDS - began)) s" >&2
 }
 
