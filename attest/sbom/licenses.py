@@ -73,9 +73,20 @@ _CLASSIFIER_PREFIX = "License :: "
 
 
 @lru_cache(maxsize=4096)
+def is_spdx_id(value: str) -> bool:
+    """Whether ``value`` is an SPDX license id, exactly as written."""
+    return spdx.is_supported_id(value)
+
+
+@lru_cache(maxsize=4096)
+def is_spdx_expression(value: str) -> bool:
+    """Whether ``value`` parses as an SPDX license expression (cached: parsing is slow)."""
+    return spdx.is_expression(value)
+
+
 def is_spdx(value: str) -> bool:
     """Whether ``value`` is a valid SPDX id or expression."""
-    return bool(value) and (spdx.is_supported_id(value) or spdx.is_expression(value))
+    return bool(value) and (spdx.is_supported_id(value) or is_spdx_expression(value))
 
 
 @lru_cache(maxsize=4096)
