@@ -70,6 +70,10 @@ class Selector:
                 self._by_parent.setdefault(parent, []).append(cataloger)
             if interest.executables:
                 self._executables.append(cataloger)
+        self.names = frozenset(self._by_name)
+        self.suffixes = tuple(self._by_suffix)
+        self.parents = frozenset(self._by_parent)
+        self.executables = bool(self._executables)  # then every regular file's mode matters
 
     def match(self, path: str, mode: int) -> list[Cataloger]:
         """The catalogers that want the regular file ``path`` (in declaration order)."""
@@ -325,7 +329,15 @@ def _open_inside(root: str, path: str) -> IO[bytes]:
 
 
 def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
-    """Walk ``root`` (never following symlinks) into a tree whose wanted files load lazily."""
+    """Walk ``root`` (never following symlinks) into a tree whose wanted files load lazily.
+
+    Only what a cataloger can use becomes a node: wanted files and symlinks (which
+    path resolution follows).  Directories and other files are never staged, since
+    an absent node and an unwanted one read the same (nothing).  File types come
+    from the directory entries; a file is ``lstat``-ed (relative to its directory's
+    descriptor, so the kernel walks one name, not the whole path) only for what a
+    cataloger asks of it: the execute bits, and the size of a wanted file.
+    """
     limits: Limits = env.limits
 
     def load(path: str, node: Node) -> bytes | None:
@@ -340,39 +352,58 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
 
     tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
     tree.begin_layer(0)
+    names, suffixes, parents = selector.names, selector.suffixes, selector.parents
+    need_mode = selector.executables
     pending = [""]
     while pending:
         relative = pending.pop()
-        directory = os.path.join(root, relative) if relative else root
-        try:
-            entries = list(os.scandir(directory))
+        try:  # the root may be a symlink (dir:LINK); below it, never follow one
+            fd = os.open(
+                f"{root}/{relative}" if relative else root,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if relative else 0),
+            )
         except OSError as err:
             env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
             continue
-        for entry in entries:
-            path = f"{relative}/{entry.name}" if relative else entry.name
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError as err:
-                env.warn(path, f"cannot stat ({err.strerror or err}); skipped")
-                continue
-            mode = info.st_mode
-            if stat.S_ISLNK(mode):
-                try:
-                    link = os.readlink(entry.path)
-                except OSError:
-                    link = ""
-                tree.stage(path, Node(SYMLINK, 0o777, 0, 0, link))
-            elif stat.S_ISDIR(mode):
-                tree.stage(path, Node(DIR, stat.S_IMODE(mode), 0, 0))
-                if not (
-                    relative == "" and entry.name in ("proc", "sys") and os.path.ismount(entry.path)
-                ):
-                    pending.append(path)
-            elif stat.S_ISREG(mode):
-                wanted = tuple(c.name for c in selector.match(path, mode))
-                tree.stage(path, Node(FILE, stat.S_IMODE(mode), info.st_size, 0, wanted=wanted))
-            else:
-                tree.stage(path, Node(OTHER, stat.S_IMODE(mode), 0, 0))
+        prefix = f"{relative}/" if relative else ""
+        parent_wanted = relative in parents
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if not (
+                                relative == "" and name in ("proc", "sys") and _is_mount(root, name)
+                            ):
+                                pending.append(prefix + name)
+                        elif entry.is_symlink():
+                            try:
+                                link = os.readlink(name, dir_fd=fd)
+                            except OSError:
+                                link = ""
+                            tree.stage(prefix + name, Node(SYMLINK, 0o777, 0, 0, link))
+                        elif entry.is_file(follow_symlinks=False):
+                            named = parent_wanted or name in names or name.endswith(suffixes)
+                            if not (named or need_mode):
+                                continue
+                            info = entry.stat(follow_symlinks=False)
+                            if not (named or info.st_mode & 0o111):
+                                continue
+                            path = prefix + name
+                            wanted = tuple(c.name for c in selector.match(path, info.st_mode))
+                            if wanted:
+                                mode = stat.S_IMODE(info.st_mode)
+                                tree.stage(path, Node(FILE, mode, info.st_size, 0, wanted=wanted))
+                    except OSError as err:
+                        env.warn(prefix + name, f"cannot stat ({err.strerror or err}); skipped")
+        except OSError as err:
+            env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+        finally:
+            os.close(fd)
     tree.commit_layer()
     return tree
+
+
+def _is_mount(root: str, name: str) -> bool:
+    return os.path.ismount(os.path.join(root, name))
