@@ -93,11 +93,11 @@ def bom_refs(packages: list[Package]) -> dict[str, str]:
     """Package ref -> bom-ref: the purl, suffixed with a short hash where purls collide."""
     counts: dict[str, int] = {}
     for package in packages:
-        purl = package.purl.to_string()
+        purl = package.purl_string
         counts[purl] = counts.get(purl, 0) + 1
     refs = {}
     for package in packages:
-        purl = package.purl.to_string()
+        purl = package.purl_string
         if counts[purl] > 1:
             purl = f"{purl}#{hashlib.sha256(package.ref.encode()).hexdigest()[:12]}"
         refs[package.ref] = purl
@@ -160,7 +160,7 @@ def _component(package: Package, bom_ref: str) -> Json:
             "name": name,
             "properties": _properties(properties),
             "publisher": package.supplier,
-            "purl": package.purl.to_string(),
+            "purl": package.purl_string,
             "type": "application" if package.kind == APPLICATION else "library",
             "version": package.version,
         }

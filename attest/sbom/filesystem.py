@@ -372,18 +372,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
                 for entry in entries:
                     name = entry.name
                     try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if not (
-                                relative == "" and name in ("proc", "sys") and _is_mount(root, name)
-                            ):
-                                pending.append(prefix + name)
-                        elif entry.is_symlink():
-                            try:
-                                link = os.readlink(name, dir_fd=fd)
-                            except OSError:
-                                link = ""
-                            tree.stage(prefix + name, Node(SYMLINK, 0o777, 0, 0, link))
-                        elif entry.is_file(follow_symlinks=False):
+                        if entry.is_file(follow_symlinks=False):  # the common case first
                             named = parent_wanted or name in names or name.endswith(suffixes)
                             if not (named or need_mode):
                                 continue
@@ -395,6 +384,17 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
                             if wanted:
                                 mode = stat.S_IMODE(info.st_mode)
                                 tree.stage(path, Node(FILE, mode, info.st_size, 0, wanted=wanted))
+                        elif entry.is_dir(follow_symlinks=False):
+                            if not (
+                                relative == "" and name in ("proc", "sys") and _is_mount(root, name)
+                            ):
+                                pending.append(prefix + name)
+                        elif entry.is_symlink():
+                            try:
+                                link = os.readlink(name, dir_fd=fd)
+                            except OSError:
+                                link = ""
+                            tree.stage(prefix + name, Node(SYMLINK, 0o777, 0, 0, link))
                     except OSError as err:
                         env.warn(prefix + name, f"cannot stat ({err.strerror or err}); skipped")
         except OSError as err:
