@@ -17,8 +17,10 @@ symlinks; wanted files are then read lazily from disk.
 
 from __future__ import annotations
 
+import marshal
 import os
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -336,7 +338,8 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
     an absent node and an unwanted one read the same (nothing).  File types come
     from the directory entries; a file is ``lstat``-ed (relative to its directory's
     descriptor, so the kernel walks one name, not the whole path) only for what a
-    cataloger asks of it: the execute bits, and the size of a wanted file.
+    cataloger asks of it: the execute bits, and the size of a wanted file.  A large
+    tree is walked by two processes (see :func:`_walk_split`).
     """
     limits: Limits = env.limits
 
@@ -352,21 +355,61 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
 
     tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
     tree.begin_layer(0)
-    names, suffixes, parents = selector.names, selector.suffixes, selector.parents
-    need_mode = selector.executables
+    walk = _Walk(root, selector)
     pending = [""]
-    while pending:
-        relative = pending.pop()
+    while pending and len(pending) < _SPLIT_AT:  # breadth first, until there is work to share
+        level, pending = pending, []
+        for relative in level:
+            walk.directory(relative, pending)
+    _walk_split(walk, pending)
+    for path, kind, mode, size, link, wanted in walk.found:
+        tree.stage(path, Node(kind, mode, size, 0, link, wanted=wanted))
+    for path, cause in walk.warnings:
+        env.warn(path, cause)
+    tree.commit_layer()
+    return tree
+
+
+_SPLIT_AT = 512  # directories pending before the rest of the walk is shared between two processes
+
+Found = tuple[str, str, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
+
+
+class _Walk:
+    """What the walk found so far, as plain tuples (they cross a pipe from the helper)."""
+
+    def __init__(self, root: str, selector: Selector) -> None:
+        self.root = root
+        self.selector = selector
+        self.found: list[Found] = []
+        self.warnings: list[tuple[str, str]] = []
+
+    def all(self, pending: list[str]) -> None:
+        while pending:
+            self.directory(pending.pop(), pending)
+
+    def take(self, queue: int, units: list[list[str]]) -> None:
+        """Walk the units whose indexes this process reads from the ``queue`` pipe, until EOF."""
+        while len(record := os.read(queue, 4)) == 4:
+            self.all(list(units[int.from_bytes(record, "little")]))
+
+    def directory(self, relative: str, pending: list[str]) -> None:
+        """Record one directory's wanted files and symlinks; its subdirectories go to ``pending``."""
+        root, selector, found = self.root, self.selector, self.found
+        names, suffixes = selector.names, selector.suffixes
+        need_mode = selector.executables  # then every regular file's mode matters
         try:  # the root may be a symlink (dir:LINK); below it, never follow one
             fd = os.open(
                 f"{root}/{relative}" if relative else root,
                 os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if relative else 0),
             )
         except OSError as err:
-            env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
-            continue
+            self.warnings.append(
+                (relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            )
+            return
         prefix = f"{relative}/" if relative else ""
-        parent_wanted = relative in parents
+        parent_wanted = relative in selector.parents
         try:
             with os.scandir(fd) as entries:
                 for entry in entries:
@@ -383,7 +426,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
                             wanted = tuple(c.name for c in selector.match(path, info.st_mode))
                             if wanted:
                                 mode = stat.S_IMODE(info.st_mode)
-                                tree.stage(path, Node(FILE, mode, info.st_size, 0, wanted=wanted))
+                                found.append((path, FILE, mode, info.st_size, "", wanted))
                         elif entry.is_dir(follow_symlinks=False):
                             if not (
                                 relative == "" and name in ("proc", "sys") and _is_mount(root, name)
@@ -394,15 +437,80 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
                                 link = os.readlink(name, dir_fd=fd)
                             except OSError:
                                 link = ""
-                            tree.stage(prefix + name, Node(SYMLINK, 0o777, 0, 0, link))
+                            found.append((prefix + name, SYMLINK, 0o777, 0, link, ()))
                     except OSError as err:
-                        env.warn(prefix + name, f"cannot stat ({err.strerror or err}); skipped")
+                        self.warnings.append(
+                            (prefix + name, f"cannot stat ({err.strerror or err}); skipped")
+                        )
         except OSError as err:
-            env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            self.warnings.append(
+                (relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            )
         finally:
             os.close(fd)
-    tree.commit_layer()
-    return tree
+
+
+def _walk_split(walk: _Walk, pending: list[str]) -> None:
+    """Walk ``pending`` here and in a forked helper, which share the directories as they go.
+
+    The walk is system calls and small objects, bound by one core; a second
+    process halves its wall time on a multi-core machine (what Trivy's goroutines
+    get too).  The directories' indexes wait in a pipe, and each process takes the
+    next one when it is free (reads of a few bytes from a pipe are atomic), so one
+    large subtree cannot leave the other process idle.  The helper sends plain
+    tuples back over a second pipe (``marshal``) and exits; if it fails in any
+    way, the whole share is walked again here.  No fork while other threads run (a
+    forked copy of a lock they hold would never be released).
+    """
+    if len(pending) < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+        walk.all(pending)
+        return
+    per_unit = -(-len(pending) // _MAX_UNITS)
+    units = [pending[i : i + per_unit] for i in range(0, len(pending), per_unit)]
+    queue_read, queue_write = os.pipe()
+    try:  # at most _MAX_UNITS records: fits the pipe buffer, so this write never blocks
+        os.write(queue_write, b"".join(i.to_bytes(4, "little") for i in range(len(units))))
+    finally:
+        os.close(queue_write)
+    results_read, results_write = os.pipe()
+    kept = len(walk.found), len(walk.warnings)
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:  # the helper: walk, send, and leave without running any cleanup
+        status = 1
+        try:
+            os.close(results_read)
+            helper = _Walk(walk.root, walk.selector)
+            helper.take(queue_read, units)
+            data = marshal.dumps((helper.found, helper.warnings))
+            with os.fdopen(results_write, "wb") as pipe:
+                pipe.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(results_write)
+    try:
+        walk.take(queue_read, units)
+    finally:
+        os.close(queue_read)
+    with os.fdopen(results_read, "rb") as pipe:
+        data = pipe.read()
+    status = os.waitpid(pid, 0)[1] if pid > 0 else 1
+    try:
+        found, warnings = marshal.loads(data) if status == 0 else (None, None)
+    except (EOFError, ValueError, TypeError):
+        found = warnings = None
+    if not isinstance(found, list) or not isinstance(warnings, list):
+        del walk.found[kept[0] :], walk.warnings[kept[1] :]  # the helper failed: walk it all
+        walk.all(pending)
+        return
+    walk.found.extend(found)
+    walk.warnings.extend(warnings)
+
+
+_MAX_UNITS = 16384  # 4-byte records: 64 KiB, the smallest pipe buffer Linux gives
 
 
 def _is_mount(root: str, name: str) -> bool:
