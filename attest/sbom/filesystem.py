@@ -17,8 +17,10 @@ symlinks; wanted files are then read lazily from disk.
 
 from __future__ import annotations
 
+import marshal
 import os
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,6 +72,10 @@ class Selector:
                 self._by_parent.setdefault(parent, []).append(cataloger)
             if interest.executables:
                 self._executables.append(cataloger)
+        self.names = frozenset(self._by_name)
+        self.suffixes = tuple(self._by_suffix)
+        self.parents = frozenset(self._by_parent)
+        self.executables = bool(self._executables)  # then every regular file's mode matters
 
     def match(self, path: str, mode: int) -> list[Cataloger]:
         """The catalogers that want the regular file ``path`` (in declaration order)."""
@@ -324,55 +330,205 @@ def _open_inside(root: str, path: str) -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
+def _read_inside(root: str, path: str, size: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a file expected to hold ``size``: one read() for most files.
+
+    Plain descriptor reads, without a buffered file object per file (thousands of
+    small metadata files make that setup cost add up).
+    """
+    fd = os.open(os.path.join(root, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, min(size, limit) + 1)]
+        total = len(chunks[0])
+        while chunks[-1] and total <= limit:  # the file grew, or was short-read
+            chunks.append(os.read(fd, limit + 1 - total))
+            total += len(chunks[-1])
+    finally:
+        os.close(fd)
+    return b"".join(chunks)[:limit]
+
+
 def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
-    """Walk ``root`` (never following symlinks) into a tree whose wanted files load lazily."""
+    """Walk ``root`` (never following symlinks) into a tree whose wanted files load lazily.
+
+    Only what a cataloger can use becomes a node: wanted files and symlinks (which
+    path resolution follows).  Directories and other files are never staged, since
+    an absent node and an unwanted one read the same (nothing).  File types come
+    from the directory entries; a file is ``lstat``-ed (relative to its directory's
+    descriptor, so the kernel walks one name, not the whole path) only for what a
+    cataloger asks of it: the execute bits, and the size of a wanted file.  A large
+    tree is walked by two processes (see :func:`_walk_split`).
+    """
     limits: Limits = env.limits
 
     def load(path: str, node: Node) -> bytes | None:
         if env.over_limit(path, node.size, limits.max_metadata_bytes):
             return None
         try:
-            with _open_inside(root, path) as handle:
-                return handle.read(limits.max_metadata_bytes + 1)[: limits.max_metadata_bytes]
+            return _read_inside(root, path, node.size, limits.max_metadata_bytes)
         except OSError as err:
             env.warn(path, f"cannot read ({err.strerror or err}); skipped")
             return None
 
     tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
     tree.begin_layer(0)
+    walk = _Walk(root, selector)
     pending = [""]
-    while pending:
-        relative = pending.pop()
-        directory = os.path.join(root, relative) if relative else root
-        try:
-            entries = list(os.scandir(directory))
-        except OSError as err:
-            env.warn(relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
-            continue
-        for entry in entries:
-            path = f"{relative}/{entry.name}" if relative else entry.name
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError as err:
-                env.warn(path, f"cannot stat ({err.strerror or err}); skipped")
-                continue
-            mode = info.st_mode
-            if stat.S_ISLNK(mode):
-                try:
-                    link = os.readlink(entry.path)
-                except OSError:
-                    link = ""
-                tree.stage(path, Node(SYMLINK, 0o777, 0, 0, link))
-            elif stat.S_ISDIR(mode):
-                tree.stage(path, Node(DIR, stat.S_IMODE(mode), 0, 0))
-                if not (
-                    relative == "" and entry.name in ("proc", "sys") and os.path.ismount(entry.path)
-                ):
-                    pending.append(path)
-            elif stat.S_ISREG(mode):
-                wanted = tuple(c.name for c in selector.match(path, mode))
-                tree.stage(path, Node(FILE, stat.S_IMODE(mode), info.st_size, 0, wanted=wanted))
-            else:
-                tree.stage(path, Node(OTHER, stat.S_IMODE(mode), 0, 0))
+    while pending and len(pending) < _SPLIT_AT:  # breadth first, until there is work to share
+        level, pending = pending, []
+        for relative in level:
+            walk.directory(relative, pending)
+    _walk_split(walk, pending)
+    for path, kind, mode, size, link, wanted in walk.found:
+        tree.stage(path, Node(kind, mode, size, 0, link, wanted=wanted))
+    for path, cause in walk.warnings:
+        env.warn(path, cause)
     tree.commit_layer()
     return tree
+
+
+_SPLIT_AT = 512  # directories pending before the rest of the walk is shared between two processes
+
+Found = tuple[str, str, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
+
+
+class _Walk:
+    """What the walk found so far, as plain tuples (they cross a pipe from the helper)."""
+
+    def __init__(self, root: str, selector: Selector) -> None:
+        self.root = root
+        self.selector = selector
+        self.found: list[Found] = []
+        self.warnings: list[tuple[str, str]] = []
+
+    def all(self, pending: list[str]) -> None:
+        while pending:
+            self.directory(pending.pop(), pending)
+
+    def take(self, queue: int, units: list[list[str]]) -> None:
+        """Walk the units whose indexes this process reads from the ``queue`` pipe, until EOF."""
+        while len(record := os.read(queue, 4)) == 4:
+            self.all(list(units[int.from_bytes(record, "little")]))
+
+    def directory(self, relative: str, pending: list[str]) -> None:
+        """Record one directory's wanted files and symlinks; its subdirectories go to ``pending``."""
+        root, selector, found = self.root, self.selector, self.found
+        names, suffixes = selector.names, selector.suffixes
+        need_mode = selector.executables  # then every regular file's mode matters
+        try:  # the root may be a symlink (dir:LINK); below it, never follow one
+            fd = os.open(
+                f"{root}/{relative}" if relative else root,
+                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if relative else 0),
+            )
+        except OSError as err:
+            self.warnings.append(
+                (relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            )
+            return
+        prefix = f"{relative}/" if relative else ""
+        parent_wanted = relative in selector.parents
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    name = entry.name
+                    try:
+                        if entry.is_file(follow_symlinks=False):  # the common case first
+                            named = parent_wanted or name in names or name.endswith(suffixes)
+                            if not (named or need_mode):
+                                continue
+                            info = entry.stat(follow_symlinks=False)
+                            if not (named or info.st_mode & 0o111):
+                                continue
+                            path = prefix + name
+                            wanted = tuple(c.name for c in selector.match(path, info.st_mode))
+                            if wanted:
+                                mode = stat.S_IMODE(info.st_mode)
+                                found.append((path, FILE, mode, info.st_size, "", wanted))
+                        elif entry.is_dir(follow_symlinks=False):
+                            if not (
+                                relative == "" and name in ("proc", "sys") and _is_mount(root, name)
+                            ):
+                                pending.append(prefix + name)
+                        elif entry.is_symlink():
+                            try:
+                                link = os.readlink(name, dir_fd=fd)
+                            except OSError:
+                                link = ""
+                            found.append((prefix + name, SYMLINK, 0o777, 0, link, ()))
+                    except OSError as err:
+                        self.warnings.append(
+                            (prefix + name, f"cannot stat ({err.strerror or err}); skipped")
+                        )
+        except OSError as err:
+            self.warnings.append(
+                (relative or ".", f"cannot list directory ({err.strerror or err}); skipped")
+            )
+        finally:
+            os.close(fd)
+
+
+def _walk_split(walk: _Walk, pending: list[str]) -> None:
+    """Walk ``pending`` here and in a forked helper, which share the directories as they go.
+
+    The walk is system calls and small objects, bound by one core; a second
+    process halves its wall time on a multi-core machine (what Trivy's goroutines
+    get too).  The directories' indexes wait in a pipe, and each process takes the
+    next one when it is free (reads of a few bytes from a pipe are atomic), so one
+    large subtree cannot leave the other process idle.  The helper sends plain
+    tuples back over a second pipe (``marshal``) and exits; if it fails in any
+    way, the whole share is walked again here.  No fork while other threads run (a
+    forked copy of a lock they hold would never be released).
+    """
+    if len(pending) < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+        walk.all(pending)
+        return
+    per_unit = -(-len(pending) // _MAX_UNITS)
+    units = [pending[i : i + per_unit] for i in range(0, len(pending), per_unit)]
+    queue_read, queue_write = os.pipe()
+    try:  # at most _MAX_UNITS records: fits the pipe buffer, so this write never blocks
+        os.write(queue_write, b"".join(i.to_bytes(4, "little") for i in range(len(units))))
+    finally:
+        os.close(queue_write)
+    results_read, results_write = os.pipe()
+    kept = len(walk.found), len(walk.warnings)
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:  # the helper: walk, send, and leave without running any cleanup
+        status = 1
+        try:
+            os.close(results_read)
+            helper = _Walk(walk.root, walk.selector)
+            helper.take(queue_read, units)
+            data = marshal.dumps((helper.found, helper.warnings))
+            with os.fdopen(results_write, "wb") as pipe:
+                pipe.write(data)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(results_write)
+    try:
+        walk.take(queue_read, units)
+    finally:
+        os.close(queue_read)
+    with os.fdopen(results_read, "rb") as pipe:
+        data = pipe.read()
+    status = os.waitpid(pid, 0)[1] if pid > 0 else 1
+    try:
+        found, warnings = marshal.loads(data) if status == 0 else (None, None)
+    except (EOFError, ValueError, TypeError):
+        found = warnings = None
+    if not isinstance(found, list) or not isinstance(warnings, list):
+        del walk.found[kept[0] :], walk.warnings[kept[1] :]  # the helper failed: walk it all
+        walk.all(pending)
+        return
+    walk.found.extend(found)
+    walk.warnings.extend(warnings)
+
+
+_MAX_UNITS = 16384  # 4-byte records: 64 KiB, the smallest pipe buffer Linux gives
+
+
+def _is_mount(root: str, name: str) -> bool:
+    return os.path.ismount(os.path.join(root, name))

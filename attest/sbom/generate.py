@@ -109,7 +109,7 @@ def _fingerprint(catalog: Catalog, fmt: str, epoch: int) -> str:
         digest.update(part.encode() + b"\0")
     for package in catalog.packages:
         digest.update(
-            "\0".join((package.purl.to_string(), package.location, package.layer or "")).encode()
+            "\0".join((package.purl_string, package.location, package.layer or "")).encode()
         )
         digest.update(b"\n")
     return digest.hexdigest()

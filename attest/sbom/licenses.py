@@ -35,6 +35,9 @@ _DEBIAN = {
     "permissive": "",
     "public-domain": "",
 }
+# Compiled once: re's own cache is small, and license-expression fills it with its patterns.
+_OPERATORS = re.compile(r"(?i)\s+(or|and)\s+|\s*,\s*(?:and\s+)?")
+_WITH = re.compile(r"(?i)\s+(with)\s+")
 _GNU = re.compile(r"(?i)(a?gpl|lgpl|gfdl)-?(\d(?:\.\d)?)(\+)?(?:-only|-or-later)?\Z")
 _GNU_VERSIONS = {
     "1": "1.0",
@@ -73,9 +76,20 @@ _CLASSIFIER_PREFIX = "License :: "
 
 
 @lru_cache(maxsize=4096)
+def is_spdx_id(value: str) -> bool:
+    """Whether ``value`` is an SPDX license id, exactly as written."""
+    return spdx.is_supported_id(value)
+
+
+@lru_cache(maxsize=4096)
+def is_spdx_expression(value: str) -> bool:
+    """Whether ``value`` parses as an SPDX license expression (cached: parsing is slow)."""
+    return spdx.is_expression(value)
+
+
 def is_spdx(value: str) -> bool:
     """Whether ``value`` is a valid SPDX id or expression."""
-    return bool(value) and (spdx.is_supported_id(value) or spdx.is_expression(value))
+    return bool(value) and (spdx.is_supported_id(value) or is_spdx_expression(value))
 
 
 @lru_cache(maxsize=4096)
@@ -113,7 +127,7 @@ def debian_expression(value: str) -> str:
     text = " ".join(value.split())
     if " with " in text.lower():
         return _with_exception(text)
-    tokens = re.split(r"(?i)\s+(or|and)\s+|\s*,\s*(?:and\s+)?", text)
+    tokens = _OPERATORS.split(text)
     parts: list[str] = []
     for token in tokens:
         if token is None or not token.strip():
@@ -143,7 +157,7 @@ _EXCEPTIONS = {
 
 def _with_exception(text: str) -> str:
     """``GPL-3+ with Bison exception`` -> ``GPL-3.0-or-later WITH Bison-exception-2.2``."""
-    license_part, _, exception_part = re.split(r"(?i)\s+(with)\s+", text, maxsplit=1)
+    license_part, _, exception_part = _WITH.split(text, maxsplit=1)
     license_id = debian_short_name(license_part)
     words = exception_part.lower().removesuffix(" exception").split()
     exception = _EXCEPTIONS.get(words[0]) if len(words) == 1 else None

@@ -9,6 +9,7 @@ into a document.  Nothing here knows about files, layers or output formats.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from packageurl import PackageURL
 
@@ -40,6 +41,11 @@ class Package:
     sha256: str | None = None  # of the archive or binary the package was read from
     layer: str | None = None  # diffID of the layer that introduced it
     provides: tuple[str, ...] = ()  # purls of language packages folded into this OS package
+
+    @cached_property
+    def purl_string(self) -> str:
+        """The purl as text (computed once: writers and the scanner need it several times)."""
+        return self.purl.to_string()
 
     @property
     def identity(self) -> tuple[str, ...]:

@@ -186,18 +186,28 @@ def fold_owned(packages: list[Package], tree: FileTree) -> list[Package]:
             parents[parent] = real
         return f"{real}/{base}" if real else base
 
+    evidence = [
+        "" if p.is_os_package else canonical(p.location.split("!", 1)[0].lstrip("/"))
+        for p in packages
+    ]
+    # canonical() keeps the base name, so only owned paths with an evidence base name can
+    # match; every owned path's directory is still resolved (a symlink loop there warns).
+    bases = {path.rpartition("/")[2] for path in evidence if path}
     owners: dict[str, Package] = {}
     for package in os_packages:
         for path in package.files:
-            owners.setdefault(canonical(path), package)
+            parent, sep, base = path.rpartition("/")
+            if sep and parent not in parents:
+                parents[parent] = tree.realpath(parent) or parent
+            if base in bases:
+                owners.setdefault(canonical(path), package)
     kept: list[Package] = []
     replaced: dict[str, str] = {}
-    for package in packages:
+    for package, evidence_path in zip(packages, evidence, strict=True):
         if not package.is_os_package:
-            evidence = package.location.split("!", 1)[0].lstrip("/")
-            owner = owners.get(canonical(evidence))
+            owner = owners.get(evidence_path)
             if owner is not None:
-                owner.provides = (*owner.provides, package.purl.to_string())
+                owner.provides = (*owner.provides, package.purl_string)
                 replaced[package.ref] = owner.ref
                 continue
         kept.append(package)

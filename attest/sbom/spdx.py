@@ -85,7 +85,7 @@ def _package(package: Package, spdx_id: str, licenses: _Licenses) -> dict[str, A
         {
             "referenceCategory": "PACKAGE-MANAGER",
             "referenceType": "purl",
-            "referenceLocator": package.purl.to_string(),
+            "referenceLocator": package.purl_string,
         }
     ]
     external.extend(

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
 from attest.oci.builder import ImageBuilder
-from attest.sbom import SbomOptions, generate_sbom
+from attest.sbom import SbomOptions, cyclonedx, generate_sbom, scan
+from attest.sbom.model import Catalog, OperatingSystem, Package, Source
+from attest.sbom.scanner import sort_packages
+from tests.sbom import reference_cyclonedx
 from tests.sbom.conftest import components, edges, prop, write_layout
 from tests.sbom.test_catalogers import APK_INSTALLED, _jar, _manifest, _pom_properties
 
@@ -169,3 +176,78 @@ def test_directory_root_component(tmp_path: Path) -> None:
     assert left_pad["purl"] == "pkg:npm/left-pad@1.3.0"
     assert "attest:layer" not in [p["name"] for p in left_pad["properties"]]
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document)) is None
+
+
+def _both(catalog: Catalog) -> tuple[bytes, bytes]:
+    """(attest's writer, cyclonedx-python-lib's) bytes for one catalog, same time and serial."""
+    when, serial = datetime.fromtimestamp(1700000000, UTC), uuid.UUID(int=7)
+    return (
+        cyclonedx.render(catalog, timestamp=when, serial=serial),
+        reference_cyclonedx.render(catalog, timestamp=when, serial=serial),
+    )
+
+
+def test_cyclonedx_bytes_are_the_librarys_on_real_scans(
+    composite: str, debian_rootfs: Path, npm_tree: Path, go_binary: Path, tmp_path: Path
+) -> None:
+    """The direct writer emits exactly what cyclonedx-python-lib emits for the same model."""
+    (tmp_path / "bin").mkdir()
+    shutil.copy(go_binary, tmp_path / "bin" / "hello")
+    for target in (composite, f"dir:{debian_rootfs}", f"dir:{npm_tree}", f"dir:{tmp_path}"):
+        catalog = scan(target)
+        assert catalog.packages, target
+        fast, library = _both(catalog)
+        assert fast == library, target
+
+
+def _package(name: str, **fields: Any) -> Package:
+    kind = fields.pop("type", "npm")
+    version = fields.pop("version", "1.0.0")
+    return Package(
+        type=kind,
+        name=name,
+        version=version,
+        purl=PackageURL(kind, None, name, version),
+        cataloger=kind,
+        location=f"/{name}",
+        ref=f"{kind}:{name}:{fields.pop('where', '')}",
+        **fields,
+    )
+
+
+def test_cyclonedx_bytes_are_the_librarys_on_edge_cases() -> None:
+    """Orders and escapes the library applies: licenses, URIs, groups, duplicate purls, warnings."""
+    packages = [
+        _package("zeta", licenses=("MIT", "Custom terms", "Apache-2.0", "MIT", "Another")),
+        _package("alpha", licenses=("MIT OR Apache-2.0",), homepage="https://a.example/x'[1]"),
+        _package("beta", licenses=("GPL-2.0-only", "MIT OR Apache-2.0"), homepage="http://b/%zz"),
+        _package("gamma", licenses=("GPL-2.0-only", "Not SPDX AND stuff")),
+        _package("dup", where="a", homepage="https://x.example/#a#b"),
+        _package("dup", where="b", depends=("npm:alpha:", "npm:gone:", "npm:dup:b")),
+        _package("@scope/pkg", version="2.0", sha256="ab" * 32, kind="application"),
+        _package("app", type="golang", group="example.com", kind="application",
+                 depends=("npm:zeta:",), provides=("pkg:pypi/b@1", "pkg:pypi/a@1")),
+        _package("os-lib", type="deb", properties={"attest:deb:source": "src", "a:b": "c"},
+                 layer="sha256:" + "1" * 64, description="Ünïcode \"quoted\" \t text"),
+    ]  # fmt: skip
+    warnings = ["/b: second warning", "/a: first warning", "/a: first warning"]
+    for os_info in (
+        None,
+        OperatingSystem("debian", "12", pretty_name="Debian", version_codename="bookworm",
+                        home_url="https://www.debian.org/"),
+        OperatingSystem("wolfi", None),
+    ):  # fmt: skip
+        for kind in ("directory", "image"):
+            source = (
+                Source(kind, "/tmp/root")
+                if kind == "directory"
+                else Source("image", "registry.example/app", digest="sha256:" + "2" * 64,
+                            manifest_digest="sha256:" + "3" * 64, tag="v1", platform="linux/arm64/v8",
+                            repository_url="registry.example/app", config_digest="sha256:" + "4" * 64,
+                            layers=tuple(f"sha256:{i:064x}" for i in range(12)))
+            )  # fmt: skip
+            for chosen in (packages, packages[:1], []):
+                catalog = Catalog(source, sort_packages(list(chosen)), os_info, list(warnings))
+                fast, library = _both(catalog)
+                assert fast == library, (os_info, kind, len(chosen))
+                assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(fast.decode()) is None

@@ -39,6 +39,7 @@ _GNU_GRANT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _GNU_FAMILY = {"": "GPL", "lesser": "LGPL", "library": "LGPL", "affero": "AGPL"}
+_DEP5 = re.compile(r"(?is)\s*format(-specification)?\s*:")  # a machine-readable copyright file
 _PSF = re.compile(r"PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2")
 
 
@@ -70,11 +71,8 @@ def parse_stanzas(data: bytes, warn: Warn) -> list[dict[str, str]]:
 
 def parse_file_list(data: bytes, warn: Warn) -> frozenset[str]:
     """Paths from an ``info/*.list`` file."""
-    return frozenset(
-        line.strip().lstrip("/")
-        for line in data.decode("utf-8", "surrogateescape").splitlines()
-        if line.strip() not in ("", "/.")
-    )
+    lines = map(str.strip, data.decode("utf-8", "surrogateescape").splitlines())
+    return frozenset(line.lstrip("/") for line in lines if line and line != "/.")
 
 
 def parse_md5sums(data: bytes, warn: Warn) -> frozenset[str]:
@@ -91,7 +89,7 @@ def parse_copyright(data: bytes, warn: Warn) -> tuple[str, ...]:
     """Licenses of a ``copyright`` file: DEP-5 ``License:`` fields, else common-licenses references."""
     text = data.decode("utf-8", "replace")
     found: list[str] = []
-    if re.match(r"(?is)\s*format(-specification)?\s*:", text):
+    if _DEP5.match(text):
         for paragraph in parse_stanzas(data, lambda _cause: None):
             value = paragraph.get("License")
             if value is None or not ("Files" in paragraph or "Format" in paragraph):

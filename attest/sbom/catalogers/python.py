@@ -24,11 +24,12 @@ from attest.sbom.model import Package
 _METADATA_FILES = ("METADATA", "PKG-INFO")
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _MAX_SHORT_LICENSE = 100
+_SEPARATORS = re.compile(r"[-_.]+")
 
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation, for matching requirements to distributions."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return _SEPARATORS.sub("-", name).lower()
 
 
 def parse_metadata(data: bytes, warn: Warn) -> dict[str, list[str]] | None:
