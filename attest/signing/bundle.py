@@ -17,13 +17,14 @@ never an exception; only unusable arguments raise.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -61,6 +62,20 @@ BUNDLE_V03_ALT = "application/vnd.dev.sigstore.bundle+json;version=0.3"
 _SIGSTORE_KINDS = {("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1")}
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_TIMESTAMPS = 32
+
+TlogMode = Literal["required", "if-present", "ignored"]
+"""What a key-based signature's transparency-log entry must be: there and verified (cosign's
+default), verified only when present (policy-controller without ``ctlog``), or not looked at
+(cosign's ``--insecure-ignore-tlog``)."""
+TLOG_REQUIRED: TlogMode = "required"
+TLOG_IF_PRESENT: TlogMode = "if-present"
+TLOG_IGNORED: TlogMode = "ignored"
+NO_TLOG_ENTRY = "no transparency-log entry (pass --insecure-ignore-tlog to verify without one)"
+
+
+def tlog_mode(*, require: bool, ignore: bool) -> TlogMode:
+    """The mode two booleans (cosign's ``IgnoreTlog`` and our ``require_tlog``) stand for."""
+    return TLOG_IGNORED if ignore else TLOG_REQUIRED if require else TLOG_IF_PRESENT
 
 
 # -- building -------------------------------------------------------------------------------
@@ -474,6 +489,7 @@ def _verify_tlog(
                     payload=parsed.envelope.payload,
                     signatures=parsed.envelope.signatures,
                     verifier=verifier,
+                    pae=parsed.envelope.pae(),
                 )
             else:
                 assert parsed.message is not None
@@ -496,7 +512,7 @@ def _verify_key_based(
     artifact: bytes | None,
     digest: bytes | None,
     payload_type: str | None,
-    require_tlog: bool,
+    tlog: TlogMode,
 ) -> list[datetime]:
     if parsed.keyless:
         raise _Failed("bundle is signed keylessly (certificate), not with a key")
@@ -508,15 +524,17 @@ def _verify_key_based(
         assert parsed.message is not None and digest is not None
         if not verify_signature(key, parsed.message.signature, data=artifact, sha256=digest):
             raise _Failed("signature does not verify with the key")
+    if tlog == TLOG_IGNORED:  # cosign's --insecure-ignore-tlog: the log is not looked at
+        parsed = dataclasses.replace(parsed, tlog_entries=())
     if not parsed.tlog_entries and not parsed.timestamps:
-        if require_tlog:
-            raise _Failed("bundle has no transparency-log entry")
+        if tlog == TLOG_REQUIRED:
+            raise _Failed(NO_TLOG_ENTRY)
         return []
     root = root or load_trusted_root(None)
     times = _verify_tlog(parsed, root, verifier=key, digest=digest)
     times += _verify_timestamps(parsed, root, parsed.signature)
-    if require_tlog and not parsed.tlog_entries:
-        raise _Failed("bundle has no transparency-log entry")
+    if tlog == TLOG_REQUIRED and not parsed.tlog_entries:
+        raise _Failed(NO_TLOG_ENTRY)
     return times
 
 
@@ -650,6 +668,7 @@ def verify_bundle(
     payload_type: str | None = None,
     trusted_root: TrustRoot | None = None,
     require_tlog: bool = False,
+    ignore_tlog: bool = False,
 ) -> BundleVerification:
     """Check ``bundle`` against one authority; never raises for a bad bundle or signature.
 
@@ -659,9 +678,13 @@ def verify_bundle(
     DSSE payload type (default in-toto whenever a digest is given).  Keyless
     authorities use their ``trusted_root`` file (default: Sigstore public good, offline);
     ``trusted_root`` overrides it and also holds the Rekor keys for key-based bundles.
-    ``require_tlog`` demands a transparency-log entry for key-based bundles (keyless
-    bundles always need one).
+    For key-based bundles ``require_tlog`` demands a verified transparency-log entry
+    (cosign's default) and ``ignore_tlog`` skips the log altogether (cosign's
+    ``--insecure-ignore-tlog``); with neither, an entry is checked only when present.
+    Keyless bundles always follow the trusted root's rules.
     """
+    if require_tlog and ignore_tlog:
+        raise UsageError("require_tlog and ignore_tlog contradict each other")
     digest = _normalise_digest(artifact_digest)
     if artifact is not None:
         computed = hashlib.sha256(artifact).digest()
@@ -699,8 +722,9 @@ def verify_bundle(
         key = load_verification_key(public_key_pem)
         signer = {"type": "key", "keyId": key_hint(key)}
         try:
+            mode = tlog_mode(require=require_tlog, ignore=ignore_tlog)
             times = _verify_key_based(
-                parsed, key, trusted_root, artifact, digest, payload_type, require_tlog
+                parsed, key, trusted_root, artifact, digest, payload_type, mode
             )
         except _Failed as err:
             return result(False, (str(err),), signer, [])
