@@ -98,6 +98,7 @@ def make_signer(
     *,
     tlog_upload: bool = True,
     rekor_url: str | None = None,
+    timeout: float | None = None,
 ) -> Signer:
     """A key signer for ``--key``, else a keyless Sigstore signer (token from flag/env/CI).
 
@@ -120,7 +121,12 @@ def make_signer(
 
             trust = load_trust_config(trust_config) if trust_config else None
             rekor = rekor_target(rekor_url=rekor_url, trust=trust)
-        return KeySigner.from_file(key, rekor=rekor)
+        signer = KeySigner.from_file(key, rekor=rekor)
+        if timeout is not None:
+            signer.timeout = min(
+                signer.timeout, timeout
+            )  # the command's --timeout bounds Rekor too
+        return signer
     if not tlog_upload or rekor_url:
         raise UsageError(
             "--tlog-upload and --rekor-url are for --key; keyless signing is always logged "
@@ -140,6 +146,7 @@ def signer_from(options: Mapping[str, Any]) -> Signer:
         options["trust_config"],
         tlog_upload=options["tlog_upload"],
         rekor_url=options["rekor_url"],
+        timeout=options.get("timeout"),
     )
 
 

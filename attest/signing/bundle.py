@@ -227,11 +227,36 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
+def _with_proto3_defaults(data: bytes) -> bytes:
+    """``data`` with the proto3 defaults that protobuf's JSON encoding leaves out filled in.
+
+    Go's protojson (cosign v3, sigstore-go) omits zero values: a log index of 0, an
+    inclusion proof without sibling hashes (a tree of one), an empty ``tlogEntries``
+    list.  They mean exactly 0 and ``[]``, but sigstore-models (and so sigstore-python)
+    calls them missing; so they are written back before the schema check.  Anything
+    that is not such a bundle is returned unchanged, for the schema check to reject.
+    """
+    try:
+        document = json.loads(data)
+        material = document["verificationMaterial"]
+        entries = material.setdefault("tlogEntries", [])
+        for entry in entries:
+            entry.setdefault("logIndex", "0")
+            proof = entry.get("inclusionProof")
+            if isinstance(proof, dict):
+                proof.setdefault("logIndex", "0")
+                proof.setdefault("hashes", [])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return data
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def parse_bundle(raw: bytes | str, *, what: str = "Sigstore bundle") -> ParsedBundle:
     """Schema-check and decode a bundle; raises ``SignatureFormatError`` (one line) if malformed."""
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_BUNDLE_BYTES:
         raise SignatureFormatError(f"{what} is larger than {MAX_BUNDLE_BYTES} bytes")
+    data = _with_proto3_defaults(data)
     try:
         model = bundle_v1.Bundle.from_json(data)
     except ValidationError as err:

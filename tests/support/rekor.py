@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.support.net import free_port, wait_http
 
-ORIGIN = "rekor.attest.test"
+# The checkpoint origin is the log's host name: sigstore-go checks notes signed under the
+# host of the trusted root's baseUrl (without the port).
+ORIGIN = "127.0.0.1"
 
 
 @dataclass

@@ -22,7 +22,12 @@ SINCE = "2020-01-01T00:00:00Z"
 
 
 def service(url: str, version: int = 1, operator: str = "attest tests") -> dict[str, Any]:
-    return {"url": url, "majorApiVersion": version, "validFor": {"start": SINCE}, "operator": operator}
+    return {
+        "url": url,
+        "majorApiVersion": version,
+        "validFor": {"start": SINCE},
+        "operator": operator,
+    }
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,8 @@ def make_chain(
     )
     chain_path = directory / "tsa-chain.pem"
     chain_path.write_bytes(
-        leaf.public_bytes(serialization.Encoding.PEM) + root.public_bytes(serialization.Encoding.PEM)
+        leaf.public_bytes(serialization.Encoding.PEM)
+        + root.public_bytes(serialization.Encoding.PEM)
     )
     return TsaChain(key_path, chain_path, leaf, root)
 
@@ -191,7 +192,11 @@ class TimestampAuthority:
             "uri": self.url,
             "certChain": {
                 "certificates": [
-                    {"rawBytes": base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()}
+                    {
+                        "rawBytes": base64.b64encode(
+                            c.public_bytes(serialization.Encoding.DER)
+                        ).decode()
+                    }
                     for c in (self.chain.leaf, self.chain.root)
                 ]
             },
