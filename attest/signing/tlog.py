@@ -623,10 +623,20 @@ class RekorClient:
             status, body = pool.submit(self._exchange, path, proposed, deadline).result(
                 timeout=self.timeout
             )
-        except requests.RequestException as err:
+        except requests.ConnectionError as err:
+            if isinstance(err, requests.ConnectTimeout):
+                raise SigningError(
+                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
+                ) from None
             raise SigningError(
                 f"Rekor at {self.url} is unreachable ({type(err).__name__})"
             ) from None
+        except requests.RequestException as err:
+            if isinstance(err, requests.Timeout):
+                raise SigningError(
+                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
+                ) from None
+            raise SigningError(f"Rekor at {self.url}: {type(err).__name__}") from None
         except (TimeoutError, concurrent.futures.TimeoutError):
             raise SigningError(
                 f"Rekor at {self.url} did not answer within {self.timeout:g} s"
