@@ -580,7 +580,10 @@ def _is_root_ca(cert: x509.Certificate) -> bool:
 
 
 def _uses_sigstore(parsed: ParsedBundle) -> bool:
-    return all((e.kind, e.version) in _SIGSTORE_KINDS for e in parsed.tlog_entries)
+    """sigstore-python checks bundles with exactly the log entries it knows (and no others)."""
+    return bool(parsed.tlog_entries) and all(
+        (e.kind, e.version) in _SIGSTORE_KINDS for e in parsed.tlog_entries
+    )
 
 
 def _verify_keyless_sigstore(
@@ -622,11 +625,26 @@ def _verify_keyless_own(
     policy: IdentityPolicy,
     digest: bytes | None,
 ) -> list[datetime]:
-    """Keyless checks for log entries sigstore-python refuses (``intoto/0.0.2``)."""
+    """Keyless checks sigstore-python cannot make: ``intoto/0.0.2`` entries, and bundles
+    with no log entry at all.
+
+    Without an entry the trusted root decides, as the Sigstore client spec has it: a
+    root that lists transparency logs requires an entry from one of them; a root
+    without logs (a TSA-only deployment) accepts a verified RFC 3161 timestamp as the
+    signing time instead.
+    """
     cert = parsed.certificate
     assert cert is not None
     if not parsed.tlog_entries:
-        raise _Failed("keyless bundle has no transparency-log entry")
+        if root.tlogs:
+            raise _Failed(
+                f"keyless bundle has no transparency-log entry (trusted root {root.name} "
+                "lists transparency logs, so one is required)"
+            )
+        if not parsed.timestamps:
+            raise _Failed(
+                "keyless bundle has neither a transparency-log entry nor an RFC 3161 timestamp"
+            )
     times = _verify_tlog(parsed, root, verifier=cert, digest=digest)
     times += _verify_timestamps(parsed, root, parsed.signature)
     if not times:
@@ -670,10 +688,15 @@ def _verify_keyless(
     _check_artifact(parsed, artifact, digest, payload_type)
     if _uses_sigstore(parsed):
         _verify_keyless_sigstore(parsed, root, policy, artifact, digest)
-        entry = parsed.tlog_entries[0] if parsed.tlog_entries else None
-        if entry is not None and entry.integrated_time and entry.signed_entry_timestamp:
-            return [datetime.fromtimestamp(entry.integrated_time, tz=UTC)]
-        return []
+        times = []
+        entry = parsed.tlog_entries[0]
+        if entry.integrated_time and entry.signed_entry_timestamp:
+            times.append(datetime.fromtimestamp(entry.integrated_time, tz=UTC))
+        try:  # for the report: sigstore-python verified them, it does not say when they were
+            times += _verify_timestamps(parsed, root, parsed.signature)
+        except _Failed:
+            pass
+        return times
     return _verify_keyless_own(parsed, root, policy, digest)
 
 

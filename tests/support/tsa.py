@@ -4,7 +4,9 @@
 a certificate chain made here (a root CA and a TSA leaf with the critical
 ``timeStamping`` extended key usage), so a test controls the leaf's validity
 window.  ``authority_entry`` is the TSA as a trusted root lists it.  NTP
-monitoring is off: the suite has no network.
+monitoring is off: the suite has no network.  timestamp-server v2.1.3 always serves
+its metrics on ``:2112`` (every interface, no flag to move it), so only one can run
+on a machine at a time.
 """
 
 from __future__ import annotations
