@@ -17,6 +17,7 @@ never an exception; only unusable arguments raise.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -692,10 +693,9 @@ def _verify_keyless(
         entry = parsed.tlog_entries[0]
         if entry.integrated_time and entry.signed_entry_timestamp:
             times.append(datetime.fromtimestamp(entry.integrated_time, tz=UTC))
-        try:  # for the report: sigstore-python verified them, it does not say when they were
+        # For the report: sigstore-python verified the timestamps, it does not say when.
+        with contextlib.suppress(_Failed):
             times += _verify_timestamps(parsed, root, parsed.signature)
-        except _Failed:
-            pass
         return times
     return _verify_keyless_own(parsed, root, policy, digest)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,7 +123,7 @@ def world(
                         "trustedRoot": str(trust_v1.root),
                     }
                 },
-            ),  # fmt: skip
+            ),
         ],
     )
     tls: TlsFiles = make_tls(work / "tls")

@@ -390,7 +390,7 @@ class FakeRekor:
             def log_message(self, *_args: object) -> None:
                 return
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if fake.behaviour == "slow":
                     time.sleep(30)
