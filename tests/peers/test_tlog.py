@@ -563,3 +563,40 @@ def test_admission_ctlog_mistakes_are_config_errors(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(_config(tmp_path, authority), str(tmp_path / "c.yaml"))
+
+
+def test_pipeline_with_a_bare_rekor_url_needs_the_root_to_read_back(
+    cli, registry, repo, push_image, attest_keys
+) -> None:
+    """What the pipeline logged is read back requiring the entries, so it needs that log's key."""
+    ref = f"{registry.address}/{repo.repository}:v1"
+    push_image(repo, "v1")
+    mine: KeyPair = attest_keys()
+    result = cli(
+        "pipeline", ref, "--key", mine.private, "--rekor-url", "http://127.0.0.1:9",
+        "--builder-id", "https://ci.example.com/b", env=ENV,
+    )  # fmt: skip
+    assert result.exit_code == 2 and "needs --trusted-root" in result.stderr, result.stderr
+
+
+def test_pipeline_logs_and_reads_back_with_the_log(
+    cli, registry, repo, push_image, attest_keys, trust_v2: Trust, only_v2_root: Trust
+) -> None:
+    """attest pipeline --key through a trust config: every write logged in Rekor v2 and verified."""
+    ref = f"{registry.address}/{repo.repository}:v1"
+    push_image(repo, "v1")
+    mine: KeyPair = attest_keys()
+    result = cli(
+        "pipeline", ref, "--key", mine.private, "--trust-config", str(trust_v2.config),
+        "--builder-id", "https://ci.example.com/b", env=ENV,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["verification"]["verified"] and "logged in Rekor v2" in summary["signer"]
+    report = cli(
+        "verify-attestation", ref, "--key", mine.public, "--type", "cyclonedx",
+        "--trusted-root", str(only_v2_root.root), "-o", "json",
+    )  # fmt: skip
+    assert report.exit_code == 0, report.stdout
+    (attestation,) = report.json()["attestations"]
+    assert attestation["signatureVerified"]
