@@ -105,6 +105,7 @@ def make_signer(
     A key signer logs in Rekor unless ``tlog_upload`` is false, as cosign does: at
     ``rekor_url``, else the trust config's log, else Sigstore's public-good Rekor.
     """
+    from attest.signing.rekor import DEFAULT_TIMEOUT_SECONDS as REKOR_TIMEOUT
     from attest.signing.signer import KeySigner
 
     if key:
@@ -121,12 +122,9 @@ def make_signer(
 
             trust = load_trust_config(trust_config) if trust_config else None
             rekor = rekor_target(rekor_url=rekor_url, trust=trust)
-        signer = KeySigner.from_file(key, rekor=rekor)
-        if timeout is not None:
-            signer.timeout = min(
-                signer.timeout, timeout
-            )  # the command's --timeout bounds Rekor too
-        return signer
+        # The command's --timeout bounds the Rekor exchange as well as the registry's.
+        limit = REKOR_TIMEOUT if timeout is None else min(REKOR_TIMEOUT, timeout)
+        return KeySigner.from_file(key, rekor=rekor, timeout=limit)
     if not tlog_upload or rekor_url:
         raise UsageError(
             "--tlog-upload and --rekor-url are for --key; keyless signing is always logged "

@@ -66,10 +66,16 @@ class KeySigner:
 
     @classmethod
     def from_file(
-        cls, path: str, password: bytes | None = None, *, rekor: RekorTarget | None = None
+        cls,
+        path: str,
+        password: bytes | None = None,
+        *,
+        rekor: RekorTarget | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> KeySigner:
         """Load a cosign key file (password from the argument, the environment or a prompt)."""
-        return cls(keys.load_private_key_file(path, password), source=path, rekor=rekor)
+        private_key = keys.load_private_key_file(path, password)
+        return cls(private_key, source=path, rekor=rekor, timeout=timeout)
 
     @property
     def description(self) -> str:
