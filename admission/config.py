@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
 from attest.errors import AttestError, UsageError
+from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 
 log = logging.getLogger(__name__)
@@ -211,12 +212,17 @@ def _regex(value: str | None, where: str) -> str | None:
 def _authority(
     data: Any, where: str, base: Path, files: list[str]
 ) -> KeyAuthority | KeylessAuthority:
-    reader = _Reader(data, where, {"name", "key", "keyless"})
+    reader = _Reader(data, where, {"name", "key", "keyless", "ctlog"})
     name = reader.get("name", str)
     if not name:
         raise ConfigError(f"{where}.name is missing")
     if ("key" in reader.data) == ("keyless" in reader.data):
         raise ConfigError(f"{where}: give exactly one of 'key' or 'keyless'")
+    if "ctlog" in reader.data and "keyless" in reader.data:
+        raise ConfigError(
+            f"{where}.ctlog is for key authorities; keyless ones take the log from "
+            "keyless.trustedRoot"
+        )
     if "key" in reader.data:
         key = _Reader(reader.data["key"], f"{where}.key", {"path", "pem"})
         pem_text = key.get("pem", str)
@@ -236,7 +242,20 @@ def _authority(
             load_pem_public_key(pem)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{where}.key is not a PEM public key ({err})") from None
-        return KeyAuthority(name=name, public_key_pem=pem)
+        if "ctlog" not in reader.data:
+            # policy-controller's meaning of a key authority without ctlog: no log entry
+            # is required (one that is present must still verify, against public good).
+            return KeyAuthority(name=name, public_key_pem=pem, tlog=TLOG_IF_PRESENT)
+        ctlog = _Reader(reader.data["ctlog"] or {}, f"{where}.ctlog", {"trustedRoot"})
+        log_root = ctlog.get("trustedRoot", str)
+        if log_root:
+            log_root = _path(base, log_root)
+            files.append(log_root)
+            if not Path(log_root).is_file():
+                raise ConfigError(f"{where}.ctlog.trustedRoot {log_root}: no such file")
+        return KeyAuthority(
+            name=name, public_key_pem=pem, trusted_root=log_root, tlog=TLOG_REQUIRED
+        )
     keyless = _Reader(
         reader.data["keyless"],
         f"{where}.keyless",

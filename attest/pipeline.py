@@ -221,12 +221,21 @@ def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> A
     """The authority that must verify what ``signer`` stored: its key, or its certificates' identity."""
     from cryptography import x509
 
+    from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
     from attest.signing.fulcio import certificate_identity
     from attest.verify import KeyAuthority, KeylessAuthority
 
     public_key_pem = getattr(signer.inner, "public_key_pem", None)
     if public_key_pem is not None:
-        return KeyAuthority(name=signer.description, public_key_pem=public_key_pem)
+        # What this run logged must be read back with its verified log entries; a run
+        # told --tlog-upload=false has none to require.
+        logged = getattr(signer.inner, "rekor", None) is not None
+        return KeyAuthority(
+            name=signer.description,
+            public_key_pem=public_key_pem,
+            trusted_root=trusted_root,
+            tlog=TLOG_REQUIRED if logged else TLOG_IF_PRESENT,
+        )
     identities = set()
     for material in signer.materials:
         if material.certificate is None:

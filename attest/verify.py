@@ -27,7 +27,15 @@ from attest.oci.reference import ImageReference, LayoutReference
 from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
 from attest.signing import keys
-from attest.signing.bundle import parse_bundle, verify_bundle
+from attest.signing.bundle import (
+    NO_TLOG_ENTRY,
+    TLOG_IF_PRESENT,
+    TLOG_IGNORED,
+    TLOG_REQUIRED,
+    TlogMode,
+    parse_bundle,
+    verify_bundle,
+)
 from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, decode_base64
 from attest.signing.fulcio import (
     CertificateError,
@@ -57,13 +65,21 @@ from attest.signing.trust import TrustRoot, load_trusted_root
 class KeyAuthority:
     """Trust signatures made with one public key (PKIX PEM: ECDSA, RSA or Ed25519).
 
-    A transparency-log entry that comes with such a signature is optional, but when
-    present it must verify against ``trusted_root`` (``None``: Sigstore public good).
+    ``tlog`` says what the signature's transparency-log entry must be. The default,
+    like ``cosign verify --key``, requires one that verifies against ``trusted_root``
+    (``None``: Sigstore public good) and records this very signature; ``"if-present"``
+    checks an entry only when there is one; ``"ignored"`` (cosign's
+    ``--insecure-ignore-tlog``) never looks at it.
     """
 
     name: str
     public_key_pem: bytes
     trusted_root: str | None = None
+    tlog: TlogMode = TLOG_REQUIRED
+
+    def __post_init__(self) -> None:
+        if self.tlog not in (TLOG_REQUIRED, TLOG_IF_PRESENT, TLOG_IGNORED):
+            raise UsageError(f"authority {self.name}: unknown transparency-log mode {self.tlog!r}")
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,7 @@ def _authority_trust(authority: Authority) -> dict[str, Any]:
             "name": authority.name,
             "key": authority.public_key_pem.decode().strip(),
             "trustedRoot": root,
+            "tlog": authority.tlog,
         }
     return {
         "name": authority.name,
@@ -318,12 +335,15 @@ class _Checker:
         per_authority: dict[str, list[str]] = {}
         tlog = parsed.tlog_entries[0].summary() if parsed.tlog_entries else None
         for authority in self.policy.authorities:
+            mode = authority.tlog if isinstance(authority, KeyAuthority) else TLOG_IF_PRESENT
             outcome = verify_bundle(
                 parsed,
                 authority,
                 artifact_digest=self.digest,
                 payload_type=IN_TOTO_PAYLOAD_TYPE,
                 trusted_root=self.roots.get(authority.name),
+                require_tlog=mode == TLOG_REQUIRED,
+                ignore_tlog=mode == TLOG_IGNORED,
             )
             per_authority[authority.name] = list(outcome.reasons) if not outcome.verified else []
         signer: dict[str, Any] = {"type": "key", "keyId": parsed.public_key_hint}
@@ -405,7 +425,11 @@ class _Checker:
 
         def check_log(log_entry: TlogEntry, verifier: Any) -> None:
             check_dsse(
-                log_entry, payload=envelope.payload, signatures=signatures, verifier=verifier
+                log_entry,
+                payload=envelope.payload,
+                signatures=signatures,
+                verifier=verifier,
+                pae=envelope.pae(),
             )
 
         return self._legacy(
@@ -451,15 +475,21 @@ class _Checker:
         per_authority: dict[str, list[str]] = {}
         for authority in self.policy.authorities:
             reasons: list[str] = []
-            if log_problem:
-                reasons.append(log_problem)
             if isinstance(authority, KeyAuthority):
                 key = self.keys[authority.name]
                 if not any(keys.verify_bytes_signature(key, sig, signed) for sig in signatures):
                     reasons.append("signature does not verify with the key")
+                elif authority.tlog == TLOG_IGNORED:
+                    pass  # cosign's --insecure-ignore-tlog: the Rekor bundle is not looked at
+                elif log_problem:
+                    reasons.append(log_problem)
                 elif log_entry is not None:
                     reasons += self._log_reasons(log_entry, authority, key, check_log)
+                elif authority.tlog == TLOG_REQUIRED:
+                    reasons.append(NO_TLOG_ENTRY)
             else:
+                if log_problem:
+                    reasons.append(log_problem)
                 reasons += self._keyless_legacy(
                     authority, cert, cert_problem, chain, log_entry, signed, signatures, check_log
                 )

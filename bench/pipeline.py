@@ -175,7 +175,7 @@ def main() -> None:
         extra = ["--trust-config", mock.trust_config]
     else:
         env["ATTEST_PASSWORD"] = "attest-dev"
-        extra = ["--key", KEY]
+        extra = ["--key", KEY, "--tlog-upload=false"]  # offline: no transparency log
     server = RegistryServer().start()
     try:
         print(f"attest pipeline benchmark: registry {server.address}, {os.cpu_count()} CPUs")

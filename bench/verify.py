@@ -34,6 +34,7 @@ from attest.oci.builder import ImageBuilder  # noqa: E402
 from attest.oci.reference import parse_target  # noqa: E402
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository  # noqa: E402
 from attest.signing import keys  # noqa: E402
+from attest.signing.bundle import TLOG_IGNORED  # noqa: E402
 from attest.signing.signer import KeySigner  # noqa: E402
 from attest.signing.storage import attach_signature, find_signatures  # noqa: E402
 from attest.verify import (  # noqa: E402
@@ -77,7 +78,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
     signer = KeySigner(ec.generate_private_key(ec.SECP256R1()))
-    policy = VerificationPolicy((KeyAuthority("bench", keys.public_key_pem(signer.public_key)),))
+    # The signer logs nowhere, so the policy opts out of the log (--insecure-ignore-tlog).
+    authority = KeyAuthority("bench", keys.public_key_pem(signer.public_key), tlog=TLOG_IGNORED)
+    policy = VerificationPolicy((authority,))
     options = RegistryOptions(timeout=60)
     server = RegistryServer().start()
     try:

@@ -269,14 +269,26 @@ def verify_blob_attestation(
     bundles: list[bytes], artifact_digest: str, authority: Any, judge: Judge, *, reference: str
 ) -> AttestationReport:
     """Verify attestation bundles about a file (slsa-verifier's ``verify-artifact``)."""
-    from attest.signing.bundle import verify_bundle
+    from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_IGNORED, TLOG_REQUIRED, verify_bundle
     from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
 
     outcomes: list[AttestationOutcome] = []
     other_types: set[str] = set()
+    mode = getattr(authority, "tlog", TLOG_IF_PRESENT)  # key authorities; keyless: the root's rules
+    root = None
+    if getattr(authority, "public_key_pem", None) is not None and authority.trusted_root:
+        from attest.signing.trust import load_trusted_root
+
+        root = load_trusted_root(authority.trusted_root)
     for index, bundle in enumerate(bundles):
         result = verify_bundle(
-            bundle, authority, artifact_digest=artifact_digest, payload_type=IN_TOTO_PAYLOAD_TYPE
+            bundle,
+            authority,
+            artifact_digest=artifact_digest,
+            payload_type=IN_TOTO_PAYLOAD_TYPE,
+            trusted_root=root,
+            require_tlog=mode == TLOG_REQUIRED,
+            ignore_tlog=mode == TLOG_IGNORED,
         )
         statement = result.statement()
         other = judge.other_type(statement, None)

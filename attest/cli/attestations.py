@@ -44,6 +44,7 @@ from attest.cli.common import (
     print_json,
     registry_options,
     registry_options_from,
+    tlog_signing_options,
 )
 from attest.cli.sign import build_policy, signer_from
 from attest.errors import UsageError, VerificationFailed
@@ -57,15 +58,18 @@ signer_options = option_group(
     ),
     keyless_signing_options(
         token_help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or the CI's ambient token).",
-        trust_config_help="Sigstore client trust config of a private instance (keyless).",
+        trust_config_help="Sigstore client trust config of a private instance (keyless; with "
+        "--key, its Rekor logs the signature).",
     ),
+    tlog_signing_options,
     click.option(
         "--legacy",
         is_flag=True,
         help="Store in cosign's sha256-<hex>.att tag instead of a bundle referrer.",
     ),
 )
-"""``--key`` (cosign private key) or keyless ``--identity-token``/``--trust-config``; ``--legacy``."""
+"""``--key`` (cosign private key, logged in Rekor unless ``--tlog-upload=false``) or keyless
+``--identity-token``/``--trust-config``; ``--legacy``."""
 
 
 def _parse_time(

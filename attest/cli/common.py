@@ -78,7 +78,47 @@ def authority_options(
             help="Regular expression the whole OIDC issuer must match.",
         ),
         click.option("--trusted-root", type=click.Path(dir_okay=False), help=trusted_root_help),
+        cosign_bool_option(
+            "--insecure-ignore-tlog",
+            default=False,
+            help="Accept --key signatures without a verified transparency-log entry "
+            "(cosign's flag; by default one is required).",
+        ),
     )
+
+
+def cosign_bool_option(name: str, *, default: bool, help: str) -> Callable[[F], F]:
+    """A boolean option spelt as cosign (pflag) spells them: ``--name``, ``--name=false``.
+
+    A bare ``--name`` means true; ``--name=false`` (or ``--name false``) sets it off.
+    """
+    return click.option(
+        name,
+        type=click.BOOL,
+        default=default,
+        is_flag=False,
+        flag_value=True,
+        show_default=True,
+        metavar="[=BOOL]",
+        help=help,
+    )
+
+
+def tlog_signing_options(func: F) -> F:
+    """``--tlog-upload`` and ``--rekor-url``: where a key-based signature is logged (cosign's flags)."""
+    return option_group(
+        cosign_bool_option(
+            "--tlog-upload",
+            default=True,
+            help="Log --key signatures in a Rekor transparency log, as cosign does; "
+            "--tlog-upload=false opts out.",
+        ),
+        click.option(
+            "--rekor-url",
+            help="Rekor (v1 API) to log --key signatures in (default: the --trust-config's "
+            "signing config, else Sigstore's public https://rekor.sigstore.dev).",
+        ),
+    )(func)
 
 
 def make_registry_options(

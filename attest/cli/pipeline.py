@@ -60,7 +60,8 @@ def _write_summary(path: str, text: str) -> None:
 @click.option(
     "--trusted-root",
     type=click.Path(dir_okay=False),
-    help="trusted_root.json to verify keyless results with (default: --trust-config's, else public good).",
+    help="trusted_root.json to verify keyless results and --key log entries with "
+    "(default: --trust-config's, else public good).",
 )
 @provenance_options
 @platform_option
@@ -87,6 +88,11 @@ def pipeline_command(
     provenance = make_provenance_options(options)
     registry = registry_options_from(options)
     detect_build_context(os.environ, provenance)  # a missing CI fact fails before any work
+    if options["key"] and options["rekor_url"] and options["tlog_upload"] and not trusted_root:
+        raise UsageError(
+            "attest pipeline --rekor-url needs --trusted-root: the log entries it reads back "
+            "must verify against that log's key"
+        )
     signer = signer_from(options)  # key password before any network
     try:
         with _trusted_root(trusted_root, options["trust_config"]) as root:

@@ -17,6 +17,7 @@ from attest.cli.common import (
     print_json,
     registry_options,
     registry_options_from,
+    tlog_signing_options,
 )
 from attest.errors import UsageError, VerificationFailed
 from attest.files import atomic_write
@@ -90,24 +91,61 @@ def keygen_command(output_key_prefix: str, force: bool) -> None:
 # -- sign ------------------------------------------------------------------------------------
 
 
-def make_signer(key: str | None, identity_token: str | None, trust_config: str | None) -> Signer:
-    """A key signer for ``--key``, else a keyless Sigstore signer (token from flag/env/CI)."""
+def make_signer(
+    key: str | None,
+    identity_token: str | None,
+    trust_config: str | None,
+    *,
+    tlog_upload: bool = True,
+    rekor_url: str | None = None,
+    timeout: float | None = None,
+) -> Signer:
+    """A key signer for ``--key``, else a keyless Sigstore signer (token from flag/env/CI).
+
+    A key signer logs in Rekor unless ``tlog_upload`` is false, as cosign does: at
+    ``rekor_url``, else the trust config's log, else Sigstore's public-good Rekor.
+    """
+    from attest.signing.rekor import DEFAULT_TIMEOUT_SECONDS as REKOR_TIMEOUT
     from attest.signing.signer import KeySigner
 
     if key:
-        if identity_token or trust_config:
+        if identity_token:
+            raise UsageError("--identity-token is for keyless signing, not --key")
+        if not tlog_upload and (rekor_url or trust_config):
             raise UsageError(
-                "--identity-token and --trust-config are for keyless signing, not --key"
+                "--tlog-upload=false signs without a log: drop --rekor-url/--trust-config"
             )
-        return KeySigner.from_file(key)
+        rekor = None
+        if tlog_upload:
+            from attest.signing.rekor import rekor_target
+            from attest.signing.trust import load_trust_config
+
+            trust = load_trust_config(trust_config) if trust_config else None
+            rekor = rekor_target(rekor_url=rekor_url, trust=trust)
+        # The command's --timeout bounds the Rekor exchange as well as the registry's.
+        limit = REKOR_TIMEOUT if timeout is None else min(REKOR_TIMEOUT, timeout)
+        return KeySigner.from_file(key, rekor=rekor, timeout=limit)
+    if not tlog_upload or rekor_url:
+        raise UsageError(
+            "--tlog-upload and --rekor-url are for --key; keyless signing is always logged "
+            "in the Rekor of --trust-config"
+        )
     from attest.signing.keyless import KeylessSigner
 
     return KeylessSigner(identity_token=identity_token, trust_config=trust_config)
 
 
 def signer_from(options: Mapping[str, Any]) -> Signer:
-    """The signer of a command's ``--key``/``--identity-token``/``--trust-config`` options."""
-    return make_signer(options["key"], options["identity_token"], options["trust_config"])
+    """The signer of a command's ``--key``/``--identity-token``/``--trust-config`` and
+    ``--tlog-upload``/``--rekor-url`` options."""
+    return make_signer(
+        options["key"],
+        options["identity_token"],
+        options["trust_config"],
+        tlog_upload=options["tlog_upload"],
+        rekor_url=options["rekor_url"],
+        timeout=options.get("timeout"),
+    )
 
 
 @click.command("sign")
@@ -121,8 +159,10 @@ def signer_from(options: Mapping[str, Any]) -> Signer:
 @annotation_option
 @keyless_signing_options(
     token_help="OIDC token for keyless signing (else $SIGSTORE_ID_TOKEN or CI).",
-    trust_config_help="Sigstore client trust config for a private instance (keyless).",
+    trust_config_help="Sigstore client trust config of a private instance (keyless; with "
+    "--key, its Rekor logs the signature).",
 )
+@tlog_signing_options
 @output_option
 @registry_options
 def sign_command(
@@ -173,20 +213,30 @@ def sign_command(
 def build_policy(options: Mapping[str, Any], annotations: dict[str, str]) -> VerificationPolicy:
     """The verification policy that a command's :func:`authority_options` describe."""
     from attest.signing import keys
+    from attest.signing.bundle import TLOG_IGNORED, TLOG_REQUIRED
     from attest.verify import Authority, KeyAuthority, KeylessAuthority, VerificationPolicy
 
     key, trusted_root = options["key"], options["trusted_root"]
     identity, identity_regexp = options["identity"], options["identity_regexp"]
     issuer, issuer_regexp = options["issuer"], options["issuer_regexp"]
+    ignore_tlog = options["insecure_ignore_tlog"]
 
     keyless = any((identity, identity_regexp, issuer, issuer_regexp))
     if key and keyless:
         raise UsageError("give either --key or --certificate-identity/--certificate-oidc-issuer")
+    if keyless and ignore_tlog:
+        raise UsageError(
+            "--insecure-ignore-tlog is for --key; keyless signatures need the log entry "
+            "or timestamp their trusted root requires"
+        )
     authority: Authority
     if key:
         keys.load_public_key_file(key)  # a one-line error for a bad key file, before any network
         authority = KeyAuthority(
-            name=key, public_key_pem=keys.read_key_file(key), trusted_root=trusted_root
+            name=key,
+            public_key_pem=keys.read_key_file(key),
+            trusted_root=trusted_root,
+            tlog=TLOG_IGNORED if ignore_tlog else TLOG_REQUIRED,
         )
     elif keyless:
         if identity and identity_regexp:

@@ -17,13 +17,15 @@ never an exception; only unusable arguments raise.
 from __future__ import annotations
 
 import base64
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -61,6 +63,20 @@ BUNDLE_V03_ALT = "application/vnd.dev.sigstore.bundle+json;version=0.3"
 _SIGSTORE_KINDS = {("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1")}
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_TIMESTAMPS = 32
+
+TlogMode = Literal["required", "if-present", "ignored"]
+"""What a key-based signature's transparency-log entry must be: there and verified (cosign's
+default), verified only when present (policy-controller without ``ctlog``), or not looked at
+(cosign's ``--insecure-ignore-tlog``)."""
+TLOG_REQUIRED: TlogMode = "required"
+TLOG_IF_PRESENT: TlogMode = "if-present"
+TLOG_IGNORED: TlogMode = "ignored"
+NO_TLOG_ENTRY = "no transparency-log entry (pass --insecure-ignore-tlog to verify without one)"
+
+
+def tlog_mode(*, require: bool, ignore: bool) -> TlogMode:
+    """The mode two booleans (cosign's ``IgnoreTlog`` and our ``require_tlog``) stand for."""
+    return TLOG_IGNORED if ignore else TLOG_REQUIRED if require else TLOG_IF_PRESENT
 
 
 # -- building -------------------------------------------------------------------------------
@@ -212,11 +228,36 @@ def _first_error(err: ValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
+def _with_proto3_defaults(data: bytes) -> bytes:
+    """``data`` with the proto3 defaults that protobuf's JSON encoding leaves out filled in.
+
+    Go's protojson (cosign v3, sigstore-go) omits zero values: a log index of 0, an
+    inclusion proof without sibling hashes (a tree of one), an empty ``tlogEntries``
+    list.  They mean exactly 0 and ``[]``, but sigstore-models (and so sigstore-python)
+    calls them missing; so they are written back before the schema check.  Anything
+    that is not such a bundle is returned unchanged, for the schema check to reject.
+    """
+    try:
+        document = json.loads(data)
+        material = document["verificationMaterial"]
+        entries = material.setdefault("tlogEntries", [])
+        for entry in entries:
+            entry.setdefault("logIndex", "0")
+            proof = entry.get("inclusionProof")
+            if isinstance(proof, dict):
+                proof.setdefault("logIndex", "0")
+                proof.setdefault("hashes", [])
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return data
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def parse_bundle(raw: bytes | str, *, what: str = "Sigstore bundle") -> ParsedBundle:
     """Schema-check and decode a bundle; raises ``SignatureFormatError`` (one line) if malformed."""
     data = raw.encode() if isinstance(raw, str) else raw
     if len(data) > MAX_BUNDLE_BYTES:
         raise SignatureFormatError(f"{what} is larger than {MAX_BUNDLE_BYTES} bytes")
+    data = _with_proto3_defaults(data)
     try:
         model = bundle_v1.Bundle.from_json(data)
     except ValidationError as err:
@@ -474,6 +515,7 @@ def _verify_tlog(
                     payload=parsed.envelope.payload,
                     signatures=parsed.envelope.signatures,
                     verifier=verifier,
+                    pae=parsed.envelope.pae(),
                 )
             else:
                 assert parsed.message is not None
@@ -496,7 +538,7 @@ def _verify_key_based(
     artifact: bytes | None,
     digest: bytes | None,
     payload_type: str | None,
-    require_tlog: bool,
+    tlog: TlogMode,
 ) -> list[datetime]:
     if parsed.keyless:
         raise _Failed("bundle is signed keylessly (certificate), not with a key")
@@ -508,15 +550,17 @@ def _verify_key_based(
         assert parsed.message is not None and digest is not None
         if not verify_signature(key, parsed.message.signature, data=artifact, sha256=digest):
             raise _Failed("signature does not verify with the key")
+    if tlog == TLOG_IGNORED:  # cosign's --insecure-ignore-tlog: the log is not looked at
+        parsed = dataclasses.replace(parsed, tlog_entries=())
     if not parsed.tlog_entries and not parsed.timestamps:
-        if require_tlog:
-            raise _Failed("bundle has no transparency-log entry")
+        if tlog == TLOG_REQUIRED:
+            raise _Failed(NO_TLOG_ENTRY)
         return []
     root = root or load_trusted_root(None)
     times = _verify_tlog(parsed, root, verifier=key, digest=digest)
     times += _verify_timestamps(parsed, root, parsed.signature)
-    if require_tlog and not parsed.tlog_entries:
-        raise _Failed("bundle has no transparency-log entry")
+    if tlog == TLOG_REQUIRED and not parsed.tlog_entries:
+        raise _Failed(NO_TLOG_ENTRY)
     return times
 
 
@@ -537,7 +581,10 @@ def _is_root_ca(cert: x509.Certificate) -> bool:
 
 
 def _uses_sigstore(parsed: ParsedBundle) -> bool:
-    return all((e.kind, e.version) in _SIGSTORE_KINDS for e in parsed.tlog_entries)
+    """sigstore-python checks bundles with exactly the log entries it knows (and no others)."""
+    return bool(parsed.tlog_entries) and all(
+        (e.kind, e.version) in _SIGSTORE_KINDS for e in parsed.tlog_entries
+    )
 
 
 def _verify_keyless_sigstore(
@@ -579,11 +626,26 @@ def _verify_keyless_own(
     policy: IdentityPolicy,
     digest: bytes | None,
 ) -> list[datetime]:
-    """Keyless checks for log entries sigstore-python refuses (``intoto/0.0.2``)."""
+    """Keyless checks sigstore-python cannot make: ``intoto/0.0.2`` entries, and bundles
+    with no log entry at all.
+
+    Without an entry the trusted root decides, as the Sigstore client spec has it: a
+    root that lists transparency logs requires an entry from one of them; a root
+    without logs (a TSA-only deployment) accepts a verified RFC 3161 timestamp as the
+    signing time instead.
+    """
     cert = parsed.certificate
     assert cert is not None
     if not parsed.tlog_entries:
-        raise _Failed("keyless bundle has no transparency-log entry")
+        if root.tlogs:
+            raise _Failed(
+                f"keyless bundle has no transparency-log entry (trusted root {root.name} "
+                "lists transparency logs, so one is required)"
+            )
+        if not parsed.timestamps:
+            raise _Failed(
+                "keyless bundle has neither a transparency-log entry nor an RFC 3161 timestamp"
+            )
     times = _verify_tlog(parsed, root, verifier=cert, digest=digest)
     times += _verify_timestamps(parsed, root, parsed.signature)
     if not times:
@@ -627,10 +689,14 @@ def _verify_keyless(
     _check_artifact(parsed, artifact, digest, payload_type)
     if _uses_sigstore(parsed):
         _verify_keyless_sigstore(parsed, root, policy, artifact, digest)
-        entry = parsed.tlog_entries[0] if parsed.tlog_entries else None
-        if entry is not None and entry.integrated_time and entry.signed_entry_timestamp:
-            return [datetime.fromtimestamp(entry.integrated_time, tz=UTC)]
-        return []
+        times = []
+        entry = parsed.tlog_entries[0]
+        if entry.integrated_time and entry.signed_entry_timestamp:
+            times.append(datetime.fromtimestamp(entry.integrated_time, tz=UTC))
+        # For the report: sigstore-python verified the timestamps, it does not say when.
+        with contextlib.suppress(_Failed):
+            times += _verify_timestamps(parsed, root, parsed.signature)
+        return times
     return _verify_keyless_own(parsed, root, policy, digest)
 
 
@@ -650,6 +716,7 @@ def verify_bundle(
     payload_type: str | None = None,
     trusted_root: TrustRoot | None = None,
     require_tlog: bool = False,
+    ignore_tlog: bool = False,
 ) -> BundleVerification:
     """Check ``bundle`` against one authority; never raises for a bad bundle or signature.
 
@@ -659,9 +726,13 @@ def verify_bundle(
     DSSE payload type (default in-toto whenever a digest is given).  Keyless
     authorities use their ``trusted_root`` file (default: Sigstore public good, offline);
     ``trusted_root`` overrides it and also holds the Rekor keys for key-based bundles.
-    ``require_tlog`` demands a transparency-log entry for key-based bundles (keyless
-    bundles always need one).
+    For key-based bundles ``require_tlog`` demands a verified transparency-log entry
+    (cosign's default) and ``ignore_tlog`` skips the log altogether (cosign's
+    ``--insecure-ignore-tlog``); with neither, an entry is checked only when present.
+    Keyless bundles always follow the trusted root's rules.
     """
+    if require_tlog and ignore_tlog:
+        raise UsageError("require_tlog and ignore_tlog contradict each other")
     digest = _normalise_digest(artifact_digest)
     if artifact is not None:
         computed = hashlib.sha256(artifact).digest()
@@ -699,8 +770,9 @@ def verify_bundle(
         key = load_verification_key(public_key_pem)
         signer = {"type": "key", "keyId": key_hint(key)}
         try:
+            mode = tlog_mode(require=require_tlog, ignore=ignore_tlog)
             times = _verify_key_based(
-                parsed, key, trusted_root, artifact, digest, payload_type, require_tlog
+                parsed, key, trusted_root, artifact, digest, payload_type, mode
             )
         except _Failed as err:
             return result(False, (str(err),), signer, [])

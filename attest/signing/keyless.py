@@ -14,11 +14,12 @@ sigstore-python signs DSSE only for in-toto statements, which is all we sign as 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -187,19 +188,38 @@ class KeylessSigner:
         return self._signer
 
     def _signed(self, sign: Callable[[SigstoreSigner], Any], payload: bytes) -> SignatureMaterial:
-        """Run one sigstore-python signing call; its bundle becomes material with the CA chain."""
+        """Run one sigstore-python signing call; its bundle becomes material with the CA chain.
+
+        sigstore-python only logs a warning when a timestamp authority of the signing
+        config fails, and signs on without its timestamp; with a Rekor v2 log that
+        bundle has no signing time at all.  Here a missing timestamp fails the signing.
+        """
         signer = self._sigstore_signer()
-        try:
-            bundle = sign(signer)
-        except Exception as err:
-            raise SigningError(
-                f"keyless signing via {self._trust.name} failed: {_describe(err)}"
-            ) from None
+        with _warnings_of("sigstore.sign") as warnings:
+            try:
+                bundle = sign(signer)
+            except Exception as err:
+                raise SigningError(
+                    f"keyless signing via {self._trust.name} failed: {_describe(err)}"
+                ) from None
         material = material_from_sigstore(bundle, payload)
+        wanted = self._signing_context_tsas()
+        if wanted and not material.timestamps:
+            cause = " ".join(" ".join(warnings).split())[:300] or "no timestamp in the bundle"
+            raise SigningError(
+                f"the timestamp authority of {self._trust.name} gave no timestamp: {cause}"
+            )
         cert = x509.load_der_x509_certificate(material.certificate or b"")
         identity = certificate_identity(cert)
         _log.debug("keyless certificate for %s from %s", identity.subject, identity.issuer)
         return dataclasses.replace(material, chain=_issuer_chain(cert, self._trust.root))
+
+    def _signing_context_tsas(self) -> int:
+        """How many timestamp authorities the signing context asks (0: none configured)."""
+        try:
+            return len(self._trust.sigstore.signing_config.get_tsas())
+        except Exception:  # sigstore.errors.Error: no valid TSA in the config
+            return 0
 
     def sign(self, data: bytes) -> SignatureMaterial:
         """A message signature over SHA-256(``data``), logged as a ``hashedrekord`` entry."""
@@ -216,6 +236,34 @@ class KeylessSigner:
         except Exception as err:  # sigstore.errors.Error: not an in-toto statement
             raise SigningError(f"payload is not an in-toto statement: {_describe(err)}") from None
         return self._signed(lambda signer: signer.sign_dsse(statement), payload)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _warnings_of(name: str) -> Iterator[list[str]]:
+    """The warnings logger ``name`` emits inside the block, kept for the one-line error
+    instead of printed (``--debug`` still shows them)."""
+    handler = _Collect()
+    logger = logging.getLogger(name)
+    saved = (logger.level, logger.propagate)
+    debug = logger.isEnabledFor(logging.DEBUG)
+    logger.addHandler(handler)
+    logger.setLevel(min(logger.getEffectiveLevel(), logging.WARNING))
+    logger.propagate = debug
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _describe(err: BaseException) -> str:

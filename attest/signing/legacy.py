@@ -131,6 +131,13 @@ def layer_annotations(
     with_set = [e for e in material.tlog_entries if e.signed_entry_timestamp is not None]
     if with_set:
         annotations[BUNDLE_ANNOTATION] = cosign_bundle_annotation(with_set[0])
+    elif material.tlog_entries:
+        # cosign's annotation carries a Rekor v1 SET; dropping a v2 entry would store a
+        # signature that looks logged to its signer and unlogged to every verifier.
+        raise SigningError(
+            "legacy .sig/.att storage needs a Rekor v1 entry (with a signed entry timestamp); "
+            "this log gave none: store a bundle instead (drop --legacy)"
+        )
     if predicate_type:
         annotations[PREDICATE_TYPE_ANNOTATION] = predicate_type
     return annotations

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from attest.signing import keys
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import pae
+from attest.signing.rekor import DEFAULT_TIMEOUT_SECONDS, RekorTarget, log_material
 from attest.signing.tlog import TlogEntry
 
 __all__ = ["KeySigner", "SignatureMaterial", "Signer", "TlogEntry"]
@@ -41,33 +42,66 @@ class Signer(Protocol):
 
 
 class KeySigner:
-    """Signs with a private key (normally decrypted from a cosign key file)."""
+    """Signs with a private key (normally decrypted from a cosign key file).
 
-    def __init__(self, private_key: keys.PrivateKey, *, source: str = "key") -> None:
+    With ``rekor`` set, every signature is logged there before it is returned (cosign's
+    default for ``--key``); ``None`` signs without a log (``--tlog-upload=false``).
+    """
+
+    def __init__(
+        self,
+        private_key: keys.PrivateKey,
+        *,
+        source: str = "key",
+        rekor: RekorTarget | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
         self._key = private_key
         self.public_key = private_key.public_key()
         self.public_key_pem = keys.public_key_pem(self.public_key)
         self.key_id = keys.key_id(self.public_key)
         self.source = source
+        self.rekor = rekor
+        self.timeout = timeout
 
     @classmethod
-    def from_file(cls, path: str, password: bytes | None = None) -> KeySigner:
+    def from_file(
+        cls,
+        path: str,
+        password: bytes | None = None,
+        *,
+        rekor: RekorTarget | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> KeySigner:
         """Load a cosign key file (password from the argument, the environment or a prompt)."""
-        return cls(keys.load_private_key_file(path, password), source=path)
+        private_key = keys.load_private_key_file(path, password)
+        return cls(private_key, source=path, rekor=rekor, timeout=timeout)
 
     @property
     def description(self) -> str:
-        return f"key {self.source}"
+        logged = f", logged in {self.rekor.description}" if self.rekor else ""
+        return f"key {self.source}{logged}"
+
+    def _logged(self, material: SignatureMaterial) -> SignatureMaterial:
+        if self.rekor is None:
+            return material
+        return log_material(material, self.rekor, self.public_key, timeout=self.timeout)
 
     def sign(self, data: bytes) -> SignatureMaterial:
-        return SignatureMaterial(
-            signature=keys.sign_bytes(self._key, data), payload=data, public_key_hint=self.key_id
+        return self._logged(
+            SignatureMaterial(
+                signature=keys.sign_bytes(self._key, data),
+                payload=data,
+                public_key_hint=self.key_id,
+            )
         )
 
     def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
-        return SignatureMaterial(
-            signature=keys.sign_bytes(self._key, pae(payload_type, payload)),
-            payload=payload,
-            payload_type=payload_type,
-            public_key_hint=self.key_id,
+        return self._logged(
+            SignatureMaterial(
+                signature=keys.sign_bytes(self._key, pae(payload_type, payload)),
+                payload=payload,
+                payload_type=payload_type,
+                public_key_hint=self.key_id,
+            )
         )

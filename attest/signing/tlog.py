@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -423,12 +425,47 @@ def _hash_field(spec: Any, what: str) -> str:
     return spec["value"].lower()
 
 
+def _same_raw_verifier(recorded: Any, verifier: PublicKey | x509.Certificate) -> bool:
+    """Rekor v2's verifier: ``{"publicKey": {"rawBytes"}}`` (PKIX DER) or ``{"x509Certificate"}``."""
+    if not isinstance(recorded, dict):
+        return False
+    field = "x509Certificate" if isinstance(verifier, x509.Certificate) else "publicKey"
+    raw = _safe_b64((recorded.get(field) or {}).get("rawBytes"))
+    if raw is None:
+        return False
+    if isinstance(verifier, x509.Certificate):
+        return raw == verifier.public_bytes(serialization.Encoding.DER)
+    return raw == _spki(verifier)
+
+
+def _check_hashedrekord_v002(
+    entry: TlogEntry, *, signature: bytes, digest: bytes, verifier: PublicKey | x509.Certificate
+) -> None:
+    """Rekor v2's ``hashedrekord/0.0.2``: the digest of what was signed, the signature, the verifier."""
+    spec = _body(entry).get("hashedRekordV002")
+    if not isinstance(spec, dict):
+        raise TlogError("log entry body has no hashedRekordV002 spec")
+    data = spec.get("data") or {}
+    if not isinstance(data, dict) or data.get("algorithm") != "SHA2_256":
+        raise TlogError("log entry artifact hash is not a SHA2_256 digest")
+    if _safe_b64(data.get("digest")) != digest:
+        raise TlogError("log entry records a different artifact digest")
+    sig = spec.get("signature") or {}
+    if not isinstance(sig, dict) or _safe_b64(sig.get("content")) != signature:
+        raise TlogError("log entry records a different signature")
+    if not _same_raw_verifier(sig.get("verifier"), verifier):
+        raise TlogError("log entry records a different public key or certificate")
+
+
 def check_hashedrekord(
     entry: TlogEntry, *, signature: bytes, digest: bytes, verifier: PublicKey | x509.Certificate
 ) -> None:
-    """A ``hashedrekord/0.0.1`` entry records this signature, artifact digest and key/cert."""
+    """A ``hashedrekord`` entry (v1's 0.0.1, v2's 0.0.2) records this signature, digest and key."""
+    if (entry.kind, entry.version) == ("hashedrekord", "0.0.2"):
+        _check_hashedrekord_v002(entry, signature=signature, digest=digest, verifier=verifier)
+        return
     if (entry.kind, entry.version) != ("hashedrekord", "0.0.1"):
-        raise TlogError(f"log entry is {entry.kind}/{entry.version}, not hashedrekord/0.0.1")
+        raise TlogError(f"log entry is {entry.kind}/{entry.version}, not hashedrekord")
     spec = _body(entry)
     data = spec.get("data") or {}
     if _hash_field(data.get("hash"), "artifact hash") != digest.hex():
@@ -447,8 +484,23 @@ def check_dsse(
     payload: bytes,
     signatures: tuple[bytes, ...],
     verifier: PublicKey | x509.Certificate,
+    pae: bytes | None = None,
 ) -> None:
-    """A ``dsse/0.0.1`` or ``intoto/0.0.2`` entry records this payload, these signatures and key."""
+    """A ``dsse/0.0.1``, ``intoto/0.0.2`` or (Rekor v2) ``hashedrekord/0.0.2`` entry records this
+    envelope: its payload, signatures and key.  Rekor v2 logs a DSSE envelope as a
+    hashedrekord over SHA-256 of its ``pae`` (pre-authentication encoding), as
+    sigstore-go and sigstore-python submit it.
+    """
+    if (entry.kind, entry.version) == ("hashedrekord", "0.0.2"):
+        if pae is None or len(signatures) != 1:
+            raise TlogError("log entry records a single signature over a DSSE PAE")
+        _check_hashedrekord_v002(
+            entry,
+            signature=signatures[0],
+            digest=hashlib.sha256(pae).digest(),
+            verifier=verifier,
+        )
+        return
     spec = _body(entry)
     payload_hash = hashlib.sha256(payload).hexdigest()
     if (entry.kind, entry.version) == ("dsse", "0.0.1"):
@@ -496,6 +548,38 @@ def _safe_b64(text: Any) -> bytes | None:
 # -- uploading ---------------------------------------------------------------------------------
 
 
+MAX_REKOR_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+def _read_within(response: requests.Response, deadline: float, limit: int) -> bytes:
+    """The response body, read before ``deadline`` (TimeoutError) and at most ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=16384):
+        size += len(chunk)
+        if size > limit:
+            raise SigningError(f"Rekor's answer is larger than {limit} bytes")
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return b"".join(chunks)
+
+
+def key_details(key: PublicKey) -> str:
+    """The ``PublicKeyDetails`` name Rekor v2 wants for ``key`` (the usual SHA-2 pairings)."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        bits = {"secp256r1": 256, "secp384r1": 384, "secp521r1": 521}.get(key.curve.name)
+        if bits is None:
+            raise SigningError(f"ECDSA curve {key.curve.name} cannot be logged in Rekor v2")
+        return f"PKIX_ECDSA_P{bits}_SHA_{512 if bits == 521 else bits}"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "PKIX_ED25519"
+    size = key.key_size
+    if size not in (2048, 3072, 4096):
+        raise SigningError(f"an RSA key of {size} bits cannot be logged in Rekor v2")
+    return f"PKIX_RSA_PKCS1V15_{size}_SHA256"
+
+
 def _pem_b64(verifier: PublicKey | x509.Certificate) -> str:
     if isinstance(verifier, x509.Certificate):
         pem = verifier.public_bytes(serialization.Encoding.PEM)
@@ -507,30 +591,102 @@ def _pem_b64(verifier: PublicKey | x509.Certificate) -> str:
 
 
 class RekorClient:
-    """Submit entries to a Rekor v1 log (``POST /api/v1/log/entries``)."""
+    """Submit entries to a Rekor log: v1 (``POST /api/v1/log/entries``) or v2 (rekor-tiles).
 
-    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+    ``timeout`` bounds the whole exchange, not single reads: a log that trickles
+    bytes or never answers fails at the deadline with a one-line ``SigningError``.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0, api_version: int = 1) -> None:
+        if api_version not in (1, 2):
+            raise SigningError(f"Rekor at {url}: API version {api_version} is not supported")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.api_version = api_version
 
-    def _submit(self, proposed: dict[str, Any]) -> TlogEntry:
+    def _exchange(self, path: str, proposed: dict[str, Any], deadline: float) -> tuple[int, bytes]:
+        with requests.post(
+            f"{self.url}{path}",
+            json=proposed,
+            timeout=self.timeout,
+            stream=True,
+            headers={"Accept": "application/json"},
+        ) as response:
+            return response.status_code, _read_within(response, deadline, MAX_REKOR_RESPONSE_BYTES)
+
+    def _post(self, path: str, proposed: dict[str, Any]) -> Any:
+        deadline = time.monotonic() + self.timeout
+        # A worker thread, so that the deadline bounds the wall time of the whole exchange
+        # (requests' own timeout bounds each socket read, not a log that trickles bytes).
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="attest-rekor")
         try:
-            response = requests.post(
-                f"{self.url}/api/v1/log/entries", json=proposed, timeout=self.timeout
+            status, body = pool.submit(self._exchange, path, proposed, deadline).result(
+                timeout=self.timeout
             )
-        except requests.RequestException as err:
+        except requests.ConnectionError as err:
+            if isinstance(err, requests.ConnectTimeout):
+                raise SigningError(
+                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
+                ) from None
             raise SigningError(
                 f"Rekor at {self.url} is unreachable ({type(err).__name__})"
             ) from None
-        if response.status_code not in (200, 201):
-            text = " ".join(response.text.split())[:200]
+        except requests.RequestException as err:
+            if isinstance(err, requests.Timeout):
+                raise SigningError(
+                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
+                ) from None
+            raise SigningError(f"Rekor at {self.url}: {type(err).__name__}") from None
+        except (TimeoutError, concurrent.futures.TimeoutError):
             raise SigningError(
-                f"Rekor at {self.url} refused the entry: HTTP {response.status_code} {text}"
-            )
+                f"Rekor at {self.url} did not answer within {self.timeout:g} s"
+            ) from None
+        finally:
+            pool.shutdown(wait=False)
+        if status not in (200, 201):
+            text = " ".join(body.decode("utf-8", "replace").split())[:200]
+            raise SigningError(f"Rekor at {self.url} refused the entry: HTTP {status} {text}")
         try:
-            return TlogEntry.from_rekor_response(response.json())
-        except (ValueError, TlogError) as err:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise SigningError(
+                f"Rekor at {self.url} answered with something other than JSON"
+            ) from None
+
+    def _submit(self, proposed: dict[str, Any]) -> TlogEntry:
+        answer = self._post("/api/v1/log/entries", proposed)
+        try:
+            return TlogEntry.from_rekor_response(answer)
+        except TlogError as err:
             raise SigningError(f"Rekor at {self.url}: {err}") from None
+
+    def upload_hashedrekord_v2(
+        self, *, signature: bytes, digest: bytes, verifier: PublicKey
+    ) -> TlogEntry:
+        """Log a signature over SHA-256 ``digest`` in a Rekor v2 log (``hashedrekord/0.0.2``)."""
+        answer = self._post(
+            "/api/v2/log/entries",
+            {
+                "hashedRekordRequestV002": {
+                    "digest": _b64(digest),
+                    "signature": {
+                        "content": _b64(signature),
+                        "verifier": {
+                            "publicKey": {"rawBytes": _b64(_spki(verifier))},
+                            "keyDetails": key_details(verifier),
+                        },
+                    },
+                }
+            },
+        )
+        try:
+            if not isinstance(answer, dict):
+                raise TlogError("Rekor answered with something other than a log entry")
+            return TlogEntry.from_bundle_dict(answer)
+        except (KeyError, TypeError, ValueError, binascii.Error, TlogError) as err:
+            raise SigningError(
+                f"Rekor at {self.url}: the log entry is malformed ({type(err).__name__}: {err})"
+            ) from None
 
     def upload_hashedrekord(
         self, *, signature: bytes, digest: bytes, verifier: PublicKey | x509.Certificate

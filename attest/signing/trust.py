@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -150,12 +150,29 @@ def _authority(ca: trustroot_v1.CertificateAuthority, what: str) -> Authority:
     return Authority(uri=ca.uri or "", certificates=certs, valid=_range(ca.valid_for))
 
 
+def _closed_tsa_ranges(model: trustroot_v1.TrustedRoot) -> trustroot_v1.TrustedRoot:
+    """The root as sigstore-python must see it for timestamp authorities' ends to count.
+
+    A trusted root's ``validFor`` is a closed range (protobuf-specs' TimeRange; sigstore-go
+    and cosign accept a timestamp exactly at its end), but sigstore-python checks
+    ``gen_time < end``.  Its copy of the root gets each TSA end one microsecond later —
+    the finest time it compares — so that exactly-at-the-end counts, and nothing else.
+    """
+    if not any(ca.valid_for and ca.valid_for.end for ca in model.timestamp_authorities):
+        return model
+    copy = model.model_copy(deep=True)
+    for authority in copy.timestamp_authorities:
+        if authority.valid_for is not None and authority.valid_for.end is not None:
+            authority.valid_for.end = authority.valid_for.end + timedelta(microseconds=1)
+    return copy
+
+
 def _from_model(model: trustroot_v1.TrustedRoot, name: str, raw: bytes) -> TrustRoot:
     what = f"trusted root {name}"
     tlogs = tuple(k for log in model.tlogs if (k := _log_key(log, what)))
     ctlogs = tuple(k for log in model.ctlogs if (k := _log_key(log, what)))
     try:
-        sigstore_root = TrustedRoot(model)
+        sigstore_root = TrustedRoot(_closed_tsa_ranges(model))
     except Exception as err:  # sigstore.errors.Error: unsupported media type
         raise TrustMaterialError(f"{what}: {err}") from None
     return TrustRoot(

@@ -97,6 +97,8 @@ def test_github_action_runs_keyless_pipeline(  # type: ignore[no-untyped-def]
         "ATTEST_IMAGE": ref,
         "ATTEST_KEY": "",
         "ATTEST_LEGACY": "false",
+        "ATTEST_TLOG_UPLOAD": "true",
+        "ATTEST_REKOR_URL": "",
         "ATTEST_ARGS": f"--trust-config {sigstore_mock.trust_config}",
         "ATTEST_SUMMARY": "attest-summary.json",
     }
@@ -116,21 +118,25 @@ def test_github_action_runs_keyless_pipeline(  # type: ignore[no-untyped-def]
 
 
 def test_github_action_with_a_key_and_legacy_storage(  # type: ignore[no-untyped-def]
-    registry, repo, push_image, tmp_path: Path
+    registry, repo, push_image, sigstore_mock: SigstoreMock, tmp_path: Path
 ) -> None:
+    """A key-based run logs in the Rekor named by ``rekor-url`` (as cosign does)."""
     digest = push_image(repo, "v1").digest
     runner_temp = tmp_path / "runner"
     _fake_venv(runner_temp / "attest-venv")
     outputs = tmp_path / "github_output"
+    ref = f"{registry.address}/{repo.repository}:v1"
     env = {
         **_base_env(tmp_path),
         **GITHUB_ENV,
         "RUNNER_TEMP": str(runner_temp),
         "GITHUB_OUTPUT": str(outputs),
-        "ATTEST_IMAGE": f"{registry.address}/{repo.repository}:v1",
+        "ATTEST_IMAGE": ref,
         "ATTEST_KEY": KEY,
         "ATTEST_LEGACY": "true",
-        "ATTEST_ARGS": "",
+        "ATTEST_TLOG_UPLOAD": "true",
+        "ATTEST_REKOR_URL": sigstore_mock.url,
+        "ATTEST_ARGS": f"--trusted-root {sigstore_mock.trusted_root}",
         "ATTEST_SUMMARY": "out/summary.json",
     }
     (tmp_path / "out").mkdir()
@@ -138,7 +144,15 @@ def test_github_action_with_a_key_and_legacy_storage(  # type: ignore[no-untyped
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["storage"] == "legacy" and summary["digest"] == digest
+    assert f"logged in Rekor v1 at {sigstore_mock.url}" in summary["signer"]
     assert f"digest={digest}" in outputs.read_text()
+    verify = subprocess.run(
+        [str(VENV_BIN / "attest"), "verify", ref, "--key", PUB,
+         "--trusted-root", sigstore_mock.trusted_root, "--output", "json"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert json.loads(verify.stdout)["signatures"][0]["tlog"]["kind"] == "hashedrekord/0.0.1"
 
 
 def _gitlab_job() -> dict:
@@ -213,16 +227,24 @@ def test_gitlab_job_with_a_key(registry, repo, push_image, tmp_path: Path) -> No
         "ATTEST_VENV": str(venv),
         "ATTEST_KEY": KEY,
         "ATTEST_PASSWORD": "attest-dev",
+        "ATTEST_TLOG_UPLOAD": "false",
         "ATTEST_ARGS": "--builder-id https://ci.example.com/b",
     }
     proc = _bash("\n".join(job["script"]), env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "attest-summary.json").read_text())["signer"] == f"key {KEY}"
-    verify = subprocess.run(
-        [str(VENV_BIN / "attest"), "verify", env["ATTEST_IMAGE"], "--key", PUB],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    def verify(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VENV_BIN / "attest"), "verify", env["ATTEST_IMAGE"], "--key", PUB, *extra],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    # Signed without a log: cosign's default verification refuses it, the opt-out accepts it.
+    refused = verify()
+    assert refused.returncode == 1 and "no transparency-log entry" in refused.stdout
+    accepted = verify("--insecure-ignore-tlog")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
 
 
 @pytest.mark.parametrize("path", [ACTION, GITLAB])

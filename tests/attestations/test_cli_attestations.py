@@ -66,7 +66,9 @@ def _bundle_payload(repo, location: str) -> tuple[dict, bytes]:  # type: ignore[
 
 def test_provenance_from_github_env_verifies_with_slsa_flags(cli, repo, image) -> None:  # type: ignore[no-untyped-def]
     ref, digest = image
-    result = cli("provenance", ref, "--key", KEY, "-o", "json", env=GITHUB_ENV)
+    result = cli(
+        "provenance", ref, "--key", KEY, "--tlog-upload=false", "-o", "json", env=GITHUB_ENV
+    )
     assert result.exit_code == 0, result.stderr
     location = result.json()["location"]
     envelope, payload = _bundle_payload(repo, location)
@@ -76,7 +78,7 @@ def test_provenance_from_github_env_verifies_with_slsa_flags(cli, repo, image) -
     assert statement["predicate"]["runDetails"]["builder"]["id"] == BUILDER
 
     verify = [
-        "verify-attestation", ref, "--key", PUB, "--type", "slsaprovenance1",
+        "verify-attestation", ref, "--key", PUB, "--insecure-ignore-tlog", "--type", "slsaprovenance1",
         "--builder-id", BUILDER, "--source-uri", "github.com/acme/shop", "--source-branch", "main",
     ]  # fmt: skip
     passed = cli(*verify, "-o", "json")
@@ -106,7 +108,16 @@ def test_attest_keeps_integers_and_both_storages_verify(cli, repo, image, tmp_pa
     path = tmp_path / "bom.json"
     path.write_text(json.dumps(predicate))
     bundle = cli(
-        "attest", ref, "--key", KEY, "--predicate", str(path), "--type", "cyclonedx", env=PASSWORD
+        "attest",
+        ref,
+        "--key",
+        KEY,
+        "--tlog-upload=false",
+        "--predicate",
+        str(path),
+        "--type",
+        "cyclonedx",
+        env=PASSWORD,
     )
     assert bundle.exit_code == 0, bundle.stderr
     _envelope, payload = _bundle_payload(repo, bundle.stdout.strip())
@@ -114,7 +125,7 @@ def test_attest_keeps_integers_and_both_storages_verify(cli, repo, image, tmp_pa
     assert json.loads(payload)["predicate"] == predicate
 
     legacy = cli(
-        "attest", ref, "--key", KEY, "--predicate", str(path), "--type", "cyclonedx", "--legacy",
+        "attest", ref, "--key", KEY, "--tlog-upload=false", "--predicate", str(path), "--type", "cyclonedx", "--legacy",
         env=PASSWORD,
     )  # fmt: skip
     assert legacy.exit_code == 0, legacy.stderr
@@ -124,13 +135,23 @@ def test_attest_keeps_integers_and_both_storages_verify(cli, repo, image, tmp_pa
     assert att.layers[0].annotations["predicateType"] == "https://cyclonedx.org/bom"
 
     report = cli(
-        "verify-attestation", ref, "--key", PUB, "--type", "cyclonedx", "-o", "json"
+        "verify-attestation",
+        ref,
+        "--key",
+        PUB,
+        "--insecure-ignore-tlog",
+        "--type",
+        "cyclonedx",
+        "-o",
+        "json",
     ).json()
     assert report["passed"]
     assert sorted(a["storage"] for a in report["attestations"]) == ["bundle", "legacy"]
     assert all(a["statement"]["predicate"]["size"] == 1024 for a in report["attestations"])
     # Asking for another type finds nothing of it, and says what there is.
-    other = cli("verify-attestation", ref, "--key", PUB, "--type", "spdxjson")
+    other = cli(
+        "verify-attestation", ref, "--key", PUB, "--insecure-ignore-tlog", "--type", "spdxjson"
+    )
     assert other.exit_code == 1
     assert (
         "no attestation of type https://spdx.dev/Document (found: https://cyclonedx.org/bom)"
@@ -140,10 +161,21 @@ def test_attest_keeps_integers_and_both_storages_verify(cli, repo, image, tmp_pa
 
 def test_rego_policy_prints_every_violation(cli, repo, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ref, _ = image
-    assert cli("provenance", ref, "--key", KEY, env=GITHUB_ENV).exit_code == 0
+    assert (
+        cli("provenance", ref, "--key", KEY, "--tlog-upload=false", env=GITHUB_ENV).exit_code == 0
+    )
 
     def judge(policy: Path, *extra: str):  # type: ignore[no-untyped-def]
-        args = ["--key", PUB, "--type", "slsaprovenance1", "--policy", str(policy), *extra]
+        args = [
+            "--key",
+            PUB,
+            "--insecure-ignore-tlog",
+            "--type",
+            "slsaprovenance1",
+            "--policy",
+            str(policy),
+            *extra,
+        ]
         return cli("verify-attestation", ref, *args)
 
     policy = tmp_path / "slsa.rego"
@@ -193,13 +225,23 @@ warn contains "no runner environment recorded" if {
 
 def test_wrong_key_fails(cli, image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ref, _ = image
-    assert cli("provenance", ref, "--key", KEY, env=GITHUB_ENV).exit_code == 0
+    assert (
+        cli("provenance", ref, "--key", KEY, "--tlog-upload=false", env=GITHUB_ENV).exit_code == 0
+    )
     other = tmp_path / "other"
     assert (
         cli("keygen", "--output-key-prefix", str(other), env={"ATTEST_PASSWORD": "x"}).exit_code
         == 0
     )
-    result = cli("verify-attestation", ref, "--key", f"{other}.pub", "--type", "slsaprovenance1")
+    result = cli(
+        "verify-attestation",
+        ref,
+        "--key",
+        f"{other}.pub",
+        "--insecure-ignore-tlog",
+        "--type",
+        "slsaprovenance1",
+    )
     assert result.exit_code == 1
     assert "FAIL" in result.stdout
     assert "verified against the trust policy" in result.stderr
@@ -247,7 +289,7 @@ def test_bad_input_is_one_line_and_pushes_nothing(  # type: ignore[no-untyped-de
         path.write_text(args[args.index("--predicate") + 1])
         args = [*args]
         args[args.index("--predicate") + 1] = str(path)
-    result = cli(args[0], ref, *args[1:], "--key", KEY, env=env)
+    result = cli(args[0], ref, *args[1:], "--key", KEY, "--tlog-upload=false", env=env)
     assert result.exit_code != 0
     assert result.stderr.startswith("attest: error:") and message in result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
@@ -304,6 +346,7 @@ def _verify_test_type(cli, ref: str):  # type: ignore[no-untyped-def]
         ref,
         "--key",
         PUB,
+        "--insecure-ignore-tlog",
         "--type",
         "https://example.com/test/v1",
         "-o",

@@ -53,7 +53,15 @@ def test_pipeline_on_the_registry_with_a_key(
     ref = f"{registry.address}/{repo.repository}:v1"
     output = tmp_path / "summary.json"
     result = cli(
-        "pipeline", ref, "--key", KEY, *GENERIC, "--output-file", str(output), env=PASSWORD
+        "pipeline",
+        ref,
+        "--key",
+        KEY,
+        "--tlog-upload=false",
+        *GENERIC,
+        "--output-file",
+        str(output),
+        env=PASSWORD,
     )
     assert result.exit_code == 0, result.stderr
     summary = result.json()
@@ -63,14 +71,24 @@ def test_pipeline_on_the_registry_with_a_key(
     assert "attest pipeline: stored signature" in result.stderr
 
     # What the pipeline stored is what independent commands verify.
-    assert cli("verify", ref, "--key", PUB).exit_code == 0
-    sbom = cli("verify-attestation", ref, "--key", PUB, "--type", "cyclonedx", "-o", "json")
+    assert cli("verify", ref, "--key", PUB, "--insecure-ignore-tlog").exit_code == 0
+    sbom = cli(
+        "verify-attestation",
+        ref,
+        "--key",
+        PUB,
+        "--insecure-ignore-tlog",
+        "--type",
+        "cyclonedx",
+        "-o",
+        "json",
+    )
     assert sbom.exit_code == 0, sbom.stdout
     bom = sbom.json()["attestations"][0]["statement"]["predicate"]
     assert bom["bomFormat"] == "CycloneDX"
     assert len(bom.get("components", [])) == summary["sbom"]["components"]
     provenance = cli(
-        "verify-attestation", ref, "--key", PUB, "--type", "slsaprovenance1",
+        "verify-attestation", ref, "--key", PUB, "--insecure-ignore-tlog", "--type", "slsaprovenance1",
         "--builder-id", "https://ci.example.com/builders/linux",
         "--source-uri", "git.example.com/team/app", "--source-branch", "main",
     )  # fmt: skip
@@ -82,15 +100,22 @@ def test_pipeline_on_a_layout_with_legacy_storage(cli, tmp_path: Path, push_imag
     with LayoutStore(str(layout), create=True) as store:
         digest = push_image(store, "demo").digest
     ref = f"oci:{layout}:demo"
-    result = cli("pipeline", ref, "--key", KEY, "--legacy", *GENERIC, env=PASSWORD)
+    result = cli(
+        "pipeline", ref, "--key", KEY, "--tlog-upload=false", "--legacy", *GENERIC, env=PASSWORD
+    )
     assert result.exit_code == 0, result.stderr
     summary = result.json()
     _check_summary(summary, digest)
     hex_digest = digest.split(":")[1]
     assert summary["signature"]["tag"] == f"oci:{layout}:sha256-{hex_digest}.sig"
     assert {a["tag"] for a in summary["attestations"]} == {f"oci:{layout}:sha256-{hex_digest}.att"}
-    assert cli("verify", ref, "--key", PUB).exit_code == 0
-    assert cli("verify-attestation", ref, "--key", PUB, "--type", "cyclonedx").exit_code == 0
+    assert cli("verify", ref, "--key", PUB, "--insecure-ignore-tlog").exit_code == 0
+    assert (
+        cli(
+            "verify-attestation", ref, "--key", PUB, "--insecure-ignore-tlog", "--type", "cyclonedx"
+        ).exit_code
+        == 0
+    )
 
 
 def test_keyless_pipeline_in_github_actions(
@@ -117,7 +142,14 @@ def test_keyless_pipeline_in_github_actions(
 def test_missing_provenance_facts_fail_before_any_work(cli, registry, repo, push_image) -> None:  # type: ignore[no-untyped-def]
     digest = push_image(repo, "v1").digest
     before = state(repo, digest)
-    result = cli("pipeline", f"{registry.address}/{repo.repository}:v1", "--key", KEY, env=PASSWORD)
+    result = cli(
+        "pipeline",
+        f"{registry.address}/{repo.repository}:v1",
+        "--key",
+        KEY,
+        "--tlog-upload=false",
+        env=PASSWORD,
+    )
     assert result.exit_code == 2
     assert (
         result.stderr.startswith("attest: error:") and "--builder-id is required" in result.stderr
@@ -264,9 +296,19 @@ def test_multi_platform_image_signs_the_index_and_scans_the_platform(  # type: i
 ) -> None:
     index = push_image(repo, "multi", platforms=("amd64", "arm64")).digest
     ref = f"{registry.address}/{repo.repository}:multi"
-    result = cli("pipeline", ref, "--key", KEY, "--platform", "linux/arm64", *GENERIC, env=PASSWORD)
+    result = cli(
+        "pipeline",
+        ref,
+        "--key",
+        KEY,
+        "--tlog-upload=false",
+        "--platform",
+        "linux/arm64",
+        *GENERIC,
+        env=PASSWORD,
+    )
     assert result.exit_code == 0, result.stderr
     summary = result.json()
     assert summary["digest"] == index  # what the reference names is what gets signed
     assert summary["platform"] == "linux/arm64"
-    assert cli("verify", ref, "--key", PUB).exit_code == 0
+    assert cli("verify", ref, "--key", PUB, "--insecure-ignore-tlog").exit_code == 0

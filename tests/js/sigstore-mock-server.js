@@ -114,7 +114,12 @@ async function main() {
   const timestamps = mock.tsaHandler(tsa);
 
   const routes = {
-    [fulcio.path]: async (body, headers) => fulcio.fn(JSON.stringify(fulcioRequest(body, headers))),
+    // Real Fulcio's v2 API (a gRPC gateway) answers 200; the mock says 201, which sigstore-go
+    // (cosign v3) refuses as an error.
+    [fulcio.path]: async (body, headers) => {
+      const answer = await fulcio.fn(JSON.stringify(fulcioRequest(body, headers)));
+      return answer.statusCode === 201 ? { ...answer, statusCode: 200 } : answer;
+    },
     [rekor.path]: async (body) => {
       if (args.dsse === 'canonical') {
         const proposed = JSON.parse(body);
@@ -138,7 +143,15 @@ async function main() {
       try {
         const body = Buffer.concat(chunks).toString();
         const { statusCode, response, contentType } = await route(body, req.headers);
-        res.writeHead(statusCode, { 'Content-Type': contentType || 'text/plain' });
+        const headers = { 'Content-Type': contentType || 'text/plain' };
+        // Real Rekor v1 names the new entry in ETag and Location; sigstore-go (cosign v3)
+        // looks the entry up in the answer by its ETag, the mock sends neither.
+        if (req.url.split('?')[0] === rekor.path && statusCode === 201) {
+          const uuid = Object.keys(JSON.parse(response))[0];
+          headers.ETag = uuid;
+          headers.Location = `${rekor.path}/${uuid}`;
+        }
+        res.writeHead(statusCode, headers);
         res.end(response);
       } catch (err) {
         res.writeHead(500, { 'Content-Type': 'text/plain' });

@@ -15,6 +15,7 @@ from attest.oci.layout import LayoutStore
 from attest.oci.reference import parse_target
 from attest.oci.store import ImageStore
 from attest.signing import keys
+from attest.signing.bundle import TLOG_IGNORED, TlogMode
 from attest.signing.signer import KeySigner
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 from tests.conftest import simple_image, vector
@@ -26,8 +27,13 @@ class SigningKey:
     signer: KeySigner
     public_pem: bytes
 
-    def policy(self, name: str = "key", **extra: object) -> VerificationPolicy:
-        return VerificationPolicy((KeyAuthority(name, self.public_pem),), **extra)  # type: ignore[arg-type]
+    def policy(
+        self, name: str = "key", *, tlog: TlogMode = TLOG_IGNORED, **extra: object
+    ) -> VerificationPolicy:
+        """A policy trusting this key.  These signers log nowhere (``--tlog-upload=false``),
+        so by default the policy opts out of the log as ``--insecure-ignore-tlog`` does."""
+        authority = KeyAuthority(name, self.public_pem, tlog=tlog)
+        return VerificationPolicy((authority,), **extra)  # type: ignore[arg-type]
 
 
 def make_key() -> SigningKey:

@@ -10,6 +10,7 @@ import hashlib
 import pytest
 
 from attest.errors import KeyFileError, UsageError
+from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_IGNORED
 from attest.signing.storage import attach_signature
 from attest.signing.trust import TrustMaterialError
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy, verify_image
@@ -40,6 +41,9 @@ def test_fingerprint_covers_all_trust_material(tmp_path) -> None:
         VerificationPolicy((KeyAuthority("a", two.public_pem),)),
         VerificationPolicy((KeyAuthority("a", one.public_pem, trusted_root=str(root)),)),
         VerificationPolicy((KeyAuthority("a", one.public_pem),), required_annotations={"x": "y"}),
+        # Relaxing the log requirement must not reuse results verified under the stricter one.
+        VerificationPolicy((KeyAuthority("a", one.public_pem, tlog=TLOG_IGNORED),)),
+        VerificationPolicy((KeyAuthority("a", one.public_pem, tlog=TLOG_IF_PRESENT),)),
         VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject="s@x"),)),
         VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject_regexp="s@x"),)),
     ]
@@ -54,8 +58,12 @@ def test_threshold_counts_distinct_authorities(layout_image) -> None:
     reference, store, image = layout_image
     alice, bob = make_key(), make_key()
     policy = VerificationPolicy(
-        (KeyAuthority("alice", alice.public_pem), KeyAuthority("bob", bob.public_pem)), threshold=2
-    )
+        (
+            KeyAuthority("alice", alice.public_pem, tlog=TLOG_IGNORED),
+            KeyAuthority("bob", bob.public_pem, tlog=TLOG_IGNORED),
+        ),
+        threshold=2,
+    )  # these signers log nowhere: the authorities opt out as --insecure-ignore-tlog
     attach_signature(store, image, alice.signer)
     attach_signature(store, image, alice.signer, legacy=True)
     store.close()
@@ -119,6 +127,8 @@ def test_key_signature_log_entry_must_verify_against_the_root(layout_image, fake
         reference, VerificationPolicy((KeyAuthority("k", key.public_pem, trusted_root=root),))
     )
     assert trusted.verified and trusted.signatures[0].tlog["logIndex"] == 0
-    public_good = verify_image(reference, key.policy())
+    # Even where no entry is required, one that is present must verify (here: not against
+    # the public-good root, which does not know this log).
+    public_good = verify_image(reference, key.policy(tlog=TLOG_IF_PRESENT))
     assert not public_good.verified
     assert "not in trusted root sigstore-public-good" in public_good.signatures[0].reasons[0]

@@ -48,7 +48,9 @@ def test_bundle_signature_in_registry(cli, registry, repo, push_image, key_files
     image = push_image(repo, "v1")
     private, public = key_files
     reference = _reference(registry, repo)
-    signed = cli("sign", reference, "--key", private, "--output", "json", env=ENV)
+    signed = cli(
+        "sign", reference, "--key", private, "--tlog-upload=false", "--output", "json", env=ENV
+    )
     assert signed.exit_code == 0, signed.stderr
     assert f"@{image.digest} (resolved from {reference})" in signed.stderr
     assert signed.json()["digest"] == image.digest and signed.json()["storage"] == "bundle"
@@ -70,10 +72,12 @@ def test_bundle_signature_in_registry(cli, registry, repo, push_image, key_files
     assert statement["predicateType"] == SIGN_PREDICATE_TYPE
     assert statement["subject"][0]["digest"] == {"sha256": image.digest.split(":")[1]}
 
-    verified = cli("verify", reference, "--key", public)
+    verified = cli("verify", reference, "--key", public, "--insecure-ignore-tlog")
     assert verified.exit_code == 0, verified.stdout + verified.stderr
     assert "OK   bundle" in verified.stdout
-    as_json = cli("verify", reference, "--key", public, "--output", "json")
+    as_json = cli(
+        "verify", reference, "--key", public, "--insecure-ignore-tlog", "--output", "json"
+    )
     assert as_json.exit_code == 0 and as_json.json()["verified"] is True
     assert as_json.json()["digest"] == image.digest
 
@@ -83,9 +87,16 @@ def test_wrong_key_lists_every_signature_and_why(
 ) -> None:
     push_image(repo, "v1")
     reference = _reference(registry, repo)
-    assert cli("sign", reference, "--key", key_files[0], env=ENV).exit_code == 0
-    assert cli("sign", reference, "--key", key_files[0], "--legacy", env=ENV).exit_code == 0
-    result = cli("verify", reference, "--key", second_key_files[1])
+    assert (
+        cli("sign", reference, "--key", key_files[0], "--tlog-upload=false", env=ENV).exit_code == 0
+    )
+    assert (
+        cli(
+            "sign", reference, "--key", key_files[0], "--tlog-upload=false", "--legacy", env=ENV
+        ).exit_code
+        == 0
+    )
+    result = cli("verify", reference, "--key", second_key_files[1], "--insecure-ignore-tlog")
     assert result.exit_code == 1
     assert result.stdout.count("FAIL") == 2
     assert "DSSE signature does not verify with the key" in result.stdout
@@ -102,9 +113,21 @@ def test_legacy_signatures_append(
 ) -> None:
     image = push_image(repo, "v1")
     reference = _reference(registry, repo)
-    first = cli("sign", reference, "--key", key_files[0], "--legacy", "-a", "team=blue", env=ENV)
+    first = cli(
+        "sign",
+        reference,
+        "--key",
+        key_files[0],
+        "--tlog-upload=false",
+        "--legacy",
+        "-a",
+        "team=blue",
+        env=ENV,
+    )
     assert first.exit_code == 0, first.stderr
-    second = cli("sign", reference, "--key", second_key_files[0], "--legacy", env=ENV)
+    second = cli(
+        "sign", reference, "--key", second_key_files[0], "--tlog-upload=false", "--legacy", env=ENV
+    )
     assert second.exit_code == 0, second.stderr
     sig_manifest = repo.fetch_manifest(signature_tag(image.digest)).parsed
     assert isinstance(sig_manifest, Manifest)
@@ -120,7 +143,7 @@ def test_legacy_signatures_append(
         "optional": {"team": "blue"},
     }
     for public in (key_files[1], second_key_files[1]):
-        result = cli("verify", reference, "--key", public)
+        result = cli("verify", reference, "--key", public, "--insecure-ignore-tlog")
         assert result.exit_code == 0, result.stdout
         assert result.stdout.count("OK   legacy") == 1 and result.stdout.count("FAIL") == 1
 
@@ -130,10 +153,27 @@ def test_required_annotations(cli, registry, repo, push_image, key_files, legacy
     push_image(repo, "v1")
     reference = _reference(registry, repo)
     flags = ["--legacy"] if legacy else []
-    signed = cli("sign", reference, "--key", key_files[0], "-a", "env=prod", *flags, env=ENV)
+    signed = cli(
+        "sign",
+        reference,
+        "--key",
+        key_files[0],
+        "--tlog-upload=false",
+        "-a",
+        "env=prod",
+        *flags,
+        env=ENV,
+    )
     assert signed.exit_code == 0, signed.stderr
-    assert cli("verify", reference, "--key", key_files[1], "-a", "env=prod").exit_code == 0
-    wrong = cli("verify", reference, "--key", key_files[1], "-a", "env=dev")
+    assert (
+        cli(
+            "verify", reference, "--key", key_files[1], "--insecure-ignore-tlog", "-a", "env=prod"
+        ).exit_code
+        == 0
+    )
+    wrong = cli(
+        "verify", reference, "--key", key_files[1], "--insecure-ignore-tlog", "-a", "env=dev"
+    )
     assert wrong.exit_code == 1
     assert "required annotations not signed: env=dev" in wrong.stdout
 
@@ -148,18 +188,25 @@ def test_layouts_hold_their_signatures(
         image = push_image(store, "v1")
     reference = f"{transport}:{path}:v1"
     flags = ["--legacy"] if legacy else []
-    signed = cli("sign", reference, "--key", key_files[0], *flags, env=ENV)
+    signed = cli("sign", reference, "--key", key_files[0], "--tlog-upload=false", *flags, env=ENV)
     assert signed.exit_code == 0, signed.stderr
     with LayoutStore(str(path), archive=transport == "oci-archive") as store:
         tags = store.list_tags()
     expected = signature_tag(image.digest) if legacy else fallback_tag(image.digest)
     assert expected in tags and "v1" in tags
-    result = cli("verify", reference, "--key", key_files[1], "--output", "json")
+    result = cli(
+        "verify", reference, "--key", key_files[1], "--insecure-ignore-tlog", "--output", "json"
+    )
     assert result.exit_code == 0, result.stdout + result.stderr
     (check,) = result.json()["signatures"]
     assert check["storage"] == ("legacy" if legacy else "bundle") and check["verified"]
     # The image alone (no tag) is still the layout's one image: signature tags do not count.
-    assert cli("verify", f"{transport}:{path}", "--key", key_files[1]).exit_code == 0
+    assert (
+        cli(
+            "verify", f"{transport}:{path}", "--key", key_files[1], "--insecure-ignore-tlog"
+        ).exit_code
+        == 0
+    )
 
 
 def test_multi_platform_index_is_signed_by_index_digest(
@@ -167,15 +214,21 @@ def test_multi_platform_index_is_signed_by_index_digest(
 ) -> None:
     index = push_image(repo, "multi", platforms=("amd64", "arm64"))
     reference = _reference(registry, repo, "multi")
-    signed = cli("sign", reference, "--key", key_files[0], "--output", "json", env=ENV)
+    signed = cli(
+        "sign", reference, "--key", key_files[0], "--tlog-upload=false", "--output", "json", env=ENV
+    )
     assert signed.exit_code == 0 and signed.json()["digest"] == index.digest
-    verified = cli("verify", reference, "--key", key_files[1], "--output", "json")
+    verified = cli(
+        "verify", reference, "--key", key_files[1], "--insecure-ignore-tlog", "--output", "json"
+    )
     assert verified.exit_code == 0 and verified.json()["digest"] == index.digest
 
 
 def test_unsigned_image_fails(cli, registry, repo, push_image, key_files) -> None:
     push_image(repo, "v1")
-    result = cli("verify", _reference(registry, repo), "--key", key_files[1])
+    result = cli(
+        "verify", _reference(registry, repo), "--key", key_files[1], "--insecure-ignore-tlog"
+    )
     assert result.exit_code == 1
     assert "No signatures found." in result.stdout
     assert "(0 signatures found)" in result.stderr
@@ -184,10 +237,10 @@ def test_unsigned_image_fails(cli, registry, repo, push_image, key_files) -> Non
 def test_signing_by_digest_does_not_resolve(cli, registry, repo, push_image, key_files) -> None:
     image = push_image(repo, "v1")
     reference = f"{registry.address}/{repo.repository}@{image.digest}"
-    signed = cli("sign", reference, "--key", key_files[0], env=ENV)
+    signed = cli("sign", reference, "--key", key_files[0], "--tlog-upload=false", env=ENV)
     assert signed.exit_code == 0
     assert "resolved from" not in signed.stderr
-    assert cli("verify", reference, "--key", key_files[1]).exit_code == 0
+    assert cli("verify", reference, "--key", key_files[1], "--insecure-ignore-tlog").exit_code == 0
 
 
 @pytest.mark.parametrize(

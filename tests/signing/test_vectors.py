@@ -17,6 +17,7 @@ import pytest
 from attest.oci import mediatypes as mt
 from attest.oci.layout import LayoutStore
 from attest.signing import keys
+from attest.signing.bundle import TLOG_IGNORED
 from attest.signing.legacy import append_layer, parse_cosign_bundle, signature_tag
 from attest.signing.tlog import set_payload
 from attest.verify import KeyAuthority, VerificationPolicy, verify_image
@@ -49,8 +50,9 @@ def load_vector(vectors: Path, name: str, tmp_path: Path) -> tuple[str, str]:
 
 
 def key_policy(vectors: Path, name: str) -> VerificationPolicy:
+    """cosign signed these vectors with --tlog-upload=false: verify as --insecure-ignore-tlog."""
     pem = (vectors / "cosign-legacy" / name).read_bytes()
-    return VerificationPolicy((KeyAuthority(name, pem),))
+    return VerificationPolicy((KeyAuthority(name, pem, tlog=TLOG_IGNORED),))
 
 
 def test_cosign_valid_verifies_with_cosign_pub(vectors: Path, tmp_path: Path) -> None:
