@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
-from attest.errors import AttestError, UsageError
+from attest.errors import AttestError, InvalidReference, UsageError
+from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,67 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z")
 
 
+_WILDCARDS = ("*", "?")
+_GLOB_PATH = re.compile(r"[a-z0-9._\-/*?]+\Z")
+
+
+def canonical_image_glob(glob: str) -> str:
+    """An image glob in the canonical form of the names it is matched against.
+
+    Image names are canonical (:func:`attest.oci.reference.canonical_registry`), so a
+    glob is normalised the same way: ``GHCR.IO/acme/**`` is ``ghcr.io/acme/**``,
+    ``ghcr.io:443/acme/*`` is ``ghcr.io/acme/*``, ``docker.io/library/nginx`` and
+    ``nginx`` are ``index.docker.io/library/nginx``, ``acme/*`` is
+    ``index.docker.io/acme/*``.  A first part with wildcards is a pattern over the
+    registry host (lower-cased; ``host:*`` also matches the host without a port),
+    except ``**`` alone, which matches every image.  A glob that no canonical name
+    could ever match is an error rather than a policy that silently applies to
+    nothing: a capital letter, tag or digest in the repository part, or a wildcard
+    host with an explicit default port (``*.corp:443``, whose names carry no port).
+    """
+    if glob == "**":
+        return glob
+    first, slash, rest = glob.partition("/")
+    if not slash:  # one component: a Docker Hub library image, as in a reference
+        host, path = DOCKER_HUB, f"library/{glob}"
+    elif any(w in first for w in _WILDCARDS):
+        host, path = first.lower(), rest
+        port = host.rpartition(":")[2] if ":" in host and not host.endswith("]") else ""
+        if port.isdigit() and int(port) in (80, 443):
+            raise ConfigError(
+                f"image glob {glob!r}: image names carry no default port (ghcr.io:443 is "
+                f"ghcr.io), so a host pattern with :{port} misses them; leave the port out"
+            )
+    elif is_registry_host(first):
+        try:
+            host = canonical_registry(first)
+        except InvalidReference as err:
+            raise ConfigError(f"image glob {glob!r}: {err}") from None
+        path = rest
+        if host == DOCKER_HUB and "/" not in path and "**" not in path:
+            path = f"library/{path}"
+    else:
+        host, path = DOCKER_HUB, glob
+    if not path or not _GLOB_PATH.match(path):
+        raise ConfigError(
+            f"image glob {glob!r}: the repository part {path!r} can never match an image name "
+            "(lower-case letters, digits, '.', '_', '-', '/' and the wildcards '*', '?', '**'; "
+            "no tag or digest)"
+        )
+    return f"{host}/{path}"
+
+
+@functools.lru_cache(maxsize=4096)
+def image_glob_regex(glob: str) -> re.Pattern[str]:
+    """The matcher of a canonical image glob: :func:`glob_regex`, except that a host
+    pattern ending in ``:*`` also matches the host without a port (its default port)."""
+    host, slash, path = glob.partition("/")
+    if slash and host.endswith(":*") and "**" not in host:
+        optional_port = glob_regex(host[:-2]).pattern.removesuffix(r"\Z") + "(?::[^/]*)?/"
+        return re.compile(optional_port + glob_regex(path).pattern)
+    return glob_regex(glob)
+
+
 @dataclass(frozen=True)
 class NamespaceFilter:
     """Namespaces (globs) a policy or the whole webhook applies to."""
@@ -92,7 +154,7 @@ class NamespaceFilter:
 
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Which images (globs over ``registry/repository``) must be signed by whom."""
+    """Which images (canonical globs over ``registry/repository``) must be signed by whom."""
 
     name: str
     images: tuple[str, ...]
@@ -109,7 +171,7 @@ class ImagePolicy:
 
     def matches(self, image_name: str, namespace: str) -> bool:
         return self.namespaces.applies(namespace) and any(
-            glob_regex(p).match(image_name) for p in self.images
+            image_glob_regex(p).match(image_name) for p in self.images
         )
 
     def to_input(self) -> dict[str, Any]:
@@ -290,7 +352,10 @@ def _image_policy(data: Any, where: str, base: Path, files: list[str]) -> ImageP
     if not name:
         raise ConfigError(f"{where}.name is missing")
     where = f"imagePolicies[{name}]"
-    images = reader.strings("images")
+    try:
+        images = tuple(dict.fromkeys(canonical_image_glob(g) for g in reader.strings("images")))
+    except ConfigError as err:
+        raise ConfigError(f"{where}.images: {err}") from None
     if not images:
         raise ConfigError(f"{where}.images must list at least one image glob")
     mode = reader.get("mode", str, "enforce")
