@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
 from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
@@ -359,7 +360,9 @@ class Admission:
                 digest=c.digest,
                 policy=c.policy.name if c.policy else None,
                 outcome=c.outcome,
-                verification=c.verification.to_dict() if c.verification else None,
+                verification=bounded_verification(c.verification.to_dict())
+                if c.verification
+                else None,
                 error=c.error,
                 cached=c.cached,
                 unchanged=c.unchanged,
@@ -408,7 +411,15 @@ class Admission:
         namespace: str,
         unchanged: bool,
     ) -> ImageCheck:
-        check = ImageCheck(reference=image, containers=containers, unchanged=unchanged)
+        check = ImageCheck(
+            reference=bounded_text(image, MAX_REFERENCE_CHARS),
+            containers=containers,
+            unchanged=unchanged,
+        )
+        if len(image) > MAX_REFERENCE_CHARS:  # no reference is this long: say so, briefly
+            check.outcome = "invalid"
+            check.error = f"{len(image)} characters long (a reference has at most about 520)"
+            return check
         try:
             parsed = parse_image_reference(image)
         except AttestError as err:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from admission.bounds import bounded_map
 from admission.config import ImagePolicy
 from admission.review import AdmissionRequest
 from admission.workloads import ContainerImage
@@ -111,7 +112,7 @@ def _check_input(check: CheckResult, *, statements: bool) -> dict[str, Any]:
         "storage": check.storage,
     }
     if check.annotations:
-        entry["annotations"] = dict(check.annotations)
+        entry["annotations"] = bounded_map(check.annotations)
     if check.tlog:
         entry["tlog"] = check.tlog
     if check.kind == "attestation":
@@ -189,8 +190,9 @@ def build_input(
 
     It is kept small on purpose: the embedded engine reads its input at about a
     microsecond per byte, so Statements (an SBOM can be megabytes) are included
-    only when the configuration asks for them, and object annotations (which hold
-    ``kubectl``'s copy of the whole manifest) are left out.
+    only when the configuration asks for them, object annotations (which hold
+    ``kubectl``'s copy of the whole manifest) are left out, and labels and
+    signature annotations are bounded (:mod:`admission.bounds`).
     """
     return {
         "apiVersion": INPUT_VERSION,
@@ -203,7 +205,7 @@ def build_input(
             "namespace": request.namespace,
             "name": request.name,
             "user": {"username": request.username, "groups": list(request.groups)},
-            "labels": request.labels,
+            "labels": bounded_map(request.labels),
             "dryRun": request.dry_run,
         },
         "time": {

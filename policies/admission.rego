@@ -67,7 +67,9 @@ provenances(img) := [att.provenance |
 
 requires_provenance(img) if object.get(img.policy.parameters, "requireProvenance", true) != false
 
+# A provenance without a source (or builder) has null there: not allowed, not an error.
 allowed(value, patterns) if {
+	is_string(value)
 	some pattern in patterns
 	glob.match(pattern, null, value)
 }

@@ -90,6 +90,11 @@ test_source_not_allowed if {
 	contains(msg, "not from an allowed source (source github.com/evil/app")
 }
 
+test_provenance_without_a_source_is_denied_not_an_error if {
+	img := with_provenance({"provenance": {"builderId": "https://ci.example.com/builder", "sourceRepository": null}})
+	admission.denials(doc([img])) == {"registry.example.com/app:v1: SLSA provenance is not from an allowed source (source null; policy apps allows [\"github.com/acme/*\"])"}
+}
+
 test_builder_glob if {
 	params := {"allowedBuilders": ["https://ci.example.com/*"], "allowedSources": ["github.com/acme/*"]}
 	img := object.union(with_provenance({"provenance": {"builderId": "https://ci.example.com/x@v2", "sourceRepository": "github.com/acme/app"}}), {"policy": object.union(policy, {"parameters": params})})
