@@ -14,6 +14,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 
 from admission.bounds import MAX_ENTRIES, TRUNCATED_KEY
@@ -32,6 +33,7 @@ def _directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+@pytest.mark.slow
 def test_invented_kinds_keep_metrics_small(serve, world, tmp_path: Path) -> None:
     scratch = tmp_path / "tmp"  # the server's temporary directories, metrics among them
     scratch.mkdir()
