@@ -537,6 +537,7 @@ class Unstable(ConfigError):
 
 
 LOAD_ATTEMPTS = 3
+DEFAULT_SETTLE_SECONDS = 2.0  # a writer pausing longer than this mid-file is read half-way
 ERROR_RETRY_SECONDS = 30.0
 
 
@@ -547,8 +548,9 @@ class ConfigWatcher(Generic[T]):
     Only a stable, fully loaded set of files is ever put in force:
 
     * a change is acted on once the watched files have stayed the same for ``settle``
-      seconds (default: ``interval``), so a writer still writing the file postpones
-      the reload instead of having its first half loaded;
+      seconds (default :data:`DEFAULT_SETTLE_SECONDS`; 0 with ``interval=0``, for
+      tests), so a writer still writing the file postpones the reload instead of
+      having its first half loaded;
     * a load reads the configuration, builds from it, then reads the configuration
       again: if the two readings differ or any watched file changed meanwhile (a
       writer, or the kubelet swapping a ConfigMap's ``..data``), the load is thrown
@@ -574,7 +576,9 @@ class ConfigWatcher(Generic[T]):
         self.path = path
         self.build = build
         self.interval = interval
-        self.settle = interval if settle is None else settle
+        if settle is None:
+            settle = DEFAULT_SETTLE_SECONDS if interval > 0 else 0.0
+        self.settle = settle
         self.last_error: str | None = None
         self.reloads = 0
         self._lock = threading.Lock()

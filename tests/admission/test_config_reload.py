@@ -86,7 +86,7 @@ def test_a_config_being_written_is_never_put_in_force(tmp_path: Path) -> None:
     key_file = new_key().write(tmp_path / "k.pub")
     path = tmp_path / "config.yaml"
     path.write_text(policies_text(key_file, extra=0))
-    watcher = ConfigWatcher(str(path), lambda c: None, interval=0.01, settle=0.5)
+    watcher = ConfigWatcher(str(path), lambda c: None, interval=0.01, settle=2.0)
     assert names(watcher.current().config) == ["apps"]
     final = policies_text(key_file, extra=12, unmatched="allow")
     writer = slow_writer(path, policy_chunks(final))
@@ -265,7 +265,10 @@ def test_served_from_configmaps_through_swaps_and_a_slow_writer(
         final = policies_text(world.key_file, extra=40, unmatched="allow")
         writer = slow_writer(plain, policy_chunks(final), pause=0.1)
         assert writer.wait(timeout=60) == 0
-        time.sleep(3)  # settled and reloaded
+        end = time.monotonic() + 15  # settled (2 s) and reloaded
+        while hook.get("/readyz").json()["reloads"] == 0:
+            assert time.monotonic() < end, "the rewritten config was not loaded"
+            time.sleep(0.2)
         stop.set()
         asker.join()
         assert len(answers) > 10 and not any(answers)
