@@ -195,16 +195,9 @@ def canonical_registry(host: str) -> str:
 
 
 def is_registry_host(first: str) -> bool:
-    """Whether the first ``/``-separated part of a name is a registry host (Docker's rule:
-    it has a ``.`` or ``:``, is ``localhost``, is an IPv6 literal, or has capitals, which
-    no repository may have)."""
-    return (
-        "." in first
-        or ":" in first
-        or first.lower() == "localhost"
-        or first.startswith("[")
-        or first != first.lower()
-    )
+    """Whether the first ``/``-separated part of a name is a registry host: it has a ``.``
+    or ``:``, is ``localhost`` or an IPv6 literal (else it is a Docker Hub namespace)."""
+    return "." in first or ":" in first or first == "localhost" or first.startswith("[")
 
 
 def _split_domain(name: str) -> tuple[str, str]:

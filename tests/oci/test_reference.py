@@ -77,7 +77,7 @@ def test_normalisation_follows_docker_rules(
             ],
             "index.docker.io/library/nginx",
         ),
-        (["localhost/app", "LOCALHOST/app", "localhost:80/app"], "localhost/app"),
+        (["localhost/app", "LOCALHOST:80/app", "localhost:080/app"], "localhost/app"),
         (["[::1]:5000/app", "[0:0::1]:5000/app", "[0:0:0:0:0:0:0:1]:05000/app"], "[::1]:5000/app"),
     ],
 )
