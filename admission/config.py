@@ -9,8 +9,10 @@ Rego policy.  Images no policy matches are denied unless ``unmatchedImages:
 allow``.  Relative paths are relative to the file.
 
 :class:`ConfigWatcher` reloads the file (and the policy bundle, keys and roots
-it names) when they change; an invalid reload keeps the last good
-configuration and reports the error.
+it names) when they change, only once they are stable and fully read; an
+invalid reload keeps the last good configuration and reports the error.  Files
+are read through the paths given, so ConfigMap and Secret volumes work as the
+kubelet lays them out (``..data`` symlinks, swapped atomically).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
-from attest.errors import AttestError, UsageError
+from attest.errors import AttestError, InvalidReference, UsageError
+from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
+from attest.policy.bundle import module_files
 from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 
@@ -74,6 +78,67 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts) + r"\Z")
 
 
+_WILDCARDS = ("*", "?")
+_GLOB_PATH = re.compile(r"[a-z0-9._\-/*?]+\Z")
+
+
+def canonical_image_glob(glob: str) -> str:
+    """An image glob in the canonical form of the names it is matched against.
+
+    Image names are canonical (:func:`attest.oci.reference.canonical_registry`), so a
+    glob is normalised the same way: ``GHCR.IO/acme/**`` is ``ghcr.io/acme/**``,
+    ``ghcr.io:443/acme/*`` is ``ghcr.io/acme/*``, ``docker.io/library/nginx`` and
+    ``nginx`` are ``index.docker.io/library/nginx``, ``acme/*`` is
+    ``index.docker.io/acme/*``.  A first part with wildcards is a pattern over the
+    registry host (lower-cased; ``host:*`` also matches the host without a port),
+    except ``**`` alone, which matches every image.  A glob that no canonical name
+    could ever match is an error rather than a policy that silently applies to
+    nothing: a capital letter, tag or digest in the repository part, or a wildcard
+    host with an explicit default port (``*.corp:443``, whose names carry no port).
+    """
+    if glob == "**":
+        return glob
+    first, slash, rest = glob.partition("/")
+    if not slash:  # one component: a Docker Hub library image, as in a reference
+        host, path = DOCKER_HUB, f"library/{glob}"
+    elif any(w in first for w in _WILDCARDS):
+        host, path = first.lower(), rest
+        port = host.rpartition(":")[2] if ":" in host and not host.endswith("]") else ""
+        if port.isdigit() and int(port) in (80, 443):
+            raise ConfigError(
+                f"image glob {glob!r}: image names carry no default port (ghcr.io:443 is "
+                f"ghcr.io), so a host pattern with :{port} misses them; leave the port out"
+            )
+    elif is_registry_host(first):
+        try:
+            host = canonical_registry(first)
+        except InvalidReference as err:
+            raise ConfigError(f"image glob {glob!r}: {err}") from None
+        path = rest
+        if host == DOCKER_HUB and "/" not in path and "**" not in path:
+            path = f"library/{path}"
+    else:
+        host, path = DOCKER_HUB, glob
+    if not path or not _GLOB_PATH.match(path):
+        raise ConfigError(
+            f"image glob {glob!r}: the repository part {path!r} can never match an image name "
+            "(lower-case letters, digits, '.', '_', '-', '/' and the wildcards '*', '?', '**'; "
+            "no tag or digest)"
+        )
+    return f"{host}/{path}"
+
+
+@functools.lru_cache(maxsize=4096)
+def image_glob_regex(glob: str) -> re.Pattern[str]:
+    """The matcher of a canonical image glob: :func:`glob_regex`, except that a host
+    pattern ending in ``:*`` also matches the host without a port (its default port)."""
+    host, slash, path = glob.partition("/")
+    if slash and host.endswith(":*") and "**" not in host:
+        optional_port = glob_regex(host[:-2]).pattern.removesuffix(r"\Z") + "(?::[^/]*)?/"
+        return re.compile(optional_port + glob_regex(path).pattern)
+    return glob_regex(glob)
+
+
 @dataclass(frozen=True)
 class NamespaceFilter:
     """Namespaces (globs) a policy or the whole webhook applies to."""
@@ -93,7 +158,7 @@ class NamespaceFilter:
 
 @dataclass(frozen=True)
 class ImagePolicy:
-    """Which images (globs over ``registry/repository``) must be signed by whom."""
+    """Which images (canonical globs over ``registry/repository``) must be signed by whom."""
 
     name: str
     images: tuple[str, ...]
@@ -110,7 +175,7 @@ class ImagePolicy:
 
     def matches(self, image_name: str, namespace: str) -> bool:
         return self.namespaces.applies(namespace) and any(
-            glob_regex(p).match(image_name) for p in self.images
+            image_glob_regex(p).match(image_name) for p in self.images
         )
 
     def to_input(self) -> dict[str, Any]:
@@ -196,7 +261,9 @@ class _Reader:
 
 
 def _path(base: Path, value: str) -> str:
-    return str((base / os.path.expanduser(value)).resolve())
+    """``value`` made absolute against ``base``, symlinks kept: a file of a ConfigMap or
+    Secret volume is read through ``..data``, never pinned to one ``..<timestamp>/``."""
+    return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _regex(value: str | None, where: str) -> str | None:
@@ -309,7 +376,11 @@ def _image_policy(data: Any, where: str, base: Path, files: list[str]) -> ImageP
     if not name:
         raise ConfigError(f"{where}.name is missing")
     where = f"imagePolicies[{name}]"
-    images = reader.strings("images")
+    globs = reader.strings("images")
+    try:
+        images = tuple(dict.fromkeys(canonical_image_glob(g) for g in globs))
+    except ConfigError as err:
+        raise ConfigError(f"{where}.images: {err}") from None
     if not images:
         raise ConfigError(f"{where}.images must list at least one image glob")
     mode = reader.get("mode", str, "enforce")
@@ -347,7 +418,7 @@ def _bundle_files(bundle: str) -> tuple[str, ...]:
     root = Path(bundle)
     if root.is_file():
         return (str(root),)
-    return tuple(sorted(str(p) for p in root.rglob("*.rego"))) if root.is_dir() else ()
+    return tuple(str(p) for p in module_files(root)) if root.is_dir() else ()
 
 
 def parse_config(text: str, path: str) -> AdmissionConfig:
@@ -359,7 +430,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             f"admission config {path}: not valid YAML ({' '.join(str(err).split())})"
         ) from None
     data = {} if data is None else data
-    base = Path(path).resolve().parent
+    base = Path(os.path.abspath(path)).parent
     reader = _Reader(
         data,
         f"admission config {path}",
@@ -374,7 +445,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             "pinDigests",
         },
     )
-    files: list[str] = [str(Path(path).resolve())]
+    files: list[str] = [os.path.abspath(path)]
     raw_policies = reader.get("imagePolicies", list, [])
     policies = tuple(
         _image_policy(p, f"imagePolicies[{i}]", base, files) for i, p in enumerate(raw_policies)
@@ -449,17 +520,26 @@ def load_config(path: str) -> AdmissionConfig:
 
 
 def _signature(files: tuple[str, ...], directories: tuple[str, ...]) -> tuple[Any, ...]:
-    """What changes when any watched file (or a bundle directory's set of files) changes."""
+    """What changes when any watched file (or a bundle directory's set of files) changes.
+
+    ``os.stat`` follows symlinks, so a file of a ConfigMap or Secret volume (a symlink
+    through ``..data``) changes identity (device, inode) when the kubelet swaps ``..data``.
+    """
     state: list[Any] = []
     for name in files:
         try:
             info = os.stat(name)
-            state.append((name, info.st_mtime_ns, info.st_size, info.st_ino))
+            state.append((name, info.st_mtime_ns, info.st_size, info.st_ino, info.st_dev))
         except OSError:
             state.append((name, None))
     for directory in directories:
         state.append((directory, _bundle_files(directory)))
     return tuple(state)
+
+
+def _watched(config: AdmissionConfig) -> tuple[Any, ...]:
+    directories = (config.bundle,) if Path(config.bundle).is_dir() else ()
+    return _signature(config.files, directories)
 
 
 @dataclass(frozen=True)
@@ -471,9 +551,38 @@ class Loaded(Generic[T]):
     loaded_at: float
 
 
+class Unstable(ConfigError):
+    """The configuration's files changed while they were being loaded."""
+
+
+LOAD_ATTEMPTS = 3
+DEFAULT_SETTLE_SECONDS = 2.0  # a writer pausing longer than this mid-file is read half-way
+ERROR_RETRY_SECONDS = 30.0
+
+
 class ConfigWatcher(Generic[T]):
     """Keeps the last good configuration, reloading when its files change (checked at most
-    every ``interval`` seconds, on access)."""
+    every ``interval`` seconds, on access).
+
+    Only a stable, fully loaded set of files is ever put in force:
+
+    * a change is acted on once the watched files have stayed the same for ``settle``
+      seconds (default :data:`DEFAULT_SETTLE_SECONDS`; 0 with ``interval=0``, for
+      tests), so a writer still writing the file postpones the reload instead of
+      having its first half loaded;
+    * a load reads the configuration, builds from it, then reads the configuration
+      again: if the two readings differ or any watched file changed meanwhile (a
+      writer, or the kubelet swapping a ConfigMap's ``..data``), the load is thrown
+      away, reported (:attr:`last_error`) and tried again at the next check (at
+      start-up, up to :data:`LOAD_ATTEMPTS` times);
+    * what is remembered is the state of the files *before* the load, so a change
+      that lands during or after it is always seen by the next check.
+
+    A failed reload keeps the last good configuration, sets :attr:`last_error` (shown
+    by ``/readyz``) and is retried when the files change, or after
+    :data:`ERROR_RETRY_SECONDS` (a Secret with a new key may land after the ConfigMap
+    naming it).
+    """
 
     def __init__(
         self,
@@ -481,21 +590,46 @@ class ConfigWatcher(Generic[T]):
         build: Callable[[AdmissionConfig], T],
         *,
         interval: float = 1.0,
+        settle: float | None = None,
     ) -> None:
         self.path = path
         self.build = build
         self.interval = interval
+        if settle is None:
+            settle = DEFAULT_SETTLE_SECONDS if interval > 0 else 0.0
+        self.settle = settle
         self.last_error: str | None = None
         self.reloads = 0
         self._lock = threading.Lock()
         self._checked = 0.0
-        config = load_config(path) if path else default_config()
-        self._loaded = Loaded(config, build(config), time.time())
-        self._signature = self._current_signature(config)
+        self._pending: tuple[tuple[Any, ...], float] | None = None  # (signature, first seen)
+        self._retry_at = float("inf")
+        if path:
+            config, runtime, self._signature = self._load_stable(path)
+        else:
+            config = default_config()
+            runtime, self._signature = build(config), _watched(config)
+        self._loaded = Loaded(config, runtime, time.time())
 
-    def _current_signature(self, config: AdmissionConfig) -> tuple[Any, ...]:
-        directories = (config.bundle,) if Path(config.bundle).is_dir() else ()
-        return _signature(config.files, directories)
+    def _load_once(self, path: str) -> tuple[AdmissionConfig, T, tuple[Any, ...]]:
+        """Load and build once; :class:`Unstable` if the files moved meanwhile."""
+        config = load_config(path)
+        before = _watched(config)
+        runtime = self.build(config)
+        again = load_config(path)
+        if again != config or _watched(again) != before:
+            raise Unstable(f"admission config {path}: its files changed while it was being loaded")
+        return config, runtime, before
+
+    def _load_stable(self, path: str) -> tuple[AdmissionConfig, T, tuple[Any, ...]]:
+        for attempt in range(LOAD_ATTEMPTS):
+            try:
+                return self._load_once(path)
+            except Unstable:
+                if attempt == LOAD_ATTEMPTS - 1:
+                    raise
+                time.sleep(min(self.settle, 1.0) or 0.01)
+        raise AssertionError("unreachable")
 
     def current(self) -> Loaded[T]:
         """The configuration in force (reloaded first if its files changed)."""
@@ -507,27 +641,42 @@ class ConfigWatcher(Generic[T]):
         ):
             try:
                 self._checked = now
-                self._maybe_reload()
+                self._maybe_reload(now)
             finally:
                 self._lock.release()
         return self._loaded
 
-    def _maybe_reload(self) -> None:
-        signature = self._current_signature(self._loaded.config)
-        if signature == self._signature:
-            return
+    def _maybe_reload(self, now: float) -> None:
         assert self.path is not None
-        try:
-            config = load_config(self.path)
-            runtime = self.build(config)
-        except AttestError as err:
-            if self.last_error != str(err):
-                log.error("admission config reload failed, keeping the last good config: %s", err)
-            self.last_error = str(err)
-            self._signature = signature
+        signature = _watched(self._loaded.config)
+        if signature == self._signature and now < self._retry_at:
+            self._pending = None
+            return
+        if signature != self._signature:
+            if self._pending is None or self._pending[0] != signature:
+                self._pending = (signature, now)  # changed (again): wait until it settles
+                if self.settle > 0:
+                    return
+            if now - self._pending[1] < self.settle:
+                return
+        try:  # once: a request thread is waiting (an unstable load is retried next check)
+            config, runtime, loaded_signature = self._load_once(self.path)
+        except Exception as err:  # a bug in building must not take the webhook down either
+            message = str(err) if isinstance(err, AttestError) else f"{type(err).__name__}: {err}"
+            if self.last_error != message:
+                log.error(
+                    "admission config reload failed, keeping the last good config: %s", message
+                )
+            self.last_error = message
+            self._retry_at = now + ERROR_RETRY_SECONDS
+            if not isinstance(err, Unstable):  # unstable: look again at the next check
+                self._signature = signature
+            self._pending = None
             return
         self._loaded = Loaded(config, runtime, time.time())
-        self._signature = self._current_signature(config)
+        self._signature = loaded_signature
+        self._pending = None
+        self._retry_at = float("inf")
         self.last_error = None
         self.reloads += 1
         log.warning(

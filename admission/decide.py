@@ -28,9 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
 from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
-from admission.policy_input import ImageCheck, build_input, rfc3339
+from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
 from admission.review import AdmissionRequest
 from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
@@ -51,7 +52,10 @@ _REFERENCE_CHARS_AFTER = r"(?![\w.@/-]|:\w)"
 
 @dataclass(frozen=True)
 class ImageDecision:
-    """One distinct image: what the workload named, what it resolved to, how it was judged."""
+    """One distinct image: what the workload named, what it resolved to, how it was judged.
+
+    ``name`` is the canonical ``registry/repository`` (None for an invalid reference):
+    the identity the policy was matched on, whatever spelling ``reference`` used."""
 
     reference: str
     digest: str | None
@@ -61,10 +65,12 @@ class ImageDecision:
     error: str | None = None
     cached: bool = False
     unchanged: bool = False
+    name: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
+            "name": self.name,
             "digest": self.digest,
             "policy": self.policy,
             "outcome": self.outcome,
@@ -235,7 +241,41 @@ class Admission:
     # -- the flow ------------------------------------------------------------------
 
     def decide(self, request: AdmissionRequest) -> Decision:
-        """Judge one request; never raises for anything a request can contain."""
+        """Judge one request; never raises: an internal error while deciding is a denial
+        (result ``error``, code 500) that reaches the listeners, so it is recorded too."""
+        try:
+            return self._decide(request)
+        except Exception as err:
+            log.exception("admission %s: deciding failed", request.uid)
+            return self._emit(self._failed(request, err))
+
+    def _failed(self, request: AdmissionRequest, err: Exception) -> Decision:
+        """The denial for a request whose decision crashed (with what can still be said)."""
+        try:
+            loaded = self.watcher.current()
+            hashes = {
+                "bundle_hash": loaded.runtime.engine.bundle_hash,
+                "trust_fingerprint": loaded.config.trust_fingerprint,
+                "engine": loaded.runtime.engine.name,
+            }
+        except Exception:
+            hashes = {}
+        return Decision(
+            uid=request.uid,
+            time=time.time(),
+            operation=request.operation,
+            kind=request.kind.kind,
+            namespace=request.namespace,
+            name=request.name,
+            user=request.username,
+            result="error",
+            messages=(f"internal error while deciding: {type(err).__name__}: {err}",),
+            code=500,
+            dry_run=request.dry_run,
+            **hashes,
+        )
+
+    def _decide(self, request: AdmissionRequest) -> Decision:
         started = time.monotonic()
         now = dt.datetime.now(dt.UTC)
         loaded = self.watcher.current()
@@ -304,7 +344,9 @@ class Admission:
             log.exception("policy evaluation crashed")
             policy_error = f"policy evaluation failed: {type(err).__name__}: {err}"
         evaluated_at = time.monotonic()
-        decision = self._combine(base, request, checks, config, rego_deny, rego_warn, policy_error)
+        decision = self._combine(
+            base, request, document["images"], config, rego_deny, rego_warn, policy_error
+        )
         latency = {
             "resolve": round(max((c.resolve_seconds for c in checks), default=0.0) * 1000, 3),
             "verify": round(max((c.verify_seconds for c in checks), default=0.0) * 1000, 3),
@@ -314,10 +356,13 @@ class Admission:
         images = tuple(
             ImageDecision(
                 reference=c.reference,
+                name=c.name,
                 digest=c.digest,
                 policy=c.policy.name if c.policy else None,
                 outcome=c.outcome,
-                verification=c.verification.to_dict() if c.verification else None,
+                verification=bounded_verification(c.verification.to_dict())
+                if c.verification
+                else None,
                 error=c.error,
                 cached=c.cached,
                 unchanged=c.unchanged,
@@ -366,7 +411,15 @@ class Admission:
         namespace: str,
         unchanged: bool,
     ) -> ImageCheck:
-        check = ImageCheck(reference=image, containers=containers, unchanged=unchanged)
+        check = ImageCheck(
+            reference=bounded_text(image, MAX_REFERENCE_CHARS),
+            containers=containers,
+            unchanged=unchanged,
+        )
+        if len(image) > MAX_REFERENCE_CHARS:  # no reference is this long: say so, briefly
+            check.outcome = "invalid"
+            check.error = f"{len(image)} characters long (a reference has at most about 520)"
+            return check
         try:
             parsed = parse_image_reference(image)
         except AttestError as err:
@@ -460,13 +513,14 @@ class Admission:
         check.verification = verification
         check.cached = cached
         check.digest = check.digest or verification.digest
-        if verification.verified:
-            check.outcome = "verified"
-        elif verification.errors:
+        if not verification.verified and verification.errors:
             check.outcome = "error"
             check.error = "; ".join(verification.errors)
-        else:
-            check.outcome = "unverified"
+            return
+        check.outcome = "verified" if verification.verified else "unverified"
+        problem = provenance_problem(verification)
+        if problem:  # trusted-signed, yet not provenance: its own outcome, denied by judge()
+            check.outcome, check.error = "invalid_provenance", f"invalid provenance: {problem}"
 
     # -- the answer ----------------------------------------------------------------
 
@@ -474,25 +528,14 @@ class Admission:
     def _combine(
         base: dict[str, Any],
         request: AdmissionRequest,
-        checks: list[ImageCheck],
+        images: list[dict[str, Any]],
         config: AdmissionConfig,
         rego_deny: tuple[str, ...],
         rego_warn: tuple[str, ...],
         policy_error: str | None,
     ) -> dict[str, Any]:
-        outcomes = [
-            ImageOutcome(
-                reference=c.reference,
-                outcome=c.outcome,
-                error=c.error,
-                unchanged=c.unchanged,
-                policy=c.policy.name if c.policy else None,
-                mode=c.policy.mode if c.policy else None,
-            )
-            for c in checks
-        ]
         judgement = judge(
-            outcomes,
+            [image_outcome(entry) for entry in images],
             operation=request.operation,
             unmatched_images=config.unmatched_images,
             deny=rego_deny,
@@ -507,9 +550,17 @@ class Admission:
         }
 
 
+# Outcomes whose verification finished: the image policy's own requirements are judged.
+FINISHED = ("verified", "unverified", "invalid_provenance")
+
+
 @dataclass(frozen=True)
 class ImageOutcome:
-    """What the answer's rules need to know about one image (from a check or a record)."""
+    """What the answer's rules need to know about one image (from a check or a record).
+
+    ``findings`` are the denials the webhook itself owes this image, whatever Rego
+    says: its policy's threshold not met, a required attestation missing, an
+    invalid provenance (see :func:`image_outcome`)."""
 
     reference: str
     outcome: str  # see policy_input.OUTCOMES
@@ -517,6 +568,71 @@ class ImageOutcome:
     unchanged: bool = False
     policy: str | None = None  # matched image policy name
     mode: str | None = None  # its mode: enforce | warn
+    findings: tuple[str, ...] = ()
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _untrusted(reference: str, entry: dict[str, Any], policy: dict[str, Any]) -> str:
+    """Why the threshold was not met, in the words of the default policy's old rule."""
+    signatures = _dicts(entry.get("signatures"))
+    if not signatures:
+        reason = "no signature found"
+    else:
+        reason = "; ".join(_strings(signatures[0].get("reasons"))) or (
+            "signatures verified, but too few authorities"
+        )
+    return (
+        f"{reference}: no trusted signature: {len(_strings(entry.get('satisfiedAuthorities')))} "
+        f"of {policy.get('threshold')} required authorities of policy {policy.get('name')} "
+        f"verified it ({reason})"
+    )
+
+
+def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
+    """One ``input.images`` entry (live, or from a record) as the webhook's rules see it.
+
+    The image policy's requirements are checked here, in code, from the same facts
+    Rego gets: for an image whose verification finished, a threshold not met
+    (anything but ``thresholdMet: true``), each required attestation type without a
+    verified attestation, and an invalid provenance are findings.
+    """
+    reference = str(entry.get("reference") or "")
+    outcome = str(entry.get("outcome") or "")
+    error = entry.get("error") if isinstance(entry.get("error"), str) else None
+    policy = entry.get("policy") if isinstance(entry.get("policy"), dict) else None
+    findings: list[str] = []
+    if policy is not None and outcome in FINISHED:
+        if entry.get("thresholdMet") is not True:
+            findings.append(_untrusted(reference, entry, policy))
+        verified_types = {
+            a.get("predicateType")
+            for a in _dicts(entry.get("attestations"))
+            if a.get("verified") is True
+        }
+        findings.extend(
+            f"{reference}: no verified attestation of type {wanted} "
+            f"(required by policy {policy.get('name')})"
+            for wanted in _strings(policy.get("requiredAttestations"))
+            if wanted not in verified_types
+        )
+        if outcome == "invalid_provenance":
+            findings.append(f"{reference}: {error or 'invalid provenance'}")
+    return ImageOutcome(
+        reference=reference,
+        outcome=outcome,
+        error=error,
+        unchanged=bool(entry.get("unchanged")),
+        policy=str(policy["name"]) if policy and policy.get("name") else None,
+        mode=str(policy["mode"]) if policy and policy.get("mode") else None,
+        findings=tuple(findings),
+    )
 
 
 @dataclass(frozen=True)
@@ -540,10 +656,13 @@ def judge(
 ) -> Judgement:
     """The webhook's rules, as a pure function: image outcomes plus Rego's answer → the result.
 
-    Invalid references, unmatched images (unless allowed), timeouts and registry
-    errors deny (as warnings for ``warn``-mode policies); a Rego ``deny`` that
-    names only ``warn``-mode images is a warning; on UPDATE a denial naming an
-    image the update did not change says so; a policy error is an error.
+    Fail closed in code, whatever the bundle says: invalid references, unmatched
+    images (unless allowed), timeouts, registry errors and every finding of
+    :func:`image_outcome` (threshold, required attestations, invalid provenance)
+    deny; for images under a ``warn``-mode policy they are warnings.  Rego can only
+    add denials: a ``deny`` that names only ``warn``-mode images is a warning, and
+    one repeating a finding word for word is not said twice.  On UPDATE a denial
+    naming an image the update did not change says so; a policy error is an error.
     ``decisions replay`` uses this too, so a replay follows the webhook exactly.
     """
     denials: list[str] = []
@@ -556,9 +675,15 @@ def judge(
         same = [i.reference for i in images if i.unchanged and mentions(message, i.reference)]
         return message + (" (image unchanged by this update)" if same else "")
 
+    def refuse(image: ImageOutcome, message: str) -> None:
+        if image.policy is not None and image.mode == "warn":
+            warnings.append(f"warn mode ({image.policy}): {message}")
+        else:
+            denials.append(unchanged_note(message))
+
+    findings: set[str] = set()
     for image in images:
         text = f"{image.reference}: "
-        warn_mode = image.policy is not None and image.mode == "warn"
         if image.outcome == "invalid":
             denials.append(unchanged_note(text + f"invalid image reference: {image.error}"))
         elif image.outcome == "unmatched" and unmatched_images == "deny":
@@ -566,13 +691,15 @@ def judge(
                 unchanged_note(text + "matches no image policy (unmatched images are denied)")
             )
         elif image.outcome in ("timed_out", "error"):
-            message = text + (image.error or image.outcome)
-            if warn_mode:
-                warnings.append(f"warn mode ({image.policy}): {message}")
-            else:
-                denials.append(unchanged_note(message))
+            refuse(image, text + (image.error or image.outcome))
+            if image.mode != "warn":
                 timed_out = timed_out or image.outcome == "timed_out"
+        for finding in image.findings:
+            refuse(image, finding)
+            findings.add(finding)
     for message in deny:
+        if message in findings:
+            continue
         named = [i for i in images if mentions(message, i.reference)]
         if named and all(i.policy is not None and i.mode == "warn" for i in named):
             warnings.append(f"warn mode ({named[0].policy}): {message}")

@@ -7,8 +7,12 @@ the scrape) adds them up.  Without that variable (tests, ``attest admission
 review``) the metrics live in the process's default registry.  Metrics are
 created on first use, after the variable is set, never at import.
 
-Labels are bounded: webhook (validate, mutate), kind, result, stage, cache
-outcome, HTTP status, drop reason — never a namespace, name or image.
+Labels are bounded, whatever a request or a registry sends: webhook (validate,
+mutate), kind (the workload kinds the webhook judges, anything else ``other``),
+result (``admission.decide.RESULTS``), stage, cache outcome, registry HTTP status
+(registered status codes, else ``other``), drop reason — never a namespace, name or
+image.  A label copied from a request (20,000 invented kinds made ``/metrics`` 6 MB)
+would grow the exposition and the multiprocess files without end.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
+
+from admission.workloads import POD_SPEC_PATHS
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 STAGES = ("resolve", "verify", "evaluate", "total")
@@ -110,11 +117,25 @@ def _create() -> AdmissionMetrics:
     )
 
 
+OTHER = "other"
+_WEBHOOKS = ("validate", "mutate")
+_REGISTRY_STATUSES = frozenset({"unreachable", "tls_error"} | {str(s.value) for s in HTTPStatus})
+
+
+def kind_label(kind: str) -> str:
+    """The ``kind`` label: a workload kind the webhook judges, else ``other``."""
+    return kind if kind in POD_SPEC_PATHS else OTHER
+
+
 def observe_decision(decision: Any, webhook: str = "validate") -> None:
     """Count one answered decision: result by kind, stage latencies, cache hits and misses."""
+    from admission.decide import RESULTS
+
     current = metrics()
     current.requests.labels(
-        webhook=webhook, kind=decision.kind or "-", result=decision.result
+        webhook=webhook if webhook in _WEBHOOKS else OTHER,
+        kind=kind_label(decision.kind),
+        result=decision.result if decision.result in RESULTS else OTHER,
     ).inc()
     latency = decision.latency or {}
     for stage in STAGES:
@@ -128,8 +149,11 @@ def observe_decision(decision: Any, webhook: str = "validate") -> None:
 
 
 def observe_registry_status(status: str) -> None:
-    """Count one registry answer (``attest.oci.registry.observe_responses`` callback)."""
-    metrics().registry_requests.labels(status=status).inc()
+    """Count one registry answer (``attest.oci.registry.observe_responses`` callback); a
+    hostile registry can answer any three digits, so unregistered codes count as ``other``."""
+    metrics().registry_requests.labels(
+        status=status if status in _REGISTRY_STATUSES else OTHER
+    ).inc()
 
 
 def multiprocess_directory() -> str | None:

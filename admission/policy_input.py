@@ -2,7 +2,9 @@
 
 Its shape is the contract documented in ``policies/README.md`` (keep the two in
 step).  SLSA provenance is given as flat facts (builder, build type, source) so
-policies need not know each provenance version's layout; the decoded
+policies need not know each provenance version's layout (a trusted-signed
+provenance whose predicate is not valid has ``provenance: null`` and a
+``provenanceError``, and its image the outcome ``invalid_provenance``); the decoded
 Statements are included on request (``policy.includeStatements``), and then
 only for attestations whose signature verified, so a policy cannot trust
 unsigned content by mistake.  Times are given as
@@ -13,22 +15,31 @@ Unix nanoseconds.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from admission.bounds import bounded_map
 from admission.config import ImagePolicy
 from admission.review import AdmissionRequest
 from admission.workloads import ContainerImage
-from attest.attestations.predicates import SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
-from attest.attestations.provenance import split_source_uri
-from attest.attestations.slsa import provenance_facts
-from attest.attestations.verification import statement_from_document
+from attest.attestations.slsa import SLSA_PROVENANCE_TYPES, predicate_facts
 from attest.errors import AttestError
 from attest.oci.reference import ImageReference
 from attest.verify import CheckResult, ImageVerification
 
+log = logging.getLogger(__name__)
+
 INPUT_VERSION = "attest.dev/admission-input/v1"
-OUTCOMES = ("verified", "unverified", "timed_out", "error", "invalid", "unmatched")
+OUTCOMES = (
+    "verified",
+    "unverified",
+    "invalid_provenance",
+    "timed_out",
+    "error",
+    "invalid",
+    "unmatched",
+)
 
 
 @dataclass
@@ -68,43 +79,28 @@ def _repository(uri: str | None) -> str | None:
     return uri.removeprefix("git+").split("://", 1)[-1]
 
 
-def _provenance(check: CheckResult) -> dict[str, Any] | None:
-    statement = check.statement or {}
-    if check.predicate_type == SLSA_PROVENANCE_V1:
-        try:
-            facts = provenance_facts(statement_from_document(statement))
-        except AttestError as err:
-            return {"error": str(err)}
-        return {
-            "builderId": facts.builder_id,
-            "buildType": facts.build_type,
-            "sourceUri": facts.source_uri,
-            "sourceRepository": _repository(facts.source_uri),
-            "sourceRef": facts.source_ref,
-            "sourceDigest": facts.source_digest,
-        }
-    if check.predicate_type == SLSA_PROVENANCE_V02:
-        predicate = statement.get("predicate") or {}
-        builder = (predicate.get("builder") or {}).get("id")
-        source = ((predicate.get("invocation") or {}).get("configSource") or {}).get("uri")
-        source_uri, source_ref = (None, None)
-        if isinstance(source, str):
-            try:
-                source_uri, source_ref = split_source_uri(source)
-            except AttestError:
-                source_uri = source
-        return {
-            "builderId": builder,
-            "buildType": predicate.get("buildType"),
-            "sourceUri": source_uri,
-            "sourceRepository": _repository(source_uri),
-            "sourceRef": source_ref,
-            "sourceDigest": ((predicate.get("invocation") or {}).get("configSource") or {}).get(
-                "digest"
-            )
-            or {},
-        }
-    return None
+def _provenance(check: CheckResult) -> tuple[dict[str, Any] | None, str | None]:
+    """The flat facts of a SLSA provenance attestation, or (None, why it is not valid
+    provenance); (None, None) for any other predicate type."""
+    if check.predicate_type not in SLSA_PROVENANCE_TYPES:
+        return None, None
+    assert check.predicate_type is not None
+    statement = check.statement if isinstance(check.statement, dict) else {}
+    try:
+        facts = predicate_facts(check.predicate_type, statement.get("predicate"))
+    except AttestError as err:
+        return None, str(err)
+    except Exception as err:  # a reader bug must deny with a reason, not admit or crash
+        log.exception("reading the provenance at %s crashed", check.location)
+        return None, f"unreadable ({type(err).__name__}: {err})"
+    return {
+        "builderId": facts.builder_id,
+        "buildType": facts.build_type,
+        "sourceUri": facts.source_uri,
+        "sourceRepository": _repository(facts.source_uri),
+        "sourceRef": facts.source_ref,
+        "sourceDigest": facts.source_digest,
+    }, None
 
 
 def _check_input(check: CheckResult, *, statements: bool) -> dict[str, Any]:
@@ -116,12 +112,15 @@ def _check_input(check: CheckResult, *, statements: bool) -> dict[str, Any]:
         "storage": check.storage,
     }
     if check.annotations:
-        entry["annotations"] = dict(check.annotations)
+        entry["annotations"] = bounded_map(check.annotations)
     if check.tlog:
         entry["tlog"] = check.tlog
     if check.kind == "attestation":
         entry["predicateType"] = check.predicate_type
-        entry["provenance"] = _provenance(check) if check.verified else None
+        facts, problem = _provenance(check) if check.verified else (None, None)
+        entry["provenance"] = facts
+        if problem:
+            entry["provenanceError"] = problem
         if statements:
             entry["statement"] = check.statement if check.verified else None
     return entry
@@ -148,6 +147,13 @@ def _checks_input(
         _memo.clear()
     _memo[key] = (verification, signatures, attestations)
     return signatures, attestations
+
+
+def provenance_problem(verification: ImageVerification | None) -> str | None:
+    """Why a trusted-signed SLSA provenance attestation of the image is not valid provenance
+    (the first such), or None: present but invalid provenance is denied by the webhook."""
+    _signatures, attestations = _checks_input(verification, False)
+    return next((a["provenanceError"] for a in attestations if "provenanceError" in a), None)
 
 
 def image_input(check: ImageCheck, *, statements: bool = False) -> dict[str, Any]:
@@ -184,8 +190,9 @@ def build_input(
 
     It is kept small on purpose: the embedded engine reads its input at about a
     microsecond per byte, so Statements (an SBOM can be megabytes) are included
-    only when the configuration asks for them, and object annotations (which hold
-    ``kubectl``'s copy of the whole manifest) are left out.
+    only when the configuration asks for them, object annotations (which hold
+    ``kubectl``'s copy of the whole manifest) are left out, and labels and
+    signature annotations are bounded (:mod:`admission.bounds`).
     """
     return {
         "apiVersion": INPUT_VERSION,
@@ -198,7 +205,7 @@ def build_input(
             "namespace": request.namespace,
             "name": request.name,
             "user": {"username": request.username, "groups": list(request.groups)},
-            "labels": request.labels,
+            "labels": bounded_map(request.labels),
             "dryRun": request.dry_run,
         },
         "time": {

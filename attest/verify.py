@@ -265,7 +265,8 @@ def _statement_problems(statement: dict[str, Any] | None, digest: str) -> list[s
     if statement is None:
         return ["payload is not an in-toto Statement (not a JSON object)"]
     problems = []
-    if statement.get("_type") not in STATEMENT_TYPES:
+    statement_type = statement.get("_type")  # signed yet hostile: any JSON value
+    if not isinstance(statement_type, str) or statement_type not in STATEMENT_TYPES:
         problems.append(f"statement _type {statement.get('_type')!r} is not an in-toto Statement")
     if not subject_matches(statement, digest):
         problems.append(f"statement has no subject with the image digest {digest}")

@@ -6,8 +6,11 @@ is "what would this exact request get under the new policy".  The result comes
 from the webhook's own rules (:func:`admission.decide.judge`) applied to the
 recorded image outcomes and the new Rego answer; the unmatched-images setting
 is the one the record shows.  Messages that never came from Rego (an invalid
-reference, an unmatched image, a timeout or registry error) are listed as
-carried over from the record.
+reference, an unmatched image, a timeout or registry error, and the webhook's
+own findings: a threshold not met, a required attestation missing, an invalid
+provenance) are listed as carried over from the record: no bundle can remove
+them, so a replay under a bundle with only ``warn`` rules still denies an
+unsigned image.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decide import ImageOutcome, judge
+from admission.decide import ImageOutcome, image_outcome, judge
 from admission.decisions.model import StoredDecision, pick
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
 
 _UNCHANGED = " (image unchanged by this update)"
 _WARN_MODE = re.compile(r"^warn mode \([^)]*\): ")
-_NOT_FROM_REGO = ("invalid", "unmatched", "timed_out", "error")
+_NOT_FROM_REGO = ("invalid", "unmatched", "timed_out", "error", "invalid_provenance")
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,18 @@ def _images(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for i in policy_input.get("images") or [] if isinstance(i, dict)]
 
 
-def _carried(document: dict[str, Any], images: list[dict[str, Any]]) -> set[str]:
-    """Recorded messages about images whose outcome did not come from Rego."""
-    prefixes = tuple(
-        f"{image.get('reference')}: " for image in images if image.get("outcome") in _NOT_FROM_REGO
-    )
+def _carried(document: dict[str, Any], outcomes: list[ImageOutcome]) -> set[str]:
+    """Recorded messages the webhook's own rules gave, not Rego: about images whose
+    outcome did not come from Rego, and the findings of every image."""
+    prefixes = tuple(f"{o.reference}: " for o in outcomes if o.outcome in _NOT_FROM_REGO)
+    findings = {finding for o in outcomes for finding in o.findings}
     recorded = _strings(document.get("messages")) + _strings(document.get("warnings"))
-    return {m for m in recorded if prefixes and _WARN_MODE.sub("", m).startswith(prefixes)}
+    carried = set()
+    for message in recorded:
+        bare = _WARN_MODE.sub("", message).removesuffix(_UNCHANGED)
+        if bare in findings or (prefixes and bare.startswith(prefixes)):
+            carried.add(message)
+    return carried
 
 
 def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
@@ -135,24 +143,6 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
 _UNMATCHED_DENIED = ": matches no image policy (unmatched images are denied)"
 
 
-def _outcomes(images: list[dict[str, Any]]) -> list[ImageOutcome]:
-    """The recorded images as the webhook's rules see them."""
-    outcomes = []
-    for image in images:
-        policy = image.get("policy") if isinstance(image.get("policy"), dict) else None
-        outcomes.append(
-            ImageOutcome(
-                reference=str(image.get("reference") or ""),
-                outcome=str(image.get("outcome") or ""),
-                error=image.get("error") if isinstance(image.get("error"), str) else None,
-                unchanged=bool(image.get("unchanged")),
-                policy=str(policy.get("name")) if policy and policy.get("name") else None,
-                mode=str(policy.get("mode")) if policy and policy.get("mode") else None,
-            )
-        )
-    return outcomes
-
-
 def _unmatched_setting(document: dict[str, Any]) -> str:
     """``deny`` unless the record admitted an unmatched image without that denial."""
     messages = _strings(document.get("messages"))
@@ -170,7 +160,8 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
         reason = "; ".join(_strings(document.get("messages"))) or "no input recorded"
         raise UsageError(f"decision {record.id}: no policy input to replay ({reason})")
     images = _images(policy_input)
-    carried = _carried(document, images)
+    outcomes = [image_outcome(image) for image in images]
+    carried = _carried(document, outcomes)
     recorded = _recorded(document, carried)
     try:
         result = engine.evaluate(policy_input, package)
@@ -179,16 +170,17 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
         deny, warn, error = (), (), str(err)
     request = policy_input.get("request") if isinstance(policy_input.get("request"), dict) else {}
     judgement = judge(
-        _outcomes(images),
+        outcomes,
         operation=str(request.get("operation") or ""),
         unmatched_images=_unmatched_setting(document),
         deny=tuple(deny),
         warn=tuple(warn),
         policy_error=error,
     )
+    findings = {finding for o in outcomes for finding in o.findings}
     replayed = PolicyOutcome(
         result=judgement.result,
-        deny=tuple(sorted(set(deny))) if not error else (f"policy error: {error}",),
+        deny=tuple(sorted(set(deny) - findings)) if not error else (f"policy error: {error}",),
         warn=tuple(sorted(set(warn))),
         bundle_hash=engine.bundle_hash,
         engine=engine.name,

@@ -125,7 +125,8 @@ def detail(record: StoredDecision) -> str:
     lines = [
         f"Decision {record.id}: {fields.result.upper() or '?'}",
         f"  time:      {fields.time}",
-        f"  request:   {fields.operation} {fields.kind} {target} (uid {fields.uid or '-'})",
+        f"  request:   {fields.operation} {fields.kind} {target} (uid {fields.uid or '-'})"
+        + (" (dry run: nothing was created)" if pick(document, "dryRun", "dry_run") else ""),
         f"  user:      {fields.user or '-'}",
         f"  policy:    bundle {fields.bundle_hash or '-'}, engine {fields.engine or '-'}",
         f"  trust:     {fields.trust_fingerprint or '-'}",

@@ -15,14 +15,22 @@ trigger must agree on the ref, as slsa-verifier requires.
 
 These checks read signed content, so they only mean something after the
 envelope signature and the signer's identity were verified.
+
+:func:`predicate_facts` is the one reading of a SLSA provenance predicate (v1 or
+v0.2): it checks the predicate's shape and gives its facts, or says why it is
+not provenance.  ``attest attest`` runs it before signing and the admission
+webhook on every trusted provenance attestation, so what one writes the other
+reads.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from attest.attestations.predicates import SLSA_PROVENANCE_V1
+from attest.attestations.predicates import SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
 from attest.attestations.provenance import (
     GENERIC_BUILD_TYPE,
     GITHUB_BUILD_TYPE,
@@ -70,6 +78,9 @@ class ProvenanceFacts:
         return dict(self.__dict__)
 
 
+SLSA_PROVENANCE_TYPES = (SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02)
+
+
 def provenance_facts(statement: Statement) -> ProvenanceFacts:
     """Extract builder, build type, source and trigger from a SLSA v1 Statement."""
     if statement.predicate_type != SLSA_PROVENANCE_V1:
@@ -77,7 +88,30 @@ def provenance_facts(statement: Statement) -> ProvenanceFacts:
             f"predicate type {statement.predicate_type!r} is not SLSA provenance v1 "
             f"({SLSA_PROVENANCE_V1})"
         )
-    predicate = statement.predicate
+    return predicate_facts(SLSA_PROVENANCE_V1, statement.predicate)
+
+
+def predicate_facts(predicate_type: str, predicate: Any) -> ProvenanceFacts:
+    """The facts of a SLSA provenance predicate (v1 or v0.2) once its shape is checked.
+
+    Raises :class:`AttestationError` saying why ``predicate`` is not valid provenance
+    of that version (unknown fields are allowed, as the spec tells consumers).
+    """
+    if not isinstance(predicate, Mapping):
+        raise AttestationError(
+            f"SLSA provenance predicate must be a JSON object, not {type(predicate).__name__}"
+        )
+    try:
+        if predicate_type == SLSA_PROVENANCE_V1:
+            return _v1_facts(predicate)
+        if predicate_type == SLSA_PROVENANCE_V02:
+            return _v02_facts(predicate)
+    except UsageError as err:  # split_source_uri's message, about signed content here
+        raise AttestationError(f"SLSA provenance: {err}") from None
+    raise AttestationError(f"predicate type {predicate_type!r} is not SLSA provenance")
+
+
+def _v1_facts(predicate: Mapping[str, Any]) -> ProvenanceFacts:
     validate_provenance_predicate(predicate, strict=False)
     definition = predicate["buildDefinition"]
     source_uri = source_ref = None
@@ -99,6 +133,83 @@ def provenance_facts(statement: Statement) -> ProvenanceFacts:
         trigger_ref=trigger_ref,
         source_digest=source_digest,
     )
+
+
+_V02 = "SLSA v0.2 provenance"
+
+
+def _v02_facts(predicate: Mapping[str, Any]) -> ProvenanceFacts:
+    """Check a v0.2 predicate against the field types of its spec; give its facts."""
+    builder = _field(predicate, "builder", dict, required=True)
+    if not isinstance(builder.get("id"), str) or not builder["id"]:
+        raise AttestationError(f"{_V02}: builder.id is required (a URI)")
+    build_type = _field(predicate, "buildType", str, required=True)
+    if not build_type:
+        raise AttestationError(f"{_V02}: buildType is required (a URI)")
+    invocation = _field(predicate, "invocation", dict) or {}
+    source = _field(invocation, "configSource", dict, "invocation.") or {}
+    uri = _field(source, "uri", str, "invocation.configSource.")
+    digest = _digest_set(source.get("digest"), "invocation.configSource.digest")
+    _field(source, "entryPoint", str, "invocation.configSource.")
+    metadata = _field(predicate, "metadata", dict) or {}
+    _field(metadata, "buildInvocationId", str, "metadata.")
+    for key in ("buildStartedOn", "buildFinishedOn"):
+        moment = _field(metadata, key, str, "metadata.")
+        if moment is not None:
+            try:
+                dt.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+            except ValueError:
+                raise AttestationError(f"{_V02}: metadata.{key} is not a timestamp") from None
+    completeness = _field(metadata, "completeness", dict, "metadata.") or {}
+    for key in ("parameters", "environment", "materials"):
+        _field(completeness, key, bool, "metadata.completeness.")
+    _field(metadata, "reproducible", bool, "metadata.")
+    materials = _field(predicate, "materials", list) or []
+    for i, material in enumerate(materials):
+        if not isinstance(material, dict):
+            raise AttestationError(f"{_V02}: materials[{i}] must be a JSON object")
+        _field(material, "uri", str, f"materials[{i}].")
+        _digest_set(material.get("digest"), f"materials[{i}].digest")
+    source_uri, source_ref = uri, None
+    if uri:
+        try:
+            source_uri, source_ref = split_source_uri(uri)
+        except UsageError:  # not a git source (a config file URL…): given as written
+            source_uri = uri
+    return ProvenanceFacts(
+        builder_id=builder["id"],
+        build_type=build_type,
+        source_uri=source_uri or None,
+        source_ref=source_ref,
+        trigger_uri=None,
+        trigger_ref=None,
+        source_digest=digest,
+    )
+
+
+def _field(
+    parent: Mapping[str, Any], key: str, kind: type, prefix: str = "", *, required: bool = False
+) -> Any:
+    """``parent[key]`` if it has type ``kind``; absent (or null) is None unless required."""
+    value = parent.get(key)
+    if value is None:
+        if required:
+            raise AttestationError(f"{_V02}: {prefix}{key} is required")
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        names = {dict: "a JSON object", list: "a list", str: "a string", bool: "true or false"}
+        raise AttestationError(f"{_V02}: {prefix}{key} must be {names[kind]}")
+    return value
+
+
+def _digest_set(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise AttestationError(f"{_V02}: {what} must map algorithm names to hex strings")
+    return dict(value)
 
 
 def _trigger(build_type: str, definition: dict[str, Any]) -> tuple[str | None, str | None]:

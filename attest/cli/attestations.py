@@ -24,7 +24,7 @@ from attest.attestations.provenance import (
     detect_build_context,
     provenance_statement,
 )
-from attest.attestations.slsa import SlsaExpectations
+from attest.attestations.slsa import SLSA_PROVENANCE_TYPES, SlsaExpectations, predicate_facts
 from attest.attestations.statement import Statement, build_statement, subject_for_image
 from attest.attestations.verification import (
     DEFAULT_POLICY_PACKAGE,
@@ -47,7 +47,7 @@ from attest.cli.common import (
     tlog_signing_options,
 )
 from attest.cli.sign import build_policy, signer_from
-from attest.errors import UsageError, VerificationFailed
+from attest.errors import AttestationError, UsageError, VerificationFailed
 from attest.oci.access import open_store, parse_image_target, resolve_image
 
 signer_options = option_group(
@@ -254,9 +254,16 @@ def attest_command(image: str, predicate_path: str, predicate_type: str, **optio
 
     Stored as a Sigstore bundle OCI referrer (cosign v3's default) or, with --legacy,
     as a layer of cosign's sha256-<hex>.att manifest with the predicateType annotation.
+    A SLSA provenance predicate (--type slsaprovenance1, slsaprovenance) is checked
+    against its version's schema first; an invalid one is an error and nothing is stored.
     """
     type_uri = resolve_predicate_type(predicate_type)
     predicate = load_predicate(predicate_path)
+    if type_uri in SLSA_PROVENANCE_TYPES:  # what admission would deny is never signed
+        try:
+            predicate_facts(type_uri, predicate)
+        except AttestationError as err:
+            raise UsageError(f"predicate {predicate_path} is not valid {type_uri}: {err}") from None
 
     def make(resolved: Any) -> Statement:
         subject = subject_for_image(resolved.name, resolved.digest)

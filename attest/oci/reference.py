@@ -5,7 +5,10 @@ Three kinds of target are understood:
 * registry references (``nginx``, ``localhost:5000/a/b:tag``,
   ``ghcr.io/o/r@sha256:…``, tag and digest together), normalised like
   go-containerregistry: Docker Hub is ``index.docker.io`` and single-component
-  Hub names live under ``library/``;
+  Hub names live under ``library/``.  Beyond that the registry host is made
+  canonical (:func:`canonical_registry`), so that every spelling of one
+  repository has one ``name``: the identity that policies, caches and decision
+  records use;
 * local OCI images with skopeo's transports: ``oci:PATH[:TAG]`` (an image
   layout directory) and ``oci-archive:PATH.tar[:TAG]`` (a tar of one);
   either may name a manifest by digest as ``oci:PATH@sha256:…``;
@@ -15,6 +18,7 @@ Three kinds of target are understood:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -28,13 +32,15 @@ _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = re.compile(rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*\Z")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?\Z"
-)
+_DOMAIN = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z")
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
 _DIGEST = re.compile(r"(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)\Z")
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _MAX_NAME_LENGTH = 255
+# The port the registry client uses when none is given: it speaks plain HTTP to
+# loopback registries and HTTPS to every other (attest.oci.registry.RegistryClient).
+_HTTP_DEFAULT_PORT = 80
+_HTTPS_DEFAULT_PORT = 443
 
 
 def validate_digest(digest: str, *, what: str = "digest") -> str:
@@ -64,7 +70,8 @@ class ImageReference:
 
     @property
     def name(self) -> str:
-        """``registry/repository``, without tag or digest."""
+        """``registry/repository``, without tag or digest: the image's canonical identity
+        (every spelling of the same repository gives the same name)."""
         return f"{self.registry}/{self.repository}"
 
     @property
@@ -154,9 +161,48 @@ def is_loopback_host(registry: str) -> bool:
     )
 
 
+def canonical_registry(host: str) -> str:
+    """The one spelling of a registry ``host[:port]``, the first part of every image name.
+
+    Host names are case-insensitive (RFC 4343), so they are lower-cased; a port is
+    written without leading zeros, and dropped when it is the one the registry
+    client would use anyway: 443 (HTTPS) for every registry, 80 for loopback ones,
+    which are spoken to in plain HTTP.  Any other port names another server and is
+    kept (``ghcr.io:80`` is not ``ghcr.io``).  IPv6 literals are compressed
+    (``[0:0::1]`` is ``[::1]``) and Docker Hub's aliases are ``index.docker.io``.
+    Raises :class:`InvalidReference` for a malformed host or port.
+    """
+    if not _DOMAIN.match(host):
+        raise InvalidReference(f"invalid registry host {host!r} (expected host[:port])")
+    if host.startswith("["):
+        end = host.index("]")
+        name, port_text = host[: end + 1], host[end + 2 :]
+        try:
+            name = f"[{ipaddress.IPv6Address(name[1:-1]).compressed}]"
+        except ValueError:
+            raise InvalidReference(f"invalid registry host {host!r}: not an IPv6 address") from None
+    else:
+        name, _, port_text = host.partition(":")
+        name = name.lower()
+    if port_text:
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise InvalidReference(f"invalid registry host {host!r}: port {port} is not 1 to 65535")
+        default = _HTTP_DEFAULT_PORT if is_loopback_host(name) else _HTTPS_DEFAULT_PORT
+        if port != default:
+            name = f"{name}:{port}"
+    return DOCKER_HUB if name in _DOCKER_HUB_ALIASES else name
+
+
+def is_registry_host(first: str) -> bool:
+    """Whether the first ``/``-separated part of a name is a registry host: it has a ``.``
+    or ``:``, is ``localhost`` or an IPv6 literal (else it is a Docker Hub namespace)."""
+    return "." in first or ":" in first or first == "localhost" or first.startswith("[")
+
+
 def _split_domain(name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
+    if sep and is_registry_host(first):
         return first, rest
     return DOCKER_HUB, name
 
@@ -185,14 +231,12 @@ def parse_image_reference(text: str) -> ImageReference:
                 f"image reference {original!r} has an invalid tag {tag!r} "
                 "(letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"
             )
-    if not _DOMAIN.match(domain):
-        raise InvalidReference(
-            f"image reference {original!r} has an invalid registry host {domain!r}"
-        )
-    if domain.lower() in _DOCKER_HUB_ALIASES:
-        domain = DOCKER_HUB
-        if remainder and "/" not in remainder:
-            remainder = f"library/{remainder}"
+    try:
+        domain = canonical_registry(domain)
+    except InvalidReference as err:
+        raise InvalidReference(f"image reference {original!r}: {err}") from None
+    if domain == DOCKER_HUB and remainder and "/" not in remainder:
+        remainder = f"library/{remainder}"
     if not remainder:
         raise InvalidReference(f"image reference {original!r} has no repository name")
     for component in remainder.split("/"):

@@ -5,11 +5,17 @@ A bundle is the set of policy modules an engine compiles.  Unit tests
 ``attest policy test``.  The bundle hash (SHA-256 over the sorted module
 texts, names excluded) identifies the policy in decision records, whichever
 engine evaluated it.
+
+Hidden entries (names starting with ``.``) are not part of a bundle: a ConfigMap
+volume holds every file twice, as the visible symlink (``x.rego -> ..data/x.rego``)
+and in the kubelet's hidden ``..<timestamp>/`` directory, and reading both would
+declare every rule twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +65,20 @@ def is_test_module(path: Path) -> bool:
     return path.name.endswith("_test.rego")
 
 
+def module_files(root: Path) -> list[Path]:
+    """The ``.rego`` files of a bundle directory, sorted: hidden files and directories
+    (``..data``, ``..2026_01_01_…``, ``.git``) skipped, symlinked directories not followed."""
+    found: list[Path] = []
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        found.extend(
+            Path(directory, name)
+            for name in names
+            if name.endswith(".rego") and not name.startswith(".")
+        )
+    return sorted(p for p in found if p.is_file())
+
+
 def _read_modules(root: Path, *, tests: bool) -> dict[str, str]:
     if not root.exists():
         raise PolicyError(f"policy bundle {root}: no such file or directory")
@@ -68,7 +88,7 @@ def _read_modules(root: Path, *, tests: bool) -> dict[str, str]:
         files = [root]
         base = root.parent
     else:
-        files = sorted(p for p in root.rglob("*.rego") if p.is_file())
+        files = module_files(root)
         base = root
     modules: dict[str, str] = {}
     for file in files:

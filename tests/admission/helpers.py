@@ -266,3 +266,43 @@ def make_tls(directory: Path) -> TlsFiles:
         )
     )
     return files
+
+
+def attach_statement(store: ImageStore, reference: str, signer: Any, statement: dict) -> str:
+    """Sign and store any Statement about the image at ``reference`` (subject filled in)."""
+    image = resolve_image(store, parse_image_reference(reference))
+    algorithm, hex_value = image.digest.split(":")
+    document = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": image.name, "digest": {algorithm: hex_value}}],
+        **statement,
+    }
+    return attach_attestation(store, image, json.dumps(document).encode(), signer)
+
+
+def recorded_documents(db: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The first ``count`` decision documents a server recorded in ``db``, oldest first
+    (waits for the recorder's writer, bounded)."""
+    import time
+
+    from admission.decisions import query
+    from admission.decisions.store import open_database
+    from attest.errors import DecisionStoreError
+
+    end = time.monotonic() + timeout
+    found: list[dict[str, Any]] = []
+    while time.monotonic() < end:
+        try:
+            database = open_database(db)
+        except DecisionStoreError:
+            time.sleep(0.1)
+            continue
+        try:
+            stored = query.list_decisions(database, query.DecisionFilter(limit=None))
+        finally:
+            database.close()
+        found = [record.document for record in reversed(stored)]
+        if len(found) >= count:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{len(found)} of {count} decisions recorded in {db}")

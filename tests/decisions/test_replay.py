@@ -104,18 +104,22 @@ def test_replay_under_the_same_policy_changes_nothing(cli, recorded) -> None:
 
 
 def test_replay_under_a_new_policy_shows_the_difference(cli, recorded, tmp_path: Path) -> None:
+    """A bundle with only warn rules drops Rego's denials, never the webhook's own: the
+    unsigned image stays denied (the threshold is judged in code), the difference shows."""
     db, reference, _config = recorded
     relaxed = tmp_path / "relaxed.rego"
     relaxed.write_text(PERMISSIVE)
     changed = cli("decisions", "replay", "--db", db, "1", "--bundle", str(relaxed))
     assert changed.exit_code == 1, changed.stderr
     out = changed.stdout
-    assert "result: denied → warned (CHANGED)" in out
-    assert "deny no longer:" in out and "no trusted signature" in out
+    assert "result: denied → denied (CHANGED)" in out
+    assert f"deny no longer:\n    - {reference}: no verified SLSA provenance attestation" in out
     assert f"new warn:\n    - {reference}: admitted by the relaxed policy" in out
+    carried = out.split("carried over (not from Rego):", 1)[1]
+    assert f"{reference}: no trusted signature: 0 of 1" in carried
     as_json = cli("decisions", "replay", "--db", db, "--bundle", str(relaxed), "-o", "json")
     (result,) = as_json.json()
-    assert result["changed"] and result["replayed"]["result"] == "warned"
+    assert result["changed"] and result["replayed"]["result"] == "denied"
     assert result["recorded"]["bundleHash"] != result["replayed"]["bundleHash"]
     assert result["diff"]["removedDeny"] and not result["diff"]["addedDeny"]
 

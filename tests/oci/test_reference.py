@@ -35,7 +35,7 @@ DIGEST = "sha256:" + "a" * 64
         (f"nginx@{DIGEST}", "index.docker.io", "library/nginx", None, DIGEST),
         (
             "my.registry:443/a__b/c-d/e.f:T_ag-1.x",
-            "my.registry:443",
+            "my.registry",  # 443 is the port the client uses anyway: dropped
             "a__b/c-d/e.f",
             "T_ag-1.x",
             None,
@@ -52,6 +52,55 @@ def test_normalisation_follows_docker_rules(
         tag,
         digest,
     )
+
+
+@pytest.mark.parametrize(
+    ("spellings", "name"),
+    [
+        (
+            [
+                "ghcr.io/acme/app",
+                "GHCR.IO/acme/app",
+                "ghcr.io:443/acme/app",
+                "Ghcr.Io:0443/acme/app",
+            ],
+            "ghcr.io/acme/app",
+        ),
+        (
+            [
+                "nginx",
+                "docker.io/nginx",
+                "docker.io/library/nginx",
+                "DOCKER.IO/library/nginx",
+                "index.docker.io:443/library/nginx",
+                "registry-1.docker.io/nginx",
+            ],
+            "index.docker.io/library/nginx",
+        ),
+        (["localhost/app", "LOCALHOST:80/app", "localhost:080/app"], "localhost/app"),
+        (["[::1]:5000/app", "[0:0::1]:5000/app", "[0:0:0:0:0:0:0:1]:05000/app"], "[::1]:5000/app"),
+    ],
+)
+def test_every_spelling_has_one_canonical_name(spellings: list[str], name: str) -> None:
+    assert {parse_image_reference(s).name for s in spellings} == {name}
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("ghcr.io:80/a", "ghcr.io:80/a"),  # HTTPS on port 80: another server, kept
+        ("localhost:443/a", "localhost:443/a"),  # loopback is plain HTTP: 443 is not its default
+        ("127.0.0.1:5000/a", "127.0.0.1:5000/a"),
+    ],
+)
+def test_only_the_default_port_is_dropped(text: str, name: str) -> None:
+    assert parse_image_reference(text).name == name
+
+
+@pytest.mark.parametrize("text", ["ghcr.io:0/a", "ghcr.io:65536/a", "[::::]/a"])
+def test_impossible_hosts_are_invalid(text: str) -> None:
+    with pytest.raises(InvalidReference, match="registry host"):
+        parse_image_reference(text)
 
 
 def test_string_form_and_identifier() -> None:
