@@ -139,44 +139,6 @@ def test_regopy_one_interpreter_per_thread(write_bundle) -> None:
         assert all(pool.map(check, range(800)))
 
 
-def test_remote_opa_same_answers_and_hash(write_bundle, fake_opa) -> None:
-    bundle = load_bundle(str(write_bundle({"p.rego": POLICY})))
-    server = fake_opa(dict(bundle.modules))
-    remote = make_engine(bundle, opa_url=server.url)
-    local = make_engine(bundle)
-    document = {"images": [{"ref": "a", "ok": False}]}
-    got = remote.evaluate(document)
-    assert (got.deny, got.warn) == (local.evaluate(document).deny, local.evaluate(document).warn)
-    assert got.bundle_hash == bundle.hash and got.engine == f"opa {server.url}"
-    method, path, body = server.requests[-1]
-    assert (method, path.split("?")[0], body) == (
-        "POST",
-        "/v1/data/attest/admission",
-        {"input": document},
-    )
-    assert "strict-builtin-errors=true" in path
-    remote.close()
-
-
-def test_remote_opa_failures_are_policy_errors(write_bundle, fake_opa) -> None:
-    policy = "package attest.admission\nimport rego.v1\ndeny contains x if { x := 1 / input.n }\n"
-    bundle = load_bundle(str(write_bundle({"p.rego": policy})))
-    server = fake_opa(dict(bundle.modules))
-    remote = make_engine(bundle, opa_url=server.url, opa_timeout=0.5)
-    with pytest.raises(PolicyError, match="HTTP 500: eval_builtin_error"):
-        remote.evaluate({"n": 0})
-    with pytest.raises(PolicyError, match="package is undefined"):
-        remote.evaluate({"n": 1}, "missing.pkg")
-    server.hang_seconds = 2
-    with pytest.raises(PolicyError, match="OPA unreachable: .*Timeout"):
-        remote.evaluate({"n": 1})
-    server.stop()
-    with pytest.raises(PolicyError, match="OPA unreachable"):
-        remote.evaluate({"n": 1})
-    with pytest.raises(PolicyError, match="must be http"):
-        make_engine(None, opa_url="ftp://x")
-
-
 def test_regopy_unreadable_output_is_a_policy_error(write_bundle) -> None:
     policy = 'package attest.admission\nimport rego.v1\ndeny contains sprintf("(%s)", [concat(";", input.r)]) if true\n'
     engine = make_engine(load_bundle(str(write_bundle({"p.rego": policy}))))
