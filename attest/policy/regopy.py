@@ -20,8 +20,10 @@ threads crashes regopy).  Known regopy gaps are handled here, each as a clear
   process), built-ins OPA has and regopy lacks (:data:`OPA_ONLY_BUILTINS`),
   built-ins whose answers differ (:data:`DIVERGENT_BUILTINS`), ``sprintf``
   ``%q`` (printed literally) and width or precision on ``%s``/``%v``
-  (ignored), and literal regular expressions with inline flags or Unicode
-  classes (rejected or matched bytewise).
+  (ignored), literal regular expressions with inline flags or Unicode
+  classes (rejected or matched bytewise), and ``not`` over a call with a
+  reference argument (``not f(input.x)``: OPA evaluates the reference outside
+  the negation, so an undefined one makes the expression false, not true).
 
 rego-cpp prints compile errors on stdout; they are captured and put in the
 error message instead.
@@ -92,6 +94,8 @@ _SPRINTF = re.compile(r"\bsprintf\s*\(\s*" + _STRING)
 _SPRINTF_UNSUPPORTED = re.compile(r"%(q)|%[-+ #0]*(\d+|\d*\.\d+)[sv]")
 _REGEX_LITERAL = re.compile(r"\bregex\.\w+\s*\(\s*" + _STRING)
 _REGEX_UNSUPPORTED = re.compile(r"\(\?[a-zA-Z]|\\\\[pP]")
+_NOT = re.compile(r"\bnot\s+[^\n;]*?[A-Za-z_][\w.]*\s*\(")
+_REFERENCE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]|\s*\[)")
 _STDOUT_LOCK = threading.Lock()
 _LIBC = ctypes.CDLL(None)
 
@@ -185,6 +189,16 @@ def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) ->
                 "by the embedded engine (regopy crashes on it); use --opa-url or call a function "
                 "with the document instead"
             )
+    for match in _NOT.finditer(code):
+        arguments = _call_arguments(code, match.end())
+        reference = _REFERENCE.search(arguments)
+        if reference:
+            problems.append(
+                f"{name}:{_line_of(code, match.start())}: 'not' over a call with a reference "
+                f"argument ({reference.group(0).strip()}…) is true in the embedded engine (regopy) "
+                "when the reference is undefined, false in OPA; assign the reference to a "
+                "variable before the 'not'"
+            )
     for match in _SPRINTF.finditer(text):
         verb = _SPRINTF_UNSUPPORTED.search(match.group(1))
         if verb and verb.group(1):
@@ -206,6 +220,16 @@ def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) ->
                 "use lower() or explicit character sets, or --opa-url"
             )
     return problems
+
+
+def _call_arguments(code: str, start: int) -> str:
+    """The text of the call arguments that begin at ``start`` (just after the '(')."""
+    depth = 1
+    for index in range(start, len(code)):
+        depth += {"(": 1, ")": -1}.get(code[index], 0)
+        if depth == 0:
+            return code[start:index]
+    return code[start:]
 
 
 def captured_stdout(action: Callable[[], T]) -> tuple[T | None, BaseException | None, str]:
