@@ -120,6 +120,12 @@ warn contains "div" if { x := 10 / input.n; x > 0 }
         ("deny contains x if { x := http.send({}) }", "http.send is not available"),
         ('deny contains "x" if { net.cidr_contains("10.0.0.0/8", input.ip) }', "net.cidr_contains"),
         ("deny contains x if { x := data.y with input as {} }", "'with input' is not supported"),
+        ('deny contains x if { x := object.union(input.a, {"b": {}}) }', "object.union gives"),
+        ('deny contains x if { x := strings.split_n(input.a, ",", 2) }', "split_n is not"),
+        ('deny contains "x" if { not startswith(input.a.b, "y") }', r"'not' over a call .*input\."),
+        ('deny contains "x" if { not count(input[0]) > 1 }', "'not' over a call"),
+        ('deny contains x if { x := sprintf("%-5s", [input.a]) }', r"width or precision \(%-5s\)"),
+        ('deny contains "x" if { regex.match("(?i)x", input.a) }', "inline flags"),
     ],
 )
 def test_regopy_rejects_what_it_cannot_run(write_bundle, line, expected) -> None:
