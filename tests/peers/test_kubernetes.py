@@ -141,7 +141,7 @@ def _apply_deploy(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     core = sorted(DEPLOY.glob("*.yaml"), key=lambda p: ("webhook" in p.name, p.name))
-    files = [DEPLOY / "namespace.yaml", certs / "tls-secret.yaml"]
+    files = [DEPLOY / "namespace.yaml", *sorted(certs.glob("*secret.yaml"))]
     files += [path for path in core if path.name != "namespace.yaml"]
     token = {
         "apiVersion": "v1",
