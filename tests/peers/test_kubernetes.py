@@ -470,3 +470,93 @@ def test_mutate_pins_the_verified_digest_in_the_stored_object(setup: Setup, kind
     elif kind == "CronJob":
         spec = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert spec["containers"][0]["image"] == f"{good}@{setup.digests['good']}"
+
+
+# --- the API server's client certificate (for a webhook that requires mTLS) --------------
+
+
+class CallerRecorder:
+    """An HTTPS webhook on loopback that requires a client certificate from ``client_ca``,
+    admits everything, and records each caller's certificate subject."""
+
+    def __init__(self, tls: TlsFiles, client_ca: Path) -> None:
+        import ssl
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.subjects: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: object) -> None:
+                return
+
+            def do_POST(self) -> None:
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                peer = self.connection.getpeercert() or {}
+                recorder.subjects.append(
+                    ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
+                )
+                body = json.dumps({
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "response": {"uid": review["request"]["uid"], "allowed": True},
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.cert, tls.key)
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_api_server_presents_its_webhook_client_certificate(setup: Setup) -> None:
+    """The fixture's AdmissionConfiguration gives the API server a client certificate for
+    webhooks: a webhook that requires one (from its own CA) is called with it."""
+    recorder = CallerRecorder(setup.tls, setup.cluster.webhook_client_ca.cert)
+    name = "attest-caller-probe"
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "caller.attest.dev",
+            "admissionReviewVersions": ["v1"],
+            "clientConfig": {"url": f"{recorder.url}/validate",
+                             "caBundle": base64.b64encode(setup.tls.ca.read_bytes()).decode()},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "caller-probe"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": ["pods"]}],
+        }],
+    }  # fmt: skip
+    try:
+        setup.cluster.namespace("caller-probe")
+        assert setup.cluster.apply(configuration).returncode == 0
+        deadline = time.monotonic() + 30
+        while not recorder.subjects:
+            done = setup.cluster.apply(
+                pod("caller", setup.images["good"], "caller-probe"), extra=["--dry-run=server"]
+            )
+            assert done.returncode == 0, done.stderr
+            assert time.monotonic() < deadline, "the API server never called the webhook"
+            time.sleep(0.3)
+        assert set(recorder.subjects) == {"commonName=kube-apiserver-webhook-client"}
+    finally:
+        setup.cluster.kubectl(
+            "delete", "validatingwebhookconfiguration", name, "--ignore-not-found"
+        )
+        recorder.stop()
