@@ -118,6 +118,7 @@ def test_down_server_fails_closed_at_once() -> None:
     assert remote.bundle_hash == "remote:unknown"
 
 
+@pytest.mark.timeout(30)  # unbounded, the drip takes a minute: fail sooner
 @pytest.mark.parametrize("fault", ["hang", "drip"])
 def test_slow_server_fails_closed_within_the_timeout(server: OpaServer, fault: str) -> None:
     """A hang trips the read timeout; a drip (a byte every 0.2 s) never does, so only a

@@ -230,3 +230,17 @@ def test_fast_input_keeps_the_gil() -> None:
         sys.setswitchinterval(interval)
         thread.join()
     assert during == 0
+
+
+def test_policy_tests_refuse_what_regopy_answers_differently(write_bundle) -> None:
+    """A test passing under regopy must mean OPA passes it too: object.union merges nested
+    objects in OPA and replaces them in regopy, so a test using it proves nothing."""
+    from attest.policy.testing import run_tests
+
+    tests = (
+        "package attest.admission_test\nimport rego.v1\n"
+        'test_union if object.union({"a": {"b": 1}}, {"a": {}}) == {"a": {}}\n'
+    )
+    root = write_bundle({"p.rego": POLICY, "p_test.rego": tests})
+    with pytest.raises(PolicyError, match=r"p_test.rego:3: built-in object.union gives other"):
+        run_tests(str(root))
