@@ -69,7 +69,9 @@ class OpaServer:
             "--disable-telemetry",
             *map(str, self.files),
         ]
-        self.process = subprocess.Popen(command, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=self.log.open("wb"), stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -124,7 +126,9 @@ class OpaServer:
             f"{self.url}/v1/data/{path}", json={"input": input_doc}, params=params, timeout=60
         )
 
-    def evaluate_batch(self, package: str, docs: Sequence[Any]) -> list[dict[str, list[Any]]] | None:
+    def evaluate_batch(
+        self, package: str, docs: Sequence[Any]
+    ) -> list[dict[str, list[Any]]] | None:
         """``deny`` and ``warn`` of ``package`` for every document, in one request.
 
         Each answer is ``{"deny": [value], "warn": [value]}``, an empty list where

@@ -185,8 +185,11 @@ def check_results(draw: st.DrawFn, kind: str, name: str) -> CheckResult:
         st.sampled_from(
             (
                 {"type": "key", "keyId": "k"},
-                {"type": "keyless", "subject": "https://github.com/acme/app/.github/x.yml@main",
-                 "issuer": "https://token.actions.githubusercontent.com"},
+                {
+                    "type": "keyless",
+                    "subject": "https://github.com/acme/app/.github/x.yml@main",
+                    "issuer": "https://token.actions.githubusercontent.com",
+                },
             )
         )
     )
@@ -223,9 +226,7 @@ def image_checks(draw: st.DrawFn) -> ImageCheck:
     verification = None
     if draw(st.booleans()):
         signatures = tuple(draw(st.lists(check_results("signature", parsed.name), max_size=2)))
-        attestations = tuple(
-            draw(st.lists(check_results("attestation", parsed.name), max_size=3))
-        )
+        attestations = tuple(draw(st.lists(check_results("attestation", parsed.name), max_size=3)))
         satisfied = tuple(sorted({s.authority for s in signatures if s.authority}))
         verification = ImageVerification(
             reference=reference,
