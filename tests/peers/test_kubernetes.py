@@ -41,6 +41,14 @@ DENIED = f'admission webhook "{WEBHOOK_NAME}" denied the request: '
 KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """etcd and kube-apiserver on loopback, started once (it takes seconds)."""
+    started = Cluster(tmp_path_factory.mktemp("kubernetes")).start()
+    yield started
+    started.stop()
+
+
 @dataclass
 class Setup:
     cluster: Cluster
