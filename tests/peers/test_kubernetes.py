@@ -234,7 +234,10 @@ def decisions(webhook: Webhook, name: str, path: str = "validate") -> list[dict[
     found = []
     for line in webhook.log.read_text(errors="replace").splitlines():
         if line.startswith("{") and f'"{name}"' in line:
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except ValueError:  # the line being written right now
+                continue
             if (record.get("event"), record.get("name")) == ("admission_decision", name) and (
                 record.get("webhook") == path
             ):
