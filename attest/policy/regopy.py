@@ -95,7 +95,7 @@ _SPRINTF_UNSUPPORTED = re.compile(r"%(q)|%[-+ #0]*(\d+|\d*\.\d+)[sv]")
 _REGEX_LITERAL = re.compile(r"\bregex\.\w+\s*\(\s*" + _STRING)
 _REGEX_UNSUPPORTED = re.compile(r"\(\?[a-zA-Z]|\\\\[pP]")
 _NOT = re.compile(r"\bnot\s+[^\n;]*?[A-Za-z_][\w.]*\s*\(")
-_REFERENCE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]|\s*\[)")
+_REFERENCE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\s*\[[^\]]*\])+")
 _STDOUT_LOCK = threading.Lock()
 _LIBC = ctypes.CDLL(None)
 
@@ -195,7 +195,7 @@ def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) ->
         if reference:
             problems.append(
                 f"{name}:{_line_of(code, match.start())}: 'not' over a call with a reference "
-                f"argument ({reference.group(0).strip()}…) is true in the embedded engine (regopy) "
+                f"argument ({reference.group(0)}) is true in the embedded engine (regopy) "
                 "when the reference is undefined, false in OPA; assign the reference to a "
                 "variable before the 'not'"
             )
