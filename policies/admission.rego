@@ -99,7 +99,8 @@ provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed
 	object.get(img.policy.parameters, "allowedBuilders", []),
 ]) if {
 	count(found) > 0
-	not builder_allowed(found[0], img)
+	first := found[0] # a variable, not found[0], under `not` (see policies/README.md)
+	not builder_allowed(first, img)
 }
 
 provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed source (source %v; policy %s allows %v)", [
@@ -108,8 +109,9 @@ provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed
 	object.get(img.policy.parameters, "allowedSources", []),
 ]) if {
 	count(found) > 0
-	builder_allowed(found[0], img)
-	not source_allowed(found[0], img)
+	first := found[0]
+	builder_allowed(first, img)
+	not source_allowed(first, img)
 }
 
 has_sbom(img) if {

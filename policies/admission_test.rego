@@ -44,7 +44,15 @@ good := {
 
 doc(images) := {"images": images}
 
-with_provenance(changes) := object.union(good, {"attestations": [object.union(provenance, changes), sbom]})
+# obj with the keys of changes replaced. Not object.union: OPA merges nested objects
+# and regopy replaces them, so the embedded engine refuses it (policies/README.md).
+patch(obj, changes) := {key: pick(obj, changes, key) | some key in object.keys(obj) | object.keys(changes)}
+
+pick(_, changes, key) := changes[key]
+
+pick(obj, changes, key) := obj[key] if not key in object.keys(changes)
+
+with_provenance(changes) := patch(good, {"attestations": [patch(provenance, changes), sbom]})
 
 test_signed_image_with_provenance_and_sbom_passes if {
 	count(admission.denials(doc([good]))) == 0
@@ -54,22 +62,22 @@ test_signed_image_with_provenance_and_sbom_passes if {
 # The threshold, required attestations and invalid provenance are the webhook's
 # own denials (admission/decide.py judge()); this policy does not repeat them.
 test_signature_threshold_is_left_to_the_webhook if {
-	img := object.union(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": []})
+	img := patch(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": []})
 	count(admission.denials(doc([img]))) == 0
 }
 
 test_unsigned_image_without_provenance_is_told_about_provenance if {
-	img := object.union(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": [], "attestations": []})
+	img := patch(good, {"outcome": "unverified", "thresholdMet": false, "satisfiedAuthorities": [], "signatures": [], "attestations": []})
 	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
 }
 
 test_invalid_provenance_is_never_good_provenance if {
-	img := object.union(with_provenance({"provenance": null, "provenanceError": "SLSA v1 provenance: buildDefinition is required"}), {"outcome": "verified"})
+	img := patch(with_provenance({"provenance": null, "provenanceError": "SLSA v1 provenance: buildDefinition is required"}), {"outcome": "verified"})
 	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
 }
 
 test_missing_provenance_is_denied if {
-	img := object.union(good, {"attestations": [sbom]})
+	img := patch(good, {"attestations": [sbom]})
 	admission.denials(doc([img])) == {"registry.example.com/app:v1: no verified SLSA provenance attestation"}
 }
 
@@ -97,42 +105,42 @@ test_provenance_without_a_source_is_denied_not_an_error if {
 
 test_builder_glob if {
 	params := {"allowedBuilders": ["https://ci.example.com/*"], "allowedSources": ["github.com/acme/*"]}
-	img := object.union(with_provenance({"provenance": {"builderId": "https://ci.example.com/x@v2", "sourceRepository": "github.com/acme/app"}}), {"policy": object.union(policy, {"parameters": params})})
+	img := patch(with_provenance({"provenance": {"builderId": "https://ci.example.com/x@v2", "sourceRepository": "github.com/acme/app"}}), {"policy": patch(policy, {"parameters": params})})
 	count(admission.denials(doc([img]))) == 0
 }
 
 test_no_allowed_builders_configured_denies if {
-	img := object.union(good, {"policy": object.union(policy, {"parameters": {}})})
+	img := patch(good, {"policy": patch(policy, {"parameters": {}})})
 	some msg in admission.denials(doc([img]))
 	contains(msg, "not from an allowed builder")
 }
 
 test_provenance_can_be_switched_off if {
 	params := {"requireProvenance": false}
-	img := object.union(good, {"attestations": [sbom], "policy": object.union(policy, {"parameters": params})})
+	img := patch(good, {"attestations": [sbom], "policy": patch(policy, {"parameters": params})})
 	count(admission.denials(doc([img]))) == 0
 }
 
 test_required_attestations_are_left_to_the_webhook if {
 	vuln := "https://cosign.sigstore.dev/attestation/vuln/v1"
-	img := object.union(good, {"policy": object.union(policy, {"requiredAttestations": [vuln]})})
+	img := patch(good, {"policy": patch(policy, {"requiredAttestations": [vuln]})})
 	count(admission.denials(doc([img]))) == 0
 }
 
 test_missing_sbom_warns if {
-	img := object.union(good, {"attestations": [provenance]})
+	img := patch(good, {"attestations": [provenance]})
 	count(admission.denials(doc([img]))) == 0
 	admission.warnings(doc([img])) == {"registry.example.com/app:v1: no verified SBOM attestation (CycloneDX or SPDX)"}
 }
 
 test_images_without_policy_or_finished_verification_are_left_to_the_webhook if {
-	unmatched := object.union(good, {"policy": null, "thresholdMet": false})
-	timed_out := object.union(good, {"outcome": "timed_out", "thresholdMet": false})
+	unmatched := patch(good, {"policy": null, "thresholdMet": false})
+	timed_out := patch(good, {"outcome": "timed_out", "thresholdMet": false})
 	count(admission.denials(doc([unmatched, timed_out]))) == 0
 }
 
 test_every_image_is_judged if {
-	bad := object.union(good, {"reference": "registry.example.com/other:v2", "attestations": [sbom]})
+	bad := patch(good, {"reference": "registry.example.com/other:v2", "attestations": [sbom]})
 	denied := admission.denials(doc([good, bad]))
 	count(denied) == 1
 	some msg in denied

@@ -2,13 +2,16 @@
 
 One ``POST /v1/data/<package>`` with ``{"input": …}`` per evaluation reads both
 ``deny`` and ``warn``; built-in errors are strict (``strict-builtin-errors``)
-so a failing policy is an error, never an empty ``deny``.  The bundle hash is
-that of the modules the server reports (``GET /v1/policies``), so decision
-records name what OPA actually evaluated.
+so a failing policy is an error, never an empty ``deny``.  The timeout bounds
+the wall time of the whole request, not each read (a server that drips one
+byte at a time would otherwise hold the webhook past the API server's
+deadline).  The bundle hash is that of the modules the server reports
+(``GET /v1/policies``), so decision records name what OPA actually evaluated.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +25,9 @@ from attest.policy.engine import DEFAULT_PACKAGE, PolicyResult, check_package, r
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = "opa"
+# Requests in flight at once; a stuck server holds at most this many threads, and
+# evaluations queued behind them fail at their own timeout.
+MAX_IN_FLIGHT = 8
 
 
 def _client_for(url: str, timeout: float) -> OpaClient:
@@ -54,19 +60,28 @@ class RemoteOpaEngine:
     ) -> None:
         self.url = url.rstrip("/")
         self.name = f"{ENGINE_NAME} {self.url}"
+        self.timeout = timeout
         self._client = _client_for(self.url, timeout)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            MAX_IN_FLIGHT, thread_name_prefix="attest-opa"
+        )
         self.local_hash = bundle.hash if bundle else None
         self.bundle_hash = self.refresh_hash()
 
     def refresh_hash(self) -> str:
         """Hash of the modules the server has loaded (``remote:unknown`` if it will not say)."""
-        try:
-            policies = self._client.get_policies_list()
-            texts = [
+
+        def texts_of_policies() -> list[str]:
+            return [
                 self._client.get_policy(policy_id).get("result", {}).get("raw", "")
-                for policy_id in policies
+                for policy_id in self._client.get_policies_list()
             ]
-        except Exception as err:  # opa-client raises its own classes and requests' errors
+
+        listing = self._pool.submit(texts_of_policies)
+        try:
+            texts = listing.result(timeout=2 * self.timeout)  # wall time, as for evaluations
+        except Exception as err:  # opa-client's own classes, requests' errors, our timeout
+            listing.cancel()
             log.warning("OPA %s: cannot list policies (%s); bundle hash unknown", self.url, err)
             return "remote:unknown"
         remote = bundle_hash(texts)
@@ -83,16 +98,23 @@ class RemoteOpaEngine:
         """``deny`` and ``warn`` of ``package``, read in one Data API request."""
         check_package(package)
         what = f"OPA {self.url} data.{package}"
+        request = self._pool.submit(
+            self._client.query_rule,
+            input_doc,
+            package,
+            query_params={"strict-builtin-errors": "true"},
+        )
         try:
-            answer = self._client.query_rule(
-                input_doc, package, query_params={"strict-builtin-errors": "true"}
-            )
+            answer = request.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            request.cancel()
+            raise PolicyError(f"{what}: OPA did not answer within {self.timeout:g}s") from None
         except requests.HTTPError as err:
             raise PolicyError(f"{what}: {_server_error(err.response)}") from None
+        except ValueError:  # requests' JSONDecodeError is a RequestException too
+            raise PolicyError(f"{what}: OPA answered with something that is not JSON") from None
         except requests.RequestException as err:
             raise PolicyError(f"{what}: OPA unreachable: {type(err).__name__}") from None
-        except ValueError:
-            raise PolicyError(f"{what}: OPA answered with something that is not JSON") from None
         if not isinstance(answer, dict) or "result" not in answer:
             raise PolicyError(f"{what}: package is undefined on the OPA server")
         document = answer["result"]
@@ -106,4 +128,5 @@ class RemoteOpaEngine:
         )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close_connection()

@@ -14,9 +14,16 @@ threads crashes regopy).  Known regopy gaps are handled here, each as a clear
   parse times ending in ``Z``, and the message says so; output that is not
   JSON (``sprintf`` of a ``concat`` result leaves quotes unescaped) is a
   policy error naming the likely cause;
-* modules are rejected at load when they use what regopy cannot run:
-  ``with`` (crashes the process), ``sprintf`` ``%q`` (printed literally),
-  ``http.send``, ``net.cidr_*``, ``json.match_schema``/``json.verify_schema``.
+* modules are rejected at load when they use what regopy cannot run or runs
+  differently from OPA (found by tests/peers/test_opa_differential.py against
+  the real OPA; policies/README.md lists them): ``with`` (crashes the
+  process), built-ins OPA has and regopy lacks (:data:`OPA_ONLY_BUILTINS`),
+  built-ins whose answers differ (:data:`DIVERGENT_BUILTINS`), ``sprintf``
+  ``%q`` (printed literally) and width or precision on ``%s``/``%v``
+  (ignored), literal regular expressions with inline flags or Unicode
+  classes (rejected or matched bytewise), and ``not`` over a call with a
+  reference argument (``not f(input.x)``: OPA evaluates the reference outside
+  the negation, so an undefined one makes the expression false, not true).
 
 rego-cpp prints compile errors on stdout; they are captured and put in the
 error message instead.
@@ -45,11 +52,50 @@ from attest.policy.engine import DEFAULT_PACKAGE, RULES, PolicyResult, check_pac
 ENGINE_NAME = f"regopy {regopy.__version__}"
 T = TypeVar("T")
 
-_UNSUPPORTED_CALLS = re.compile(
-    r"\b(http\.send|net\.cidr_\w+|json\.match_schema|json\.verify_schema)\s*\("
-)
+# Built-ins of OPA v1.22 that regopy lacks (operators and print excluded: regopy runs
+# those); calling one fails only at evaluation, with a garbled error.  The peers tests
+# check this set against `opa capabilities` and regopy.
+OPA_ONLY_BUILTINS = frozenset(
+    {
+        "all", "any", "cast_array", "cast_boolean", "cast_null", "cast_object", "cast_set",
+        "cast_string", "crypto.x509.parse_and_verify_certificates_with_options",
+        "graphql.is_valid", "graphql.parse", "graphql.parse_and_verify", "graphql.parse_query",
+        "graphql.parse_schema", "graphql.schema_is_valid", "http.send", "json.match_schema",
+        "json.verify_schema", "net.cidr_contains", "net.cidr_contains_matches",
+        "net.cidr_expand", "net.cidr_intersects", "net.cidr_is_valid", "net.cidr_merge",
+        "net.cidr_overlap", "net.lookup_ip_addr", "providers.aws.sign_req", "re_match",
+        "rego.metadata.chain", "rego.metadata.rule", "rego.parse_module", "set_diff",
+        "strings.render_template", "strings.split_n", "trace",
+    }
+)  # fmt: skip
+# Built-ins regopy has but answers differently from OPA for ordinary arguments: a
+# policy using one could allow what OPA denies, so such bundles are refused.
+DIVERGENT_BUILTINS = {
+    "object.union": "merges only top-level keys; OPA merges nested objects",
+    "object.union_n": "merges only top-level keys; OPA merges nested objects",
+    "strings.replace_n": "replaces repeatedly; OPA makes one pass",
+    "walk": "gives one array of every pair; OPA gives each pair",
+    "format_int": "negative numbers come out as two's complement",
+    "hex.encode": "non-ASCII bytes come out sign-extended",
+    "time.diff": "gives wrong differences",
+    "time.format": "pads the fraction to nine digits",
+    "semver.compare": "orders pre-releases after releases and refuses a v prefix",
+    "semver.is_valid": "refuses a v prefix",
+    "base64.is_valid": "accepts invalid input",
+    "urlquery.encode": "encodes spaces as %20; OPA as +",
+    "urlquery.encode_object": "encodes spaces as %20; OPA as +",
+    "urlquery.decode_object": "leaves + undecoded",
+    "yaml.marshal": "indents lists differently",
+}
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _WITH = re.compile(r"\bwith\s+(input|data)\b")
-_SPRINTF_Q = re.compile(r"\bsprintf\s*\(\s*\"(?:[^\"\\]|\\.)*%q")
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_SPRINTF = re.compile(r"\bsprintf\s*\(\s*" + _STRING)
+_SPRINTF_UNSUPPORTED = re.compile(r"%(q)|%[-+ #0]*(\d+|\d*\.\d+)[sv]")
+_REGEX_LITERAL = re.compile(r"\bregex\.\w+\s*\(\s*" + _STRING)
+_REGEX_UNSUPPORTED = re.compile(r"\(\?[a-zA-Z]|\\\\[pP]")
+_NOT = re.compile(r"\bnot\s+[^\n;]*?[A-Za-z_][\w.]*\s*\(")
+_REFERENCE = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\s*\[[^\]]*\])+")
 _STDOUT_LOCK = threading.Lock()
 _LIBC = ctypes.CDLL(None)
 
@@ -121,14 +167,21 @@ def _line_of(text: str, offset: int) -> int:
 
 
 def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) -> list[str]:
-    """Reasons the embedded engine cannot run module ``name`` (empty when it can)."""
+    """Reasons the embedded engine cannot run module ``name`` as OPA would (empty when it can)."""
     problems: list[str] = []
     code = code_only(text)
-    for match in _UNSUPPORTED_CALLS.finditer(code):
-        problems.append(
-            f"{name}:{_line_of(code, match.start())}: built-in {match.group(1)} is not available "
-            "in the embedded engine (regopy); use --opa-url"
-        )
+    for match in _CALL.finditer(code):
+        where, builtin = f"{name}:{_line_of(code, match.start())}", match.group(1)
+        if builtin in OPA_ONLY_BUILTINS:
+            problems.append(
+                f"{where}: built-in {builtin} is not available in the embedded engine (regopy); "
+                "use --opa-url"
+            )
+        elif builtin in DIVERGENT_BUILTINS:
+            problems.append(
+                f"{where}: built-in {builtin} gives other answers in the embedded engine (regopy "
+                f"{DIVERGENT_BUILTINS[builtin]}); avoid it or use --opa-url"
+            )
     if not allow_with:
         for match in _WITH.finditer(code):
             problems.append(
@@ -136,12 +189,47 @@ def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) ->
                 "by the embedded engine (regopy crashes on it); use --opa-url or call a function "
                 "with the document instead"
             )
-    for match in _SPRINTF_Q.finditer(text):
-        problems.append(
-            f"{name}:{_line_of(text, match.start())}: sprintf verb %q is not supported by the "
-            "embedded engine (regopy prints it literally); use %v or %s"
-        )
+    for match in _NOT.finditer(code):
+        arguments = _call_arguments(code, match.end())
+        reference = _REFERENCE.search(arguments)
+        if reference:
+            problems.append(
+                f"{name}:{_line_of(code, match.start())}: 'not' over a call with a reference "
+                f"argument ({reference.group(0)}) is true in the embedded engine (regopy) "
+                "when the reference is undefined, false in OPA; assign the reference to a "
+                "variable before the 'not'"
+            )
+    for match in _SPRINTF.finditer(text):
+        verb = _SPRINTF_UNSUPPORTED.search(match.group(1))
+        if verb and verb.group(1):
+            problems.append(
+                f"{name}:{_line_of(text, match.start())}: sprintf verb %q is not supported by the "
+                "embedded engine (regopy prints it literally); use %v or %s"
+            )
+        elif verb:
+            problems.append(
+                f"{name}:{_line_of(text, match.start())}: sprintf width or precision "
+                f"({verb.group(0)}) is ignored by the embedded engine (regopy); pad with "
+                "concat or use --opa-url"
+            )
+    for match in _REGEX_LITERAL.finditer(text):
+        if _REGEX_UNSUPPORTED.search(match.group(1)):
+            problems.append(
+                f"{name}:{_line_of(text, match.start())}: inline flags (?i) and Unicode classes "
+                "\\p in regular expressions are not supported by the embedded engine (regopy); "
+                "use lower() or explicit character sets, or --opa-url"
+            )
     return problems
+
+
+def _call_arguments(code: str, start: int) -> str:
+    """The text of the call arguments that begin at ``start`` (just after the '(')."""
+    depth = 1
+    for index in range(start, len(code)):
+        depth += {"(": 1, ")": -1}.get(code[index], 0)
+        if depth == 0:
+            return code[start:index]
+    return code[start:]
 
 
 def captured_stdout(action: Callable[[], T]) -> tuple[T | None, BaseException | None, str]:

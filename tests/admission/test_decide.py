@@ -258,28 +258,3 @@ def test_mentions_is_whole_reference() -> None:
     assert not mentions("r/nginx:1: x", "nginx")
     assert mentions("image r/app:v1 is bad", "r/app:v1")
     assert not mentions("r/app:v12 bad", "r/app:v1")
-
-
-def test_remote_opa_engine_gives_the_same_decisions(tmp_path: Path) -> None:
-    from attest.policy import load_bundle
-    from tests.admission.helpers import PARAMETERS
-    from tests.policy.opaserver import FakeOpa
-
-    bundle = load_bundle(str(Path(__file__).resolve().parents[2] / "policies"))
-    opa = FakeOpa(dict(bundle.modules)).start()
-    try:
-        key_file = new_key().write(tmp_path / "k.pub")
-        policies = [key_policy("apps", [f"{REGISTRY}/apps/*"], key_file, parameters=PARAMETERS)]
-        config = write_config(tmp_path / "c.yaml", policies, policy={"opaUrl": opa.url})
-        service = Admission(str(config), verifier=FakeVerifier())
-        try:
-            good = service.decide(parse_review(review(deployment(GOOD))))
-            bad = service.decide(parse_review(review(deployment(BAD))))
-        finally:
-            service.close()
-        assert good.result == "allowed" and good.engine == f"opa {opa.url}"
-        assert good.bundle_hash == bundle.hash
-        assert bad.result == "denied" and bad.messages[0].startswith(f"{BAD}: no trusted signature")
-        assert any(method == "POST" for method, _path, _body in opa.requests)
-    finally:
-        opa.stop()

@@ -185,7 +185,8 @@ def test_rego_policy_prints_every_violation(cli, repo, image, tmp_path: Path) ->
 import rego.v1
 
 deny contains "builder is not the release workflow" if {
-    not endswith(input.predicate.runDetails.builder.id, "release.yml@refs/heads/main")
+    builder := input.predicate.runDetails.builder.id
+    not endswith(builder, "release.yml@refs/heads/main")
 }
 
 deny contains sprintf("event %s is not allowed", [e]) if {

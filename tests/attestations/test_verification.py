@@ -22,8 +22,9 @@ package attest.attestation
 import rego.v1
 
 deny contains msg if {
-    not startswith(input.predicate.runDetails.builder.id, "https://github.com/loosebazooka/")
-    msg := sprintf("untrusted builder %s", [input.predicate.runDetails.builder.id])
+    builder := input.predicate.runDetails.builder.id
+    not startswith(builder, "https://github.com/loosebazooka/")
+    msg := sprintf("untrusted builder %s", [builder])
 }
 
 deny contains msg if {

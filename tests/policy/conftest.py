@@ -1,13 +1,11 @@
-"""Fixtures for policy tests: Rego bundles written to tmp dirs, and a loopback OPA API server."""
+"""Fixtures for policy tests: Rego bundles written to tmp dirs (the real OPA is in tests/peers/)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from tests.policy.opaserver import FakeOpa
 
 POLICY = """package attest.admission
 import rego.v1
@@ -36,17 +34,3 @@ def write_bundle(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return write
-
-
-@pytest.fixture
-def fake_opa() -> Iterator[Callable[[dict[str, str]], FakeOpa]]:
-    servers: list[FakeOpa] = []
-
-    def start(modules: dict[str, str]) -> FakeOpa:
-        server = FakeOpa(modules).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()

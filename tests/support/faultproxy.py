@@ -1,8 +1,9 @@
 """A loopback HTTP proxy in front of a real registry that injects faults on demand.
 
-Tests script it (``fail_next(n, status, retry_after)``, ``hang_next(seconds)``)
-to exercise retries, ``Retry-After`` and deadlines against real registry
-behaviour for every request it does not disturb.
+Tests script it (``fail_next(n, status, retry_after)``, ``hang_seconds`` before
+answering, ``drip_seconds`` between the bytes of an answer) to exercise retries,
+``Retry-After`` and deadlines against real registry (or OPA) behaviour for every
+request it does not disturb.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class FaultProxy:
         self.port = free_port()
         self.faults: list[tuple[int, str | None]] = []
         self.hang_seconds = 0.0
+        self.drip_seconds = 0.0
         self.seen: list[tuple[str, str, int]] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -69,6 +71,14 @@ class FaultProxy:
                 response = upstream.getresponse()
                 data = response.read()
                 proxy.seen.append((self.command, self.path, response.status))
+                if proxy.drip_seconds:  # every byte on time for a read timeout, never done
+                    head = f"HTTP/1.1 {response.status} OK\r\nContent-Length: {len(data)}\r\n\r\n"
+                    for byte in head.encode() + data:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(proxy.drip_seconds)
+                    upstream.close()
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() in ("transfer-encoding", "connection"):
