@@ -78,8 +78,9 @@ def test_remote_engine_gives_the_embedded_answers_and_the_bundle_hash(server: Op
             got, want = remote.evaluate(document), local.evaluate(document)
             assert (got.deny, got.warn) == (want.deny, want.warn)
         assert got.bundle_hash == bundle.hash
-        assert (
-            remote.evaluate(UNSIGNED).deny[0].startswith("r.example/app:v1: no trusted signature")
+        # the threshold is the webhook's own denial (judge()); the bundle adds provenance
+        assert remote.evaluate(UNSIGNED).deny == (
+            "r.example/app:v1: no verified SLSA provenance attestation",
         )
         assert got.engine == f"opa {server.url}"
     finally:
