@@ -88,6 +88,7 @@ def test_valid_provenance_of_both_versions_is_signed(
         "slsaprovenance",
         "--key",
         KEY,
+        "--tlog-upload=false",
         env=PASSWORD,
     )
     assert result.exit_code == 0, result.stderr

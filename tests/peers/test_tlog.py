@@ -416,7 +416,7 @@ class FakeRekor:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -425,6 +425,14 @@ class FakeRekor:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Its handlers' broken pipes (the client gave up, as it should) print nothing: the CLI
+    under test runs in this process, and its captured stderr must hold only its own line."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return
 
 
 def _closed_port() -> int:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import marshal
+import multiprocessing
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,12 @@ def _single_process(root: Path) -> tuple[dict[str, Any], list[str]]:
     return nodes, sorted(env.warnings)
 
 
-def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _broken_send(value: object) -> bytes:
+    raise ValueError("the helper cannot send")
+
+
+def _walk_counting_forks(root: str, break_sending: bool) -> tuple[int, Any, list[str]]:
+    """The walk in this process, counting its forks; ``break_sending`` breaks the helper."""
     forks: list[int] = []
     real_fork = os.fork
 
@@ -69,16 +76,23 @@ def _counting_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             forks.append(pid)
         return pid
 
-    monkeypatch.setattr(os, "fork", fork)
-    return forks
+    os.fork = fork  # type: ignore[assignment]  # a fresh process of its own: nothing to restore
+    if break_sending:
+        marshal.dumps = _broken_send  # type: ignore[assignment]  # only the helper sends
+    nodes, warnings = _walked(Path(root))
+    return len(forks), nodes, warnings
 
 
-def test_the_shared_walk_finds_what_one_process_finds(
-    wide_tree: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    forks = _counting_forks(monkeypatch)
-    nodes, warnings = _walked(wide_tree)
-    assert len(forks) == 1  # the helper really ran
+def _walk_alone(root: Path, *, break_sending: bool = False) -> tuple[int, Any, list[str]]:
+    """The walk in a freshly spawned interpreter with one thread, as ``attest sbom`` runs it:
+    the walk never forks beside other threads, and a test session has several."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_walk_counting_forks, (str(root), break_sending))
+
+
+def test_the_shared_walk_finds_what_one_process_finds(wide_tree: Path) -> None:
+    forks, nodes, warnings = _walk_alone(wide_tree)
+    assert forks == 1  # the helper really ran
     assert (nodes, warnings) == _single_process(wide_tree)
     npm = [p for p, node in nodes.items() if "npm" in node[4]]
     assert len(npm) == filesystem._SPLIT_AT + 200
@@ -88,14 +102,20 @@ def test_the_shared_walk_finds_what_one_process_finds(
         assert any(w.startswith("/srv/unreadable: cannot list directory") for w in warnings)
 
 
-def test_a_failing_helper_costs_time_not_results(
-    wide_tree: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    forks = _counting_forks(monkeypatch)
+def test_a_failing_helper_costs_time_not_results(wide_tree: Path) -> None:
+    forks, nodes, warnings = _walk_alone(wide_tree, break_sending=True)
+    assert forks == 1
+    assert (nodes, warnings) == _single_process(wide_tree)
 
-    def broken(value: object) -> bytes:
-        raise ValueError("the helper cannot send")
 
-    monkeypatch.setattr(marshal, "dumps", broken)  # only the helper sends
-    assert _walked(wide_tree) == _single_process(wide_tree)
-    assert len(forks) == 1
+def test_no_fork_beside_other_threads(wide_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process with other threads (this test session) walks alone, with the same result."""
+    monkeypatch.setattr(os, "fork", _broken_send)
+    other = threading.Event()
+    thread = threading.Thread(target=other.wait)
+    thread.start()
+    try:
+        assert _walked(wide_tree) == _single_process(wide_tree)
+    finally:
+        other.set()
+        thread.join()
