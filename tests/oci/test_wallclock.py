@@ -24,7 +24,7 @@ from attest.oci.manifest import Descriptor
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 from attest.oci.store import read_blob
 from attest.signing.storage import fetch_all
-from tests.oci.test_transport import _Redirector, tls, tls_registry  # noqa: F401 - fixtures
+from tests.oci.test_transport import _Redirector
 from tests.support.hostile import MANIFEST_TYPE, HostileRegistry
 
 DEADLINE = 2.0  # above the drip interval (1 s): a per-recv timeout alone never trips
@@ -60,7 +60,7 @@ def _bounded(call: Callable[[], object], seconds: float = DEADLINE + MARGIN) -> 
     def run() -> None:
         try:
             call()
-        except BaseException as err:  # noqa: BLE001 - handed to the test
+        except BaseException as err:  # handed to the test
             outcome.append(err)
         else:
             outcome.append(AssertionError("the call returned instead of timing out"))
