@@ -17,6 +17,7 @@ not change says so.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import copy
 import datetime as dt
@@ -32,6 +33,7 @@ from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.policy_input import ImageCheck, build_input, rfc3339
 from admission.review import AdmissionRequest
+from admission.slots import RegistrySlots
 from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
 from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
@@ -132,6 +134,34 @@ class Decision:
         }
 
 
+class _Lanes:
+    """The results of one request's lanes; closed at its deadline, after which they are dropped."""
+
+    def __init__(self, checks: list[ImageCheck]) -> None:
+        self.checks = checks
+        self._results: dict[int, ImageCheck] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def next(self, queue: collections.deque[int], deadline: Deadline) -> int | None:
+        """The next image to verify, or ``None`` when there is none or no time is left."""
+        with self._lock:
+            if self._closed or not queue or deadline.expired:
+                return None
+            return queue.popleft()
+
+    def put(self, index: int, result: ImageCheck) -> None:
+        with self._lock:
+            if not self._closed:
+                self._results[index] = result
+
+    def close(self) -> dict[int, ImageCheck]:
+        """Stop taking results; the ones that came in time."""
+        with self._lock:
+            self._closed = True
+            return dict(self._results)
+
+
 class RegistryPool:
     """One thread-safe registry client per host, shared by all requests of a configuration."""
 
@@ -167,7 +197,11 @@ def build_runtime(config: AdmissionConfig) -> Runtime:
     """Compile the configuration's policy bundle (or connect to its OPA) and set up registries."""
     bundle = None if config.opa_url else load_bundle(config.bundle)
     engine = make_engine(bundle, opa_url=config.opa_url)
-    options = RegistryOptions(auth_files=config.registry_auth, timeout=config.deadline_seconds)
+    options = RegistryOptions(
+        auth_files=config.registry_auth,
+        timeout=config.deadline_seconds,
+        host_concurrency=config.max_concurrent_per_registry,
+    )
     return Runtime(engine=engine, registries=RegistryPool(options))
 
 
@@ -221,6 +255,7 @@ class Admission:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="attest-verify"
         )
+        self.slots = RegistrySlots(config.max_concurrent_per_registry)
 
     @property
     def config(self) -> AdmissionConfig:
@@ -385,7 +420,13 @@ class Admission:
         config: AdmissionConfig,
         deadline: Deadline,
     ) -> None:
-        """Resolve and verify every image that needs it, in place; late results are dropped."""
+        """Resolve and verify every image that needs it, in place, all under ``deadline``.
+
+        The work runs on the pool, in lanes of at most ``maxConcurrentPerRegistry``
+        per registry host (:mod:`admission.slots`); this thread only waits, and
+        answers at the deadline whatever is still running.  What a lane finishes
+        after that is dropped: an image without a result by then timed out (and the
+        transport cuts its exchanges off, so the lane ends soon after)."""
         for check in checks:  # images already verified: no thread, no network
             if check.outcome != "unverified":  # invalid or unmatched: nothing to verify
                 continue
@@ -397,20 +438,80 @@ class Admission:
         pending = [
             i for i, c in enumerate(checks) if c.outcome == "unverified" and c.verification is None
         ]
-        if len(pending) == 1:
-            checks[pending[0]] = self._verify_one(checks[pending[0]], runtime, deadline)
+        if not pending:
             return
-        futures = {
-            self._pool.submit(self._verify_one, checks[i], runtime, deadline): i for i in pending
-        }
-        _done, late = concurrent.futures.wait(futures, timeout=deadline.remaining() + 0.05)
-        for future, index in futures.items():
-            if future in late:
-                future.cancel()
-                checks[index].outcome = "timed_out"
-                checks[index].error = f"verification timed out after {config.deadline_seconds:g}s"
+        self.slots.limit = config.max_concurrent_per_registry
+        by_host: dict[str, list[int]] = {}
+        for index in pending:
+            parsed = checks[index].parsed
+            assert parsed is not None
+            by_host.setdefault(parsed.registry, []).append(index)
+        lanes = _Lanes(checks)
+        futures: list[concurrent.futures.Future[None]] = []
+        refused: dict[str, str] = {}
+        waiting = []
+        for host, indexes in by_host.items():  # free slots first, then wait for the rest
+            taken = self.slots.take(host, len(indexes), deadline, wait=False)
+            if taken:
+                futures += self._start_lanes(host, indexes, taken, lanes, runtime, deadline)
             else:
-                checks[index] = future.result()
+                waiting.append((host, indexes))
+        for host, indexes in waiting:
+            taken = self.slots.take(host, len(indexes), deadline, wait=True)
+            if taken:
+                futures += self._start_lanes(host, indexes, taken, lanes, runtime, deadline)
+            elif not deadline.expired:
+                refused[host] = (
+                    f"not verified: registry {host} is stalling (its last verification timed "
+                    f"out) and already has {self.slots.limit} verifications running "
+                    "(maxConcurrentPerRegistry)"
+                )
+        concurrent.futures.wait(futures, timeout=deadline.remaining())
+        results = lanes.close()
+        for index in pending:
+            if index in results:
+                checks[index] = results[index]
+                continue
+            parsed = checks[index].parsed
+            assert parsed is not None
+            checks[index].outcome = "timed_out"
+            checks[index].error = refused.get(parsed.registry) or (
+                f"verification timed out after {config.deadline_seconds:g}s"
+            )
+
+    def _start_lanes(
+        self,
+        host: str,
+        indexes: list[int],
+        count: int,
+        lanes: _Lanes,
+        runtime: Runtime,
+        deadline: Deadline,
+    ) -> list[concurrent.futures.Future[None]]:
+        """``count`` pool tasks (one per slot taken) that verify ``indexes`` between them."""
+        queue = collections.deque(indexes)
+        return [
+            self._pool.submit(self._lane, host, queue, lanes, runtime, deadline)
+            for _ in range(count)
+        ]
+
+    def _lane(
+        self,
+        host: str,
+        queue: collections.deque[int],
+        lanes: _Lanes,
+        runtime: Runtime,
+        deadline: Deadline,
+    ) -> None:
+        """Verify images from ``queue`` one after another; give the slot back at the end."""
+        timed_out = False
+        try:
+            while (index := lanes.next(queue, deadline)) is not None:
+                result = self._verify_one(lanes.checks[index], runtime, deadline)
+                timed_out = result.outcome == "timed_out"
+                lanes.put(index, result)
+        finally:
+            self.slots.give_back(host, timed_out=timed_out)
 
     def _verify_one(self, original: ImageCheck, runtime: Runtime, deadline: Deadline) -> ImageCheck:
         """A copy of ``original`` with its digest, verification and outcome filled in."""

@@ -90,22 +90,22 @@ def test_drip_fed_answer_is_cut_at_the_deadline(hostile) -> None:
 def test_drip_fed_answer_over_tls_is_cut_at_the_deadline(hostile, tls) -> None:
     """One byte per TLS record: the thread is inside the TLS read when the cut comes."""
     server = hostile("drip", tls=(str(tls.cert), str(tls.key)))
-    store = _store(server.address, scheme="https", insecure=True)
+    store = _store(server.address, scheme="https", ca_bundle=str(tls.ca))
     _assert_cut_off(server, _bounded(lambda: store.resolve("v1")))
 
 
-def test_drip_fed_tls_handshake_is_cut_at_the_deadline(hostile, tls_registry) -> None:
+def test_drip_fed_tls_handshake_is_cut_at_the_deadline(hostile, tls, tls_registry) -> None:
     """The TLS handshake of a new connection drips: cut there too, before any request."""
     server = hostile("drip", upstream=tls_registry.port)
-    store = _store(server.address, scheme="https", insecure=True)
+    store = _store(server.address, scheme="https", ca_bundle=str(tls.ca))
     _assert_cut_off(server, _bounded(lambda: store.resolve("v1")))
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_black_hole_is_cut_at_the_deadline(hostile, scheme: str) -> None:
+def test_black_hole_is_cut_at_the_deadline(hostile, tls, scheme: str) -> None:
     """Over HTTPS the client is stuck in the TLS handshake: cut there too."""
     server = hostile("blackhole")
-    store = _store(server.address, scheme=scheme, insecure=True)
+    store = _store(server.address, scheme=scheme, ca_bundle=str(tls.ca))
     _assert_cut_off(server, _bounded(lambda: store.resolve("v1")))
 
 

@@ -168,7 +168,6 @@ class HostileRegistry:
             pass
         held.closed = time.monotonic()
 
-
     def _drip_relay(self, conn: socket.socket, upstream: int) -> None:
         """Relay to ``upstream``: the client's bytes at once, the answer a byte a second."""
         held = Held(time.monotonic())
@@ -216,10 +215,7 @@ def _read_request(conn: socket.socket) -> bytes | None:
 def _answer(line: str, body: bytes) -> bytes:
     """A 200 that looks like a manifest answer; a HEAD gets no digest, so the client GETs."""
     head = (
-        "HTTP/1.1 200 OK\r\n"
-        f"Content-Type: {MANIFEST_TYPE}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "\r\n"
+        f"HTTP/1.1 200 OK\r\nContent-Type: {MANIFEST_TYPE}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     return head if line.startswith("HEAD ") else head + body
 
