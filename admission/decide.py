@@ -100,6 +100,7 @@ class Decision:
     checked: bool = True
     code: int = 200
     dry_run: bool = False
+    caller: str = ""  # the client certificate subject the request came with ("" without one)
 
     @property
     def allowed(self) -> bool:
@@ -119,6 +120,7 @@ class Decision:
             "namespace": self.namespace,
             "name": self.name,
             "user": self.user,
+            "caller": self.caller,
             "result": self.result,
             "allowed": self.allowed,
             "checked": self.checked,
@@ -269,8 +271,9 @@ class Admission:
 
     # -- the flow ------------------------------------------------------------------
 
-    def decide(self, request: AdmissionRequest) -> Decision:
-        """Judge one request; never raises for anything a request can contain."""
+    def decide(self, request: AdmissionRequest, *, caller: str = "") -> Decision:
+        """Judge one request; never raises for anything a request can contain.  ``caller`` is
+        who sent it (the verified client certificate subject), recorded with the decision."""
         started = time.monotonic()
         now = dt.datetime.now(dt.UTC)
         loaded = self.watcher.current()
@@ -293,6 +296,7 @@ class Admission:
             "trust_fingerprint": config.trust_fingerprint,
             "engine": runtime.engine.name,
             "dry_run": request.dry_run,
+            "caller": caller,
         }
         skip = self._not_checked(request, config)
         if skip:

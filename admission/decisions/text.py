@@ -127,6 +127,7 @@ def detail(record: StoredDecision) -> str:
         f"  time:      {fields.time}",
         f"  request:   {fields.operation} {fields.kind} {target} (uid {fields.uid or '-'})",
         f"  user:      {fields.user or '-'}",
+        f"  caller:    {pick(document, 'caller', default='') or '(no client certificate)'}",
         f"  policy:    bundle {fields.bundle_hash or '-'}, engine {fields.engine or '-'}",
         f"  trust:     {fields.trust_fingerprint or '-'}",
         f"  latency:   {_latency(document)}",
