@@ -309,6 +309,10 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         conn = reading.conn
         self._forget(conn)
         request = bytes(reading.buffer[:size])
+        if reading.continued:  # answered already: gunicorn must not send a second 100
+            head, _, body = request.partition(b"\r\n\r\n")
+            head = re.sub(rb"(?im)^expect[ \t]*:[^\r\n]*(\r\n|\Z)", b"", head)
+            request = head.rstrip(b"\r\n") + b"\r\n\r\n" + body
         conn.attest_leftover = bytes(reading.buffer[size:])
         conn.attest_probe = _PROBE_REQUEST.match(request) is not None
         conn.parser = http.get_parser(self.cfg, [request], conn.client)
@@ -348,6 +352,9 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
             self.poller.unregister(conn.sock)
 
     def _drop(self, conn: TConn) -> None:
+        if getattr(conn, "attest_dropped", False):
+            return
+        conn.attest_dropped = True
         self._forget(conn)
         self.nr_conns -= 1
         conn.close()
