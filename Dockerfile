@@ -46,4 +46,4 @@ USER 65532:65532
 # 8445: probes (/healthz, /readyz for the kubelet)
 EXPOSE 8443 8444 8445
 ENTRYPOINT ["attest"]
-CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key", "--web-port", "8444"]
+CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key", "--web-port", "8444", "--probe-port", "8445"]
