@@ -507,8 +507,9 @@ class Admission:
         runtime: Runtime,
         deadline: Deadline,
     ) -> None:
-        """Verify images from ``queue`` one after another; give the slot back at the end."""
-        timed_out = False
+        """Verify images from ``queue`` one after another; give the slot back at the end (with
+        whether its last verification timed out; a lane that verified nothing says nothing)."""
+        timed_out: bool | None = None
         try:
             while (index := lanes.next(queue, deadline)) is not None:
                 result = self._verify_one(lanes.checks[index], runtime, deadline)

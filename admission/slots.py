@@ -50,25 +50,23 @@ class RegistrySlots:
                     return 0
                 self._condition.wait(deadline.remaining())
 
-    def give_back(self, host: str, *, timed_out: bool) -> None:
+    def give_back(self, host: str, *, timed_out: bool | None) -> None:
         """Free one slot; ``timed_out`` says whether its last verification ran out of time
-        (the host is then stalling, until a verification against it ends in time)."""
+        (the host is then stalling, until a verification against it ends in time), ``None``
+        that it verified nothing."""
         with self._condition:
             left = self._busy.get(host, 0) - 1
             if left > 0:
                 self._busy[host] = left
             else:
                 self._busy.pop(host, None)
-            self._stalled.pop(host, None)
+            if timed_out is not None:
+                self._stalled.pop(host, None)
             if timed_out:
                 self._stalled[host] = None
                 if len(self._stalled) > MAX_STALLED_HOSTS:
                     del self._stalled[next(iter(self._stalled))]
             self._condition.notify_all()
-
-    def stalling(self, host: str) -> bool:
-        with self._condition:
-            return host in self._stalled
 
     def busy(self, host: str) -> int:
         with self._condition:

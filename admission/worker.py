@@ -239,9 +239,17 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         self.readings[conn] = reading
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, reading))
         if leftover:
-            self._check(reading)
+            self._on_readable(reading)  # maybe all there: dispatch or refuse it now
 
     def _on_readable(self, reading: _Reading, _fileobj: object = None) -> None:
+        """Read what arrived (event loop: must never raise, or the worker dies)."""
+        try:
+            self._read_more(reading)
+        except Exception:
+            self.log.exception("reading a request failed")
+            self._drop(reading.conn)
+
+    def _read_more(self, reading: _Reading) -> None:
         sock = reading.conn.sock
         try:
             if reading.handshaking:
@@ -259,7 +267,7 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
                 reading.handshaking = False
                 reading.conn.attest_caller = _caller(sock)
                 self.poller.modify(sock, selectors.EVENT_READ, partial(self._on_readable, reading))
-            limit = MAX_HEAD_BYTES + self.listeners.max_body_bytes
+            limit = MAX_HEAD_BYTES + 4 + self.listeners.max_body_bytes  # then _check decides
             while len(reading.buffer) <= limit:
                 try:
                     data = sock.recv(_READ_CHUNK)
@@ -277,9 +285,9 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
     def _check(self, reading: _Reading) -> None:
         """Dispatch the request if it is complete; refuse it if it breaks a limit."""
         buffer = reading.buffer
-        head_end = buffer.find(b"\r\n\r\n")
+        head_end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
         if head_end < 0:
-            if len(buffer) > MAX_HEAD_BYTES:
+            if len(buffer) >= MAX_HEAD_BYTES + 4:
                 self._refuse(
                     reading.conn, 431, f"request head is larger than {MAX_HEAD_BYTES} bytes"
                 )
