@@ -54,6 +54,8 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 PROBE_PATHS = (b"/healthz", b"/readyz")
 MAX_HEAD_BYTES = 64 * 1024
+DRAIN_BYTES = 16 * 1024 * 1024  # read and drop this much of a refused body: the client sees why
+DRAIN_SECONDS = 2.0
 _READ_CHUNK = 256 * 1024
 _PROBE_REQUEST = re.compile(rb"GET (/healthz|/readyz)(\?[^ ]*)? HTTP/1\.[01]\r\n")
 
@@ -142,6 +144,7 @@ class _Reading:
     handshaking: bool = False
     head_done: bool = False
     continued: bool = False
+    draining: int = 0  # refused: bytes of the rest of the request still to read and drop
 
 
 def _caller(sock: ssl.SSLSocket) -> str | None:
@@ -251,6 +254,9 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
 
     def _read_more(self, reading: _Reading) -> None:
         sock = reading.conn.sock
+        if reading.draining:
+            self._drain(reading)
+            return
         try:
             if reading.handshaking:
                 try:
@@ -288,19 +294,17 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         head_end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
         if head_end < 0:
             if len(buffer) >= MAX_HEAD_BYTES + 4:
-                self._refuse(
-                    reading.conn, 431, f"request head is larger than {MAX_HEAD_BYTES} bytes"
-                )
+                self._refuse(reading, 431, f"request head is larger than {MAX_HEAD_BYTES} bytes")
             return
         reading.head_done = True
         head = bytes(buffer[:head_end])
         length, problem = _body_length(head)
         if problem is not None:
-            self._refuse(reading.conn, *problem)
+            self._refuse(reading, *problem)
             return
         if length > self.listeners.max_body_bytes:
             self._refuse(
-                reading.conn,
+                reading,
                 413,
                 f"request body is larger than {self.listeners.max_body_bytes} bytes",
             )
@@ -333,6 +337,10 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         super().murder_pending()
         now = time.monotonic()
         for reading in list(self.readings.values()):
+            if reading.draining:
+                if now >= reading.read_end:
+                    self._drop(reading.conn)
+                continue
             late_head = not reading.head_done and now >= reading.header_end
             if late_head or now >= reading.read_end:
                 what = "the request head" if late_head else "the whole request"
@@ -342,11 +350,34 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
                 if reading.handshaking:
                     self._drop(reading.conn)
                 else:
-                    self._refuse(reading.conn, 408, f"{what} did not arrive within {limit:g}s")
+                    self._send_quietly(
+                        reading.conn,
+                        error_response(
+                            408, _REASONS[408], f"{what} did not arrive within {limit:g}s"
+                        ),
+                    )
+                    self._drop(reading.conn)
 
-    def _refuse(self, conn: TConn, status: int, message: str) -> None:
-        self._send_quietly(conn, error_response(status, _REASONS[status], message))
-        self._drop(conn)
+    def _refuse(self, reading: _Reading, status: int, message: str) -> None:
+        """Answer ``status`` and close; first read and drop what the client is still sending
+        (bounded), or it would fail writing the body and never see the answer."""
+        self._send_quietly(reading.conn, error_response(status, _REASONS[status], message))
+        reading.draining = DRAIN_BYTES
+        reading.read_end = min(reading.read_end, time.monotonic() + DRAIN_SECONDS)
+        self._drain(reading)
+
+    def _drain(self, reading: _Reading) -> None:
+        while reading.draining > 0:
+            try:
+                data = reading.conn.sock.recv(min(_READ_CHUNK, reading.draining))
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return
+            except OSError:
+                break
+            if not data:
+                break
+            reading.draining -= len(data)
+        self._drop(reading.conn)
 
     @staticmethod
     def _send_quietly(conn: TConn, data: bytes) -> None:
