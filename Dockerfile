@@ -42,7 +42,8 @@ ENV PATH=/opt/attest/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:
     PYTHONUNBUFFERED=1
 WORKDIR /opt/attest
 USER 65532:65532
-# 8443: the webhook (API server → /validate, /mutate); 8444: ops (/metrics, decisions view)
-EXPOSE 8443 8444
+# 8443: the webhook (API server → /validate, /mutate); 8444: ops (/metrics, decisions view);
+# 8445: probes (/healthz, /readyz for the kubelet)
+EXPOSE 8443 8444 8445
 ENTRYPOINT ["attest"]
-CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key", "--web-port", "8444"]
+CMD ["admission", "serve", "--config", "/etc/attest/config/config.yaml", "--tls-cert", "/etc/attest/tls/tls.crt", "--tls-key", "/etc/attest/tls/tls.key", "--web-port", "8444", "--probe-port", "8445"]

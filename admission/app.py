@@ -155,7 +155,7 @@ def create_app(
             return jsonify(_mutation(None, review))
         token = _webhook.set(webhook)
         try:
-            decision = service.decide(review)
+            decision = service.decide(review, caller=request.environ.get("attest.caller", ""))
         except Exception as err:  # fail closed with the reason, keep the worker alive
             log.exception("admission %s: deciding failed", review.uid)
             if webhook == "mutate":

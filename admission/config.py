@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BUNDLE = default_bundle()  # the repository's policies/, or the installed copy
 DEFAULT_DEADLINE_SECONDS = 8.0
 DEFAULT_TAG_TTL_SECONDS = 5.0  # see README "Tag resolution and freshness"
+DEFAULT_MAX_CONCURRENT_PER_REGISTRY = 4  # see README "Deadline and hostile registries"
 MAX_DEADLINE_SECONDS = 29.0
 MODES = ("enforce", "warn")
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -208,6 +209,7 @@ class AdmissionConfig:
     tag_ttl_seconds: float = DEFAULT_TAG_TTL_SECONDS
     namespaces: NamespaceFilter = NamespaceFilter()
     pin_digests: bool = False
+    max_concurrent_per_registry: int = DEFAULT_MAX_CONCURRENT_PER_REGISTRY
     files: tuple[str, ...] = ()
 
     def policy_for(self, image_name: str, namespace: str) -> ImagePolicy | None:
@@ -443,6 +445,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             "cache",
             "namespaces",
             "pinDigests",
+            "maxConcurrentPerRegistry",
         },
     )
     files: list[str] = [os.path.abspath(path)]
@@ -486,6 +489,9 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     tag_ttl = float(cache.get("tagTtlSeconds", (int, float), DEFAULT_TAG_TTL_SECONDS))
     if max_entries < 0 or ttl < 0 or tag_ttl < 0:
         raise ConfigError("cache.maxEntries, ttlSeconds and tagTtlSeconds must not be negative")
+    per_registry = reader.get("maxConcurrentPerRegistry", int, DEFAULT_MAX_CONCURRENT_PER_REGISTRY)
+    if not 1 <= per_registry <= 64:
+        raise ConfigError(f"maxConcurrentPerRegistry must be between 1 and 64, not {per_registry}")
     return AdmissionConfig(
         path=path,
         policies=policies,
@@ -501,6 +507,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
         tag_ttl_seconds=tag_ttl,
         namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
         pin_digests=reader.get("pinDigests", bool, False),
+        max_concurrent_per_registry=per_registry,
         files=tuple(dict.fromkeys(files)),
     )
 

@@ -17,6 +17,7 @@ not change says so.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import copy
 import datetime as dt
@@ -33,6 +34,7 @@ from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
 from admission.review import AdmissionRequest
+from admission.slots import RegistrySlots
 from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
 from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
@@ -104,6 +106,7 @@ class Decision:
     checked: bool = True
     code: int = 200
     dry_run: bool = False
+    caller: str = ""  # the client certificate subject the request came with ("" without one)
 
     @property
     def allowed(self) -> bool:
@@ -123,6 +126,7 @@ class Decision:
             "namespace": self.namespace,
             "name": self.name,
             "user": self.user,
+            "caller": self.caller,
             "result": self.result,
             "allowed": self.allowed,
             "checked": self.checked,
@@ -136,6 +140,34 @@ class Decision:
             "trustFingerprint": self.trust_fingerprint,
             "engine": self.engine,
         }
+
+
+class _Lanes:
+    """The results of one request's lanes; closed at its deadline, after which they are dropped."""
+
+    def __init__(self, checks: list[ImageCheck]) -> None:
+        self.checks = checks
+        self._results: dict[int, ImageCheck] = {}
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def next(self, queue: collections.deque[int], deadline: Deadline) -> int | None:
+        """The next image to verify, or ``None`` when there is none or no time is left."""
+        with self._lock:
+            if self._closed or not queue or deadline.expired:
+                return None
+            return queue.popleft()
+
+    def put(self, index: int, result: ImageCheck) -> None:
+        with self._lock:
+            if not self._closed:
+                self._results[index] = result
+
+    def close(self) -> dict[int, ImageCheck]:
+        """Stop taking results; the ones that came in time."""
+        with self._lock:
+            self._closed = True
+            return dict(self._results)
 
 
 class RegistryPool:
@@ -173,7 +205,11 @@ def build_runtime(config: AdmissionConfig) -> Runtime:
     """Compile the configuration's policy bundle (or connect to its OPA) and set up registries."""
     bundle = None if config.opa_url else load_bundle(config.bundle)
     engine = make_engine(bundle, opa_url=config.opa_url)
-    options = RegistryOptions(auth_files=config.registry_auth, timeout=config.deadline_seconds)
+    options = RegistryOptions(
+        auth_files=config.registry_auth,
+        timeout=config.deadline_seconds,
+        host_concurrency=config.max_concurrent_per_registry,
+    )
     return Runtime(engine=engine, registries=RegistryPool(options))
 
 
@@ -227,6 +263,7 @@ class Admission:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="attest-verify"
         )
+        self.slots = RegistrySlots(config.max_concurrent_per_registry)
 
     @property
     def config(self) -> AdmissionConfig:
@@ -240,16 +277,18 @@ class Admission:
 
     # -- the flow ------------------------------------------------------------------
 
-    def decide(self, request: AdmissionRequest) -> Decision:
+    def decide(self, request: AdmissionRequest, *, caller: str = "") -> Decision:
         """Judge one request; never raises: an internal error while deciding is a denial
-        (result ``error``, code 500) that reaches the listeners, so it is recorded too."""
+        (result ``error``, code 500) that reaches the listeners, so it is recorded too.
+        ``caller`` is who sent it (the verified client certificate subject), recorded with
+        the decision."""
         try:
-            return self._decide(request)
+            return self._decide(request, caller)
         except Exception as err:
             log.exception("admission %s: deciding failed", request.uid)
-            return self._emit(self._failed(request, err))
+            return self._emit(self._failed(request, caller, err))
 
-    def _failed(self, request: AdmissionRequest, err: Exception) -> Decision:
+    def _failed(self, request: AdmissionRequest, caller: str, err: Exception) -> Decision:
         """The denial for a request whose decision crashed (with what can still be said)."""
         try:
             loaded = self.watcher.current()
@@ -268,6 +307,7 @@ class Admission:
             namespace=request.namespace,
             name=request.name,
             user=request.username,
+            caller=caller,
             result="error",
             messages=(f"internal error while deciding: {type(err).__name__}: {err}",),
             code=500,
@@ -275,7 +315,7 @@ class Admission:
             **hashes,
         )
 
-    def _decide(self, request: AdmissionRequest) -> Decision:
+    def _decide(self, request: AdmissionRequest, caller: str) -> Decision:
         started = time.monotonic()
         now = dt.datetime.now(dt.UTC)
         loaded = self.watcher.current()
@@ -298,6 +338,7 @@ class Admission:
             "trust_fingerprint": config.trust_fingerprint,
             "engine": runtime.engine.name,
             "dry_run": request.dry_run,
+            "caller": caller,
         }
         skip = self._not_checked(request, config)
         if skip:
@@ -438,7 +479,13 @@ class Admission:
         config: AdmissionConfig,
         deadline: Deadline,
     ) -> None:
-        """Resolve and verify every image that needs it, in place; late results are dropped."""
+        """Resolve and verify every image that needs it, in place, all under ``deadline``.
+
+        The work runs on the pool, in lanes of at most ``maxConcurrentPerRegistry``
+        per registry host (:mod:`admission.slots`); this thread only waits, and
+        answers at the deadline whatever is still running.  What a lane finishes
+        after that is dropped: an image without a result by then timed out (and the
+        transport cuts its exchanges off, so the lane ends soon after)."""
         for check in checks:  # images already verified: no thread, no network
             if check.outcome != "unverified":  # invalid or unmatched: nothing to verify
                 continue
@@ -450,20 +497,81 @@ class Admission:
         pending = [
             i for i, c in enumerate(checks) if c.outcome == "unverified" and c.verification is None
         ]
-        if len(pending) == 1:
-            checks[pending[0]] = self._verify_one(checks[pending[0]], runtime, deadline)
+        if not pending:
             return
-        futures = {
-            self._pool.submit(self._verify_one, checks[i], runtime, deadline): i for i in pending
-        }
-        _done, late = concurrent.futures.wait(futures, timeout=deadline.remaining() + 0.05)
-        for future, index in futures.items():
-            if future in late:
-                future.cancel()
-                checks[index].outcome = "timed_out"
-                checks[index].error = f"verification timed out after {config.deadline_seconds:g}s"
+        self.slots.limit = config.max_concurrent_per_registry
+        by_host: dict[str, list[int]] = {}
+        for index in pending:
+            parsed = checks[index].parsed
+            assert parsed is not None
+            by_host.setdefault(parsed.registry, []).append(index)
+        lanes = _Lanes(checks)
+        futures: list[concurrent.futures.Future[None]] = []
+        refused: dict[str, str] = {}
+        waiting = []
+        for host, indexes in by_host.items():  # free slots first, then wait for the rest
+            taken = self.slots.take(host, len(indexes), deadline, wait=False)
+            if taken:
+                futures += self._start_lanes(host, indexes, taken, lanes, runtime, deadline)
             else:
-                checks[index] = future.result()
+                waiting.append((host, indexes))
+        for host, indexes in waiting:
+            taken = self.slots.take(host, len(indexes), deadline, wait=True)
+            if taken:
+                futures += self._start_lanes(host, indexes, taken, lanes, runtime, deadline)
+            elif not deadline.expired:
+                refused[host] = (
+                    f"not verified: registry {host} is stalling (its last verification timed "
+                    f"out) and already has {self.slots.limit} verifications running "
+                    "(maxConcurrentPerRegistry)"
+                )
+        concurrent.futures.wait(futures, timeout=deadline.remaining())
+        results = lanes.close()
+        for index in pending:
+            if index in results:
+                checks[index] = results[index]
+                continue
+            parsed = checks[index].parsed
+            assert parsed is not None
+            checks[index].outcome = "timed_out"
+            checks[index].error = refused.get(parsed.registry) or (
+                f"verification timed out after {config.deadline_seconds:g}s"
+            )
+
+    def _start_lanes(
+        self,
+        host: str,
+        indexes: list[int],
+        count: int,
+        lanes: _Lanes,
+        runtime: Runtime,
+        deadline: Deadline,
+    ) -> list[concurrent.futures.Future[None]]:
+        """``count`` pool tasks (one per slot taken) that verify ``indexes`` between them."""
+        queue = collections.deque(indexes)
+        return [
+            self._pool.submit(self._lane, host, queue, lanes, runtime, deadline)
+            for _ in range(count)
+        ]
+
+    def _lane(
+        self,
+        host: str,
+        queue: collections.deque[int],
+        lanes: _Lanes,
+        runtime: Runtime,
+        deadline: Deadline,
+    ) -> None:
+        """Verify images from ``queue`` one after another; give the slot back at the end (with
+        whether its last verification timed out; a lane that verified nothing says nothing)."""
+        timed_out: bool | None = None
+        try:
+            while (index := lanes.next(queue, deadline)) is not None:
+                result = self._verify_one(lanes.checks[index], runtime, deadline)
+                timed_out = result.outcome == "timed_out"
+                lanes.put(index, result)
+        finally:
+            self.slots.give_back(host, timed_out=timed_out)
 
     def _verify_one(self, original: ImageCheck, runtime: Runtime, deadline: Deadline) -> ImageCheck:
         """A copy of ``original`` with its digest, verification and outcome filled in."""

@@ -106,6 +106,7 @@ def decision_fields(decision: Any, webhook: str) -> dict[str, Any]:
         "namespace": decision.namespace,
         "name": decision.name,
         "user": decision.user,
+        "caller": decision.caller,
         "result": decision.result,
         "allowed": decision.allowed,
         "dryRun": decision.dry_run,

@@ -1,11 +1,15 @@
 """Serve the webhook with gunicorn over TLS: threaded workers, each with its own Admission.
 
-gunicorn listens on two ports: the webhook port (``--bind``: ``/validate``,
-``/mutate``, ``/healthz``, ``/readyz``) and the ops port (``--web-port``:
-``/metrics`` and the AppSec decisions view).  Each worker serves both through a
-dispatcher that picks the application by the port of the listening socket
-(``SERVER_PORT`` comes from the socket, not from the client's Host header), so
-no decisions page can ever be reached on the webhook port.
+gunicorn listens on up to three ports: the webhook port (``--bind``:
+``/validate``, ``/mutate``, ``/healthz``, ``/readyz``), the ops port
+(``--web-port``: ``/metrics`` and the AppSec decisions view) and the probe port
+(``--probe-port``: ``GET /healthz`` and ``/readyz`` only).  Each worker serves
+them through a dispatcher that picks the application by the port of the
+listening socket (``SERVER_PORT`` comes from the socket, not from the client's
+Host header), so no decisions page can ever be reached on the webhook port and
+nothing but the probes on the probe port.  TLS, the client-certificate
+requirement of the webhook port, request read limits and the probes' own
+threads are the worker's (:mod:`admission.worker`).
 
 The applications are created in each worker after the fork (no preloading), so
 every worker compiles the policy bundle itself, keeps its own regopy
@@ -53,17 +57,44 @@ class _Gunicorn(BaseApplication):
 
 
 class PortDispatcher:
-    """A WSGI application handing each request to the application bound to its listening port."""
+    """A WSGI application handing each request to the application bound to its listening port.
+
+    It also puts the request's caller — the verified client certificate subject, from
+    the worker — into ``environ["attest.caller"]`` (empty without one), and marks the
+    request as HTTPS (the worker, not gunicorn, does TLS)."""
 
     def __init__(self, apps: dict[int, WSGIApp]) -> None:
         self.apps = {str(port): app for port, app in apps.items()}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        from admission.worker import current_caller
+
+        environ["wsgi.url_scheme"] = "https"
+        environ["attest.caller"] = current_caller() or ""
         app = self.apps.get(str(environ.get("SERVER_PORT", "")))
         if app is None:
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"no application on this port\n"]
+            return _not_found(start_response, b"no application on this port\n")
         return app(environ, start_response)
+
+
+def probes_only(app: WSGIApp) -> WSGIApp:
+    """``app`` for ``GET /healthz`` and ``GET /readyz``; 404 for anything else (the probe port
+    needs no client certificate, so it must not reach ``/validate``)."""
+
+    def probes(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD") and environ.get("PATH_INFO") in (
+            "/healthz",
+            "/readyz",
+        ):
+            return app(environ, start_response)
+        return _not_found(start_response, b"the probe port serves GET /healthz and /readyz\n")
+
+    return probes
+
+
+def _not_found(start_response: Callable[..., Any], text: bytes) -> list[bytes]:
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [text]
 
 
 @dataclass
@@ -124,6 +155,54 @@ def _check_database(db: str | None) -> tuple[str, str | None]:
     return target, None
 
 
+def _listeners(
+    tls_cert: str,
+    tls_key: str,
+    client_ca: str | None,
+    **limits: Any,
+) -> Any:
+    """The workers' TLS and read-limit settings, the TLS files checked (one line if not)."""
+    import ssl
+
+    from admission.app import MAX_BODY_BYTES
+    from admission.worker import Listeners, server_context
+
+    for label, path in (
+        ("--tls-cert", tls_cert),
+        ("--tls-key", tls_key),
+        ("--client-ca", client_ca),
+    ):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as err:
+            raise UsageError(f"{label} {path}: {err.strerror}") from None
+    settings = Listeners(
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
+        max_body_bytes=MAX_BODY_BYTES,
+        **limits,
+    )
+    try:
+        server_context(settings, client_certificates=False)
+    except ssl.SSLError as err:
+        raise UsageError(
+            f"--tls-cert {tls_cert}, --tls-key {tls_key}: not a usable certificate and key "
+            f"({err.reason or err})"
+        ) from None
+    if client_ca:
+        try:
+            server_context(settings, client_certificates=True)
+        except ssl.SSLError as err:
+            raise UsageError(
+                f"--client-ca {client_ca}: not a usable CA certificate ({err.reason or err})"
+            ) from None
+    return settings
+
+
 def serve(
     config_path: str,
     *,
@@ -135,6 +214,10 @@ def serve(
     db: str | None = None,
     record: bool = True,
     signing_key: str | None = None,
+    client_ca: str | None = None,
+    probe_port: int = 0,
+    read_header_timeout: float = 5.0,
+    read_timeout: float = 10.0,
     workers: int = 2,
     threads: int = 8,
     log_level: str = "info",
@@ -142,24 +225,33 @@ def serve(
 ) -> None:
     """Run gunicorn until stopped.  Configuration, policy bundle, TLS files, web token and
     signing key are checked first, so a mistake is one line here instead of workers failing
-    to boot.  ``web_port=0`` turns the ops port (metrics and decisions view) off."""
+    to boot.  ``web_port=0`` turns the ops port (metrics and decisions view) off,
+    ``probe_port=0`` the probe port."""
     host, webhook_port = split_bind(bind)
-    if web_port and web_port == webhook_port:
-        raise UsageError(f"--web-port {web_port} must differ from the webhook port")
-    if not 0 <= web_port < 65536:
-        raise UsageError(f"--web-port {web_port}: expected 1 to 65535 (0 turns it off)")
+    for flag, port in (("--web-port", web_port), ("--probe-port", probe_port)):
+        if not 0 <= port < 65536:
+            raise UsageError(f"{flag} {port}: expected 1 to 65535 (0 turns it off)")
+        if port and port == webhook_port:
+            raise UsageError(f"{flag} {port} must differ from the webhook port")
+    if probe_port and probe_port == web_port:
+        raise UsageError(f"--probe-port {probe_port} must differ from --web-port")
+    if read_timeout < read_header_timeout:
+        raise UsageError("--read-timeout must not be shorter than --read-header-timeout")
     from admission.config import load_config
     from admission.decide import build_runtime
 
     runtime = build_runtime(load_config(config_path))
     runtime.engine.close()
     runtime.registries.close()
-    for label, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as err:
-            raise UsageError(f"{label} {path}: {err.strerror}") from None
+    listeners = _listeners(
+        tls_cert,
+        tls_key,
+        client_ca,
+        webhook_port=webhook_port,
+        probe_port=probe_port,
+        read_header_timeout=read_header_timeout,
+        read_timeout=read_timeout,
+    )
     if web_token_file:
         from admission.web.auth import read_token
 
@@ -210,17 +302,20 @@ def serve(
         ops_app = create_ops_app(target, web_token_file)
         if web_port:
             apps[web_port] = ops_app
+        if probe_port:
+            apps[probe_port] = probes_only(webhook_app)
         _worker = _Worker(admission, recorder, ops_app.extensions["attest_decisions_db"])
         return PortDispatcher(apps)
 
-    binds = [bind] + ([f"{host}:{web_port}"] if web_port else [])
+    binds = [bind] + [f"{host}:{port}" for port in (web_port, probe_port) if port]
+    from admission import worker
+
+    worker.SETTINGS = listeners  # the workers fork from this process with it
     options = {
         "bind": binds,
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
-        "certfile": tls_cert,
-        "keyfile": tls_key,
+        "worker_class": "admission.worker.AdmissionWorker",  # TLS, read limits, probe threads
         "timeout": 60,
         "graceful_timeout": 10,
         "keepalive": 30,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create the webhook's TLS certificate (a private CA plus a serving certificate
-# for the Service's DNS names) and a webhook configuration with caBundle set.
+# for the Service's DNS names), a webhook configuration with caBundle set, and
+# the client certificate the API server presents to the webhook.
 #
 #   deploy/gen-certs.sh [--out DIR] [--namespace NS] [--service NAME] [--days N] [--apply]
 #
@@ -8,9 +9,16 @@
 # kubernetes.io/tls Secret the Deployment mounts), DIR/webhook.yaml
 # (deploy/webhook.yaml with clientConfig.caBundle filled in) and
 # DIR/mutating-webhook.yaml (the optional digest-pinning webhook, likewise).
-# With --apply it also runs `kubectl apply` on the Secret and webhook.yaml (the
+# For the webhook's client-certificate requirement (--client-ca): a second CA,
+# DIR/client-ca.crt, in DIR/client-ca-secret.yaml (the attest-admission-client-ca
+# Secret the Deployment mounts), and the API server's client certificate
+# DIR/apiserver-client.crt and .key with DIR/admission-configuration.yaml and
+# DIR/webhook-kubeconfig.yaml: copy those four to /etc/kubernetes/attest/ on
+# every control-plane node and start kube-apiserver with
+# --admission-control-config-file=/etc/kubernetes/attest/admission-configuration.yaml.
+# With --apply it also runs `kubectl apply` on both Secrets and webhook.yaml (the
 # mutating webhook stays opt-in). The certificate also names the ops Service
-# (<service>-ops) so Prometheus and AppSec can verify it. The CA key is not
+# (<service>-ops) so Prometheus and AppSec can verify it. The CA keys are not
 # kept: rerun to rotate. Alternative: cert-manager, see deploy/cert-manager/.
 set -euo pipefail
 
@@ -31,7 +39,7 @@ while [ $# -gt 0 ]; do
     --service) service=${2:?--service needs a name}; shift 2 ;;
     --days) days=${2:?--days needs a number}; shift 2 ;;
     --apply) apply=true; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -70,7 +78,67 @@ EXT
 openssl x509 -req -in "$work/tls.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
   -CAcreateserial -out "$work/tls.crt" -days "$days" -sha256 -extfile "$work/ext.cnf" 2>/dev/null
 
+# The API server's client certificate, from a CA of its own: the webhook accepts
+# exactly the certificates this CA issued (and the CA key is thrown away).
+openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+  -keyout "$work/client-ca.key" -out "$work/client-ca.crt" -days "$days" \
+  -subj "/CN=attest-admission-client-ca" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+  -keyout "$work/apiserver-client.key" -out "$work/apiserver-client.csr" \
+  -subj "/CN=kube-apiserver" 2>/dev/null
+cat > "$work/client-ext.cnf" <<EXT
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth
+EXT
+openssl x509 -req -in "$work/apiserver-client.csr" -CA "$work/client-ca.crt" \
+  -CAkey "$work/client-ca.key" -CAcreateserial -out "$work/apiserver-client.crt" \
+  -days "$days" -sha256 -extfile "$work/client-ext.cnf" 2>/dev/null
+
 b64() { base64 -w0 < "$1"; }
+cat > "$work/client-ca-secret.yaml" <<SECRET
+apiVersion: v1
+kind: Secret
+metadata:
+  name: attest-admission-client-ca
+  namespace: ${namespace}
+  labels:
+    app.kubernetes.io/name: attest-admission
+    app.kubernetes.io/part-of: attest
+type: Opaque
+data:
+  ca.crt: $(b64 "$work/client-ca.crt")
+SECRET
+
+# For the control plane: the API server finds the credentials for a webhook
+# Service by its DNS name (<service>.<namespace>.svc, port 443).
+kubeconfig_dir=/etc/kubernetes/attest
+cat > "$work/admission-configuration.yaml" <<CONFIG
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: ${kubeconfig_dir}/webhook-kubeconfig.yaml
+  - name: MutatingAdmissionWebhook
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: WebhookAdmissionConfiguration
+      kubeConfigFile: ${kubeconfig_dir}/webhook-kubeconfig.yaml
+CONFIG
+cat > "$work/webhook-kubeconfig.yaml" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+users:
+  - name: ${service}.${namespace}.svc
+    user:
+      client-certificate: ${kubeconfig_dir}/apiserver-client.crt
+      client-key: ${kubeconfig_dir}/apiserver-client.key
+KUBECONFIG
 cat > "$work/tls-secret.yaml" <<SECRET
 apiVersion: v1
 kind: Secret
@@ -104,11 +172,15 @@ with_ca_bundle webhook.yaml
 with_ca_bundle mutating-webhook.yaml
 
 umask 022
-install -m 0644 "$work/ca.crt" "$work/tls.crt" "$work/webhook.yaml" "$work/mutating-webhook.yaml" "$out/"
-install -m 0600 "$work/tls.key" "$work/tls-secret.yaml" "$out/"
+install -m 0644 "$work/ca.crt" "$work/tls.crt" "$work/webhook.yaml" "$work/mutating-webhook.yaml" \
+  "$work/client-ca.crt" "$work/client-ca-secret.yaml" "$work/apiserver-client.crt" \
+  "$work/admission-configuration.yaml" "$work/webhook-kubeconfig.yaml" "$out/"
+install -m 0600 "$work/tls.key" "$work/tls-secret.yaml" "$work/apiserver-client.key" "$out/"
 echo "gen-certs.sh: wrote $out/{ca.crt,tls.crt,tls.key,tls-secret.yaml,webhook.yaml,mutating-webhook.yaml} for ${service}.${namespace}.svc" >&2
+echo "gen-certs.sh: wrote $out/{client-ca.crt,client-ca-secret.yaml}, and for every control-plane node $out/{apiserver-client.crt,apiserver-client.key,admission-configuration.yaml,webhook-kubeconfig.yaml} (copy to ${kubeconfig_dir}/)" >&2
 
 if $apply; then
   kubectl apply -f "$out/tls-secret.yaml"
+  kubectl apply -f "$out/client-ca-secret.yaml"
   kubectl apply -f "$out/webhook.yaml"
 fi

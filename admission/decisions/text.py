@@ -128,6 +128,7 @@ def detail(record: StoredDecision) -> str:
         f"  request:   {fields.operation} {fields.kind} {target} (uid {fields.uid or '-'})"
         + (" (dry run: nothing was created)" if pick(document, "dryRun", "dry_run") else ""),
         f"  user:      {fields.user or '-'}",
+        f"  caller:    {pick(document, 'caller', default='') or '(no client certificate)'}",
         f"  policy:    bundle {fields.bundle_hash or '-'}, engine {fields.engine or '-'}",
         f"  trust:     {fields.trust_fingerprint or '-'}",
         f"  latency:   {_latency(document)}",

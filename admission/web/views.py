@@ -169,6 +169,7 @@ def detail(record: StoredDecision) -> dict[str, Any]:
         "warnings": _strings(pick(document, "warnings")),
         "latency": _latency(document),
         "checked": pick(document, "checked", default=True),
+        "caller": str(pick(document, "caller", default="") or ""),
         "dry_run": bool(pick(document, "dryRun", "dry_run", default=False)),
         "images_detail": [_image(image) for image in pick(document, "images", default=[]) or []],
         "input_json": json.dumps(policy_input, indent=2, sort_keys=True)

@@ -60,6 +60,35 @@ def admission_group() -> None:
     help="Key that signs decision chain heads (cosign key file or PEM; password "
     "from ATTEST_PASSWORD).",
 )
+@click.option(
+    "--client-ca",
+    type=click.Path(dir_okay=False),
+    help="Require a client certificate issued by this CA (PEM) on the webhook port, as the "
+    "API server presents with an AdmissionConfiguration kubeconfig; connections without "
+    "one fail in the TLS handshake. The certificate subject is recorded as each "
+    "decision's caller.",
+)
+@click.option(
+    "--probe-port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port on the same host as --bind serving only GET /healthz and /readyz over TLS "
+    "without a client certificate, for the kubelet (needed with --client-ca; default: off).",
+)
+@click.option(
+    "--read-header-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 60),
+    help="Seconds for a connection's TLS handshake and request head, from its first byte.",
+)
+@click.option(
+    "--read-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 120),
+    help="Seconds for the whole request (head and body), from its first byte.",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
@@ -85,13 +114,18 @@ def serve_command(
     db: str,
     record: bool,
     signing_key: str | None,
+    client_ca: str | None,
+    probe_port: int,
+    read_header_timeout: float,
+    read_timeout: float,
     workers: int,
     threads: int,
     log_level: str,
     log_format: str,
 ) -> None:
     """Serve the webhook (POST /validate and /mutate, /healthz, /readyz) with gunicorn over
-    TLS, and on --web-port /metrics and the read-only decisions view."""
+    TLS, on --web-port /metrics and the read-only decisions view, and on --probe-port the
+    probes alone."""
     from admission.server import serve
 
     serve(
@@ -104,6 +138,10 @@ def serve_command(
         db=db,
         record=record,
         signing_key=signing_key,
+        client_ca=client_ca,
+        probe_port=probe_port,
+        read_header_timeout=read_header_timeout,
+        read_timeout=read_timeout,
         workers=workers,
         threads=threads,
         log_level=log_level,

@@ -4,9 +4,13 @@ Transport is plain ``requests``.  oras-py was the planned base, but its
 request loop does not fit an admission path: it retries every failure with
 sleeps of up to 83 s and knows no deadline, keeps one bearer token for all
 scopes, ignores ``$DOCKER_CONFIG`` and ``Retry-After``.  Here every request is
-bounded by the caller's :class:`~attest.deadline.Deadline`, 429/5xx are retried
-with jittered backoff honouring ``Retry-After``, and tokens are cached per
-scope.
+bounded by the caller's :class:`~attest.deadline.Deadline` in wall-clock time —
+connect, headers and the whole body, streamed blobs included
+(:mod:`attest.oci.exchange`) — 429/5xx are retried with jittered backoff
+honouring ``Retry-After``, and tokens are cached per scope.  ``host_concurrency``
+bounds how many parallel reads (:func:`~attest.signing.storage.fetch_all`) one
+registry host gets at once, so a registry that stalls cannot hold every fetch
+thread of the process.
 
 Plain HTTP is used automatically only for loopback registries; everything
 else is HTTPS with certificate checks unless ``insecure`` is set.
@@ -30,6 +34,7 @@ from urllib.request import getproxies, proxy_bypass
 import certifi
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
@@ -43,6 +48,7 @@ from attest.errors import (
     NotFound,
     RegistryError,
 )
+from attest.oci import exchange as wallclock
 from attest.oci import mediatypes as mt
 from attest.oci.auth import Challenge, Credential, CredentialStore, parse_challenge
 from attest.oci.digest import VerifyingReader, sha256_digest
@@ -83,6 +89,7 @@ class RegistryOptions:
     auth_files: tuple[str, ...] = ()
     timeout: float | None = None
     ca_bundle: str | None = None
+    host_concurrency: int = 0  # parallel reads per registry host at once; 0: no bound
 
 
 @dataclass
@@ -96,6 +103,20 @@ class _Body:
         if self.opener is not None:
             return self.opener()
         return self.data
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections that honour exchange wall-clock limits."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        wallclock.watched(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has connection classes of its own
+            wallclock.watched(manager)
+        return manager
 
 
 def _registry_message(response: requests.Response) -> str:
@@ -165,8 +186,15 @@ class RegistryClient:
         self._lock = threading.Lock()
         self._referrers_api: dict[str, bool] = {}
         self._pool: urllib3.PoolManager | None = None
+        self.read_slots = (
+            threading.BoundedSemaphore(self.options.host_concurrency)
+            if self.options.host_concurrency > 0
+            else None
+        )
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        for prefix in ("http://", "https://"):
+            self.session.mount(prefix, _WatchedAdapter())
         # Read the proxy environment once per registry rather than on every request
         # (requests' trust_env re-reads it each time, ~0.3 ms on the admission hot path).
         self.session.trust_env = False
@@ -238,32 +266,24 @@ class RegistryClient:
         wanted_scope = challenge.params.get("scope") or scope
         if wanted_scope:
             params["scope"] = wanted_scope
+        exchange = wallclock.start(deadline.end)
         try:
-            if cred and cred.identity_token:
-                response = self.session.post(
-                    realm,
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": cred.identity_token,
-                        "client_id": "attest",
-                        **params,
-                    },
-                    timeout=deadline.timeout(30),
-                    verify=self.verify,
-                )
-            else:
-                headers = {"Authorization": f"Basic {cred.basic}"} if cred and cred.password else {}
-                response = self.session.get(
-                    realm,
-                    params=params,
-                    headers=headers,
-                    timeout=deadline.timeout(30),
-                    verify=self.verify,
-                )
+            with wallclock.sending(exchange):
+                response = self._token_request(realm, params, cred, deadline)
         except requests.RequestException as err:
+            if exchange.cut_off:
+                raise DeadlineExceeded(
+                    f"{what}: token service {realm} did not answer before the deadline"
+                ) from None
             raise RegistryError(
                 f"{what}: token service {realm} unreachable: {_short(err)}"
             ) from None
+        finally:
+            exchange.finish()
+        if exchange.cut_off:
+            raise DeadlineExceeded(
+                f"{what}: token service {realm} did not answer before the deadline"
+            )
         if response.status_code in (401, 403):
             if cred:
                 raise AuthenticationError(
@@ -289,6 +309,26 @@ class RegistryClient:
         if not token:
             raise AuthenticationError(f"{what}: token service {realm} returned no token", 401)
         return str(token)
+
+    def _token_request(
+        self, realm: str, params: dict[str, str], cred: Credential | None, deadline: Deadline
+    ) -> requests.Response:
+        if cred and cred.identity_token:
+            return self.session.post(
+                realm,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": cred.identity_token,
+                    "client_id": "attest",
+                    **params,
+                },
+                timeout=deadline.timeout(30),
+                verify=self.verify,
+            )
+        headers = {"Authorization": f"Basic {cred.basic}"} if cred and cred.password else {}
+        return self.session.get(
+            realm, params=params, headers=headers, timeout=deadline.timeout(30), verify=self.verify
+        )
 
     def request(
         self,
@@ -318,13 +358,8 @@ class RegistryClient:
             request_headers = dict(headers or {})
             request_headers.update(self._auth_header(scope))
             try:
-                response = self._send(
-                    method,
-                    url,
-                    request_headers,
-                    body,
-                    stream,
-                    (deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
+                response = self._exchange(
+                    method, url, request_headers, body, stream, deadline, what
                 )
             except requests.exceptions.SSLError as err:
                 _observed("tls_error")
@@ -384,6 +419,49 @@ class RegistryClient:
             if status in ok or status in allow_status:
                 return response
             raise self._error(response, what, cred_used=authenticated)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: _Body | None,
+        stream: bool,
+        deadline: Deadline,
+        what: str,
+    ) -> requests.Response:
+        """One HTTP exchange that must be over — body included — by the deadline: past it,
+        its sockets are shut down (whatever thread is reading them) and it is a
+        :class:`DeadlineExceeded`, never a result.  A streamed response's exchange ends
+        when the response is closed."""
+        exchange = wallclock.start(deadline.end)
+        try:
+            with wallclock.sending(exchange):
+                response = self._send(
+                    method,
+                    url,
+                    headers,
+                    body,
+                    stream,
+                    (deadline.timeout(10), deadline.timeout(_REQUEST_TIMEOUT_CAP)),
+                )
+        except Exception:
+            exchange.finish()
+            if exchange.cut_off:
+                _observed("unreachable")
+                raise DeadlineExceeded(
+                    f"{what}: registry {self.registry} did not answer before the deadline"
+                ) from None
+            raise
+        if not stream:
+            exchange.finish()
+        if exchange.cut_off:
+            response.close()
+            _observed("unreachable")
+            raise DeadlineExceeded(
+                f"{what}: registry {self.registry} did not answer before the deadline"
+            )
+        return _TimedResponse.adopt(response, exchange)
 
     def _send(
         self,
@@ -469,7 +547,7 @@ class RegistryClient:
                     options["cert_reqs"] = "CERT_REQUIRED"
                     bundle = self.verify if isinstance(self.verify, str) else certifi.where()
                     options["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
-                self._pool = urllib3.PoolManager(**options)
+                self._pool = wallclock.watched(urllib3.PoolManager(**options))
             return self._pool
 
     def _sleep(self, seconds: float, deadline: Deadline, what: str) -> None:
@@ -554,6 +632,11 @@ class RegistryRepository:
     @property
     def display(self) -> str:
         return f"{self.client.registry}/{self.repository}"
+
+    @property
+    def read_slots(self) -> threading.Semaphore | None:
+        """The host's bound on parallel reads (shared by every repository on it), if any."""
+        return self.client.read_slots
 
     def close(self) -> None:
         self.client.close()
@@ -798,6 +881,33 @@ class RegistryRepository:
         return list(manifests)
 
 
+class _TimedResponse(requests.Response):
+    """A response whose exchange (:mod:`attest.oci.exchange`) ends when it is closed."""
+
+    exchange: wallclock.Exchange
+
+    @classmethod
+    def adopt(cls, response: requests.Response, exchange: wallclock.Exchange) -> _TimedResponse:
+        timed = cls.__new__(cls)
+        timed.__dict__.update(response.__dict__)
+        timed.exchange = exchange
+        return timed
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.exchange.finish()
+
+
+def _check_cut_off(response: requests.Response, what: str) -> None:
+    """Raise :class:`DeadlineExceeded` if the deadline cut this response's body off: what
+    was read of it is never a result (a cut can look like a clean end of the body)."""
+    exchange = getattr(response, "exchange", None)
+    if exchange is not None and exchange.cut_off:
+        raise DeadlineExceeded(f"{what}: download did not finish before the deadline")
+
+
 class _ResponseStream:
     """A file-like view of a streamed response body that closes the response."""
 
@@ -807,11 +917,14 @@ class _ResponseStream:
 
     def read(self, n: int = -1) -> bytes:
         try:
-            return self._response.raw.read(n if n is not None and n >= 0 else None)
+            data: bytes = self._response.raw.read(n if n is not None and n >= 0 else None)
         except (requests.RequestException, OSError, Exception) as err:  # urllib3 errors vary
             if isinstance(err, DigestMismatch):
                 raise
+            _check_cut_off(self._response, self._what)
             raise RegistryError(f"{self._what}: download failed: {_short(err)}") from None
+        _check_cut_off(self._response, self._what)
+        return data
 
     def close(self) -> None:
         self._response.close()
@@ -826,10 +939,14 @@ def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
             if total > limit:
                 raise RegistryError(f"{what}: manifest is larger than {limit} bytes")
             chunks.append(chunk)
-    except requests.RequestException as err:
+    except RegistryError:
+        raise
+    except Exception as err:  # requests' and urllib3's errors vary
+        _check_cut_off(response, what)
         raise RegistryError(f"{what}: download failed: {_short(err)}") from None
     finally:
         response.close()
+    _check_cut_off(response, what)
     return b"".join(chunks)
 
 

@@ -10,6 +10,13 @@ archives handed to the cataloger as a stream), everything else is skipped as
 the stream moves on.  Entry names are normalised: absolute names are read as
 relative to the image root, names with ``..`` are skipped with a warning, so
 nothing can land outside the scan.
+
+A tar stream may end cleanly without its end-of-archive blocks, and even
+without the padding after the last entry's data: ``umoci insert`` writes such
+layers, and Go's archive/tar, containerd and umoci read them.  Such an end is
+accepted once the whole blob has been read (its digest verified at EOF); a
+stream that ends inside an entry header or an entry's data, or goes on with
+something that is not a header, is corrupt.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
 
 CHUNK = 1 << 18
 HEAD_BYTES = 4096
+_BLOCK = tarfile.BLOCKSIZE
+_TAIL_BYTES = 4 * tarfile.RECORDSIZE  # more than tarfile reads past the header it looks at
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -243,6 +252,53 @@ class _ParentCache:
         return f"{real_parent}/{base}" if real_parent else base
 
 
+class _TarInput:
+    """The layer's tar as tarfile reads it: how many bytes so far, and the last of them."""
+
+    def __init__(self, stream: LayerStream) -> None:
+        self._stream = stream
+        self.position = 0
+        self._tail = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._stream.read(n)
+        self.position += len(data)
+        self._tail += data
+        if len(self._tail) > 2 * _TAIL_BYTES:
+            del self._tail[: len(self._tail) - _TAIL_BYTES]
+        return data
+
+    def between(self, start: int, end: int) -> bytes | None:
+        """The bytes at ``[start, end)`` if they are still remembered."""
+        first = self.position - len(self._tail)
+        if start < first or end > self.position:
+            return None
+        return bytes(self._tail[start - first : end - first])
+
+    def at_end(self) -> bool:
+        """Whether the stream has nothing more (reading to its end verifies the blob)."""
+        return not self.read(1)
+
+
+def _ends_after_entry(source: _TarInput, data_end: int, padded_end: int) -> bool:
+    """The stream ended cleanly after the last entry's data, before (or within) its padding."""
+    if not source.at_end() or not data_end <= source.position < padded_end:
+        return False
+    padding = source.between(data_end, source.position)
+    return padding is not None and not padding.strip(b"\0")
+
+
+def _trailer_problem(source: _TarInput, header_at: int) -> str | None:
+    """Why what follows the last entry (at ``header_at``) is not a clean end, if it is not:
+    nothing, or end-of-archive (zero) blocks, is clean."""
+    block = source.between(header_at, min(header_at + _BLOCK, source.position))
+    if block is None or not block.strip(b"\0"):
+        return None
+    if len(block) < _BLOCK:
+        return f"the stream ends inside an entry header at byte {header_at}"
+    return f"what follows the last entry at byte {header_at} is not a tar header"
+
+
 def apply_layer(
     tree: FileTree,
     index: int,
@@ -255,13 +311,34 @@ def apply_layer(
     """Read one layer's tar from ``stream`` into ``tree``; returns catalogers whose files changed."""
     tree.begin_layer(index)
     parents = _ParentCache(tree)
+    source = _TarInput(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        try:
+            tar = tarfile.open(fileobj=source, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
+        except tarfile.ReadError:
+            if source.position == 0 and source.at_end():  # no entries at all: an empty layer
+                return tree.commit_layer()
+            raise
+        with tar:
+            last: tarfile.TarInfo | None = None
             while True:
-                member = tar.next()
+                next_header = tar.offset
+                try:
+                    member = tar.next()
+                except tarfile.ReadError:
+                    if last is None:
+                        raise
+                    data_end = min(last.offset_data + last.size, next_header)
+                    if not _ends_after_entry(source, data_end, next_header):
+                        raise
+                    break  # no padding after the last entry's data, no end-of-archive blocks
                 if member is None:
+                    problem = _trailer_problem(source, next_header if last else 0)
+                    if problem:
+                        raise CorruptLayer(f"{what}: not a valid tar stream ({problem})")
                     break
                 tar.members.clear()  # stream mode would otherwise keep every header
+                last = member
                 _apply_entry(tree, tar, member, index, env, parents, what)
                 if tick is not None:
                     tick()

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from attest.errors import AttestationError, AttestError, ManifestError, SigningError
+from attest.deadline import Deadline
+from attest.errors import (
+    AttestationError,
+    AttestError,
+    DeadlineExceeded,
+    ManifestError,
+    SigningError,
+)
 from attest.oci import mediatypes as mt
 from attest.oci.access import ResolvedImage
 from attest.oci.digest import digest_hex
@@ -273,7 +280,10 @@ def fetch_all(store: ImageStore, calls: list[Callable[[], T]]) -> list[T | Attes
     """Run independent reads of ``store``; each result is the value or the AttestError raised.
 
     Registry stores (``parallel_reads``) run them concurrently on a shared pool, so
-    the round trips overlap; other stores (layouts) read one after another.  Any
+    the round trips overlap; other stores (layouts) read one after another.  A
+    registry's ``read_slots`` (one semaphore per host) bound how many of the pool's
+    threads it holds at once, across all callers: the caller waits for a slot (until
+    the store's deadline), so a registry that stalls holds only its own slots.  Any
     other exception is a bug and propagates.
     """
 
@@ -285,8 +295,30 @@ def fetch_all(store: ImageStore, calls: list[Callable[[], T]]) -> list[T | Attes
 
     if len(calls) < 2 or not getattr(store, "parallel_reads", False):
         return [attempt(call) for call in calls]
-    futures = [_fetch_pool().submit(attempt, call) for call in calls]
-    return [future.result() for future in futures]
+    slots: threading.Semaphore | None = getattr(store, "read_slots", None)
+    if slots is None:
+        futures = [_fetch_pool().submit(attempt, call) for call in calls]
+        return [future.result() for future in futures]
+    deadline: Deadline = store.deadline  # type: ignore[attr-defined]
+
+    def holding_slot(call: Callable[[], T]) -> T | AttestError:
+        try:
+            return attempt(call)
+        finally:
+            slots.release()
+
+    results: list[concurrent.futures.Future[T | AttestError] | AttestError] = []
+    for call in calls:
+        if slots.acquire(timeout=deadline.remaining()):
+            results.append(_fetch_pool().submit(holding_slot, call))
+        else:
+            results.append(
+                DeadlineExceeded(
+                    f"{store.display}: no read of this registry finished before the deadline "
+                    "(all its parallel-read slots are busy)"
+                )
+            )
+    return [r if isinstance(r, AttestError) else r.result() for r in results]
 
 
 _POOL: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None

@@ -214,11 +214,10 @@ class TlsFiles:
     key: Path
 
 
-def make_tls(directory: Path) -> TlsFiles:
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it."""
+def _new_ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attest test CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -234,6 +233,67 @@ def make_tls(directory: Path) -> TlsFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    return ca, ca_key
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@dataclass
+class ClientCa:
+    """A CA for client certificates (the API server's, in a cluster) that issues them."""
+
+    directory: Path
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "client-ca.pem"
+
+    def issue(self, common_name: str, organization: str | None = None) -> tuple[str, str]:
+        """A client certificate and its key (PEM files), as ``requests``' ``cert=`` takes them."""
+        now = dt.datetime.now(dt.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if organization:
+            names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(names))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file = self.directory / f"{common_name}.pem"
+        key_file = self.directory / f"{common_name}.key"
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(_pem_key(key))
+        return str(cert_file), str(key_file)
+
+
+def make_client_ca(directory: Path, name: str = "attest test client CA") -> ClientCa:
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = _new_ca(name)
+    authority = ClientCa(directory, certificate, key)
+    authority.ca.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return authority
+
+
+def make_tls(directory: Path) -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it."""
+    now = dt.datetime.now(dt.UTC)
+    ca, ca_key = _new_ca("attest test CA")
+    ca_name = ca.subject
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = (
         x509.CertificateBuilder()
@@ -258,13 +318,7 @@ def make_tls(directory: Path) -> TlsFiles:
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     files.cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    files.key.write_bytes(_pem_key(server_key))
     return files
 
 

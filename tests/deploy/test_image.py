@@ -34,8 +34,9 @@ def test_image_config_is_non_root_with_the_webhook_entrypoint(built: Buildah) ->
     assert config["Entrypoint"] == ["attest"]
     assert config["Cmd"][:2] == ["admission", "serve"]
     assert "--tls-cert" in config["Cmd"] and "--config" in config["Cmd"]
-    assert set(config["ExposedPorts"]) == {"8443/tcp", "8444/tcp"}  # webhook, ops/metrics/view
+    assert set(config["ExposedPorts"]) == {"8443/tcp", "8444/tcp", "8445/tcp"}  # + ops, probes
     assert config["Cmd"][config["Cmd"].index("--web-port") + 1] == "8444"
+    assert config["Cmd"][config["Cmd"].index("--probe-port") + 1] == "8445"
     assert any(env.startswith("PATH=/opt/attest/venv/bin:") for env in config["Env"])
 
 

@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import ROOT
+from tests.support.net import free_port
 
 KUBERNETES_VERSION = "1.30.0"  # pinned: the oldest release we support
 DEPLOY = ROOT / "deploy"
@@ -135,8 +136,9 @@ def _arg(container: dict[str, Any], flag: str) -> str:
 def test_the_ops_port_is_separate_and_its_token_is_a_mounted_secret() -> None:
     container = _container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert set(ports) == {"webhook", "ops"} and ports["webhook"] != ports["ops"]
+    assert set(ports) == {"webhook", "ops", "probes"} and len(set(ports.values())) == 3
     assert int(_arg(container, "--web-port")) == ports["ops"]
+    assert int(_arg(container, "--probe-port")) == ports["probes"]
     token_file = Path(_arg(container, "--web-token-file"))
     pod = resources()["Deployment/attest-admission"]["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
@@ -150,11 +152,27 @@ def test_the_ops_port_is_separate_and_its_token_is_a_mounted_secret() -> None:
     ]
     assert annotations["prometheus.io/port"] == str(ports["ops"])
     assert annotations["prometheus.io/scheme"] == "https"
-    # the image exposes the same two ports
+    # the image exposes the same three ports
     exposed = next(
         line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("EXPOSE")
     )
     assert {int(p) for p in exposed.split()[1:]} == set(ports.values())
+
+
+def test_the_webhook_port_requires_the_api_servers_client_certificate() -> None:
+    """--client-ca is on, from the mounted client CA Secret, and the kubelet probes the probe
+    port (it has no client certificate)."""
+    container = _container()
+    pod = resources()["Deployment/attest-admission"]["spec"]["template"]["spec"]
+    client_ca = Path(_arg(container, "--client-ca"))
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (name,) = [n for n, path in mounts.items() if path == str(client_ca.parent)]
+    secret = volumes[name]["secret"]
+    assert secret["secretName"] == "attest-admission-client-ca"
+    assert secret["items"] == [{"key": "ca.crt", "path": client_ca.name}]  # never the CA key
+    for probe in (container["readinessProbe"], container["livenessProbe"]):
+        assert probe["httpGet"]["port"] == "probes"
 
 
 def test_the_network_policy_opens_only_the_webhook_port_to_everyone() -> None:
@@ -268,6 +286,68 @@ def test_gen_certs_writes_a_valid_secret_and_ca_bundle(tmp_path: Path) -> None:
     assert base64.b64decode(pinned) == ca_pem
     assert mutating_doc == resources()["MutatingWebhookConfiguration/attest-admission-pin"]
 
+    # the API server's client certificate, from a CA of its own, and its AdmissionConfiguration
+    (client_secret,) = documents(out / "client-ca-secret.yaml")
+    validate_strictly(client_secret)
+    assert client_secret["metadata"]["name"] == "attest-admission-client-ca"
+    assert set(client_secret["data"]) == {"ca.crt"}
+    client_ca = x509.load_pem_x509_certificate(base64.b64decode(client_secret["data"]["ca.crt"]))
+    assert client_ca != ca
+    client = x509.load_pem_x509_certificate((out / "apiserver-client.crt").read_bytes())
+    client.verify_directly_issued_by(client_ca)
+    usage = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert (out / "apiserver-client.key").stat().st_mode & 0o077 == 0
+    (admission,) = documents(out / "admission-configuration.yaml")
+    assert admission["kind"] == "AdmissionConfiguration"
+    plugins = {p["name"]: p["configuration"]["kubeConfigFile"] for p in admission["plugins"]}
+    assert set(plugins) == {"ValidatingAdmissionWebhook", "MutatingAdmissionWebhook"}
+    (kubeconfig,) = documents(out / "webhook-kubeconfig.yaml")
+    assert all(
+        path == "/etc/kubernetes/attest/webhook-kubeconfig.yaml" for path in plugins.values()
+    )
+    (user,) = kubeconfig["users"]
+    assert user["name"] == "attest-admission.attest-system.svc"  # the webhook Service, port 443
+    assert user["user"] == {
+        "client-certificate": "/etc/kubernetes/attest/apiserver-client.crt",
+        "client-key": "/etc/kubernetes/attest/apiserver-client.key",
+    }
+
+
+def test_the_generated_client_certificate_is_the_one_the_server_accepts(tmp_path: Path) -> None:
+    """The real server with the generated client CA: gen-certs' API server certificate gets in,
+    a certificate from gen-certs' other CA (the serving certificate) does not."""
+    import requests
+
+    from tests.admission.helpers import make_tls
+    from tests.support.webhook import start_webhook
+
+    out = tmp_path / "certs"
+    subprocess.run(
+        [str(DEPLOY / "gen-certs.sh"), "--out", str(out)], check=True, capture_output=True
+    )
+    tls = make_tls(tmp_path / "tls")  # serving certificate for 127.0.0.1
+    config = tmp_path / "c.yaml"
+    config.write_text("imagePolicies: []\n")
+    probe_port = free_port()
+    hook = start_webhook(
+        config,
+        tls,
+        tmp_path,
+        extra=("--client-ca", str(out / "client-ca.crt"), "--probe-port", str(probe_port)),
+        ready_url=f"https://127.0.0.1:{probe_port}/healthz",
+    )
+    try:
+        client = (str(out / "apiserver-client.crt"), str(out / "apiserver-client.key"))
+        answer = requests.get(f"{hook.url}/readyz", verify=str(tls.ca), cert=client, timeout=10)
+        assert answer.json()["status"] == "ready"
+        stranger = (str(out / "tls.crt"), str(out / "tls.key"))
+        for cert in (stranger, None):
+            with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+                requests.get(f"{hook.url}/readyz", verify=str(tls.ca), cert=cert, timeout=10)
+    finally:
+        hook.stop()
+
 
 def test_gen_certs_follows_another_namespace(tmp_path: Path) -> None:
     out = tmp_path / "certs"
@@ -309,6 +389,11 @@ def test_cert_manager_alternative_matches_the_deployment() -> None:
     assert "attest-admission-ops.attest-system.svc" in serving["spec"]["dnsNames"]
     issuers = {d["metadata"]["name"] for d in docs if d["kind"] == "Issuer"}
     assert serving["spec"]["issuerRef"]["name"] in issuers
+    client_ca = certificates["attest-admission-client-ca"]["spec"]  # the Secret --client-ca reads
+    assert client_ca["isCA"] is True and client_ca["secretName"] == "attest-admission-client-ca"
+    client = certificates["attest-apiserver-client"]["spec"]
+    assert "client auth" in client["usages"] and "server auth" not in client["usages"]
+    assert client["issuerRef"]["name"] in issuers
     annotation = "cert-manager.io/inject-ca-from=attest-system/attest-admission-tls"
     assert annotation in (DEPLOY / "cert-manager" / "certificate.yaml").read_text()
     assert annotation in (DEPLOY / "README.md").read_text().replace("\n", " ")

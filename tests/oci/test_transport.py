@@ -4,7 +4,6 @@ checks, and redirects handed to requests (which drops credentials when the host 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -13,21 +12,9 @@ import pytest
 from attest.errors import RegistryError
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 from attest.oci.store import read_blob
-from tests.admission.helpers import TlsFiles, make_tls
+from tests.admission.helpers import make_tls
 from tests.support.net import free_port
 from tests.support.registry import RegistryServer
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls(tmp_path_factory.mktemp("registry-tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_registry(tls: TlsFiles) -> Iterator[RegistryServer]:
-    server = RegistryServer(tls=(str(tls.cert), str(tls.key))).start()
-    yield server
-    server.stop()
 
 
 def _https_store(server: RegistryServer, **options: object) -> RegistryRepository:

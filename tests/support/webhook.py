@@ -141,13 +141,20 @@ def start_webhook(
     threads: int = 4,
     extra: Sequence[str] = (),
     ready_path: str = "/healthz",
+    ready_url: str | None = None,
 ) -> Webhook:
-    """Start the webhook (log in ``workdir``) and wait until ``ready_path`` answers 200."""
+    """Start the webhook (log in ``workdir``) and wait until ``ready_path`` answers 200 (or
+    ``ready_url``: the probe port, when the webhook port asks for a client certificate)."""
     port = port or free_port()
     log = workdir / f"webhook-{port}.log"
     command = serve_command(config, tls, port=port, workers=workers, threads=threads, extra=extra)
     hook = Webhook(launch(command, log), port, tls.ca, log)
-    wait_until_ready(hook, lambda: hook.get(ready_path).status_code == 200)
+    if ready_url:
+        wait_until_ready(
+            hook, lambda: requests.get(ready_url, verify=str(tls.ca), timeout=5).status_code == 200
+        )
+    else:
+        wait_until_ready(hook, lambda: hook.get(ready_path).status_code == 200)
     return hook
 
 
