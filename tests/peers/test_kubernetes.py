@@ -58,6 +58,8 @@ class Setup:
     digests: dict[str, str]
     applied: dict[str, subprocess.CompletedProcess[str]]
     webhook_documents: dict[str, dict[str, Any]]
+    config: Path
+    workdir: Path
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -126,7 +128,7 @@ def setup(
         applied, pointed = _apply_deploy(cluster, webhook.url, tls.ca.read_bytes(), workdir)
         cluster.namespace(NAMESPACE)
         _wait_until_judged(cluster, images["unsigned"])
-        yield Setup(cluster, webhook, tls, images, digests, applied, pointed)
+        yield Setup(cluster, webhook, tls, images, digests, applied, pointed, config, workdir)
     finally:
         for kind, name in (
             ("validatingwebhookconfiguration", VALIDATING),
@@ -486,88 +488,64 @@ def test_mutate_pins_the_verified_digest_in_the_stored_object(setup: Setup, kind
 # --- the API server's client certificate (for a webhook that requires mTLS) --------------
 
 
-class CallerRecorder:
-    """An HTTPS webhook on loopback that requires a client certificate from ``client_ca``,
-    admits everything, and records each caller's certificate subject."""
+def test_api_server_client_certificate_authenticates_to_the_webhook(setup: Setup) -> None:
+    """The webhook started with ``--client-ca`` (the CA of the client certificate the
+    fixture's AdmissionConfiguration gives the API server) is called by the API server,
+    judges, and records the API server's certificate subject as the caller; a client
+    without that certificate is refused in the TLS handshake."""
+    import requests
 
-    def __init__(self, tls: TlsFiles, client_ca: Path) -> None:
-        import ssl
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.subjects: list[str] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: object) -> None:
-                return
-
-            def do_POST(self) -> None:
-                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                peer = self.connection.getpeercert() or {}
-                recorder.subjects.append(
-                    ",".join(f"{k}={v}" for rdn in peer.get("subject", ()) for k, v in rdn)
-                )
-                body = json.dumps({
-                    "apiVersion": "admission.k8s.io/v1",
-                    "kind": "AdmissionReview",
-                    "response": {"uid": review["request"]["uid"], "allowed": True},
-                }).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls.cert, tls.key)
-        context.load_verify_locations(client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_api_server_presents_its_webhook_client_certificate(setup: Setup) -> None:
-    """The fixture's AdmissionConfiguration gives the API server a client certificate for
-    webhooks: a webhook that requires one (from its own CA) is called with it."""
-    recorder = CallerRecorder(setup.tls, setup.cluster.webhook_client_ca.cert)
-    name = "attest-caller-probe"
+    probe_port = free_port()
+    hook = start_webhook(
+        setup.config,
+        setup.tls,
+        setup.workdir,
+        workers=1,
+        threads=4,
+        extra=[
+            "--no-record",
+            "--client-ca", str(setup.cluster.webhook_client_ca.cert),
+            "--probe-port", str(probe_port),
+        ],
+        ready_url=f"https://127.0.0.1:{probe_port}/healthz",
+    )  # fmt: skip
+    name = "attest-mtls"
     configuration = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": name},
         "webhooks": [{
-            "name": "caller.attest.dev",
+            "name": "mtls.attest.dev",
             "admissionReviewVersions": ["v1"],
-            "clientConfig": {"url": f"{recorder.url}/validate",
+            "clientConfig": {"url": f"{hook.url}/validate",
                              "caBundle": base64.b64encode(setup.tls.ca.read_bytes()).decode()},
             "failurePolicy": "Fail",
             "sideEffects": "None",
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "caller-probe"}},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mtls-probe"}},
             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
                        "resources": ["pods"]}],
         }],
     }  # fmt: skip
+    unsigned = setup.images["unsigned"]
     try:
-        setup.cluster.namespace("caller-probe")
+        with pytest.raises(requests.exceptions.SSLError):  # no client certificate: no TLS
+            requests.post(f"{hook.url}/validate", json={}, verify=str(setup.tls.ca), timeout=10)
+        setup.cluster.namespace("mtls-probe")
         assert setup.cluster.apply(configuration).returncode == 0
         deadline = time.monotonic() + 30
-        while not recorder.subjects:
+        while True:  # the API server picks the configuration up asynchronously
             done = setup.cluster.apply(
-                pod("caller", setup.images["good"], "caller-probe"), extra=["--dry-run=server"]
+                pod("mtls", unsigned, "mtls-probe"), extra=["--dry-run=server"]
             )
-            assert done.returncode == 0, done.stderr
-            assert time.monotonic() < deadline, "the API server never called the webhook"
+            if 'admission webhook "mtls.attest.dev" denied the request' in done.stderr:
+                break
+            assert time.monotonic() < deadline, f"never judged by the mTLS webhook: {done.stderr}"
             time.sleep(0.3)
-        assert set(recorder.subjects) == {"commonName=kube-apiserver-webhook-client"}
+        assert untrusted(unsigned) in done.stderr
+        (record,) = decisions(hook, "mtls")[-1:]
+        assert record["caller"] == "CN=kube-apiserver-webhook-client"
     finally:
         setup.cluster.kubectl(
             "delete", "validatingwebhookconfiguration", name, "--ignore-not-found"
         )
-        recorder.stop()
+        hook.stop()
