@@ -12,7 +12,11 @@ and writes the bytes to a pipe (holding no GIL while it waits).  The child has i
 own hash chain (``<host>-<child pid>``), reports its state through shared
 memory for ``/readyz``, counts into the same multiprocess metrics, logs in the
 server's format, flushes and signs its head when closed, and, when the worker
-dies (end of the pipe), writes what it received and exits.  Drops are counted
+dies (end of the pipe), writes what it received, signs its head and exits.  It
+ignores SIGINT and SIGTERM: a terminal's Ctrl-C or a service manager signalling
+the whole process group (systemd's default) reaches the worker too, and the
+worker closes its writer in order; killed outright, it would leave its newest
+records unsigned.  Drops are counted
 on both sides: a full queue or an unusable decision in the worker, a database
 fault in the child.
 """
@@ -36,7 +40,11 @@ import types
 from typing import Any
 
 from admission.decisions.model import decision_document
-from admission.decisions.recorder import RecorderStatus
+from admission.decisions.recorder import (
+    DEFAULT_CHECKPOINT_RECORDS,
+    DEFAULT_CHECKPOINT_SECONDS,
+    RecorderStatus,
+)
 from admission.decisions.store import resolve_target
 from admission.metrics import metrics
 
@@ -56,6 +64,8 @@ class RecorderProcess:
         target: str | None,
         *,
         signing_key: str | None = None,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        checkpoint_records: int = DEFAULT_CHECKPOINT_RECORDS,
         queue_size: int = 10_000,
         log_level: str = "info",
         log_format: str = "json",
@@ -66,7 +76,15 @@ class RecorderProcess:
         self._shared: Any = context.Array(ctypes.c_char, _STATUS_BYTES, lock=True)
         self._process = context.Process(
             target=_child_main,
-            args=(self.target, signing_key, self._reader, self._shared, log_level, log_format),
+            args=(
+                self.target,
+                signing_key,
+                (checkpoint_seconds, checkpoint_records),
+                self._reader,
+                self._shared,
+                log_level,
+                log_format,
+            ),
             name="attest-decision-writer",
             daemon=True,
         )
@@ -139,8 +157,8 @@ class RecorderProcess:
         if self._process.pid is not None:
             self._process.join(timeout)
             if self._process.is_alive():
-                log.warning("decision writer process did not stop in %.0fs; ended", timeout)
-                self._process.terminate()
+                log.warning("decision writer process did not stop in %.0fs; killed", timeout)
+                self._process.kill()  # it ignores SIGTERM
                 self._process.join(2)
         self._writer.close()
 
@@ -252,6 +270,7 @@ def _yield_cpu() -> None:
 def _child_main(
     target: str,
     signing_key: str | None,
+    schedule: tuple[float, int],
     inbox: Any,
     shared: Any,
     log_level: str,
@@ -264,11 +283,15 @@ def _child_main(
     from admission.decisions.recorder import DecisionRecorder
     from admission.jsonlog import logging_config
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
+    for number in (signal.SIGINT, signal.SIGTERM):  # the worker decides when to stop
+        signal.signal(number, signal.SIG_IGN)
     _yield_cpu()
     logging.config.dictConfig(logging_config(log_level, log_format))
     signer = load_head_signer(signing_key) if signing_key else None
-    recorder = DecisionRecorder(target, signer=signer).start()
+    seconds, records = schedule
+    recorder = DecisionRecorder(
+        target, signer=signer, checkpoint_seconds=seconds, checkpoint_every=records
+    ).start()
     received = 0
     published = 0.0
     try:

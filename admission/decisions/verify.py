@@ -8,6 +8,13 @@ checkpoint must sign an existing record with the same hash, with the trusted
 key when one is given (else the key recorded with it, which proves only
 consistency).  The report lists every problem; the first one per replica is
 the first broken link.
+
+Links alone prove nothing against someone who can write to the database: a
+rewritten chain with every hash recomputed is consistent.  Only a checkpoint
+signed with the trusted key vouches for records, and only for those up to the
+head it signs.  So a chain is *covered* when a valid checkpoint signs its
+current head; the report says which replicas are not and from which record
+(``uncovered``), and ``attest decisions verify`` fails on them with exit 3.
 """
 
 from __future__ import annotations
@@ -64,7 +71,13 @@ class ReplicaReport:
     head_seq: int = 0
     head_hash: str = GENESIS
     signed_seq: int = 0  # highest seq covered by a valid checkpoint
+    signed_at: str | None = None  # when that checkpoint was signed
     checkpoints: int = 0
+
+    @property
+    def covered(self) -> bool:
+        """Whether a valid checkpoint signs the current head (an empty chain needs none)."""
+        return self.signed_seq >= self.head_seq
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +86,9 @@ class ReplicaReport:
             "headSeq": self.head_seq,
             "headHash": self.head_hash,
             "signedSeq": self.signed_seq,
-            "unsignedRecords": self.head_seq - self.signed_seq,
+            "signedAt": self.signed_at,
+            "unsignedRecords": max(0, self.head_seq - self.signed_seq),
+            "covered": self.covered,
             "checkpoints": self.checkpoints,
         }
 
@@ -88,8 +103,26 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
+    def intact(self) -> bool:
+        """No broken link, forged column or bad checkpoint (says nothing about coverage)."""
         return not self.problems
+
+    @property
+    def uncovered(self) -> list[ReplicaReport]:
+        """Replicas whose head no valid checkpoint signs: their newest records are unprotected."""
+        return [replica for replica in self.replicas if not replica.covered]
+
+    @property
+    def ok(self) -> bool:
+        """Intact, and every replica's head signed by a valid checkpoint."""
+        return self.intact and not self.uncovered
+
+    @property
+    def status(self) -> str:
+        """``intact``, ``broken`` or ``uncovered`` (intact, but some head is not signed)."""
+        if not self.intact:
+            return "broken"
+        return "uncovered" if self.uncovered else "intact"
 
     def first_broken(self) -> list[Problem]:
         """The first problem of each replica's chain, in replica order."""
@@ -104,6 +137,7 @@ class VerifyReport:
         return {
             "database": self.database,
             "ok": self.ok,
+            "status": self.status,
             "keySource": self.key_source,
             "replicas": [replica.to_dict() for replica in self.replicas],
             "firstBroken": [problem.to_dict() for problem in self.first_broken()],
@@ -214,8 +248,8 @@ def _check_checkpoints(
             problems.append(
                 Problem(replica, row.seq, record.id, "record differs from the signed chain head")
             )
-        else:
-            report.signed_seq = max(report.signed_seq, row.seq)
+        elif row.seq >= report.signed_seq:
+            report.signed_seq, report.signed_at = row.seq, row.signed_at
 
 
 def verify_database(

@@ -60,6 +60,24 @@ def admission_group() -> None:
     help="Key that signs decision chain heads (cosign key file or PEM; password "
     "from ATTEST_PASSWORD).",
 )
+@click.option(
+    "--checkpoint-interval",
+    "checkpoint_seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="With --signing-key: sign each chain head at least this often while new records "
+    "arrive (and always at shutdown).",
+)
+@click.option(
+    "--checkpoint-records",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --signing-key: also sign the head after every N new records.",
+)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
 @click.option(
@@ -85,6 +103,8 @@ def serve_command(
     db: str,
     record: bool,
     signing_key: str | None,
+    checkpoint_seconds: float,
+    checkpoint_records: int,
     workers: int,
     threads: int,
     log_level: str,
@@ -104,6 +124,8 @@ def serve_command(
         db=db,
         record=record,
         signing_key=signing_key,
+        checkpoint_seconds=checkpoint_seconds,
+        checkpoint_records=checkpoint_records,
         workers=workers,
         threads=threads,
         log_level=log_level,
@@ -146,8 +168,9 @@ def print_decision(decision: Any) -> None:
             click.echo(f"    lookup error: {error}")
 
 
-def _record(db: str | None, decisions: list[Any]) -> None:
-    """Write the decisions as one chain segment of replica ``review-<host>``."""
+def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
+    """Write the decisions as one chain segment of replica ``review-<host>`` (signed head
+    with ``signer``)."""
     import re
     import socket
 
@@ -155,7 +178,7 @@ def _record(db: str | None, decisions: list[Any]) -> None:
 
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150].strip(".-") or "host"
     try:
-        head = record_now(db, decisions, replica=f"review-{host}")
+        head = record_now(db, decisions, replica=f"review-{host}", signer=signer)
     except DecisionStoreError as err:  # not "denied" (exit 1): the command could not finish
         raise UsageError(f"--record: {err}") from None
     noun = "decision" if len(decisions) == 1 else "decisions"
@@ -181,9 +204,20 @@ def _record(db: str | None, decisions: list[Any]) -> None:
     help=f"Decision database for --record: an SQLite file or a postgresql:// URL "
     f"(default ${DB_VARIABLE}).",
 )
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False),
+    help="With --record: sign the new chain head (cosign key file or PEM; password from "
+    "ATTEST_PASSWORD).",
+)
 @output_option
 def review_command(
-    file: str, config_path: str | None, record: bool, db: str | None, output_format: str
+    file: str,
+    config_path: str | None,
+    record: bool,
+    db: str | None,
+    signing_key: str | None,
+    output_format: str,
 ) -> None:
     """Judge manifests (multi-document YAML/JSON) or AdmissionReviews in FILE offline.
 
@@ -194,10 +228,15 @@ def review_command(
 
     if db and not record:
         raise UsageError("--db is where --record writes; add --record")
+    if signing_key and not record:
+        raise UsageError("--signing-key signs recorded decisions; add --record")
+    signer = None
     if record:
+        from admission.decisions.chain import load_head_signer
         from admission.decisions.store import resolve_target
 
         resolve_target(db)  # fail before judging when there is nowhere to record
+        signer = load_head_signer(signing_key) if signing_key else None
     decisions = review_file(file, config_path=config_path)
     if output_format == "json":
         print_json(
@@ -210,7 +249,7 @@ def review_command(
         for decision in decisions:
             print_decision(decision)
     if record:
-        _record(db, decisions)
+        _record(db, decisions, signer)
     if any(d.code == 400 for d in decisions):
         raise click.exceptions.Exit(2)
     if not all(d.allowed for d in decisions):
