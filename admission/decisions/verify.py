@@ -15,12 +15,21 @@ signed with the trusted key vouches for records, and only for those up to the
 head it signs.  So a chain is *covered* when a valid checkpoint signs its
 current head; the report says which replicas are not and from which record
 (``uncovered``), and ``attest decisions verify`` fails on them with exit 3.
+
+What no check of the database alone can see is a consistent step back: a
+replica's whole chain deleted with its checkpoints, or a chain rolled back to an
+earlier signed head.  Copies of the checkpoints kept elsewhere (*anchors*: the
+server logs each one, ``event: decision_chain_checkpoint``) close that gap: each
+anchor must verify with the trusted key and name a record that is still there,
+with the same hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,9 +48,11 @@ from admission.decisions.store import (
     decisions_table,
     images_table,
 )
+from attest.errors import UsageError
 from attest.signing import keys
 
 _PAGE = 1000
+ANCHOR_EVENT = "decision_chain_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class VerifyReport:
     key_source: str  # "trusted key <id>" or "keys recorded with the checkpoints"
     replicas: list[ReplicaReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    anchors: int = 0  # checkpoints from outside the database that were checked
 
     @property
     def intact(self) -> bool:
@@ -139,6 +151,7 @@ class VerifyReport:
             "ok": self.ok,
             "status": self.status,
             "keySource": self.key_source,
+            "anchors": self.anchors,
             "replicas": [replica.to_dict() for replica in self.replicas],
             "firstBroken": [problem.to_dict() for problem in self.first_broken()],
             "problems": [problem.to_dict() for problem in self.problems],
@@ -252,10 +265,100 @@ def _check_checkpoints(
             report.signed_seq, report.signed_at = row.seq, row.signed_at
 
 
+def read_anchors(path: str) -> list[Checkpoint]:
+    """The logged checkpoints in ``path``: JSON lines with ``event: decision_chain_checkpoint``.
+
+    Other lines (other events, text) are skipped; a checkpoint line that lacks a
+    field is an error, and so is a file without any.
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as err:
+        raise UsageError(f"--anchors {path}: {err.strerror or err}") from None
+    anchors = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("event") != ANCHOR_EVENT:
+            continue
+        try:
+            anchors.append(
+                Checkpoint(
+                    str(entry["replica"]),
+                    int(entry["seq"]),
+                    str(entry["hash"]),
+                    str(entry["signedAt"]),
+                    str(entry.get("keyId", "")),
+                    str(entry["signature"]),
+                    "",
+                )
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"--anchors {path}:{number}: checkpoint line lacks {err}") from None
+    if not anchors:
+        raise UsageError(f"--anchors {path}: no {ANCHOR_EVENT} lines")
+    return anchors
+
+
+def _check_anchors(
+    conn: sa.Connection,
+    anchors: Iterable[Checkpoint],
+    trusted: keys.PublicKey,
+    problems: list[Problem],
+) -> int:
+    """Every anchored checkpoint verifies and names a stored record with the same hash."""
+    count = 0
+    for anchor in anchors:
+        count += 1
+        if not checkpoint_signature_valid(anchor, trusted):
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    None,
+                    "anchored checkpoint does not verify with the trusted key",
+                )
+            )
+            continue
+        record = conn.execute(
+            sa.select(decisions_table.c.id, decisions_table.c.hash).where(
+                decisions_table.c.replica == anchor.replica, decisions_table.c.seq == anchor.seq
+            )
+        ).first()
+        if record is None:
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    None,
+                    "an anchored signed head is missing (records deleted or rolled back)",
+                )
+            )
+        elif record.hash != anchor.hash:
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    record.id,
+                    "record differs from the anchored signed head",
+                )
+            )
+    return count
+
+
 def verify_database(
-    database: DecisionDatabase, *, trusted_key: keys.PublicKey | None = None
+    database: DecisionDatabase,
+    *,
+    trusted_key: keys.PublicKey | None = None,
+    anchors: Iterable[Checkpoint] = (),
 ) -> VerifyReport:
-    """Check every replica's chain and checkpoints in ``database``."""
+    """Check every replica's chain and checkpoints in ``database`` (and ``anchors``, which
+    need ``trusted_key``)."""
+    anchors = list(anchors)
+    if anchors and trusted_key is None:
+        raise UsageError("checking anchored checkpoints needs the trusted key (--key)")
     source = (
         f"trusted key {keys.key_id(trusted_key)}"
         if trusted_key is not None
@@ -273,4 +376,9 @@ def verify_database(
             problems.sort(key=lambda problem: problem.seq)
             report.replicas.append(replica)
             report.problems.extend(problems)
+        if anchors:
+            assert trusted_key is not None
+            anchored: list[Problem] = []
+            report.anchors = _check_anchors(conn, anchors, trusted_key, anchored)
+            report.problems.extend(sorted(anchored, key=lambda p: (p.replica, p.seq)))
     return report

@@ -137,21 +137,33 @@ EXIT_UNCOVERED = 3
     type=click.Path(dir_okay=False),
     help="Trusted public key (PEM) that chain-head checkpoints must be signed with.",
 )
+@click.option(
+    "--anchors",
+    type=click.Path(dir_okay=False),
+    help="Checkpoints kept outside the database: a log file of JSON lines (the server logs "
+    "each signed head as event decision_chain_checkpoint). Needs --key.",
+)
 @output_option
-def verify_command(db: str | None, key: str | None, output_format: str) -> None:
+def verify_command(
+    db: str | None, key: str | None, anchors: str | None, output_format: str
+) -> None:
     """Check every hash chain and signed checkpoint; report the first broken link.
 
     Exit 0 when every chain is intact and each replica's head is signed by a
     checkpoint (with --key: one that verifies with that key), 1 when a chain is
-    broken, 3 when the chains are intact but some head is not covered by a signed
-    checkpoint (its newest records could have been rewritten or deleted unseen).
+    broken (or an anchored head is missing or differs), 3 when the chains are
+    intact but some head is not covered by a signed checkpoint (its newest records
+    could have been rewritten or deleted unseen).
     """
     from admission.decisions.chain import load_trusted_key
-    from admission.decisions.verify import verify_database
+    from admission.decisions.verify import read_anchors, verify_database
 
+    if anchors and not key:
+        raise UsageError("--anchors needs --key (the key the checkpoints are signed with)")
     trusted = load_trusted_key(key) if key else None
+    anchored = read_anchors(anchors) if anchors else []
     with _open(db) as database:
-        report = verify_database(database, trusted_key=trusted)
+        report = verify_database(database, trusted_key=trusted, anchors=anchored)
     if output_format == "json":
         print_json(report.to_dict())
     else:
@@ -170,6 +182,8 @@ def _print_verify(report: VerifyReport) -> None:
             f"signed up to #{replica.signed_seq}{when} ({replica.checkpoints} checkpoints)"
         )
     click.echo(f"signatures checked with {report.key_source}")
+    if report.anchors:
+        click.echo(f"{report.anchors} anchored checkpoints checked against the database")
     for problem in report.first_broken():
         where = f"record {problem.record_id} " if problem.record_id is not None else ""
         click.echo(f"BROKEN: replica {problem.replica} #{problem.seq}: {where}{problem.what}")

@@ -312,3 +312,82 @@ def test_each_checkpoint_is_logged_in_full(sqlite_url: str, key_pair, caplog) ->
             "",
         )
         assert checkpoint_signature_valid(checkpoint, trusted)
+
+
+def logged_anchors(db_url: str, private: Path, caplog, tmp_path: Path, **options) -> Path:
+    """Fill pod-a, keeping the checkpoint log lines as an anchors file (JSON lines)."""
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="attest.decisions"):
+        fill(db_url, private, **options)
+    anchors = tmp_path / "server.log"
+    lines = [json.dumps({"event": "admission_decision", "uid": "x"}), "a text line"]
+    lines += [
+        json.dumps({"event": CHECKPOINT_EVENT, **r.fields})
+        for r in caplog.records
+        if getattr(r, "event", "") == CHECKPOINT_EVENT
+    ]
+    anchors.write_text("\n".join(lines) + "\n")
+    return anchors
+
+
+def anchored_report(db_url: str, public: Path, anchors: Path):
+    from admission.decisions.verify import read_anchors
+
+    database = open_database(db_url)
+    try:
+        return verify_database(
+            database,
+            trusted_key=load_trusted_key(str(public)),
+            anchors=read_anchors(str(anchors)),
+        )
+    finally:
+        database.close()
+
+
+def test_anchors_detect_a_rollback_to_an_earlier_signed_head(
+    db_url: str, key_pair, caplog, tmp_path: Path
+) -> None:
+    """Deleting the newest records and their checkpoints leaves a consistent, signed chain:
+    only a copy of the later checkpoints kept elsewhere can tell."""
+    private, public = key_pair
+    anchors = logged_anchors(db_url, private, caplog, tmp_path, checkpoint_every=2, batch_size=1)
+    assert anchored_report(db_url, public, anchors).ok
+    execute(db_url, "DELETE FROM attest_decisions WHERE seq > 4")
+    execute(db_url, "DELETE FROM attest_decision_images WHERE seq > 4")
+    execute(db_url, "DELETE FROM attest_decision_checkpoints WHERE seq > 4")
+    assert report_for(db_url, public).ok  # the database alone cannot see it
+    report = anchored_report(db_url, public, anchors)
+    assert report.anchors == 3 and not report.intact
+    (first,) = report.first_broken()
+    assert first.seq == 6 and "anchored signed head is missing" in first.what
+
+
+def test_anchors_detect_a_deleted_replica(db_url: str, key_pair, caplog, tmp_path: Path) -> None:
+    private, public = key_pair
+    anchors = logged_anchors(db_url, private, caplog, tmp_path)
+    for table in ("attest_decisions", "attest_decision_images", "attest_decision_checkpoints"):
+        execute(db_url, f"DELETE FROM {table} WHERE replica = 'pod-a'")
+    assert report_for(db_url, public).ok  # nothing left to contradict
+    report = anchored_report(db_url, public, anchors)
+    assert not report.intact
+    assert any(p.replica == "pod-a" and "missing" in p.what for p in report.problems)
+
+
+def test_anchors_that_do_not_verify_are_problems(db_url: str, key_pair, tmp_path: Path) -> None:
+    import json
+
+    from attest.errors import UsageError
+
+    private, public = key_pair
+    fill(db_url, private)
+    forged = tmp_path / "forged.log"
+    entry = {"replica": "pod-a", "seq": 6, "hash": "0" * 64, "signedAt": "x", "signature": "AA=="}
+    forged.write_text(json.dumps({"event": CHECKPOINT_EVENT, **entry}) + "\n")
+    report = anchored_report(db_url, public, forged)
+    assert "does not verify with the trusted key" in report.first_broken()[0].what
+    empty = tmp_path / "empty.log"
+    empty.write_text("nothing here\n")
+    with pytest.raises(UsageError, match="no decision_chain_checkpoint lines"):
+        anchored_report(db_url, public, empty)

@@ -226,3 +226,40 @@ def test_verify_fails_unless_a_signed_checkpoint_covers_each_head(
     assert report["ok"] is False and report["status"] == "uncovered"
     assert report["replicas"][0]["covered"] is False
     assert report["replicas"][0]["unsignedRecords"] == 3
+
+
+def test_verify_with_anchors_from_the_server_log(cli, sqlite_url: str, key_pair, tmp_path) -> None:
+    import json
+
+    private, public = key_pair
+    seed(sqlite_url, private)
+    database = DecisionDatabase(sqlite_url)
+    with database.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM attest_decision_checkpoints")).one()
+    database.close()
+    log = tmp_path / "server.log"
+    line = {
+        "event": "decision_chain_checkpoint",
+        "replica": row.replica,
+        "seq": row.seq,
+        "hash": row.hash,
+        "signedAt": row.signed_at,
+        "keyId": row.key_id,
+        "signature": row.signature,
+    }
+    log.write_text(json.dumps(line) + "\n")
+    args = ("decisions", "verify", "--db", sqlite_url, "--key", str(public), "--anchors", str(log))
+    ok = cli(*args)
+    assert ok.exit_code == 0, ok.stdout
+    assert "1 anchored checkpoints checked against the database" in ok.stdout
+    database = DecisionDatabase(sqlite_url)
+    with database.engine.begin() as conn:  # roll back to nothing: the database looks fine
+        for table in ("attest_decisions", "attest_decision_images", "attest_decision_checkpoints"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    database.close()
+    assert cli("decisions", "verify", "--db", sqlite_url, "--key", str(public)).exit_code == 0
+    rolled_back = cli(*args)
+    assert rolled_back.exit_code == 1
+    assert "BROKEN: replica pod-a #3: an anchored signed head is missing" in rolled_back.stdout
+    no_key = cli("decisions", "verify", "--db", sqlite_url, "--anchors", str(log))
+    assert no_key.exit_code == 2 and "--anchors needs --key" in no_key.stderr
