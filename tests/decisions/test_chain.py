@@ -391,3 +391,16 @@ def test_anchors_that_do_not_verify_are_problems(db_url: str, key_pair, tmp_path
     empty.write_text("nothing here\n")
     with pytest.raises(UsageError, match="no decision_chain_checkpoint lines"):
         anchored_report(db_url, public, empty)
+
+
+def test_a_chain_rewritten_under_its_checkpoints_is_caught(db_url: str, key_pair) -> None:
+    """Recomputing every hash after a rewrite leaves the old signed heads behind: they no
+    longer match, and only the checkpoint below the rewrite still vouches for anything."""
+    private, public = key_pair
+    fill(db_url, private, count=6, checkpoint_every=2, batch_size=1)
+    rewrite_from(db_url, 3)
+    report = report_for(db_url, public)
+    assert report.status == "broken"
+    (first,) = report.first_broken()
+    assert first.seq == 4 and "record differs from the signed chain head" in first.what
+    assert report.replicas[0].signed_seq == 2
