@@ -457,6 +457,8 @@ def run_client(args: argparse.Namespace) -> None:
         unreachable = any(images.untrusted_class(image) == "unreachable" for image in run)
         with lock:
             tally.sent += 1
+            if tally.sent % max(1, args.requests // 10) == 0:
+                print(f"soak: {tally.sent} sent", file=sys.stderr, flush=True)
             tally.categories[case.category] += 1
             tally.statuses[str(status)] += 1
             tally.latencies[case.category].append(elapsed)
@@ -682,7 +684,7 @@ def main() -> int:
             str(args.seed),
         ]
         print(f"soak: {args.requests} reviews, seed {args.seed}, work directory {workdir}")
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         data = json.loads(output)
         healthy = hook.get("/healthz").status_code == 200
         alive = hook.process.poll() is None

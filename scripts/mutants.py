@@ -109,7 +109,7 @@ def load_register(directory: Path = CHECKS) -> list[Entry]:
     problems: list[str] = []
     seen: dict[str, str] = {}
     for path in files:
-        where = path.relative_to(ROOT)
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         try:
             items = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:
