@@ -54,6 +54,9 @@ _STOP = b""  # an empty message: write what you have, sign the head, exit
 _STATUS_BYTES = 4096
 _PUBLISH_SECONDS = 0.2
 _NICE = 10
+# How long the child may take to write what it holds when told to stop: the worker's own
+# close() (and the server's grace period) bound it; the default would drop records sooner.
+_FINISH_SECONDS = 60.0
 
 
 class RecorderProcess:
@@ -150,6 +153,8 @@ class RecorderProcess:
         if self._closed:
             return
         self._closed = True
+        if self._process.pid is not None:
+            _full_priority(self._process.pid)  # a starved idle writer could not finish in time
         if self._feeder.is_alive():
             with contextlib.suppress(queue.Full):
                 self._outbox.put(_STOP, timeout=timeout / 2)
@@ -267,6 +272,24 @@ def _yield_cpu() -> None:
             os.nice(_NICE)
 
 
+def _full_priority(pid: int) -> None:
+    """Give every thread of the writer ``pid`` (0: this process) normal CPU priority again.
+
+    Under sustained load an idle-priority writer gets almost no CPU; when it must
+    finish (write what it holds, sign its head) within the shutdown grace period,
+    it competes like any process.  Scheduling policies are per thread on Linux, and
+    the writing is done by the recorder's thread, so each thread is switched.  (A
+    writer that could only be reniced stays so.)
+    """
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid or os.getpid()}/task")]
+    except OSError:
+        threads = [pid]
+    for thread in threads:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+
+
 def _child_main(
     target: str,
     signing_key: str | None,
@@ -312,7 +335,6 @@ def _child_main(
                 _publish(shared, recorder, received)
                 published = now
     finally:
-        with contextlib.suppress(AttributeError, OSError):  # finish promptly if allowed
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        recorder.close()
+        _full_priority(0)  # finish promptly (when the worker died without promoting it)
+        recorder.close(timeout=_FINISH_SECONDS)
         _publish(shared, recorder, received)
