@@ -223,15 +223,14 @@ def _validate(entry: Entry) -> list[str]:
 
 
 def _functions(tree: ast.AST) -> list[tuple[str, int, int]]:
-    """(qualified name, first line, last line) of every function and method."""
+    """(qualified name, first line, last line) of every function, method and class."""
     found: list[tuple[str, int, int]] = []
 
     def walk(node: ast.AST, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 name = f"{prefix}{child.name}"
-                if not isinstance(child, ast.ClassDef):
-                    found.append((name, child.lineno, child.end_lineno or child.lineno))
+                found.append((name, child.lineno, child.end_lineno or child.lineno))
                 walk(child, f"{name}.")
             else:
                 walk(child, prefix)
@@ -241,7 +240,10 @@ def _functions(tree: ast.AST) -> list[tuple[str, int, int]]:
 
 
 def _inside_function(text: str, position: int, find: str, function: str) -> bool:
-    """Whether ``find`` at ``position`` lies within a function named (or ending) ``function``."""
+    """Whether ``find`` at ``position`` lies within a function or class named (or ending)
+    ``function``; ``<module>`` accepts module-level code."""
+    if function == "<module>":
+        return True
     start = text[:position].count("\n") + 1
     end = start + textwrap.dedent(find).count("\n")
     for name, first, last in _functions(ast.parse(text)):
