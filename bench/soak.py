@@ -585,6 +585,8 @@ def _gunicorn_events(log: Path) -> dict[str, int]:
             "was sent SIG",
             "exited with code",
             "Traceback",
+            "ALERT",
+            "decision writer",
         ):
             if needle in line:
                 counts[needle] += 1
@@ -688,6 +690,10 @@ def main() -> int:
         data = json.loads(output)
         healthy = hook.get("/healthz").status_code == 200
         alive = hook.process.poll() is None
+        writers = {}  # each worker's decision writer, as /readyz reports it
+        for _ in range(20):
+            state = hook.get("/readyz").json().get("decisionRecords") or {}
+            writers[state.get("replica")] = state
         hook.stop()
         events = _gunicorn_events(hook.log)
         records = subprocess.run(
@@ -744,6 +750,11 @@ def main() -> int:
         f"  decision records: {written} in {len(report.get('replicas', []))} chains, "
         f"verify status {report.get('status', records.stderr.strip()[:200])!r}"
     )
+    for replica, state in writers.items():
+        print(
+            f"  writer {replica}: {state.get('state')}, written {state.get('written')}, "
+            f"dropped {state.get('dropped')}, queued {state.get('queued')}"
+        )
     print(f"  soak client errors: {len(data['client_errors'])} {data['client_errors'][:3]}")
     print(f"  transport errors (no answer): {len(data['transport'])}")
     for line in data["transport"][:5]:
