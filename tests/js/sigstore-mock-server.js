@@ -116,8 +116,6 @@ async function main() {
     args.rekorTimeOffset !== 0 ? new Date(Date.now() + args.rekorTimeOffset * 1000) : undefined;
   const tlog = await mock.initializeTLog(url, tlogKeys, clock);
   const tsa = await mock.initializeTSA(tsaKeys);
-
-  const fulcio = mock.fulcioHandler(ca);
   // Same CA key and root certificate, other CT logs (see the header).
   const withLog = (log) =>
     mock.fulcioHandler(new ca.constructor({ keyPair: ca.keyPair, rootCertificate: ca.root, ctLog: log }));
@@ -133,19 +131,13 @@ async function main() {
   const strangerCa = mock.fulcioHandler(
     await mock.initializeCA(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }), ctlog),
   );
+
+  const fulcio = mock.fulcioHandler(ca);
   const rekor = mock.rekorHandler(tlog);
   const timestamps = mock.tsaHandler(tsa);
 
   const routes = {
     [fulcio.path]: async (body, headers) => fulcio.fn(JSON.stringify(fulcioRequest(body, headers))),
-    ...Object.fromEntries(
-      Object.entries(badFulcio).map(([mode, handler]) => [
-        `/sct/${mode}${handler.path}`,
-        async (body, headers) => handler.fn(JSON.stringify(fulcioRequest(body, headers))),
-      ]),
-    ),
-    [`/ca/stranger${strangerCa.path}`]: async (body, headers) =>
-      strangerCa.fn(JSON.stringify(fulcioRequest(body, headers))),
     [rekor.path]: async (body) => {
       if (args.dsse === 'canonical') {
         const proposed = JSON.parse(body);
@@ -155,6 +147,14 @@ async function main() {
     },
     [timestamps.path]: timestamps.fn,
   };
+
+  // Certificates with bad SCTs, and from a CA the trusted root does not list (see the header).
+  for (const [mode, handler] of Object.entries(badFulcio)) {
+    routes[`/sct/${mode}${handler.path}`] = async (body, headers) =>
+      handler.fn(JSON.stringify(fulcioRequest(body, headers)));
+  }
+  routes[`/ca/stranger${strangerCa.path}`] = async (body, headers) =>
+    strangerCa.fn(JSON.stringify(fulcioRequest(body, headers)));
 
   server.on('request', (req, res) => {
     const chunks = [];
