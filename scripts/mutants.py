@@ -270,15 +270,26 @@ def _test_problem(node_id: str) -> str | None:
 # -- copies --------------------------------------------------------------------------------
 
 
+_NOT_COPIED = {".git", ".venv", "node_modules", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
 def repository_files() -> list[str]:
-    """The files to copy: what git tracks plus new files it does not ignore."""
-    done = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    )
-    names = [name for name in done.stdout.decode().split("\0") if name]
+    """The files to copy: what git tracks plus new files it does not ignore (outside a git
+    checkout, e.g. an unpacked source archive: every file but caches and environments)."""
+    try:
+        done = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        names = [name for name in done.stdout.decode().split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        names = [
+            str(path.relative_to(ROOT))
+            for path in ROOT.rglob("*")
+            if not _NOT_COPIED & set(path.relative_to(ROOT).parts)
+        ]
     return [n for n in names if (ROOT / n).is_file() and not n.startswith(LINKED)]
 
 
@@ -317,7 +328,7 @@ def run_tests(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int |
     )
     environment.pop("PYTEST_ADDOPTS", None)
     command = [
-        str(ROOT / ".venv" / "bin" / "python"),
+        sys.executable,  # this checkout's environment (make mutants runs .venv/bin/python)
         "-c",
         _BOOTSTRAP,
         "-x",
@@ -434,9 +445,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.check:
         return 0
-    if not (ROOT / ".venv" / "bin" / "python").exists():
-        print("mutants: .venv is missing (run make venv)", file=sys.stderr)
-        return 1
     copied = repository_files()
     if not args.no_baseline:
         problem = run_baseline(entries, copied, args.timeout * 2, args.keep)
