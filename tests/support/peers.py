@@ -41,9 +41,13 @@ def peer_binary(name: str) -> str:
     peer = pinned()[name]
     path = PEERS / "bin" / peer.binary
     stamp = PEERS / "stamps" / name
-    if path.is_file() and os.access(path, os.X_OK) and stamp.is_file():
-        if stamp.read_text().strip() == f"{peer.package}@{peer.version}":
-            return str(path)
+    if (
+        path.is_file()
+        and os.access(path, os.X_OK)
+        and stamp.is_file()
+        and stamp.read_text().strip() == f"{peer.package}@{peer.version}"
+    ):
+        return str(path)
     log = PEERS / "logs" / f"{name}.log"
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.is_file() else ""
     pytest.fail(
