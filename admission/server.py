@@ -135,12 +135,12 @@ def serve(
     db: str | None = None,
     record: bool = True,
     signing_key: str | None = None,
-    checkpoint_seconds: float | None = None,
-    checkpoint_records: int | None = None,
     workers: int = 2,
     threads: int = 8,
     log_level: str = "info",
     log_format: str = "json",
+    checkpoint_seconds: float | None = None,
+    checkpoint_records: int | None = None,
 ) -> None:
     """Run gunicorn until stopped.  Configuration, policy bundle, TLS files, web token and
     signing key are checked first, so a mistake is one line here instead of workers failing

@@ -60,6 +60,21 @@ def admission_group() -> None:
     help="Key that signs decision chain heads (cosign key file or PEM; password "
     "from ATTEST_PASSWORD).",
 )
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@click.option(
+    "--log-format",
+    default="json",
+    show_default=True,
+    type=click.Choice(["json", "text"]),
+    help="json: one object per line (one per decision); text: for people.",
+)
 @click.option(
     "--checkpoint-interval",
     "checkpoint_seconds",
@@ -78,21 +93,6 @@ def admission_group() -> None:
     metavar="N",
     help="With --signing-key: also sign the head after every N new records.",
 )
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-@click.option(
-    "--log-level",
-    default="info",
-    show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
-)
-@click.option(
-    "--log-format",
-    default="json",
-    show_default=True,
-    type=click.Choice(["json", "text"]),
-    help="json: one object per line (one per decision); text: for people.",
-)
 def serve_command(
     config_path: str,
     tls_cert: str,
@@ -103,12 +103,12 @@ def serve_command(
     db: str,
     record: bool,
     signing_key: str | None,
-    checkpoint_seconds: float,
-    checkpoint_records: int,
     workers: int,
     threads: int,
     log_level: str,
     log_format: str,
+    checkpoint_seconds: float,
+    checkpoint_records: int,
 ) -> None:
     """Serve the webhook (POST /validate and /mutate, /healthz, /readyz) with gunicorn over
     TLS, and on --web-port /metrics and the read-only decisions view."""
@@ -124,12 +124,12 @@ def serve_command(
         db=db,
         record=record,
         signing_key=signing_key,
-        checkpoint_seconds=checkpoint_seconds,
-        checkpoint_records=checkpoint_records,
         workers=workers,
         threads=threads,
         log_level=log_level,
         log_format=log_format,
+        checkpoint_seconds=checkpoint_seconds,
+        checkpoint_records=checkpoint_records,
     )
 
 
