@@ -294,29 +294,33 @@ def repository_files() -> list[str]:
 
 
 def make_copy(files: list[str], entry: Entry | None, keep: bool) -> Path:
-    """A fresh copy of the repository under a temporary directory, with ``entry`` applied."""
+    """A fresh copy of the repository under a temporary directory, with ``entry`` applied
+    (removed again, unless ``keep``, when anything goes wrong)."""
     directory = Path(tempfile.mkdtemp(prefix=f"attest-mutant-{entry.id if entry else 'base'}-"))
     copy = directory / "repo"
-    for name in files:
-        target = copy / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, target)
-    for name in LINKED:
-        if (ROOT / name).exists():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            (copy / name).symlink_to((ROOT / name).resolve())
-    if entry is not None:
-        target = copy / entry.file
-        broken = apply(target.read_text(), entry.find, entry.replace)
-        target.write_text(broken)
-        try:
-            compile(broken, str(target), "exec")
-        except SyntaxError as err:
-            if not keep:
-                shutil.rmtree(directory, ignore_errors=True)
-            raise RegisterError(
-                f"{entry.source} {entry.id}: the break does not compile ({err})"
-            ) from None
+    try:
+        for name in files:
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target)
+        for name in LINKED:
+            if (ROOT / name).exists():
+                (copy / name).parent.mkdir(parents=True, exist_ok=True)
+                (copy / name).symlink_to((ROOT / name).resolve())
+        if entry is not None:
+            target = copy / entry.file
+            broken = apply(target.read_text(), entry.find, entry.replace)
+            target.write_text(broken)
+            try:
+                compile(broken, str(target), "exec")
+            except SyntaxError as err:
+                raise RegisterError(
+                    f"{entry.source} {entry.id}: the break does not compile ({err})"
+                ) from None
+    except BaseException:
+        if not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return copy
 
 
@@ -367,7 +371,7 @@ def run_entry(entry: Entry, files: list[str], timeout: float, keep: bool) -> Out
     began = time.monotonic()
     try:
         copy = make_copy(files, entry, keep)
-    except RegisterError as err:
+    except (RegisterError, OSError, ValueError) as err:
         return Outcome(entry, "error", time.monotonic() - began, str(err))
     try:
         code, output = run_tests(copy, entry.tests, timeout)
