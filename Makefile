@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps js-deps peers venv bench clean
+.PHONY: demo test mutants lint system-deps js-deps peers venv bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 test: $(STAMP) system-deps js-deps peers
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make mutants: break each registered security check (tests/security/checks/*.yaml) in a
+## temporary copy and fail if its listed tests still pass (MUTANTS_ARGS="-j 4 --only ID").
+mutants: $(STAMP) system-deps js-deps peers
+	$(BIN)/python scripts/mutants.py $(MUTANTS_ARGS)
 
 system-deps:
 	scripts/system-deps.sh

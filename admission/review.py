@@ -20,6 +20,9 @@ OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 MAX_MESSAGE_CHARS = 4000
 MAX_WARNINGS = 20
 MAX_WARNING_CHARS = 256
+# Kubernetes objects nest a few dozen levels at most; a deeper document is an attack on the
+# parser (Python's json recursion limit) or on everything that walks it afterwards.
+MAX_DEPTH = 100
 
 
 class ReviewError(BadAdmissionReview):
@@ -94,6 +97,19 @@ def parse_review(body: bytes | str | dict[str, Any]) -> AdmissionRequest:
             document = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ReviewError(f"AdmissionReview body is not JSON ({err})") from None
+        except RecursionError:
+            raise ReviewError(
+                f"AdmissionReview body nests deeper than {MAX_DEPTH} levels"
+            ) from None
+    if _deeper_than(document, MAX_DEPTH):
+        request = document.get("request") if isinstance(document, dict) else None
+        uid = request.get("uid") if isinstance(request, dict) else None
+        api = document.get("apiVersion") if isinstance(document, dict) else None
+        raise ReviewError(
+            f"AdmissionReview body nests deeper than {MAX_DEPTH} levels",
+            uid if isinstance(uid, str) and uid else None,
+            api if api in API_VERSIONS else None,
+        )
     if not isinstance(document, dict):
         raise ReviewError(
             f"AdmissionReview body must be a JSON object, not {json.dumps(document)[:40]}"
@@ -156,6 +172,21 @@ def parse_review(body: bytes | str | dict[str, Any]) -> AdmissionRequest:
         api_version=api,
         metadata=metadata,
     )
+
+
+def _deeper_than(document: Any, limit: int) -> bool:
+    """Whether JSON ``document`` nests more than ``limit`` objects or arrays (iteratively)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        node, outer = stack.pop()
+        if isinstance(node, dict | list):
+            depth = outer + 1
+            if depth > limit:
+                return True
+            stack.extend(
+                (child, depth) for child in (node.values() if isinstance(node, dict) else node)
+            )
+    return False
 
 
 def _clip(text: str, limit: int) -> str:

@@ -222,6 +222,8 @@ def serve(
     threads: int = 8,
     log_level: str = "info",
     log_format: str = "json",
+    checkpoint_seconds: float | None = None,
+    checkpoint_records: int | None = None,
 ) -> None:
     """Run gunicorn until stopped.  Configuration, policy bundle, TLS files, web token and
     signing key are checked first, so a mistake is one line here instead of workers failing
@@ -292,9 +294,18 @@ def serve(
         recorder = None
         if record:
             from admission.decisions.process import RecorderProcess
+            from admission.decisions.recorder import (
+                DEFAULT_CHECKPOINT_RECORDS,
+                DEFAULT_CHECKPOINT_SECONDS,
+            )
 
             recorder = RecorderProcess(
-                target, signing_key=signing_key, log_level=log_level, log_format=log_format
+                target,
+                signing_key=signing_key,
+                checkpoint_seconds=checkpoint_seconds or DEFAULT_CHECKPOINT_SECONDS,
+                checkpoint_records=checkpoint_records or DEFAULT_CHECKPOINT_RECORDS,
+                log_level=log_level,
+                log_format=log_format,
             ).start()
         admission = Admission(config_path)
         webhook_app = create_app(admission=admission, recorder=recorder)

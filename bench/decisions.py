@@ -62,7 +62,7 @@ def run(name: str, target: str, count: int) -> None:
     report = verify_database(database)
     verify_seconds = time.perf_counter() - verify_started
     database.close()
-    assert report.ok and status.written == count, (status, report.problems[:3])
+    assert report.intact and status.written == count, (status, report.problems[:3])
     print(f"{name}: {count} decisions of ~{size // 1024} KiB each")
     print(
         f"  record() on the request path: p50 {statistics.median(latencies):.1f} µs, "

@@ -236,7 +236,7 @@ def main() -> None:
         )
         config, signed_manifest, unsigned_manifest = write_admission_files(registry)
         record = (
-            ["--record", "--db", str(DEMO / "decisions.db")]
+            ["--record", "--db", str(DEMO / "decisions.db"), "--signing-key", str(KEY)]
             if supports(["admission", "review"], "--record")
             else []
         )
@@ -254,7 +254,7 @@ def main() -> None:
         if record:
             step("AppSec: the recorded decisions and their tamper-evident chain")
             run("decisions", "list", "--db", str(DEMO / "decisions.db"))
-            run("decisions", "verify", "--db", str(DEMO / "decisions.db"))
+            run("decisions", "verify", "--db", str(DEMO / "decisions.db"), "--key", str(PUB))
     finally:
         registry_process.terminate()
         registry_process.wait(timeout=10)

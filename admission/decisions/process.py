@@ -12,7 +12,11 @@ and writes the bytes to a pipe (holding no GIL while it waits).  The child has i
 own hash chain (``<host>-<child pid>``), reports its state through shared
 memory for ``/readyz``, counts into the same multiprocess metrics, logs in the
 server's format, flushes and signs its head when closed, and, when the worker
-dies (end of the pipe), writes what it received and exits.  Drops are counted
+dies (end of the pipe), writes what it received, signs its head and exits.  It
+ignores SIGINT and SIGTERM: a terminal's Ctrl-C or a service manager signalling
+the whole process group (systemd's default) reaches the worker too, and the
+worker closes its writer in order; killed outright, it would leave its newest
+records unsigned.  Drops are counted
 on both sides: a full queue or an unusable decision in the worker, a database
 fault in the child.
 """
@@ -36,7 +40,11 @@ import types
 from typing import Any
 
 from admission.decisions.model import decision_document
-from admission.decisions.recorder import RecorderStatus
+from admission.decisions.recorder import (
+    DEFAULT_CHECKPOINT_RECORDS,
+    DEFAULT_CHECKPOINT_SECONDS,
+    RecorderStatus,
+)
 from admission.decisions.store import resolve_target
 from admission.metrics import metrics
 
@@ -46,6 +54,9 @@ _STOP = b""  # an empty message: write what you have, sign the head, exit
 _STATUS_BYTES = 4096
 _PUBLISH_SECONDS = 0.2
 _NICE = 10
+# How long the child may take to write what it holds when told to stop: the worker's own
+# close() (and the server's grace period) bound it; the default would drop records sooner.
+_FINISH_SECONDS = 60.0
 
 
 class RecorderProcess:
@@ -56,6 +67,8 @@ class RecorderProcess:
         target: str | None,
         *,
         signing_key: str | None = None,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
+        checkpoint_records: int = DEFAULT_CHECKPOINT_RECORDS,
         queue_size: int = 10_000,
         log_level: str = "info",
         log_format: str = "json",
@@ -66,7 +79,15 @@ class RecorderProcess:
         self._shared: Any = context.Array(ctypes.c_char, _STATUS_BYTES, lock=True)
         self._process = context.Process(
             target=_child_main,
-            args=(self.target, signing_key, self._reader, self._shared, log_level, log_format),
+            args=(
+                self.target,
+                signing_key,
+                (checkpoint_seconds, checkpoint_records),
+                self._reader,
+                self._shared,
+                log_level,
+                log_format,
+            ),
             name="attest-decision-writer",
             daemon=True,
         )
@@ -132,6 +153,8 @@ class RecorderProcess:
         if self._closed:
             return
         self._closed = True
+        if self._process.pid is not None:
+            _full_priority(self._process.pid)  # a starved idle writer could not finish in time
         if self._feeder.is_alive():
             with contextlib.suppress(queue.Full):
                 self._outbox.put(_STOP, timeout=timeout / 2)
@@ -139,8 +162,8 @@ class RecorderProcess:
         if self._process.pid is not None:
             self._process.join(timeout)
             if self._process.is_alive():
-                log.warning("decision writer process did not stop in %.0fs; ended", timeout)
-                self._process.terminate()
+                log.warning("decision writer process did not stop in %.0fs; killed", timeout)
+                self._process.kill()  # it ignores SIGTERM
                 self._process.join(2)
         self._writer.close()
 
@@ -249,9 +272,28 @@ def _yield_cpu() -> None:
             os.nice(_NICE)
 
 
+def _full_priority(pid: int) -> None:
+    """Give every thread of the writer ``pid`` (0: this process) normal CPU priority again.
+
+    Under sustained load an idle-priority writer gets almost no CPU; when it must
+    finish (write what it holds, sign its head) within the shutdown grace period,
+    it competes like any process.  Scheduling policies are per thread on Linux, and
+    the writing is done by the recorder's thread, so each thread is switched.  (A
+    writer that could only be reniced stays so.)
+    """
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid or os.getpid()}/task")]
+    except OSError:
+        threads = [pid]
+    for thread in threads:
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+
+
 def _child_main(
     target: str,
     signing_key: str | None,
+    schedule: tuple[float, int],
     inbox: Any,
     shared: Any,
     log_level: str,
@@ -264,11 +306,15 @@ def _child_main(
     from admission.decisions.recorder import DecisionRecorder
     from admission.jsonlog import logging_config
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when to stop
+    for number in (signal.SIGINT, signal.SIGTERM):  # the worker decides when to stop
+        signal.signal(number, signal.SIG_IGN)
     _yield_cpu()
     logging.config.dictConfig(logging_config(log_level, log_format))
     signer = load_head_signer(signing_key) if signing_key else None
-    recorder = DecisionRecorder(target, signer=signer).start()
+    seconds, records = schedule
+    recorder = DecisionRecorder(
+        target, signer=signer, checkpoint_seconds=seconds, checkpoint_every=records
+    ).start()
     received = 0
     published = 0.0
     try:
@@ -289,7 +335,6 @@ def _child_main(
                 _publish(shared, recorder, received)
                 published = now
     finally:
-        with contextlib.suppress(AttributeError, OSError):  # finish promptly if allowed
-            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        recorder.close()
+        _full_priority(0)  # finish promptly (when the worker died without promoting it)
+        recorder.close(timeout=_FINISH_SECONDS)
         _publish(shared, recorder, received)

@@ -4,8 +4,12 @@
 queue (no I/O, no serialisation, never raises, never waits).  One writer thread
 per process drains the queue in batches (waiting ``linger_seconds`` for a
 batch to gather), turns each decision into canonical JSON (handing the GIL
-back to other threads between records), chains it and writes the batch in one transaction, signing the chain head
-every ``checkpoint_every`` records or ``checkpoint_seconds``.  When the queue is
+back to other threads between records), chains it and writes the batch in one
+transaction, signing the chain head every ``checkpoint_every`` records or
+``checkpoint_seconds`` (whichever comes first), and once more when closed, so at
+most that many of the newest records are ever unprotected by a signature.  Each
+checkpoint is also logged (``event: decision_chain_checkpoint``), so a copy of
+every signed head lives outside the database.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
 an ``ALERT`` line is logged (at most every ``alert_interval`` seconds per
 cause) and ``status()`` reports ``degraded`` until a write succeeds again.  An
@@ -25,7 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decisions.chain import ChainHead, HeadSigner, check_replica, default_replica
+from admission.decisions.chain import (
+    ChainHead,
+    Checkpoint,
+    HeadSigner,
+    check_replica,
+    default_replica,
+)
 from admission.decisions.model import decision_document
 from admission.decisions.store import DecisionDatabase, PreparedRecord, prepare, resolve_target
 from admission.metrics import metrics
@@ -34,6 +44,9 @@ from attest.errors import AttestError, DecisionStoreError
 log = logging.getLogger("attest.decisions")
 
 _STOP = object()
+CHECKPOINT_EVENT = "decision_chain_checkpoint"
+DEFAULT_CHECKPOINT_SECONDS = 10.0
+DEFAULT_CHECKPOINT_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,8 @@ class DecisionRecorder:
         signer: HeadSigner | None = None,
         queue_size: int = 10_000,
         batch_size: int = 256,
-        checkpoint_every: int = 1000,
-        checkpoint_seconds: float = 60.0,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_RECORDS,
+        checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         retry_seconds: float = 2.0,
         alert_interval: float = 30.0,
         linger_seconds: float = 0.02,
@@ -159,7 +172,7 @@ class DecisionRecorder:
             and self._state == "ok"
         ):
             try:
-                database.sign_head(self.replica, self.signer)
+                self._signed(database.sign_head(self.replica, self.signer))
             except AttestError as err:
                 log.warning("decision chain head not signed at shutdown: %s", err)
         if database is not None:
@@ -220,10 +233,15 @@ class DecisionRecorder:
         """Check the database takes writes (creating the schema) to report the state early."""
         self._last_attempt = time.monotonic()
         try:
-            head = self._opened().heartbeat(self.replica)
+            database = self._opened()
+            head = database.heartbeat(self.replica)
+            # records a previous process of this replica left unsigned (it crashed, or
+            # was killed): sign them with the next checkpoint
+            inherited = head.seq - database.signed_seq(self.replica) if self.signer else 0
         except Exception as err:
             self._fail(err)
             return
+        self._unsigned = max(self._unsigned, inherited)
         with self._lock:
             self._head = head
             self._state = "ok"
@@ -241,7 +259,7 @@ class DecisionRecorder:
             and now - self._last_checkpoint >= self.checkpoint_seconds
         ):
             try:
-                self._opened().sign_head(self.replica, self.signer)
+                self._signed(self._opened().sign_head(self.replica, self.signer))
                 self._unsigned, self._last_checkpoint = 0, now
             except AttestError as err:
                 self._fail(err)
@@ -270,7 +288,11 @@ class DecisionRecorder:
         self._last_attempt = time.monotonic()
         try:
             head = self._opened().append(
-                self.replica, records, head=self._head, signer=self.signer if due else None
+                self.replica,
+                records,
+                head=self._head,
+                signer=self.signer if due else None,
+                on_signed=self._signed,
             )
         except Exception as err:
             self._fail(err)
@@ -286,6 +308,27 @@ class DecisionRecorder:
             self._unsigned, self._last_checkpoint = 0, time.monotonic()
         else:
             self._unsigned += len(records)
+
+    def _signed(self, checkpoint: Checkpoint | None) -> None:
+        """Log a committed checkpoint in full: a copy of the signed head outside the database."""
+        if checkpoint is None:
+            return
+        log.info(
+            "decision chain head signed: replica %s up to #%d",
+            checkpoint.replica,
+            checkpoint.seq,
+            extra={
+                "event": CHECKPOINT_EVENT,
+                "fields": {
+                    "replica": checkpoint.replica,
+                    "seq": checkpoint.seq,
+                    "hash": checkpoint.hash,
+                    "signedAt": checkpoint.signed_at,
+                    "keyId": checkpoint.key_id,
+                    "signature": checkpoint.signature,
+                },
+            },
+        )
 
     def _opened(self) -> DecisionDatabase:
         """The database, opening it now if that failed before (raises while it still fails)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,22 +276,28 @@ class DecisionDatabase:
         *,
         head: ChainHead | None = None,
         signer: HeadSigner | None = None,
+        on_signed: Callable[[Checkpoint], None] | None = None,
     ) -> ChainHead:
         """Write ``records`` as the next links of ``replica``'s chain; return the new head.
 
         ``head`` is the writer's idea of the current head (read from the database
         when ``None`` or when another writer moved it).  With ``signer`` a
-        checkpoint of the new head is written in the same transaction.
+        checkpoint of the new head is written in the same transaction, and handed
+        to ``on_signed`` once committed.
         """
         self.ensure_schema()
         last_error: Exception | None = None
         for _attempt in range(_APPEND_ATTEMPTS):
             try:
+                checkpoint = None
                 with self.engine.begin() as conn:
                     start = head if head is not None else self.head(conn, replica)
                     new_head = self._insert(conn, start, records)
                     if signer is not None and records:
-                        insert_checkpoint(conn, signer.sign(new_head))
+                        checkpoint = signer.sign(new_head)
+                        insert_checkpoint(conn, checkpoint)
+                if checkpoint is not None and on_signed is not None:
+                    on_signed(checkpoint)
                 return new_head
             except IntegrityError as err:  # someone else extended this replica's chain
                 last_error, head = err, None
@@ -335,6 +341,24 @@ class DecisionDatabase:
         if image_rows:
             conn.execute(sa.insert(images_table), image_rows)
         return ChainHead(head.replica, seq, prev)
+
+    def signed_seq(self, replica: str) -> int:
+        """The highest head of ``replica`` that a stored checkpoint names (0 when none).
+
+        Only a writer's hint (which inherited records still need a signature); trust
+        is ``verify``'s business.
+        """
+        self.ensure_schema()
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(
+                    sa.select(sa.func.max(checkpoints_table.c.seq)).where(
+                        checkpoints_table.c.replica == replica
+                    )
+                ).scalar()
+        except SQLAlchemyError as err:
+            raise self.fail("reading checkpoints", err) from None
+        return int(found or 0)
 
     def sign_head(self, replica: str, signer: HeadSigner) -> Checkpoint | None:
         """Sign the stored head of ``replica`` now (None when the chain is empty)."""

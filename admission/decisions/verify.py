@@ -8,12 +8,28 @@ checkpoint must sign an existing record with the same hash, with the trusted
 key when one is given (else the key recorded with it, which proves only
 consistency).  The report lists every problem; the first one per replica is
 the first broken link.
+
+Links alone prove nothing against someone who can write to the database: a
+rewritten chain with every hash recomputed is consistent.  Only a checkpoint
+signed with the trusted key vouches for records, and only for those up to the
+head it signs.  So a chain is *covered* when a valid checkpoint signs its
+current head; the report says which replicas are not and from which record
+(``uncovered``), and ``attest decisions verify`` fails on them with exit 3.
+
+What no check of the database alone can see is a consistent step back: a
+replica's whole chain deleted with its checkpoints, or a chain rolled back to an
+earlier signed head.  Copies of the checkpoints kept elsewhere (*anchors*: the
+server logs each one, ``event: decision_chain_checkpoint``) close that gap: each
+anchor must verify with the trusted key and name a record that is still there,
+with the same hash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,9 +48,11 @@ from admission.decisions.store import (
     decisions_table,
     images_table,
 )
+from attest.errors import UsageError
 from attest.signing import keys
 
 _PAGE = 1000
+ANCHOR_EVENT = "decision_chain_checkpoint"
 
 
 @dataclass(frozen=True)
@@ -64,7 +82,13 @@ class ReplicaReport:
     head_seq: int = 0
     head_hash: str = GENESIS
     signed_seq: int = 0  # highest seq covered by a valid checkpoint
+    signed_at: str | None = None  # when that checkpoint was signed
     checkpoints: int = 0
+
+    @property
+    def covered(self) -> bool:
+        """Whether a valid checkpoint signs the current head (an empty chain needs none)."""
+        return self.signed_seq >= self.head_seq
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,7 +97,9 @@ class ReplicaReport:
             "headSeq": self.head_seq,
             "headHash": self.head_hash,
             "signedSeq": self.signed_seq,
-            "unsignedRecords": self.head_seq - self.signed_seq,
+            "signedAt": self.signed_at,
+            "unsignedRecords": max(0, self.head_seq - self.signed_seq),
+            "covered": self.covered,
             "checkpoints": self.checkpoints,
         }
 
@@ -86,10 +112,29 @@ class VerifyReport:
     key_source: str  # "trusted key <id>" or "keys recorded with the checkpoints"
     replicas: list[ReplicaReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    anchors: int = 0  # checkpoints from outside the database that were checked
+
+    @property
+    def intact(self) -> bool:
+        """No broken link, forged column or bad checkpoint (says nothing about coverage)."""
+        return not self.problems
+
+    @property
+    def uncovered(self) -> list[ReplicaReport]:
+        """Replicas whose head no valid checkpoint signs: their newest records are unprotected."""
+        return [replica for replica in self.replicas if not replica.covered]
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """Intact, and every replica's head signed by a valid checkpoint."""
+        return self.intact and not self.uncovered
+
+    @property
+    def status(self) -> str:
+        """``intact``, ``broken`` or ``uncovered`` (intact, but some head is not signed)."""
+        if not self.intact:
+            return "broken"
+        return "uncovered" if self.uncovered else "intact"
 
     def first_broken(self) -> list[Problem]:
         """The first problem of each replica's chain, in replica order."""
@@ -104,7 +149,9 @@ class VerifyReport:
         return {
             "database": self.database,
             "ok": self.ok,
+            "status": self.status,
             "keySource": self.key_source,
+            "anchors": self.anchors,
             "replicas": [replica.to_dict() for replica in self.replicas],
             "firstBroken": [problem.to_dict() for problem in self.first_broken()],
             "problems": [problem.to_dict() for problem in self.problems],
@@ -214,14 +261,104 @@ def _check_checkpoints(
             problems.append(
                 Problem(replica, row.seq, record.id, "record differs from the signed chain head")
             )
-        else:
-            report.signed_seq = max(report.signed_seq, row.seq)
+        elif row.seq >= report.signed_seq:
+            report.signed_seq, report.signed_at = row.seq, row.signed_at
+
+
+def read_anchors(path: str) -> list[Checkpoint]:
+    """The logged checkpoints in ``path``: JSON lines with ``event: decision_chain_checkpoint``.
+
+    Other lines (other events, text) are skipped; a checkpoint line that lacks a
+    field is an error, and so is a file without any.
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as err:
+        raise UsageError(f"--anchors {path}: {err.strerror or err}") from None
+    anchors = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("event") != ANCHOR_EVENT:
+            continue
+        try:
+            anchors.append(
+                Checkpoint(
+                    str(entry["replica"]),
+                    int(entry["seq"]),
+                    str(entry["hash"]),
+                    str(entry["signedAt"]),
+                    str(entry.get("keyId", "")),
+                    str(entry["signature"]),
+                    "",
+                )
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"--anchors {path}:{number}: checkpoint line lacks {err}") from None
+    if not anchors:
+        raise UsageError(f"--anchors {path}: no {ANCHOR_EVENT} lines")
+    return anchors
+
+
+def _check_anchors(
+    conn: sa.Connection,
+    anchors: Iterable[Checkpoint],
+    trusted: keys.PublicKey,
+    problems: list[Problem],
+) -> int:
+    """Every anchored checkpoint verifies and names a stored record with the same hash."""
+    count = 0
+    for anchor in anchors:
+        count += 1
+        if not checkpoint_signature_valid(anchor, trusted):
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    None,
+                    "anchored checkpoint does not verify with the trusted key",
+                )
+            )
+            continue
+        record = conn.execute(
+            sa.select(decisions_table.c.id, decisions_table.c.hash).where(
+                decisions_table.c.replica == anchor.replica, decisions_table.c.seq == anchor.seq
+            )
+        ).first()
+        if record is None:
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    None,
+                    "an anchored signed head is missing (records deleted or rolled back)",
+                )
+            )
+        elif record.hash != anchor.hash:
+            problems.append(
+                Problem(
+                    anchor.replica,
+                    anchor.seq,
+                    record.id,
+                    "record differs from the anchored signed head",
+                )
+            )
+    return count
 
 
 def verify_database(
-    database: DecisionDatabase, *, trusted_key: keys.PublicKey | None = None
+    database: DecisionDatabase,
+    *,
+    trusted_key: keys.PublicKey | None = None,
+    anchors: Iterable[Checkpoint] = (),
 ) -> VerifyReport:
-    """Check every replica's chain and checkpoints in ``database``."""
+    """Check every replica's chain and checkpoints in ``database`` (and ``anchors``, which
+    need ``trusted_key``)."""
+    anchors = list(anchors)
+    if anchors and trusted_key is None:
+        raise UsageError("checking anchored checkpoints needs the trusted key (--key)")
     source = (
         f"trusted key {keys.key_id(trusted_key)}"
         if trusted_key is not None
@@ -239,4 +376,9 @@ def verify_database(
             problems.sort(key=lambda problem: problem.seq)
             report.replicas.append(replica)
             report.problems.extend(problems)
+        if anchors:
+            assert trusted_key is not None
+            anchored: list[Problem] = []
+            report.anchors = _check_anchors(conn, anchors, trusted_key, anchored)
+            report.problems.extend(sorted(anchored, key=lambda p: (p.replica, p.seq)))
     return report

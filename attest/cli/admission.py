@@ -104,6 +104,24 @@ def admission_group() -> None:
     type=click.Choice(["json", "text"]),
     help="json: one object per line (one per decision); text: for people.",
 )
+@click.option(
+    "--checkpoint-interval",
+    "checkpoint_seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="With --signing-key: sign each chain head at least this often while new records "
+    "arrive (and always at shutdown).",
+)
+@click.option(
+    "--checkpoint-records",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --signing-key: also sign the head after every N new records.",
+)
 def serve_command(
     config_path: str,
     tls_cert: str,
@@ -122,6 +140,8 @@ def serve_command(
     threads: int,
     log_level: str,
     log_format: str,
+    checkpoint_seconds: float,
+    checkpoint_records: int,
 ) -> None:
     """Serve the webhook (POST /validate and /mutate, /healthz, /readyz) with gunicorn over
     TLS, on --web-port /metrics and the read-only decisions view, and on --probe-port the
@@ -146,6 +166,8 @@ def serve_command(
         threads=threads,
         log_level=log_level,
         log_format=log_format,
+        checkpoint_seconds=checkpoint_seconds,
+        checkpoint_records=checkpoint_records,
     )
 
 
@@ -184,8 +206,9 @@ def print_decision(decision: Any) -> None:
             click.echo(f"    lookup error: {error}")
 
 
-def _record(db: str | None, decisions: list[Any]) -> None:
-    """Write the decisions as one chain segment of replica ``review-<host>``."""
+def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
+    """Write the decisions as one chain segment of replica ``review-<host>`` (signed head
+    with ``signer``)."""
     import re
     import socket
 
@@ -193,7 +216,7 @@ def _record(db: str | None, decisions: list[Any]) -> None:
 
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150].strip(".-") or "host"
     try:
-        head = record_now(db, decisions, replica=f"review-{host}")
+        head = record_now(db, decisions, replica=f"review-{host}", signer=signer)
     except DecisionStoreError as err:  # not "denied" (exit 1): the command could not finish
         raise UsageError(f"--record: {err}") from None
     noun = "decision" if len(decisions) == 1 else "decisions"
@@ -219,9 +242,20 @@ def _record(db: str | None, decisions: list[Any]) -> None:
     help=f"Decision database for --record: an SQLite file or a postgresql:// URL "
     f"(default ${DB_VARIABLE}).",
 )
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False),
+    help="With --record: sign the new chain head (cosign key file or PEM; password from "
+    "ATTEST_PASSWORD).",
+)
 @output_option
 def review_command(
-    file: str, config_path: str | None, record: bool, db: str | None, output_format: str
+    file: str,
+    config_path: str | None,
+    record: bool,
+    db: str | None,
+    signing_key: str | None,
+    output_format: str,
 ) -> None:
     """Judge manifests (multi-document YAML/JSON) or AdmissionReviews in FILE offline.
 
@@ -232,10 +266,15 @@ def review_command(
 
     if db and not record:
         raise UsageError("--db is where --record writes; add --record")
+    if signing_key and not record:
+        raise UsageError("--signing-key signs recorded decisions; add --record")
+    signer = None
     if record:
+        from admission.decisions.chain import load_head_signer
         from admission.decisions.store import resolve_target
 
         resolve_target(db)  # fail before judging when there is nowhere to record
+        signer = load_head_signer(signing_key) if signing_key else None
     decisions = review_file(file, config_path=config_path)
     if output_format == "json":
         print_json(
@@ -248,7 +287,7 @@ def review_command(
         for decision in decisions:
             print_decision(decision)
     if record:
-        _record(db, decisions)
+        _record(db, decisions, signer)
     if any(d.code == 400 for d in decisions):
         raise click.exceptions.Exit(2)
     if not all(d.allowed for d in decisions):

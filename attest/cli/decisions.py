@@ -16,6 +16,7 @@ from attest.files import atomic_write
 
 if TYPE_CHECKING:
     from admission.decisions.replay import Replay
+    from admission.decisions.verify import VerifyReport
     from attest.policy import PolicyEngine
 
 
@@ -125,6 +126,10 @@ def _write_atomically(path: str, lines: Any) -> None:
     click.echo(f"exported {count} decisions to {path}", err=True)
 
 
+EXIT_BROKEN = 1
+EXIT_UNCOVERED = 3
+
+
 @decisions_group.command("verify")
 @db_option
 @click.option(
@@ -132,33 +137,71 @@ def _write_atomically(path: str, lines: Any) -> None:
     type=click.Path(dir_okay=False),
     help="Trusted public key (PEM) that chain-head checkpoints must be signed with.",
 )
+@click.option(
+    "--anchors",
+    type=click.Path(dir_okay=False),
+    help="Checkpoints kept outside the database: a log file of JSON lines (the server logs "
+    "each signed head as event decision_chain_checkpoint). Needs --key.",
+)
 @output_option
-def verify_command(db: str | None, key: str | None, output_format: str) -> None:
-    """Check every hash chain and signed checkpoint; report the first broken link."""
-    from admission.decisions.chain import load_trusted_key
-    from admission.decisions.verify import verify_database
+def verify_command(
+    db: str | None, key: str | None, anchors: str | None, output_format: str
+) -> None:
+    """Check every hash chain and signed checkpoint; report the first broken link.
 
+    Exit 0 when every chain is intact and each replica's head is signed by a
+    checkpoint (with --key: one that verifies with that key), 1 when a chain is
+    broken (or an anchored head is missing or differs), 3 when the chains are
+    intact but some head is not covered by a signed checkpoint (its newest records
+    could have been rewritten or deleted unseen).
+    """
+    from admission.decisions.chain import load_trusted_key
+    from admission.decisions.verify import read_anchors, verify_database
+
+    if anchors and not key:
+        raise UsageError("--anchors needs --key (the key the checkpoints are signed with)")
     trusted = load_trusted_key(key) if key else None
+    anchored = read_anchors(anchors) if anchors else []
     with _open(db) as database:
-        report = verify_database(database, trusted_key=trusted)
+        report = verify_database(database, trusted_key=trusted, anchors=anchored)
     if output_format == "json":
         print_json(report.to_dict())
     else:
-        for replica in report.replicas:
-            click.echo(
-                f"replica {replica.replica}: {replica.records} records, head #{replica.head_seq}, "
-                f"signed up to #{replica.signed_seq} ({replica.checkpoints} checkpoints)"
-            )
-        click.echo(f"signatures checked with {report.key_source}")
-        for problem in report.first_broken():
-            where = f"record {problem.record_id} " if problem.record_id is not None else ""
-            click.echo(f"BROKEN: replica {problem.replica} #{problem.seq}: {where}{problem.what}")
-        extra = len(report.problems) - len(report.first_broken())
-        if extra > 0:
-            click.echo(f"({extra} more problems after the first broken link; see --output json)")
-        click.echo("chain intact" if report.ok else "chain BROKEN")
-    if not report.ok:
-        raise click.exceptions.Exit(1)
+        _print_verify(report)
+    if not report.intact:
+        raise click.exceptions.Exit(EXIT_BROKEN)
+    if report.uncovered:
+        raise click.exceptions.Exit(EXIT_UNCOVERED)
+
+
+def _print_verify(report: VerifyReport) -> None:
+    for replica in report.replicas:
+        when = f" at {replica.signed_at}" if replica.signed_at else ""
+        click.echo(
+            f"replica {replica.replica}: {replica.records} records, head #{replica.head_seq}, "
+            f"signed up to #{replica.signed_seq}{when} ({replica.checkpoints} checkpoints)"
+        )
+    click.echo(f"signatures checked with {report.key_source}")
+    if report.anchors:
+        click.echo(f"{report.anchors} anchored checkpoints checked against the database")
+    for problem in report.first_broken():
+        where = f"record {problem.record_id} " if problem.record_id is not None else ""
+        click.echo(f"BROKEN: replica {problem.replica} #{problem.seq}: {where}{problem.what}")
+    extra = len(report.problems) - len(report.first_broken())
+    if extra > 0:
+        click.echo(f"({extra} more problems after the first broken link; see --output json)")
+    for replica in report.uncovered:
+        click.echo(
+            f"NOT SIGNED: replica {replica.replica}: the head #{replica.head_seq} is not covered "
+            f"by a signed checkpoint (records from #{replica.signed_seq + 1} could have been "
+            "rewritten or deleted without trace)"
+        )
+    if not report.intact:
+        click.echo("chain BROKEN")
+    elif report.uncovered:
+        click.echo("chain intact, but NOT covered by a signed checkpoint")
+    else:
+        click.echo("chain intact")
 
 
 def _replay_engine(

@@ -88,6 +88,7 @@ def test_admits_and_denies_over_http(client) -> None:
         ),
         (json.dumps(review(deployment("a"), uid="")).encode(), 400, "request.uid is missing"),
         (b"x" * (65 * 1024), 413, "larger than 65536 bytes"),
+        (b"[" * 30_000 + b"]" * 30_000, 400, "nests deeper than 100 levels"),
     ],
 )
 def test_bad_bodies(client, data, status, message) -> None:

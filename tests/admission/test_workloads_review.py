@@ -115,6 +115,16 @@ def test_parse_v1_and_v1beta1() -> None:
         assert request.labels == {"app": "web"}
 
 
+def _deep_review(depth: int) -> dict:
+    """A Deployment review with a field nested ``depth`` objects below its spec."""
+    value: object = "bottom"
+    for _ in range(depth):
+        value = {"x": value}
+    obj = deployment("a")
+    obj["spec"]["extra"] = value
+    return review(obj)
+
+
 @pytest.mark.parametrize(
     ("body", "message", "uid"),
     [
@@ -140,12 +150,26 @@ def test_parse_v1_and_v1beta1() -> None:
             "uid-1",
         ),
         (b"\xff\xfe", "not JSON", None),
+        (b"[" * 100_000 + b"]" * 100_000, "nests deeper than 100 levels", None),
+        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "nests deeper than 100 levels", None),
+        (
+            json.dumps(_deep_review(150)),
+            "nests deeper than 100 levels",
+            "uid-1",
+        ),
     ],
+    ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_bad_reviews(body, message, uid) -> None:
     with pytest.raises(ReviewError, match=message) as caught:
         parse_review(body)
     assert caught.value.uid == uid
+
+
+def test_deep_but_reasonable_objects_still_parse() -> None:
+    """Depth is bounded, not forbidden: a real object nests a few dozen levels."""
+    request = parse_review(json.dumps(_deep_review(60)))
+    assert request.uid == "uid-1"
 
 
 def test_delete_needs_no_object_and_response_shape() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from admission.decisions.chain import load_head_signer
+from admission.decisions.chain import GENESIS, load_head_signer, record_hash
 from admission.decisions.model import decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase
@@ -141,7 +141,9 @@ def test_bad_input_is_one_line_and_non_zero(cli, tmp_path: Path, sqlite_url: str
     assert bad_key.exit_code != 0 and "no.pub" in bad_key.stderr
 
 
-def test_admission_review_record_stores_the_offline_decisions(cli, db_url: str, tmp_path) -> None:
+def test_admission_review_record_stores_the_offline_decisions(
+    cli, db_url: str, tmp_path, key_pair
+) -> None:
     import re
     import socket
 
@@ -160,11 +162,20 @@ def test_admission_review_record_stores_the_offline_decisions(cli, db_url: str, 
     host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:150].strip(".-")
     assert {r["replica"] for r in listed} == {f"review-{host}"}
     assert all(r["decision"]["result"] == "denied" for r in listed)
-    again = cli("admission", "review", str(manifest), "--record", "--db", db_url)
+    private, public = key_pair
+    unsigned = cli("decisions", "verify", "--db", db_url, "--key", str(public))
+    assert unsigned.exit_code == 3, unsigned.stdout
+    again = cli(
+        "admission", "review", str(manifest), "--record", "--db", db_url,
+        "--signing-key", str(private),
+    )  # fmt: skip
     assert again.exit_code == 1
-    assert (
-        "chain intact" in cli("decisions", "verify", "--db", db_url).stdout
-    )  # one chain, extended
+    verified = cli("decisions", "verify", "--db", db_url, "--key", str(public))
+    assert verified.exit_code == 0, verified.stdout
+    assert f"replica review-{host}: 4 records, head #4, signed up to #4" in verified.stdout
+    assert verified.stdout.rstrip().endswith("chain intact")  # one chain, extended and signed
+    no_record = cli("admission", "review", str(manifest), "--signing-key", str(private))
+    assert no_record.exit_code == 2 and "add --record" in no_record.stderr
     without = cli("admission", "review", str(manifest), "--db", db_url)
     assert without.exit_code == 2 and "add --record" in without.stderr
     nowhere = cli(
@@ -173,3 +184,82 @@ def test_admission_review_record_stores_the_offline_decisions(cli, db_url: str, 
     assert nowhere.exit_code == 2
     assert nowhere.stderr.strip().splitlines()[-1].startswith("attest: error: --record: ")
     assert "DENIED: Pod ci/one" in nowhere.stdout  # the decision itself was still printed
+
+
+def test_verify_fails_unless_a_signed_checkpoint_covers_each_head(
+    cli, db_url: str, key_pair
+) -> None:
+    """Rewritten (hashes recomputed) with its checkpoints deleted, a chain is consistent: the
+    verdict must say plainly that nothing vouches for it, with its own exit code (3)."""
+    private, public = key_pair
+    seed(db_url, private)
+    database = DecisionDatabase(db_url)
+    with database.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM attest_decision_checkpoints"))
+        rows = conn.execute(
+            sa.text("SELECT seq, document FROM attest_decisions ORDER BY seq")
+        ).all()
+        prev = GENESIS
+        for row in rows:
+            document = row.document.replace('"denied"', '"allowed"')
+            digest = record_hash("pod-a", row.seq, prev, document.encode())
+            conn.execute(
+                sa.text(
+                    "UPDATE attest_decisions SET document = :d, prev_hash = :p, hash = :h, "
+                    "result = CASE WHEN result = 'denied' THEN 'allowed' ELSE result END "
+                    "WHERE seq = :s"
+                ),
+                {"d": document, "p": prev, "h": digest, "s": row.seq},
+            )
+            prev = digest
+    database.close()
+    forged = cli("decisions", "verify", "--db", db_url, "--key", str(public))
+    assert forged.exit_code == 3, forged.stdout
+    assert (
+        "NOT SIGNED: replica pod-a: the head #3 is not covered by a signed checkpoint "
+        "(records from #1 could have been rewritten or deleted without trace)"
+    ) in forged.stdout
+    assert forged.stdout.rstrip().endswith("chain intact, but NOT covered by a signed checkpoint")
+    as_json = cli("decisions", "verify", "--db", db_url, "--key", str(public), "-o", "json")
+    assert as_json.exit_code == 3
+    report = as_json.json()
+    assert report["ok"] is False and report["status"] == "uncovered"
+    assert report["replicas"][0]["covered"] is False
+    assert report["replicas"][0]["unsignedRecords"] == 3
+
+
+def test_verify_with_anchors_from_the_server_log(cli, sqlite_url: str, key_pair, tmp_path) -> None:
+    import json
+
+    private, public = key_pair
+    seed(sqlite_url, private)
+    database = DecisionDatabase(sqlite_url)
+    with database.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM attest_decision_checkpoints")).one()
+    database.close()
+    log = tmp_path / "server.log"
+    line = {
+        "event": "decision_chain_checkpoint",
+        "replica": row.replica,
+        "seq": row.seq,
+        "hash": row.hash,
+        "signedAt": row.signed_at,
+        "keyId": row.key_id,
+        "signature": row.signature,
+    }
+    log.write_text(json.dumps(line) + "\n")
+    args = ("decisions", "verify", "--db", sqlite_url, "--key", str(public), "--anchors", str(log))
+    ok = cli(*args)
+    assert ok.exit_code == 0, ok.stdout
+    assert "1 anchored checkpoints checked against the database" in ok.stdout
+    database = DecisionDatabase(sqlite_url)
+    with database.engine.begin() as conn:  # roll back to nothing: the database looks fine
+        for table in ("attest_decisions", "attest_decision_images", "attest_decision_checkpoints"):
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    database.close()
+    assert cli("decisions", "verify", "--db", sqlite_url, "--key", str(public)).exit_code == 0
+    rolled_back = cli(*args)
+    assert rolled_back.exit_code == 1
+    assert "BROKEN: replica pod-a #3: an anchored signed head is missing" in rolled_back.stdout
+    no_key = cli("decisions", "verify", "--db", sqlite_url, "--anchors", str(log))
+    assert no_key.exit_code == 2 and "--anchors needs --key" in no_key.stderr

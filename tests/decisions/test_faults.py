@@ -61,7 +61,7 @@ def test_postgres_going_away_drops_records_and_recovers(caplog: pytest.LogCaptur
         database = open_database(url)
         report = verify_database(database)
         database.close()
-        assert report.ok, report.problems
+        assert report.intact, report.problems
         assert report.replicas[0].records == 8
     finally:
         server.stop(remove=True)
@@ -101,7 +101,7 @@ def test_a_full_sqlite_database_drops_records_and_keeps_answering(sqlite_url: st
     assert "full" in (status.last_error or "")
     recorder.close()
     database = open_database(sqlite_url)
-    assert verify_database(database).ok
+    assert verify_database(database).intact
     database.close()
 
 

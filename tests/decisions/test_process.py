@@ -119,3 +119,43 @@ def test_an_unusable_database_is_reported_not_raised(tmp_path: Path) -> None:
         assert recorder.status().dropped == 1
     finally:
         recorder.close()
+
+
+def test_a_starved_writer_still_writes_and_signs_everything_when_closed(
+    sqlite_url: str, key_pair
+) -> None:
+    """On a saturated machine an idle-priority writer gets next to no CPU: closing it must
+    give it enough to write what it holds and sign its head within the grace period.
+
+    A busy loop pinned to the writer's CPU stands for the saturated webhook."""
+    from admission.decisions.chain import load_trusted_key
+
+    private, public = key_pair
+    cpu = min(os.sched_getaffinity(0))
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    recorder = RecorderProcess(sqlite_url, signing_key=str(private)).start()
+    try:
+        os.sched_setaffinity(hog.pid, {cpu})
+        child = recorder._process.pid
+        assert child is not None
+        os.sched_setaffinity(child, {cpu})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and recorder.status().state == "starting":
+            time.sleep(0.05)
+        assert os.sched_getscheduler(child) == os.SCHED_IDLE
+        for index in range(2000):
+            assert recorder.record(FakeDecision(decision(namespace=f"busy-{index % 7}")))
+        began = time.monotonic()
+        recorder.close(timeout=15)
+        assert time.monotonic() - began < 15, "the writer had to be killed"
+    finally:
+        hog.kill()
+        hog.wait()
+        recorder.close()
+    database = open_database(sqlite_url)
+    try:
+        report = verify_database(database, trusted_key=load_trusted_key(str(public)))
+    finally:
+        database.close()
+    assert report.ok, report.problems
+    assert sum(r.records for r in report.replicas) == 2000

@@ -125,7 +125,7 @@ def test_two_replicas_write_concurrently_and_each_chain_stays_intact(db_url: str
         recorder.close()
     database = open_database(db_url)
     report = verify_database(database)
-    assert report.ok, report.problems
+    assert report.intact, report.problems
     assert {r.replica: r.records for r in report.replicas} == {"pod-0": 150, "pod-1": 150}
     database.close()
 
@@ -136,7 +136,7 @@ def test_a_writer_with_a_stale_head_rereads_it_and_keeps_one_chain(db_url: str) 
     database.append("cli-host", [prepare(decision())])  # another writer moves the head
     head = database.append("cli-host", [prepare(decision())], head=first)  # stale
     assert head.seq == 3
-    assert verify_database(database).ok
+    assert verify_database(database).intact
     database.close()
 
 
@@ -146,7 +146,7 @@ def test_a_recorder_resumes_its_replica_chain_after_a_restart(db_url: str) -> No
     assert recorder.status().head_seq == 3
     recorder.close()
     database = open_database(db_url)
-    assert verify_database(database).ok
+    assert verify_database(database).intact
     database.close()
 
 

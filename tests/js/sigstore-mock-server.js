@@ -13,6 +13,14 @@
 // log's integrated time (to test certificates that expired before their entry was logged).
 // When ready it prints one JSON line on stdout: {"url", "trustedRoot", "signingConfig",
 // "trustConfig"}.  It stops on SIGTERM/SIGINT or when stdin closes.
+//
+// Fulcio also answers under /sct/<mode>/api/v2/signingCert with certificates from the same
+// CA whose embedded SCT is wrong, for the verifier's attack tests: `none` (no SCT),
+// `forged` (claims the trusted CT log's id, signed with another key), `unknown-log` (a
+// valid SCT from a CT log the trusted root does not list) and `mismatched` (signed by the
+// trusted CT log, but over other data than this certificate).  Under
+// /ca/stranger/api/v2/signingCert a CA the trusted root does not list issues certificates
+// with a valid SCT from the trusted CT log.
 'use strict';
 
 const crypto = require('crypto');
@@ -108,6 +116,21 @@ async function main() {
     args.rekorTimeOffset !== 0 ? new Date(Date.now() + args.rekorTimeOffset * 1000) : undefined;
   const tlog = await mock.initializeTLog(url, tlogKeys, clock);
   const tsa = await mock.initializeTSA(tsaKeys);
+  // Same CA key and root certificate, other CT logs (see the header).
+  const withLog = (log) =>
+    mock.fulcioHandler(new ca.constructor({ keyPair: ca.keyPair, rootCertificate: ca.root, ctLog: log }));
+  const strangerKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const forgedLog = await mock.initializeCTLog(strangerKeys);
+  forgedLog.logID = ctlog.logID;
+  const badFulcio = {
+    none: withLog(undefined),
+    forged: withLog(forgedLog),
+    'unknown-log': withLog(await mock.initializeCTLog(strangerKeys)),
+    mismatched: withLog({ log: (preCert) => ctlog.log(preCert, new ArrayBuffer(32)) }),
+  };
+  const strangerCa = mock.fulcioHandler(
+    await mock.initializeCA(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }), ctlog),
+  );
 
   const fulcio = mock.fulcioHandler(ca);
   const rekor = mock.rekorHandler(tlog);
@@ -129,6 +152,14 @@ async function main() {
     },
     [timestamps.path]: timestamps.fn,
   };
+
+  // Certificates with bad SCTs, and from a CA the trusted root does not list (see the header).
+  for (const [mode, handler] of Object.entries(badFulcio)) {
+    routes[`/sct/${mode}${handler.path}`] = async (body, headers) =>
+      handler.fn(JSON.stringify(fulcioRequest(body, headers)));
+  }
+  routes[`/ca/stranger${strangerCa.path}`] = async (body, headers) =>
+    strangerCa.fn(JSON.stringify(fulcioRequest(body, headers)));
 
   server.on('request', (req, res) => {
     const chunks = [];

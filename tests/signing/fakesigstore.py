@@ -121,10 +121,13 @@ class FakeSigstore:
             .sign(self.ca_key, hashes.SHA256())
         )
         self.index = 0
+        self.log_valid_from = "2020-01-01T00:00:00Z"  # of the Rekor key, in the trusted root
 
     # -- trust material --------------------------------------------------------------
 
-    def _log(self, key: ec.EllipticCurvePrivateKey, url: str) -> dict[str, object]:
+    def _log(
+        self, key: ec.EllipticCurvePrivateKey, url: str, start: str = "2020-01-01T00:00:00Z"
+    ) -> dict[str, object]:
         der = _spki(key.public_key())
         return {
             "baseUrl": url,
@@ -132,7 +135,7 @@ class FakeSigstore:
             "publicKey": {
                 "rawBytes": _b64(der),
                 "keyDetails": "PKIX_ECDSA_P256_SHA_256",
-                "validFor": {"start": "2020-01-01T00:00:00Z"},
+                "validFor": {"start": start},
             },
             "logId": {"keyId": _b64(hashlib.sha256(der).digest())},
         }
@@ -140,7 +143,9 @@ class FakeSigstore:
     def trusted_root(self) -> dict[str, object]:
         return {
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [self._log(self.rekor_key, f"https://rekor.{self.name}.test")],
+            "tlogs": [
+                self._log(self.rekor_key, f"https://rekor.{self.name}.test", self.log_valid_from)
+            ],
             "certificateAuthorities": [
                 {
                     "subject": {"organization": f"{self.name}.test", "commonName": "root"},
@@ -174,6 +179,7 @@ class FakeSigstore:
         issuer: str,
         not_before: dt.datetime,
         serial: int,
+        eku: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING,
     ) -> x509.CertificateBuilder:
         san: x509.GeneralName = (
             x509.UniformResourceIdentifier(identity)
@@ -202,9 +208,7 @@ class FakeSigstore:
                 ),
                 critical=True,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
                 critical=False,
@@ -244,19 +248,21 @@ class FakeSigstore:
         issuer: str = "https://issuer.test",
         *,
         not_before: dt.datetime | None = None,
+        eku: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING,
     ) -> Leaf:
-        """A Fulcio-shaped leaf for ``identity``/``issuer``, valid 10 minutes from ``not_before``."""
+        """A Fulcio-shaped leaf for ``identity``/``issuer``, valid 10 minutes from ``not_before``
+        (extended key usage ``eku``: code signing, as Fulcio issues them)."""
         key = ec.generate_private_key(ec.SECP256R1())
         start = (not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).replace(
             microsecond=0
         )
         serial = x509.random_serial_number()
-        precert = self._leaf_builder(key, identity, issuer, start, serial).sign(
+        precert = self._leaf_builder(key, identity, issuer, start, serial, eku).sign(
             self.ca_key, hashes.SHA256()
         )
         sct = self._sct(precert.tbs_certificate_bytes, start)
         cert = (
-            self._leaf_builder(key, identity, issuer, start, serial)
+            self._leaf_builder(key, identity, issuer, start, serial, eku)
             .add_extension(x509.UnrecognizedExtension(SCT_OID, sct), critical=False)
             .sign(self.ca_key, hashes.SHA256())
         )
@@ -314,9 +320,10 @@ class FakeKeylessSigner:
         not_before: dt.datetime | None = None,
         log_time: dt.datetime | None = None,
         with_log: bool = True,
+        eku: x509.ObjectIdentifier = ExtendedKeyUsageOID.CODE_SIGNING,
     ) -> None:
         self.sigstore = sigstore
-        self.leaf = sigstore.issue(identity, issuer, not_before=not_before)
+        self.leaf = sigstore.issue(identity, issuer, not_before=not_before, eku=eku)
         self.log_time = log_time
         self.with_log = with_log
         self.description = f"fake keyless {identity}"

@@ -364,3 +364,151 @@ def test_keyless_log_entry_for_another_signature(keyless_image, fake_sigstore) -
     result = verify_image(reference, keyless_policy(root, subject="alice@example.com"))
     assert not result.verified
     assert "log entry records a different" in _reasons(result)
+
+
+# -- statements and payloads that are about something else -----------------------------------
+
+
+def _legacy_attestation(repo, digest: str, statement: bytes, signer) -> None:
+    from attest.signing.storage import envelope_of
+
+    material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement)
+    append_layer(
+        repo,
+        signature_tag(digest, "att"),
+        mt.DSSE_ENVELOPE,
+        envelope_of(material).to_json(),
+        {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: "https://example.com/test/v1"},
+    )
+
+
+def test_legacy_attestation_naming_another_digest(repo, push_image, key) -> None:
+    """An attestation about image B, signed by the trusted key, stored under image A's .att."""
+    ref_a, a, _, b = _two_images(repo, push_image)
+    _legacy_attestation(repo, a.digest, statement_for(b.digest), key.signer)
+    (attestation,) = verify_image(ref_a, key.policy()).attestations
+    assert not attestation.verified
+    assert f"statement has no subject with the image digest {a.digest}" in attestation.reasons
+
+
+@pytest.mark.parametrize("digest", ["prefix", "empty", "other-algorithm"])
+def test_statement_subject_must_carry_the_exact_digest(repo, push_image, key, digest) -> None:
+    ref_a, a, _, _ = _two_images(repo, push_image)
+    hex_part = a.digest.removeprefix("sha256:")
+    subject = {
+        "prefix": {"sha256": hex_part[:12]},
+        "empty": {"sha256": ""},
+        "other-algorithm": {"sha512": hex_part},
+    }[digest]
+    statement = json.loads(statement_for(a.digest))
+    statement["subject"][0]["digest"] = subject
+    _legacy_attestation(repo, a.digest, json.dumps(statement).encode(), key.signer)
+    (attestation,) = verify_image(ref_a, key.policy()).attestations
+    assert not attestation.verified
+    assert any("no subject with the image digest" in r for r in attestation.reasons)
+
+
+def test_legacy_payload_of_another_type(repo, push_image, key) -> None:
+    """A signed simple-signing payload whose critical.type is not an image signature."""
+    ref_a, a, _, _ = _two_images(repo, push_image)
+    document = json.loads(make_payload("x/y", a.digest, {}))
+    document["critical"]["type"] = "atomic container signature for something else"
+    payload = json.dumps(document).encode()
+    _append_legacy_signature(repo, a.digest, payload, key.signer.sign(payload).signature)
+    result = verify_image(ref_a, key.policy())
+    assert not result.verified
+    assert "payload type 'atomic container signature for something else'" in _reasons(result)
+
+
+def test_statement_of_another_type(repo, push_image, key) -> None:
+    """A signed JSON document shaped like a statement but not an in-toto Statement."""
+    ref_a, a, _, _ = _two_images(repo, push_image)
+    statement = json.loads(signature_statement(a.digest))
+    statement["_type"] = "https://example.com/NotAStatement/v1"
+    material = key.signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, json.dumps(statement).encode())
+    push_bundle(repo, a, make_bundle(material), predicate_type=SIGN_PREDICATE_TYPE)
+    result = verify_image(ref_a, key.policy())
+    assert not result.verified
+    assert "is not an in-toto Statement" in _reasons(result)
+
+
+# -- keyless certificates that must not count ---------------------------------------------------
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_keyless_certificate_without_code_signing(keyless_image, fake_sigstore, legacy) -> None:
+    """A certificate from the trusted CA for another purpose (TLS client) is not a signing one."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    reference, store, image = keyless_image
+    sigstore, root = fake_sigstore
+    client = FakeKeylessSigner(sigstore, "alice@example.com", eku=ExtendedKeyUsageOID.CLIENT_AUTH)
+    _sign_keyless(store, image, client, legacy)
+    result = verify_image(reference, keyless_policy(root, subject="alice@example.com"))
+    assert not result.verified
+    reasons = _reasons(result)
+    assert "code signing" in reasons or "extended key usage" in reasons.lower(), reasons
+
+
+def test_keyless_legacy_signature_by_another_key(keyless_image, fake_sigstore) -> None:
+    """Alice's certificate and a log entry naming it, but the signature is Mallory's key's.
+
+    (A real Rekor would refuse to log it; a log entry is only evidence, the signature must
+    still verify with the certificate.)"""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from attest.signing.legacy import layer_annotations
+
+    reference, store, image = keyless_image
+    sigstore, root = fake_sigstore
+    alice = FakeKeylessSigner(sigstore, "alice@example.com")
+    payload = make_payload("x/y", image.digest, {})
+    forged = ec.generate_private_key(ec.SECP256R1()).sign(payload, ec.ECDSA(hashes.SHA256()))
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": "hashedrekord",
+        "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": _sha256(payload)}},
+            "signature": {
+                "content": base64.b64encode(forged).decode(),
+                "publicKey": {"content": base64.b64encode(alice.leaf.pem).decode()},
+            },
+        },
+    }
+    entry = sigstore.log(body, alice._when())
+    honest = alice.sign(payload)
+    from dataclasses import replace
+
+    material = replace(honest, signature=forged, tlog_entries=(entry,))
+    append_layer(
+        store,
+        signature_tag(image.digest),
+        mt.COSIGN_SIMPLESIGNING,
+        payload,
+        layer_annotations(material, attestation=False),
+    )
+    result = verify_image(reference, keyless_policy(root, subject="alice@example.com"))
+    assert not result.verified
+    assert "signature does not verify with the certificate's key" in _reasons(result)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_log_entry_outside_the_log_key_validity(keyless_image, fake_sigstore, tmp_path) -> None:
+    """The trusted root says the Rekor key became valid after the entry was integrated."""
+    reference, store, image = keyless_image
+    sigstore, root = fake_sigstore
+    _sign_keyless(store, image, FakeKeylessSigner(sigstore, "alice@example.com"), True)
+    assert verify_image(reference, keyless_policy(root, subject="alice@example.com")).verified
+    sigstore.log_valid_from = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    later = sigstore.write_trusted_root(tmp_path / "later.json")
+    result = verify_image(reference, keyless_policy(later, subject="alice@example.com"))
+    assert not result.verified
+    assert "outside the transparency log key's validity" in _reasons(result)

@@ -364,3 +364,107 @@ def test_parse_round_trips_log_entries(
     assert parsed.tlog_entries == material.tlog_entries
     assert isinstance(parsed.tlog_entries[0], TlogEntry)
     assert parsed.public_key_hint == key_hint(key.public_key())
+
+
+def test_log_entry_for_another_signature_over_the_same_artifact_is_rejected(
+    key: ec.EllipticCurvePrivateKey, authority: KeyAuthority, sigstore_mock: SigstoreMock
+) -> None:
+    """Same artifact, same key, another (valid) signature: the entry must record this one."""
+    rekor = RekorClient(sigstore_mock.url)
+    root = load_trusted_root(sigstore_mock.trusted_root)
+    first = _logged_message(key, rekor, b"same artifact")
+    second = _logged_message(key, rekor, b"same artifact")
+    assert first.signature != second.signature  # ECDSA signatures are randomised
+    swapped = make_bundle(replace(second, tlog_entries=first.tlog_entries))
+    result = verify_bundle(swapped, authority, artifact=b"same artifact", trusted_root=root)
+    assert not result.verified and "records a different signature" in result.reasons[0]
+
+
+def test_checkpoint_not_signed_by_the_log_is_rejected(
+    key: ec.EllipticCurvePrivateKey, authority: KeyAuthority, sigstore_mock: SigstoreMock
+) -> None:
+    """The checkpoint's signature line keeps the log's key hint, its signature is another's."""
+    root = load_trusted_root(sigstore_mock.trusted_root)
+    bundle = make_bundle(_logged_message(key, RekorClient(sigstore_mock.url), b"note"))
+
+    def forge(entry: dict) -> None:
+        note = entry["inclusionProof"]["checkpoint"]["envelope"]
+        body, _, signature_line = note.rstrip("\n").rpartition("\n")
+        dash, name, blob = signature_line.split(" ")
+        raw = base64.b64decode(blob)
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        signed = (body.rstrip("\n") + "\n").encode()
+        forged = raw[:4] + stranger.sign(signed, ec.ECDSA(hashes.SHA256()))
+        line = f"{dash} {name} {base64.b64encode(forged).decode()}"
+        entry["inclusionProof"]["checkpoint"]["envelope"] = f"{body}\n{line}\n"
+
+    result = verify_bundle(
+        _mangle_entry(bundle, forge), authority, artifact=b"note", trusted_root=root
+    )
+    assert not result.verified
+    assert "checkpoint is not signed by the transparency log's key" in result.reasons[0]
+
+
+def test_checkpoint_of_another_tree_is_rejected(
+    key: ec.EllipticCurvePrivateKey, authority: KeyAuthority, sigstore_mock: SigstoreMock
+) -> None:
+    """A genuine checkpoint of the same log, but for another tree than the proof's."""
+    rekor = RekorClient(sigstore_mock.url)
+    root = load_trusted_root(sigstore_mock.trusted_root)
+    first = _logged_message(key, rekor, b"first tree")
+    later = _logged_message(key, rekor, b"later tree")
+    later_proof = later.tlog_entries[0].inclusion_proof
+    assert later_proof is not None and later_proof.checkpoint is not None
+    bundle = make_bundle(first)
+    assert verify_bundle(bundle, authority, artifact=b"first tree", trusted_root=root).verified
+    swapped = _mangle_entry(
+        bundle,
+        lambda e: e["inclusionProof"]["checkpoint"].update(envelope=later_proof.checkpoint),
+    )
+    result = verify_bundle(swapped, authority, artifact=b"first tree", trusted_root=root)
+    assert not result.verified
+    assert "checkpoint names another tree size or root hash" in result.reasons[0]
+
+
+def test_log_entry_recording_another_key_is_rejected(
+    key: ec.EllipticCurvePrivateKey, sigstore_mock: SigstoreMock
+) -> None:
+    """The body must name the key that verified the signature, not just any key."""
+    from attest.signing.tlog import TlogError, check_dsse, check_hashedrekord
+
+    stranger = ec.generate_private_key(ec.SECP256R1()).public_key()
+    rekor = RekorClient(sigstore_mock.url)
+    message = _logged_message(key, rekor, b"whose key")
+    (entry,) = message.tlog_entries
+    digest = hashlib.sha256(b"whose key").digest()
+    check_hashedrekord(entry, signature=message.signature, digest=digest, verifier=key.public_key())
+    with pytest.raises(TlogError, match="different public key"):
+        check_hashedrekord(entry, signature=message.signature, digest=digest, verifier=stranger)
+
+    material = _dsse_material(key, statement(IMAGE_DIGEST.removeprefix("sha256:")))
+    envelope = json.dumps(json.loads(make_bundle(material))["dsseEnvelope"]).encode()
+    dsse = rekor.upload_dsse(envelope_json=envelope, verifier=key.public_key())
+    signatures = (material.signature,)
+    check_dsse(dsse, payload=material.payload, signatures=signatures, verifier=key.public_key())
+    with pytest.raises(TlogError, match="different public key"):
+        check_dsse(dsse, payload=material.payload, signatures=signatures, verifier=stranger)
+    other = statement("cd" * 32)
+    with pytest.raises(TlogError, match="different DSSE payload"):
+        check_dsse(dsse, payload=other, signatures=signatures, verifier=key.public_key())
+
+
+def test_an_entry_without_inclusion_proof_needs_a_set_and_permission(
+    key: ec.EllipticCurvePrivateKey, sigstore_mock: SigstoreMock
+) -> None:
+    """A SET alone vouches for an entry only where the format allows it (v0.1, legacy)."""
+    from attest.signing.tlog import TlogError, verify_entry
+
+    root = load_trusted_root(sigstore_mock.trusted_root)
+    (entry,) = _logged_message(key, RekorClient(sigstore_mock.url), b"promise").tlog_entries
+    promise_only = replace(entry, inclusion_proof=None)
+    assert verify_entry(promise_only, root, require_proof=False) is not None
+    with pytest.raises(TlogError, match="log entry has no inclusion proof"):
+        verify_entry(promise_only, root, require_proof=True)
+    nothing = replace(promise_only, signed_entry_timestamp=None)
+    with pytest.raises(TlogError, match="neither an inclusion proof nor a signed entry timestamp"):
+        verify_entry(nothing, root, require_proof=False)

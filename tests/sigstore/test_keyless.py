@@ -268,3 +268,63 @@ def test_unreachable_fulcio_is_one_clear_error(sigstore_mock: SigstoreMock, tmp_
     with pytest.raises(SigningError, match="Fulcio") as err:
         signer.sign(PAYLOAD)
     assert "\n" not in str(err.value)
+
+
+def _intoto_material(mock: SigstoreMock) -> SignatureMaterial:
+    """A DSSE statement signed with a mock Fulcio certificate and logged as ``intoto/0.0.2``
+    (a kind sigstore-python refuses, so our own keyless path checks it)."""
+    import hashlib
+    from dataclasses import replace
+
+    import requests
+    from cryptography.hazmat.primitives import serialization
+
+    from attest.signing.tlog import TlogEntry
+    from tests.support.sigstore import MockKeylessSigner
+
+    signer = MockKeylessSigner(mock)
+    payload = statement(IMAGE.removeprefix("sha256:"))
+    material = signer.sign_dsse("application/vnd.in-toto+json", payload)
+    pem = signer.certificate.public_bytes(serialization.Encoding.PEM)
+    envelope = {
+        "payloadType": "application/vnd.in-toto+json",
+        "signatures": [
+            {
+                "sig": base64.b64encode(base64.b64encode(material.signature)).decode(),
+                "publicKey": base64.b64encode(pem).decode(),
+            }
+        ],
+    }
+    body = {
+        "apiVersion": "0.0.2",
+        "kind": "intoto",
+        "spec": {
+            "content": {
+                "envelope": envelope,
+                "payloadHash": {
+                    "algorithm": "sha256",
+                    "value": hashlib.sha256(payload).hexdigest(),
+                },
+            }
+        },
+    }
+    answer = requests.post(f"{mock.url}/api/v1/log/entries", json=body, timeout=30)
+    assert answer.status_code == 201, answer.text
+    return replace(material, tlog_entries=(TlogEntry.from_rekor_response(answer.json()),))
+
+
+def test_intoto_entry_verifies_only_with_a_vouched_signing_time(
+    sigstore_mock: SigstoreMock,
+) -> None:
+    """Without a SET (or timestamp) nothing says when the short-lived certificate signed."""
+    material = _intoto_material(sigstore_mock)
+    bundle = make_bundle(material)
+    result = verify_bundle(bundle, _authority(sigstore_mock), artifact_digest=IMAGE)
+    assert result.verified, result.reasons
+    assert result.tlog is not None and result.tlog["kind"] == "intoto/0.0.2"
+    no_promise = _edit(
+        bundle, lambda d: d["verificationMaterial"]["tlogEntries"][0].pop("inclusionPromise")
+    )
+    result = verify_bundle(no_promise, _authority(sigstore_mock), artifact_digest=IMAGE)
+    assert not result.verified
+    assert "no verified signing time" in result.reasons[0]

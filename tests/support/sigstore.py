@@ -6,10 +6,17 @@ trust config, then prints their paths.  ``token()`` mints OIDC identity tokens t
 mock Fulcio accepts: it decodes the JWT without checking its signature and
 certifies the ``sub`` claim (as a URI SAN) for the ``iss`` claim, so any
 HS256-signed token with the usual claims (``aud`` = ``sigstore``) will do.
+
+``MockKeylessSigner`` signs the way a keyless client does, step by step (a fresh
+key, a certificate from the mock Fulcio, the signature logged in the mock Rekor),
+so that it can also use certificates a real client would refuse: the mock Fulcio
+issues them with a missing, forged, unknown-log or mismatched SCT, or from a CA
+the trusted root does not list, on request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -18,6 +25,14 @@ import time
 from pathlib import Path
 
 import jwt
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attest.signing.bundle import SignatureMaterial
+from attest.signing.dsse import Envelope, EnvelopeSignature, pae
+from attest.signing.tlog import RekorClient, TlogEntry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 JS_DIR = ROOT / "tests" / "js"
@@ -141,3 +156,70 @@ class SigstoreMock:
             **claims,
         }
         return jwt.encode(body, secrets.token_hex(32), algorithm="HS256")
+
+
+SCT_MODES = ("valid", "none", "forged", "unknown-log", "mismatched")
+
+
+class MockKeylessSigner:
+    """A Signer whose Fulcio certificate carries the SCT ``sct`` asks for (see SCT_MODES)."""
+
+    def __init__(
+        self,
+        mock: SigstoreMock,
+        *,
+        sct: str = "valid",
+        stranger_ca: bool = False,
+        subject: str = DEFAULT_SUBJECT,
+        issuer: str = DEFAULT_ISSUER,
+    ) -> None:
+        """``stranger_ca``: a CA the trusted root does not list (with a valid SCT)."""
+        if sct not in SCT_MODES:
+            raise ValueError(f"sct {sct!r}: one of {SCT_MODES}")
+        if stranger_ca and sct != "valid":
+            raise ValueError("the stranger CA issues certificates with valid SCTs only")
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        public = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        prefix = "/ca/stranger" if stranger_ca else "" if sct == "valid" else f"/sct/{sct}"
+        response = requests.post(
+            f"{mock.url}{prefix}/api/v2/signingCert",
+            json={
+                "credentials": {"oidcIdentityToken": mock.token(subject, issuer)},
+                "publicKeyRequest": {"publicKey": {"content": public.decode()}},
+            },
+            timeout=30,
+        )
+        assert response.status_code in (200, 201), response.text  # real Fulcio: 200
+        chain = response.json()["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+        certificates = [x509.load_pem_x509_certificate(pem.encode()) for pem in chain]
+        self.certificate, self.chain = certificates[0], tuple(certificates[1:])
+        self.rekor = RekorClient(mock.url)
+        self.description = f"mock keyless {subject} (SCT: {sct})"
+
+    def _material(
+        self, signature: bytes, payload: bytes, payload_type: str | None, entry: TlogEntry
+    ) -> SignatureMaterial:
+        der = serialization.Encoding.DER
+        return SignatureMaterial(
+            signature=signature,
+            payload=payload,
+            payload_type=payload_type,
+            certificate=self.certificate.public_bytes(der),
+            tlog_entries=(entry,),
+            chain=tuple(cert.public_bytes(der) for cert in self.chain),
+        )
+
+    def sign(self, data: bytes) -> SignatureMaterial:
+        signature = self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+        entry = self.rekor.upload_hashedrekord(
+            signature=signature, digest=hashlib.sha256(data).digest(), verifier=self.certificate
+        )
+        return self._material(signature, data, None, entry)
+
+    def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
+        signature = self.key.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
+        envelope = Envelope(payload_type, payload, (EnvelopeSignature(signature),))
+        entry = self.rekor.upload_dsse(envelope_json=envelope.to_json(), verifier=self.certificate)
+        return self._material(signature, payload, payload_type, entry)
