@@ -59,6 +59,7 @@ def test_signed_images_admitted_unsigned_denied(world: World, webhook, tmp_path:
 
 def test_vectors_over_https(world: World, webhook, tmp_path: Path) -> None:
     from tests.admission.test_workloads_review import REVIEW_FILES
+
     hook = webhook(world.config(tmp_path / "c.yaml"))
     for path in REVIEW_FILES:
         status, body = hook.validate(path.read_bytes())

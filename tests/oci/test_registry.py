@@ -24,6 +24,7 @@ from attest.oci.registry import RegistryClient, RegistryOptions, RegistryReposit
 from attest.oci.store import copy_blob_to_file, read_blob
 from tests.conftest import docker_config
 from tests.support.faultproxy import FaultProxy
+from tests.support.net import QuietHTTPServer
 
 
 def _ref(repo: RegistryRepository, tag: str = "v1"):
@@ -205,7 +206,7 @@ class _TamperingProxy(FaultProxy):
     def start(self) -> _TamperingProxy:
         import http.client
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         proxy = self
 
@@ -239,7 +240,7 @@ class _TamperingProxy(FaultProxy):
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -4,7 +4,7 @@ checks, and redirects handed to requests (which drops credentials when the host 
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from attest.errors import RegistryError
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 from attest.oci.store import read_blob
 from tests.admission.helpers import make_tls
-from tests.support.net import free_port
+from tests.support.net import QuietHTTPServer, free_port
 from tests.support.registry import RegistryServer
 
 
@@ -74,7 +74,7 @@ class _Redirector:
 
             do_GET = do_HEAD = _redirect
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -45,7 +45,7 @@ from attest.signing.trust import PUBLIC_GOOD, load_trusted_root
 from attest.verify import KeyAuthority, VerificationPolicy, verify_image
 from tests.conftest import simple_image
 from tests.peers.conftest import ENV, KeyPair
-from tests.support.net import free_port
+from tests.support.net import QuietHTTPServer, free_port
 from tests.support.rekor import RekorTiles
 from tests.support.sigstore import SigstoreMock
 from tests.support.trust import Trust, compose
@@ -416,7 +416,7 @@ class FakeRekor:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -425,14 +425,6 @@ class FakeRekor:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """Its handlers' broken pipes (the client gave up, as it should) print nothing: the CLI
-    under test runs in this process, and its captured stderr must hold only its own line."""
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return
 
 
 def _closed_port() -> int:

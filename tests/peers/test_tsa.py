@@ -36,7 +36,7 @@ from attest.signing.keyless import KeylessSigner
 from attest.signing.signer import KeySigner
 from attest.signing.trust import load_trust_config, load_trusted_root
 from attest.verify import KeyAuthority, KeylessAuthority
-from tests.support.net import free_port
+from tests.support.net import QuietHTTPServer, free_port
 from tests.support.peers import peer_binary
 from tests.support.rekor import RekorTiles
 from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
@@ -313,7 +313,7 @@ class FakeTsa:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
@@ -14,6 +14,7 @@ import pytest
 
 from attest.errors import SigningError
 from attest.signing.keyless import KeylessSigner, resolve_identity_token
+from tests.support.net import QuietHTTPServer
 from tests.support.sigstore import DEFAULT_SUBJECT, SigstoreMock
 
 ENV = ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
@@ -51,7 +52,7 @@ class _ActionsOIDC(BaseHTTPRequestHandler):
 @pytest.fixture
 def actions_endpoint() -> Iterator[tuple[str, type[_ActionsOIDC]]]:
     handler = type("Handler", (_ActionsOIDC,), {"seen": [], "token": "", "status": 200})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = QuietHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/token?api-version=2.0", handler

@@ -7,6 +7,21 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from http.server import ThreadingHTTPServer
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A loopback test server whose handler errors print nothing.
+
+    The CLI under test runs in the test process and its stderr is captured: a handler's
+    broken pipe or refused upstream (the client gave up, as it should, or a fixture was
+    stopped under a straggling request) must not land in another test's captured output.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return
 
 
 def free_port() -> int:

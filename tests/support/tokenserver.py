@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tests.support.net import free_port
+from tests.support.net import QuietHTTPServer, free_port
 
 
 def _b64url(data: bytes) -> str:
@@ -158,7 +158,7 @@ class TokenServer:
                     return
                 self._answer(200, {"access_token": server.issue(user, form.get("scope", []))})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
