@@ -641,3 +641,20 @@ def test_the_image_is_one_value_for_build_chart_and_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     assert f"{repository}:{version}" in readme
     assert "example-org/attest" not in readme + (ROOT / "Dockerfile").read_text()
+
+
+EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_the_examples_lint_and_validate(example: Path, tmp_path: Path) -> None:
+    """The example values files render and strictly validate (their admission of an image made
+    by attest pipeline: tests/peers/test_chart_cluster.py)."""
+    key = tmp_path / "key.yaml"
+    key.write_text(yaml.safe_dump(KEY))
+    done = helm("lint", "--strict", str(CHART), f"--values={example}", f"--values={key}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for doc in render(files=[example, key]):
+        if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
+            validate_strictly(doc)
+    assert "helm install" in example.read_text()  # each says how it is used

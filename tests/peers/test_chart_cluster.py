@@ -142,17 +142,27 @@ def _start_pod(
 
 
 @pytest.fixture(scope="module")
-def installed(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    workdir = tmp_path_factory.mktemp("chart-cluster")
-    images = {}
-    for name in ("pipeline", "unsigned"):
-        from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+def images(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``pipeline``: an image `attest pipeline` signed and attested; ``unsigned``: one it did
+    not touch (both under example-org/ of the real registry)."""
+    from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 
+    workdir = tmp_path_factory.mktemp("pipeline")
+    made = {}
+    for name in ("pipeline", "unsigned"):
         client = RegistryClient(registry.address, options=RegistryOptions(timeout=60))
         with RegistryRepository(client, f"example-org/{name}") as store:
             simple_image(workdir, marker=name).build(workdir / name).push(store, "v1")
-        images[name] = f"{registry.address}/example-org/{name}:v1"
-    pipeline(images["pipeline"], workdir)
+        made[name] = f"{registry.address}/example-org/{name}:v1"
+    pipeline(made["pipeline"], workdir)
+    return made
+
+
+@pytest.fixture(scope="module")
+def installed(
+    images: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    workdir = tmp_path_factory.mktemp("chart-cluster")
 
     cluster = Cluster(workdir / "kubernetes", extra_args=("--enable-aggregator-routing=true",))
     (workdir / "kubernetes").mkdir()
@@ -356,3 +366,38 @@ def test_upgrades_keep_certificates_tokens_and_keys_and_a_deleted_certificate_is
         assert time.monotonic() < deadline, done.stderr
         time.sleep(1)
     assert yaml.safe_load(installed.helm("get", "values", RELEASE, "-o", "yaml").stdout)["keys"]
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (CHART / "examples").glob("*.yaml")))
+def test_the_example_configs_admit_an_image_from_attest_pipeline(
+    images: dict[str, str], registry: Any, example: str, tmp_path: Path
+) -> None:
+    """Each example's config (its ghcr.io globs pointed at the test registry), laid out as the
+    pod would see it, admits the pipeline's image without warnings and denies the unsigned
+    one: `attest admission review` decides as the webhook does."""
+    values = values_file({"keys": {"files": {"cosign.pub": DEV_PUB.read_text()}}}, tmp_path)
+    objects = by_name(render(files=[CHART / "examples" / example, values]))
+    config = objects[f"ConfigMap/{RELEASE}-config"]
+    assert "ghcr.io/example-org/**" in config["data"]["config.yaml"]
+    config["data"]["config.yaml"] = config["data"]["config.yaml"].replace(
+        "ghcr.io/", f"{registry.address}/"
+    )
+    for volume in objects[f"Deployment/{RELEASE}"]["spec"]["template"]["spec"]["volumes"]:
+        source = volume.get("secret")  # Secrets the user makes (cert-manager's, the database's)
+        if source and f"Secret/{source['secretName']}" not in objects:
+            stand_in = {i["key"]: "x" for i in source.get("items", [])} or {"x": "x"}
+            objects[f"Secret/{source['secretName']}"] = {"kind": "Secret", "stringData": stand_in}
+    pod = PodOnHost(objects, tmp_path / "pod")
+    pod.lay_out()
+    config_path = str(tmp_path / "pod") + "/etc/attest/config/config.yaml"
+    for image, expected in ((images["pipeline"], 0), (images["unsigned"], 1)):
+        manifest = tmp_path / "deployment.yaml"
+        manifest.write_text(yaml.safe_dump(pod_manifest("Deployment", "web", image)))
+        done = subprocess.run(
+            [sys.executable, "-m", "attest", "admission", "review", str(manifest), "--config", config_path],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == expected, done.stdout + done.stderr
+        if expected == 0:
+            assert "ADMITTED: Deployment" in done.stdout and "warn" not in done.stdout, done.stdout
+            assert "[example-org: verified]" in done.stdout, done.stdout
