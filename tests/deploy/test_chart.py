@@ -658,3 +658,14 @@ def test_the_examples_lint_and_validate(example: Path, tmp_path: Path) -> None:
         if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
             validate_strictly(doc)
     assert "helm install" in example.read_text()  # each says how it is used
+
+
+def test_the_runbooks_helm_exemption_keeps_the_release_namespace_exempt() -> None:
+    """webhook-down.md's `--set 'webhook.excludeNamespaces={…}'`, as written."""
+    text = (ROOT / "docs" / "runbooks" / "webhook-down.md").read_text()
+    setting = re.search(r"--set '(webhook\.excludeNamespaces=\{[^}]*\})'", text)
+    assert setting is not None
+    docs = render(KEY, extra=["--set", setting.group(1)])
+    (hook,) = by_name(docs)[f"ValidatingWebhookConfiguration/{RELEASE}"]["webhooks"]
+    values = hook["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert values == ["kube-system", "ingress-nginx", NAMESPACE]

@@ -99,8 +99,16 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert fired == alerts and quiet == alerts
     for rule in rules():
         if "alert" in rule:
-            runbook = rule["annotations"]["runbook_url"].split("/blob/main/")[1].split("#")[0]
-            assert (ROOT / runbook).is_file(), runbook
+            path, _, anchor = (
+                rule["annotations"]["runbook_url"].split("/blob/main/")[1].partition("#")
+            )
+            assert (ROOT / path).is_file(), path
+            headings = {
+                re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+                for line in (ROOT / path).read_text().splitlines()
+                if line.startswith("#")
+            }
+            assert not anchor or anchor in headings, f"{path}#{anchor}"
 
 
 def test_the_dashboard_queries_parse(tmp_path: Path) -> None:

@@ -323,6 +323,47 @@ def test_the_ops_port_serves_metrics_and_the_token_guarded_view(installed: Insta
     assert status == 200 and "pipeline" in page
 
 
+def _hook(installed: Installed) -> dict[str, Any]:
+    done = installed.cluster.kubectl("get", "validatingwebhookconfiguration", RELEASE, "-o", "json")
+    (hook,) = json.loads(done.stdout)["webhooks"]
+    return hook
+
+
+def _runbook_command(runbook: str, starts: str) -> list[str]:
+    """The shell command in ``docs/runbooks/<runbook>`` that starts with ``starts``, as argv."""
+    import shlex
+
+    text = (ROOT / "docs" / "runbooks" / runbook).read_text().replace("\\\n", " ")
+    (line,) = [ln.strip() for ln in text.splitlines() if ln.strip().startswith(starts)][:1]
+    return shlex.split(line)
+
+
+def test_the_runbooks_namespace_exemption_admits_there_and_nowhere_else(
+    installed: Installed,
+) -> None:
+    """webhook-down.md's kubectl patch, as written (namespace substituted), exempts exactly
+    that namespace from the running webhook."""
+    command = _runbook_command("webhook-down.md", "kubectl patch validatingwebhookconfiguration")
+    command = [part.replace('"ingress-nginx"', '"hotfix-4711"') for part in command]
+    installed.cluster.namespace("hotfix-4711")
+    done = installed.cluster.kubectl(*command[1:])
+    assert done.returncode == 0, done.stderr
+    unsigned = installed.images["unsigned"]
+    exempted = dict(pod_manifest("Pod", "hotfix", unsigned))
+    exempted["metadata"] = {"name": "hotfix", "namespace": "hotfix-4711"}
+    deadline = time.monotonic() + 30
+    while True:  # the API server picks up the change asynchronously
+        admitted = installed.cluster.apply(exempted, extra=["--dry-run=server"])
+        if admitted.returncode == 0:
+            break
+        assert time.monotonic() < deadline, admitted.stderr
+        time.sleep(0.5)
+    refused = installed.cluster.apply(
+        pod_manifest("Pod", "hotfix", unsigned), extra=["--dry-run=server"]
+    )
+    assert refused.returncode == 1 and DENIED in refused.stderr
+
+
 def test_upgrades_keep_certificates_tokens_and_keys_and_a_deleted_certificate_is_renewed(
     installed: Installed,
 ) -> None:
@@ -333,7 +374,18 @@ def test_upgrades_keep_certificates_tokens_and_keys_and_a_deleted_certificate_is
             f"Secret/{RELEASE}-ops-token", f"Secret/{RELEASE}-signing-key")  # fmt: skip
     before = {name: secret_data(installed.objects()[name]) for name in kept}
     upgraded = installed.helm("upgrade", RELEASE, str(CHART), f"--values={installed.values}")
+    if "hotfix-4711" in _hook(installed)["namespaceSelector"]["matchExpressions"][0]["values"]:
+        # the runbook's kubectl patch owns that field now: a plain upgrade stops, as
+        # webhook-down.md says, and --force-conflicts puts the chart's list back
+        assert upgraded.returncode == 1 and 'conflict with "kubectl-patch"' in upgraded.stderr
+        upgraded = installed.helm(
+            "upgrade", RELEASE, str(CHART), f"--values={installed.values}", "--force-conflicts"
+        )
     assert upgraded.returncode == 0, upgraded.stderr
+    assert _hook(installed)["namespaceSelector"]["matchExpressions"][0]["values"] == [
+        "kube-system",
+        NAMESPACE,
+    ]
     after = {name: secret_data(installed.objects()[name]) for name in kept}
     assert after == before
     assert (
