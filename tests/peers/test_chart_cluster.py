@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT, simple_image
 from tests.support.chart import (
@@ -285,6 +286,39 @@ def test_decisions_record_the_api_server_as_caller_and_verify_with_the_chart_key
         assert time.monotonic() < deadline, verify.stdout
         time.sleep(1)
     assert "chain intact" in verify.stdout
+
+
+def test_the_notes_commands_work_as_written(installed: Installed, tmp_path: Path) -> None:
+    """The kubectl lines of the chart's NOTES, run by bash as printed: the API server's
+    client certificate and admission files, and the decision key's public half."""
+    from tests.support.peers import peer_binary
+
+    notes = installed.helm("get", "notes", RELEASE)
+    assert notes.returncode == 0, notes.stderr
+    lines = [ln.strip() for ln in notes.stdout.splitlines() if ln.strip().startswith("kubectl -n")]
+    lines = [ln for ln in lines if "port-forward" not in ln]
+    assert len(lines) == 5, notes.stdout
+    kubectl = f"{peer_binary('kubectl')} --kubeconfig={installed.cluster.kubeconfig}"
+    script = f'kubectl() {{ {kubectl} "$@"; }}\nset -eo pipefail\n' + "\n".join(lines)
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    objects = installed.objects()
+    client = secret_data(objects[f"Secret/{RELEASE}-apiserver-client"])
+    assert (tmp_path / "apiserver-client.crt").read_bytes() == client["tls.crt"]
+    assert (tmp_path / "apiserver-client.key").read_bytes() == client["tls.key"]
+    admission = yaml.safe_load((tmp_path / "admission-configuration.yaml").read_text())
+    assert admission["kind"] == "AdmissionConfiguration"
+    kubeconfig = yaml.safe_load((tmp_path / "webhook-kubeconfig.yaml").read_text())
+    assert kubeconfig["users"][0]["name"] == f"{RELEASE}.{NAMESPACE}.svc"
+    from attest.signing import keys
+
+    public = keys.load_public_key_file(str(tmp_path / "decisions.pub"))
+    private = serialization.load_pem_private_key(
+        secret_data(objects[f"Secret/{RELEASE}-signing-key"])["signing.key"], None
+    )
+    assert public.public_numbers() == private.public_key().public_numbers()  # type: ignore[union-attr]
 
 
 class _NamedHTTPS(http.client.HTTPSConnection):
