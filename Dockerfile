@@ -4,9 +4,10 @@
 #
 # The base image is a build argument: any Debian-based image with python3 (>= 3.11)
 # and the venv module, e.g. python:3.11-slim-bookworm or a local mmdebstrap image.
-# Without a Docker engine:
-#   buildah bud --isolation chroot --storage-driver vfs \
-#     --build-arg BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm -t attest .
+# `make image` builds it as the chart's image (charts/attest: image.repository and
+# appVersion, which is pyproject's version), without a Docker engine:
+#   buildah bud --isolation chroot --storage-driver vfs --build-arg VERSION=0.1.0 \
+#     --build-arg BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm -t ghcr.io/attest-dev/attest:0.1.0 .
 # Behind a TLS-inspecting proxy, hand pip its CA bundle without baking it in:
 #   --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
@@ -27,6 +28,10 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
  && /opt/attest/venv/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${BASE_IMAGE}
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="attest" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/attest-dev/attest"
 COPY --from=build /opt/attest/venv /opt/attest/venv
 # libatomic1: the embedded Rego engine (regopy's librego_shared.so) links against it
 RUN apt-get -o APT::Sandbox::User=root update -qq \

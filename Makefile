@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test mutants lint system-deps js-deps peers venv bench clean
+.PHONY: demo test mutants lint system-deps js-deps peers venv bench clean image
 
 venv: $(STAMP)
 
@@ -41,6 +41,15 @@ js-deps: system-deps
 ## peers/versions.tsv, built into .peers/bin/ (cached; a failed build fails its tests).
 peers: system-deps
 	scripts/peers.sh
+
+## make image: build the webhook image as IMAGE (the chart's image.repository and appVersion,
+## which is pyproject's version) with buildah, no Docker engine (BASE_IMAGE=… to choose the base).
+IMAGE_REPOSITORY := $(shell sed -n 's/^  repository: *//p' charts/attest/values.yaml | head -n 1)
+IMAGE_VERSION := $(shell sed -n 's/^appVersion: *"\(.*\)"/\1/p' charts/attest/Chart.yaml)
+IMAGE := $(IMAGE_REPOSITORY):$(IMAGE_VERSION)
+image:
+	buildah bud --isolation chroot --storage-driver vfs --build-arg VERSION=$(IMAGE_VERSION) \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE) .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -59,6 +59,7 @@ class AdmissionMetrics:
     registry_requests: Any
     records_written: Any
     records_dropped: Any
+    checkpoints: Any
 
 
 _created: list[AdmissionMetrics] = []
@@ -113,6 +114,11 @@ def _create() -> AdmissionMetrics:
             "Decision records dropped (queue full, database unavailable or full, "
             "unusable decision)",
             ["reason"],
+        ),
+        checkpoints=Counter(
+            "attest_decision_checkpoints_total",
+            "Signed checkpoints of decision chain heads (none while records are written "
+            "means the newest records are not covered by a signature)",
         ),
     )
 

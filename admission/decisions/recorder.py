@@ -313,6 +313,7 @@ class DecisionRecorder:
         """Log a committed checkpoint in full: a copy of the signed head outside the database."""
         if checkpoint is None:
             return
+        metrics().checkpoints.inc()
         log.info(
             "decision chain head signed: replica %s up to #%d",
             checkpoint.replica,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -11,7 +12,19 @@ from tests.conftest import ROOT
 from tests.deploy.images import Buildah, base_image_layout
 
 pytestmark = pytest.mark.slow
-TAG = "localhost/attest-webhook:test"
+
+
+def _image() -> tuple[str, str]:
+    """The one image value: `make image`'s IMAGE and the version it labels (the chart's
+    image.repository and appVersion)."""
+    variables = subprocess.run(
+        ["make", "-s", "--eval=print-image: ; @echo $(IMAGE) $(IMAGE_VERSION)", "print-image"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    return variables[0], variables[1]
+
+
+TAG, VERSION = _image()
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +33,7 @@ def built() -> Iterator[Buildah]:
     base = base_image_layout()
     buildah = Buildah()
     try:
-        buildah.bud(ROOT, TAG, f"BASE_IMAGE={buildah.local_base(base)}")
+        buildah.bud(ROOT, TAG, f"BASE_IMAGE={buildah.local_base(base)}", f"VERSION={VERSION}")
         print(f"image built in {time.monotonic() - started:.0f}s (base {base})")
         yield buildah
     finally:
@@ -38,6 +51,8 @@ def test_image_config_is_non_root_with_the_webhook_entrypoint(built: Buildah) ->
     assert config["Cmd"][config["Cmd"].index("--web-port") + 1] == "8444"
     assert config["Cmd"][config["Cmd"].index("--probe-port") + 1] == "8445"
     assert any(env.startswith("PATH=/opt/attest/venv/bin:") for env in config["Env"])
+    assert config["Labels"]["org.opencontainers.image.version"] == VERSION
+    assert TAG.endswith(f":{VERSION}") and VERSION != "dev"
 
 
 def test_attest_runs_inside_the_image_as_the_unprivileged_user(built: Buildah) -> None:

@@ -1,10 +1,11 @@
-"""The webhook behind a real kube-apiserver: deploy/ applied, workloads created with kubectl
-and with the Python client, users shown our reasons, warnings, dry runs, exemptions,
-failurePolicy, and the /mutate patch stored by the API server.
+"""The webhook behind a real kube-apiserver: the Helm chart's manifests applied, workloads
+created with kubectl and with the Python client, users shown our reasons, warnings, dry
+runs, exemptions, failurePolicy, and the /mutate patch stored by the API server.
 
 Images live in the real docker-registry, signed (with provenance and SBOM) by a test
 key; the webhook is ``attest admission serve`` under gunicorn/TLS on loopback, and
-deploy/'s webhook configurations call it by URL with its CA bundle.
+the chart's webhook configurations call it by URL with its CA bundle (the chart's own
+Service routing, certificates and client certificate: tests/peers/test_chart_cluster.py).
 """
 
 from __future__ import annotations
@@ -25,18 +26,23 @@ import yaml
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
 from tests.admission.helpers import TlsFiles, make_tls, new_key, sign_image, write_config
 from tests.conftest import ROOT, simple_image
+from tests.support.chart import NAMESPACE as EXEMPT
+from tests.support.chart import RELEASE, render
 from tests.support.faultproxy import FaultProxy
 from tests.support.kubernetes import Cluster
 from tests.support.net import free_port
 from tests.support.webhook import Webhook, start_webhook
 
-DEPLOY = ROOT / "deploy"
 REPO = "k8s-peers"
 NAMESPACE = "apps"
-EXEMPT = "attest-system"  # excluded by deploy/webhook.yaml's namespaceSelector
-VALIDATING = "attest-admission"
+# EXEMPT: the release namespace, excluded by the chart's namespaceSelector
+VALIDATING = RELEASE
 WEBHOOK_NAME = "validate.attest.dev"
-MUTATING = "attest-admission-pin"
+MUTATING = f"{RELEASE}-pin"
+CHART_VALUES = {
+    "keys": {"files": {"cosign.pub": (ROOT / "keys-dev" / "cosign.pub").read_text()}},
+    "mutatingWebhook": {"enabled": True},
+}
 DENIED = f'admission webhook "{WEBHOOK_NAME}" denied the request: '
 KINDS = ("Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
 
@@ -67,7 +73,7 @@ def _documents(path: Path) -> list[dict[str, Any]]:
 
 
 def _point_at(document: dict[str, Any], url: str, ca: bytes) -> dict[str, Any]:
-    """A webhook configuration from deploy/ calling ``url`` (path kept) with CA bundle ``ca``."""
+    """A webhook configuration of the chart calling ``url`` (path kept) with CA bundle ``ca``."""
     pointed = copy.deepcopy(document)
     for hook in pointed["webhooks"]:
         path = hook["clientConfig"]["service"]["path"]
@@ -141,36 +147,21 @@ def setup(
 def _apply_deploy(
     cluster: Cluster, url: str, ca: bytes, workdir: Path
 ) -> tuple[dict[str, subprocess.CompletedProcess[str]], dict[str, dict[str, Any]]]:
-    """Every manifest of deploy/ (webhook configurations pointed at ``url``, applied last, as
-    deploy/README.md says), each first as a server-side dry run, then for real; plus the
-    TLS Secret that deploy/gen-certs.sh writes and the web token Secret the README creates."""
-    certs = workdir / "gen-certs"
-    made = subprocess.run(
-        ["bash", str(DEPLOY / "gen-certs.sh"), "--out", str(certs)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
-    core = sorted(DEPLOY.glob("*.yaml"), key=lambda p: ("webhook" in p.name, p.name))
-    files = [DEPLOY / "namespace.yaml", *sorted(certs.glob("*secret.yaml"))]
-    files += [path for path in core if path.name != "namespace.yaml"]
-    token = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "attest-web-token", "namespace": "attest-system"},
-        "stringData": {"token": "0" * 64},
-    }
+    """Every document ``helm template`` renders for the chart (digest pinning on), into the
+    release namespace (PodSecurity restricted), each first as a server-side dry run, then
+    for real; the webhook configurations pointed at ``url`` and applied last."""
+    cluster.namespace(EXEMPT, {"pod-security.kubernetes.io/enforce": "restricted"})
+    documents = render(CHART_VALUES)
+    documents.sort(key=lambda doc: "WebhookConfiguration" in doc["kind"])
     applied: dict[str, subprocess.CompletedProcess[str]] = {}
     pointed: dict[str, dict[str, Any]] = {}
-    for path in files:
-        documents = _documents(path)
-        if "webhook" in path.name:
-            documents = [_point_at(doc, url, ca) for doc in documents]
-            pointed.update({doc["metadata"]["name"]: doc for doc in documents})
-        applied[f"dry-run {path.name}"] = cluster.apply(*documents, extra=["--dry-run=server"])
-        applied[f"apply {path.name}"] = cluster.apply(*documents)
-        if path.name == "namespace.yaml":
-            applied["apply web token"] = cluster.apply(token)
-            cluster.namespace("attest-system")
+    for document in documents:
+        name = f"{document['kind']}/{document['metadata']['name']}"
+        if "WebhookConfiguration" in document["kind"]:
+            document = _point_at(document, url, ca)
+            pointed[document["metadata"]["name"]] = document
+        applied[f"dry-run {name}"] = cluster.apply(document, extra=["--dry-run=server"])
+        applied[f"apply {name}"] = cluster.apply(document)
     return applied, pointed
 
 
@@ -186,7 +177,8 @@ def _wait_until_judged(cluster: Cluster, unsigned: str, timeout: float = 30) -> 
 
 
 def pod_spec(image: str, restart: str = "Always") -> dict[str, Any]:
-    """A pod spec that passes PodSecurity ``restricted`` (deploy/namespace.yaml's level)."""
+    """A pod spec that passes PodSecurity ``restricted`` (the README's level for the release
+    namespace)."""
     container = {
         "name": "app",
         "image": image,
@@ -247,27 +239,29 @@ def decisions(webhook: Webhook, name: str, path: str = "validate") -> list[dict[
     return found
 
 
-# --- deploy/ ---------------------------------------------------------------------
+# --- the chart ---------------------------------------------------------------------
 
 
-def test_every_deploy_manifest_applies_dry_run_then_for_real(setup: Setup) -> None:
-    names = {path.name for path in DEPLOY.glob("*.yaml")}
+def test_every_chart_document_applies_dry_run_then_for_real(setup: Setup) -> None:
+    names = {f"{d['kind']}/{d['metadata']['name']}" for d in render(CHART_VALUES)}
     for name in names:
         for mode in ("dry-run", "apply"):
             done = setup.applied[f"{mode} {name}"]
             assert done.returncode == 0, f"{mode} {name}: {done.stderr}"
             assert ("(server dry run)" in done.stdout) == (mode == "dry-run"), done.stdout
-    assert setup.applied["apply tls-secret.yaml"].returncode == 0
+            assert "would violate PodSecurity" not in done.stderr, done.stderr
     stored = setup.cluster.kubectl("get", "deployment,service,pdb,networkpolicy,configmap,secret",
-                                   "-n", "attest-system", "-o", "name")  # fmt: skip
+                                   "-n", EXEMPT, "-o", "name")  # fmt: skip
     for expected in (
-        "deployment.apps/attest-admission",
-        "service/attest-admission",
-        "service/attest-admission-ops",
-        "poddisruptionbudget.policy/attest-admission",
-        "networkpolicy.networking.k8s.io/attest-admission",
-        "configmap/attest-admission-config",
-        "secret/attest-admission-tls",
+        f"deployment.apps/{RELEASE}",
+        f"service/{RELEASE}",
+        f"service/{RELEASE}-ops",
+        f"poddisruptionbudget.policy/{RELEASE}",
+        f"networkpolicy.networking.k8s.io/{RELEASE}",
+        f"configmap/{RELEASE}-config",
+        f"secret/{RELEASE}-tls",
+        f"secret/{RELEASE}-ops-token",
+        f"secret/{RELEASE}-signing-key",
     ):
         assert expected in stored.stdout.split(), stored.stdout + stored.stderr
     hooks = setup.cluster.kubectl("get", "validatingwebhookconfiguration", VALIDATING, "-o", "json")

@@ -144,6 +144,10 @@ class Cluster:
     etcd: subprocess.Popen[bytes] | None = None
     apiserver: subprocess.Popen[bytes] | None = None
     started_seconds: float = 0.0
+    # e.g. --enable-aggregator-routing=true: webhooks referenced by Service are then called
+    # at the Service's EndpointSlice addresses (a process on this host) instead of its
+    # cluster IP, which nothing serves here
+    extra_args: tuple[str, ...] = ()
 
     @property
     def server(self) -> str:
@@ -291,6 +295,7 @@ class Cluster:
                 "--endpoint-reconciler-type=none",  # loopback: no kubernetes Endpoints
                 "--profiling=false",
                 "--v=1",
+                *self.extra_args,
             ],
             self.workdir / "kube-apiserver.log",
         )
