@@ -17,11 +17,19 @@ Each phase runs ``--repeat`` times; the table shows the median of the runs' figu
 (the machine may be shared: the load average is printed before and after, and the
 client's own CPU time per request shows what the load generator costs).
 
-Targets on a 2-core machine: warm p99 <= 10 ms and >= 200 req/s, cold p50 <= 100 ms,
-warm p50 within 3x of /healthz.
+Latency on a shared machine is noise; CPU time is not. For each phase the table also
+shows the server's CPU time per request, read from ``/proc`` for every process of the
+server (gunicorn master, workers, and the decision-record writers, shown apart), so
+before/after comparisons use the figure that survives a noisy neighbour.
+``--profile FILE.svg`` records a flame graph of every server process (py-spy) during
+one extra warm run.
+
+Targets on a 2-core machine (issue 15): warm p50 <= 2x /healthz p50, warm p99 <= 5 ms,
+>= 500 req/s, server CPU per warm request <= 1.0 ms above /healthz's (writers
+included), cold p50 <= 50 ms.
 
     .venv/bin/python bench/admission.py [--requests 2000] [--cold-requests 200] [--concurrency 2]
-                                        [--repeat 3]
+                                        [--repeat 3] [--profile flame.svg]
 """
 
 from __future__ import annotations
@@ -43,6 +51,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+SETTLE_LIMIT_SECONDS = 30.0
+
+
+def settled_cpu(pid: int) -> dict[str, float]:
+    """The server's CPU once the record writers are done with the phase: they run at idle
+    priority and lag behind the requests on a busy machine, so wait until their CPU time
+    stops growing (bounded)."""
+    deadline = time.monotonic() + SETTLE_LIMIT_SECONDS
+    last = server_cpu(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = server_cpu(pid)
+        if now["writers"] == last["writers"]:
+            return now
+        last = now
+    return last
 
 
 def run_client(args: argparse.Namespace) -> None:
@@ -113,10 +139,43 @@ def run_client(args: argparse.Namespace) -> None:
     )
 
 
+def server_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``pid`` and all its descendants, from
+    ``/proc``: ``serving`` for the gunicorn master and workers, ``writers`` for the
+    decision-record writer processes (multiprocessing spawn children)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        used[child] = (int(fields[11]) + int(fields[12])) / ticks
+    totals = {"serving": 0.0, "writers": 0.0}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        pending.extend(children.get(current, []))
+        try:
+            command = Path(f"/proc/{current}/cmdline").read_bytes()
+        except OSError:
+            continue
+        role = "writers" if b"multiprocessing" in command else "serving"
+        totals[role] += used.get(current, 0.0)
+    return totals
+
+
 def drive(
     hook: Any, *, requests: int, concurrency: int, body: bytes | None = None, path: str = "/healthz"
 ) -> dict[str, Any]:
-    """Run the load generator in a separate process and summarise its measurements."""
+    """Run the load generator in a separate process and summarise its measurements, with
+    the server's CPU time over the run (writers included: the queue is drained first)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         handle.write(body or b"")
         body_file = handle.name
@@ -138,7 +197,9 @@ def drive(
         ]
         if body:
             command += ["--body", body_file]
+        cpu_before = server_cpu(hook.process.pid)
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        cpu_after = settled_cpu(hook.process.pid)
     finally:
         os.unlink(body_file)
     data = json.loads(output)
@@ -155,6 +216,12 @@ def drive(
         "mean_ms": statistics.fmean(ordered) * 1000,
         "rps": len(ordered) / data["elapsed"],
         "client_cpu_ms": data["client_cpu"] / max(1, len(ordered)) * 1000,
+        "server_cpu_ms": (sum(cpu_after.values()) - sum(cpu_before.values()))
+        / max(1, len(ordered))
+        * 1000,
+        "writer_cpu_ms": (cpu_after["writers"] - cpu_before["writers"])
+        / max(1, len(ordered))
+        * 1000,
         "errors": data["error_count"],
         "first_errors": data["errors"],
     }
@@ -186,6 +253,11 @@ def main() -> int:
         default=[],
         metavar="ARG",
         help="extra argument for attest admission serve (repeatable), e.g. --server-arg=--no-record",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE.svg",
+        help="write a flame graph (py-spy, every server process) of one extra warm run",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
@@ -250,6 +322,8 @@ def main() -> int:
                         hook, requests=args.requests, concurrency=args.concurrency, body=phase_body
                     )
                 )
+        if args.profile:
+            profile(hook, args, body)
         hook.stop()
         resolving = start(resolve_config)
         drive(resolving, requests=50, concurrency=args.concurrency, body=body)
@@ -286,37 +360,79 @@ def main() -> int:
     )
     print(
         f"{'phase':<13} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} "
-        f"{'client':>7} {'errors':>7}   p99 of each run"
+        f"{'server':>8} {'writers':>8} {'client':>7} {'errors':>7}   p99 of each run"
     )
     for phase, row in results.items():
         each = " ".join(f"{r['p99_ms']:.2f}" for r in runs[phase])
         print(
             f"{phase:<13} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p95_ms']:>8.2f} "
-            f"{row['p99_ms']:>8.2f} {row['rps']:>8.1f} {row['client_cpu_ms']:>6.2f}m "
+            f"{row['p99_ms']:>8.2f} {row['rps']:>8.1f} {row['server_cpu_ms']:>7.3f}m "
+            f"{row['writer_cpu_ms']:>7.3f}m {row['client_cpu_ms']:>6.2f}m "
             f"{row['errors']:>7}   {each}"
         )
         for error in row["first_errors"]:
             print(f"  error: {error}")
-    print("(client: the load generator's CPU time per request)")
+    print(
+        "(server: CPU ms per request over every server process, writers included; writers: "
+        "the decision-record writers' share; client: the load generator's)"
+    )
     warm, floor, cold_row = results["warm"], results["healthz"], results["cold"]
-    print("targets (default configuration):")
-    print(
-        f"  warm p99 <= 10 ms: {warm['p99_ms']:.2f} ms {'OK' if warm['p99_ms'] <= 10 else 'MISSED'}"
-    )
-    print(f"  warm >= 200 req/s: {warm['rps']:.1f} {'OK' if warm['rps'] >= 200 else 'MISSED'}")
-    print(
-        f"  cold p50 <= 100 ms: {cold_row['p50_ms']:.2f} ms {'OK' if cold_row['p50_ms'] <= 100 else 'MISSED'}"
-    )
     ratio = warm["p50_ms"] / floor["p50_ms"]
-    print(f"  warm p50 within 3x of /healthz p50: {ratio:.2f}x {'OK' if ratio <= 3 else 'MISSED'}")
+    above = warm["server_cpu_ms"] - floor["server_cpu_ms"]
+    print("targets (default configuration):")
+    for label, value, met in (
+        ("warm p50 <= 2x /healthz p50", f"{ratio:.2f}x", ratio <= 2),
+        ("warm p99 <= 5 ms", f"{warm['p99_ms']:.2f} ms", warm["p99_ms"] <= 5),
+        ("warm >= 500 req/s", f"{warm['rps']:.1f}", warm["rps"] >= 500),
+        ("server CPU per warm request <= 1.0 ms above /healthz", f"+{above:.3f} ms", above <= 1.0),
+        ("cold p50 <= 50 ms", f"{cold_row['p50_ms']:.2f} ms", cold_row["p50_ms"] <= 50),
+    ):
+        print(f"  {label}: {value} {'OK' if met else 'MISSED'}")
     return 0
+
+
+def profile(hook: Any, args: argparse.Namespace, body: bytes) -> None:
+    """One extra warm run under py-spy (every server process), written as a flame graph."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    recorder = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--subprocesses",
+            "--pid",
+            str(hook.process.pid),
+            "--output",
+            args.profile,
+            "--format",
+            "flamegraph",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # py-spy attaches to every process before the load starts
+    drive(hook, requests=args.requests, concurrency=args.concurrency, body=body)
+    recorder.send_signal(2)  # SIGINT: py-spy writes the graph and exits
+    _out, err = recorder.communicate(timeout=60)
+    if recorder.returncode not in (0, -2) or not Path(args.profile).exists():
+        raise SystemExit(f"bench: py-spy failed: {err.decode(errors='replace').strip()}")
+    print(f"flame graph of every server process: {args.profile}")
 
 
 def median_of(phase_runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One row for a phase: the median of each figure over its runs, errors summed."""
     row: dict[str, Any] = {
         key: statistics.median(run[key] for run in phase_runs)
-        for key in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "rps", "client_cpu_ms")
+        for key in (
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "mean_ms",
+            "rps",
+            "client_cpu_ms",
+            "server_cpu_ms",
+            "writer_cpu_ms",
+        )
     }
     row["requests"] = phase_runs[0]["requests"]
     row["errors"] = sum(run["errors"] for run in phase_runs)
