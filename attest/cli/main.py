@@ -11,7 +11,13 @@ import traceback
 import click
 
 from attest import __version__
-from attest.errors import AttestError
+from attest.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AttestError,
+)
 
 
 class _LazyGroup(click.Group):
@@ -31,7 +37,12 @@ class _LazyGroup(click.Group):
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option("--debug", is_flag=True, help="Show debug logs and tracebacks on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show debug logs and tracebacks on errors (accepted after any subcommand too).",
+)
+@click.version_option(__version__, "--version", prog_name="attest", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """attest: SBOMs, cosign-compatible signatures, SLSA provenance and admission for container images.
@@ -79,10 +90,20 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def hoist_debug(args: list[str]) -> list[str]:
+    """``--debug`` anywhere before ``--`` (``attest verify IMG --debug``) moved to the group,
+    the one place it is defined, so every command and subcommand accepts it."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; every failure becomes ``attest: error: …`` and a non-zero exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("ATTEST_DEBUG") == "1"
+    """Run the CLI; every failure becomes ``attest: error: …`` and a non-zero exit code
+    (the codes are defined once, in :mod:`attest.errors`)."""
+    args = hoist_debug(list(sys.argv[1:] if argv is None else argv))
+    debug = args[:1] == ["--debug"] or os.environ.get("ATTEST_DEBUG") == "1"
     try:
         result = cli.main(args=args, prog_name="attest", standalone_mode=False)
     except click.exceptions.Exit as stop:
@@ -90,16 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.UsageError as err:
         hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
         click.echo(f"attest: error: {_one_line(err.format_message())}{hint}", err=True)
-        return 2
+        return EXIT_USAGE
     except click.ClickException as err:
         click.echo(f"attest: error: {_one_line(err.format_message())}", err=True)
         return err.exit_code
     except click.Abort:
         click.echo("attest: error: aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         click.echo("attest: error: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except AttestError as err:
         if debug:
             traceback.print_exc()
@@ -115,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             "(run with --debug for a traceback)",
             err=True,
         )
-        return 70
-    return result if isinstance(result, int) else 0
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":
