@@ -83,6 +83,11 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("attest.cli.policy", "policy_group"),
     "admission": ("attest.cli.admission", "admission_group"),
     "decisions": ("attest.cli.decisions", "decisions_group"),
+    "tree": ("attest.cli.attached", "tree_command"),
+    "download": ("attest.cli.attached", "download_command"),
+    "copy": ("attest.cli.attached", "copy_command"),
+    "clean": ("attest.cli.attached", "clean_command"),
+    "promote": ("attest.cli.promote", "promote_command"),
 }
 
 
