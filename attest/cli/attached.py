@@ -4,10 +4,8 @@ attached to an image, as thin doors onto :mod:`attest.signing.attached`."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -23,9 +21,7 @@ from attest.cli.common import (
 from attest.deadline import Deadline
 from attest.errors import AttestError, UsageError, VerificationFailed
 from attest.files import atomic_write
-from attest.oci.access import identifier_for, open_store, parse_image_target
-from attest.oci.reference import ImageReference, LayoutReference
-from attest.oci.registry import RegistryOptions
+from attest.oci.access import identifier_for, parse_image_target
 from attest.oci.store import ImageStore, read_blob
 from attest.signing.attached import (
     KINDS,
@@ -34,10 +30,9 @@ from attest.signing.attached import (
     AttachedManifest,
     Kind,
     clean_attached,
-    copy_attached,
-    copy_manifest,
+    copy_image,
     find_attached,
-    image_digests,
+    opened,
 )
 from attest.signing.storage import MAX_BUNDLE_BYTES
 
@@ -60,19 +55,6 @@ def parse_kinds(text: str, what: str) -> tuple[Kind, ...]:
             raise UsageError(f"{what} {word!r}: choose from {', '.join(KIND_NAMES)}")
         kinds.extend(k for k in KIND_NAMES[word] if k not in kinds)
     return tuple(kinds)
-
-
-@contextlib.contextmanager
-def opened(
-    target: ImageReference | LayoutReference,
-    options: RegistryOptions,
-    deadline: Deadline,
-    *,
-    create: bool = False,
-) -> Iterator[ImageStore]:
-    store = open_store(target, options, create=create, deadline=deadline)
-    with store:  # type: ignore[attr-defined]  # both stores are context managers
-        yield store
 
 
 def _inventory(image: str, options: dict[str, Any]) -> tuple[str, Attached]:
@@ -307,33 +289,6 @@ def download_command(
 # -- copy -----------------------------------------------------------------------------------------
 
 
-def copy_image(
-    source: str, destination: str, options: RegistryOptions, kinds: tuple[Kind, ...]
-) -> dict[str, Any]:
-    """Copy SOURCE (every platform) and what is attached to it to DESTINATION, same digest."""
-    src, dst = parse_image_target(source), parse_image_target(destination)
-    deadline = Deadline.after(options.timeout)
-    with contextlib.ExitStack() as stack:
-        src_store = stack.enter_context(opened(src, options, deadline))
-        top = src_store.fetch_manifest(identifier_for(src, src_store))
-        if dst.digest and dst.digest != top.digest:
-            raise UsageError(f"{destination}: names {dst.digest}, but {source} is {top.digest}")
-        tag = dst.tag or (src.tag if not dst.digest else None)
-        if tag is None and isinstance(dst, LayoutReference):
-            raise UsageError(f"{destination}: give a :TAG to copy into a layout")
-        dst_store = stack.enter_context(opened(dst, options, deadline, create=True))
-        copy_manifest(src_store, dst_store, top, tag)
-        copied: list[str] = []
-        for digest in image_digests(src_store, top):
-            copied += copy_attached(src_store, dst_store, find_attached(src_store, digest), kinds)
-    return {
-        "source": f"{src.name}@{top.digest}",
-        "destination": f"{dst.name}{':' + tag if tag else ''}@{top.digest}",
-        "digest": top.digest,
-        "attached": copied,
-    }
-
-
 @click.command("copy")
 @click.argument("source")
 @click.argument("destination")
@@ -357,7 +312,10 @@ def copy_command(
     SOURCE's.
     """
     result = copy_image(
-        source, destination, registry_options_from(options), parse_kinds(only, "--only")
+        parse_image_target(source),
+        parse_image_target(destination),
+        registry_options_from(options),
+        parse_kinds(only, "--only"),
     )
     info(
         f"Copied {result['source']} to {result['destination']} "

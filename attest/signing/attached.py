@@ -11,17 +11,22 @@ selecting what to copy or delete, never for trust (that is :mod:`attest.verify`)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from attest.deadline import Deadline
 from attest.errors import ManifestError, NotFound, UsageError
 from attest.oci import mediatypes as mt
+from attest.oci.access import identifier_for, open_store
 from attest.oci.manifest import Descriptor, FetchedManifest, Index, Manifest
+from attest.oci.reference import ImageReference, LayoutReference
 from attest.oci.referrers import list_referrers, push_referrer, remove_referrer
+from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
 from attest.signing.legacy import PREDICATE_TYPE_ANNOTATION, signature_tag
 from attest.signing.storage import BUNDLE_PREDICATE_ANNOTATION, SIGN_PREDICATE_TYPE
@@ -266,6 +271,58 @@ def image_digests(store: ImageStore, fetched: FetchedManifest) -> list[str]:
     if isinstance(fetched.parsed, Index):
         digests += [child.digest for child in fetched.parsed.manifests]
     return digests
+
+
+@contextlib.contextmanager
+def opened(
+    target: ImageReference | LayoutReference,
+    options: RegistryOptions,
+    deadline: Deadline,
+    *,
+    create: bool = False,
+) -> Iterator[ImageStore]:
+    """The store of ``target``, closed (a layout archive written) when the block ends."""
+    store = open_store(target, options, create=create, deadline=deadline)
+    with store:  # type: ignore[attr-defined]  # both kinds of store are context managers
+        yield store
+
+
+def copy_image(
+    source: ImageReference | LayoutReference,
+    destination: ImageReference | LayoutReference,
+    options: RegistryOptions,
+    kinds: Iterable[Kind] = KINDS,
+    *,
+    deadline: Deadline | None = None,
+) -> dict[str, Any]:
+    """Copy ``source`` (every platform) and what is attached to it to ``destination``,
+    keeping the digest.  The destination tag defaults to the source's; a layout needs one.
+    """
+    kinds = tuple(kinds)
+    deadline = deadline or Deadline.after(options.timeout)
+    with contextlib.ExitStack() as stack:
+        src_store = stack.enter_context(opened(source, options, deadline))
+        top = src_store.fetch_manifest(identifier_for(source, src_store))
+        if destination.digest and destination.digest != top.digest:
+            raise UsageError(
+                f"{destination}: names {destination.digest}, but {source} is {top.digest}"
+            )
+        tag = destination.tag or (source.tag if not destination.digest else None)
+        if tag is None and isinstance(destination, LayoutReference):
+            raise UsageError(f"{destination}: give a :TAG to copy into a layout")
+        dst_store = stack.enter_context(opened(destination, options, deadline, create=True))
+        copy_manifest(src_store, dst_store, top, tag)
+        copied: list[str] = []
+        for digest in image_digests(src_store, top):
+            copied += copy_attached(src_store, dst_store, find_attached(src_store, digest), kinds)
+    return {
+        "source": f"{source.name}@{top.digest}",
+        "destination": f"{destination.name}{':' + tag if tag else ''}@{top.digest}",
+        "digest": top.digest,
+        "mediaType": top.media_type,
+        "size": len(top.raw),
+        "attached": copied,
+    }
 
 
 # -- cleaning ----------------------------------------------------------------------------------
