@@ -95,6 +95,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# cosign's (pflag's) boolean flags: a bare ``--name`` is true and never takes the next
+# word as its value, so ``--insecure-ignore-tlog IMAGE`` works as in cosign; see
+# attest.cli.common.cosign_bool_option, which accepts only these names.
+COSIGN_BOOL_FLAGS = ("--insecure-ignore-tlog", "--tlog-upload")
+
+
+def normalise_args(args: list[str]) -> list[str]:
+    """Bare cosign boolean flags spelt ``--name=true``, then :func:`hoist_debug`."""
+    end = args.index("--") if "--" in args else len(args)
+    spelt = [f"{a}=true" if a in COSIGN_BOOL_FLAGS else a for a in args[:end]]
+    return hoist_debug([*spelt, *args[end:]])
+
+
 def hoist_debug(args: list[str]) -> list[str]:
     """``--debug`` anywhere before ``--`` (``attest verify IMG --debug``) moved to the group,
     the one place it is defined, so every command and subcommand accepts it."""
@@ -107,7 +120,7 @@ def hoist_debug(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every failure becomes ``attest: error: …`` and a non-zero exit code
     (the codes are defined once, in :mod:`attest.errors`)."""
-    args = hoist_debug(list(sys.argv[1:] if argv is None else argv))
+    args = normalise_args(list(sys.argv[1:] if argv is None else argv))
     debug = args[:1] == ["--debug"] or os.environ.get("ATTEST_DEBUG") == "1"
     try:
         result = cli.main(args=args, prog_name="attest", standalone_mode=False)
