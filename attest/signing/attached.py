@@ -256,9 +256,12 @@ def copy_attached(
             copy_manifest(source, destination, manifest.fetched, manifest.tag)
             copied.append(f"{destination.display}:{manifest.tag}")
             continue
-        blobs = (parsed.config, *parsed.layers) if isinstance(parsed, Manifest) else ()
-        for blob in blobs:
-            copy_blob(source, destination, blob)
+        if isinstance(parsed, Manifest):
+            for blob in (parsed.config, *parsed.layers):
+                copy_blob(source, destination, blob)
+        else:
+            for child in parsed.manifests:
+                copy_manifest(source, destination, source.fetch_manifest(child.digest))
         pushed = push_referrer(destination, parsed, raw=manifest.fetched.raw)
         copied.append(f"{destination.display}@{pushed.digest}")
     return copied

@@ -151,6 +151,11 @@ def test_copy_to_and_from_oci_layouts(cli, signed_image, second_registry, tmp_pa
     back = f"{second_registry.address}/from-layout/app:v1"
     assert cli("copy", layout, back).exit_code == 0
     assert cli("verify-attestation", back, *verify, "--type", "cyclonedx").exit_code == 0
+    # clean works on layouts too: referrers unlisted, the .att tag dropped from index.json
+    assert cli("clean", layout, "--type", "attestation", "-f").exit_code == 0
+    left = cli("tree", layout, "-o", "json").json()
+    assert {layer["kind"] for e in left["attached"] for layer in e["layers"]} == {"signature"}
+    assert cli("verify", layout, *verify).exit_code == 0
 
 
 def test_clean_by_type(cli, signed_image) -> None:
