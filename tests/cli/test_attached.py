@@ -174,3 +174,23 @@ def test_clean_by_type(cli, signed_image) -> None:
     assert cli("clean", ref, "--type", "all", "-f").exit_code == 0
     assert cli("tree", ref, "-o", "json").json()["attached"] == []
     assert cli("clean", ref, "--type", "everything", "-f").exit_code == 2
+
+
+def test_copy_refuses_a_tampered_blob_and_tags_nothing(
+    cli, registry, repo, push_image, tmp_path: Path
+) -> None:
+    ref = f"{registry.address}/{repo.repository}:v1"
+    push_image(repo, "v1")
+    source = tmp_path / "source"
+    assert cli("copy", ref, f"oci:{source}:v1").exit_code == 0
+    manifest = cli("inspect", f"oci:{source}:v1", "-o", "json").json()
+    layer = manifest["layers"][-1]["digest"].split(":")[1]
+    blob = source / "blobs" / "sha256" / layer
+    blob.write_bytes(blob.read_bytes()[:-1] + bytes([blob.read_bytes()[-1] ^ 1]))
+    destination = tmp_path / "destination"
+    copied = cli("copy", f"oci:{source}:v1", f"oci:{destination}:v1")
+    assert copied.exit_code == 1, copied.stderr
+    assert layer in copied.stderr and "Traceback" not in copied.stderr
+    assert not (destination / "blobs" / "sha256" / layer).exists()
+    shown = cli("inspect", f"oci:{destination}:v1")
+    assert shown.exit_code != 0
