@@ -299,10 +299,16 @@ def download_command(
     help="What attached to copy: signature, attestation, sbom (comma-separated; cosign's "
     "sig,att,sbom too) or all.",
 )
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Accepted for cosign compatibility: attest copy never asks before overwriting.",
+)
 @output_option
 @registry_options
 def copy_command(
-    source: str, destination: str, only: str, output_format: str, **options: Any
+    source: str, destination: str, only: str, force: bool, output_format: str, **options: Any
 ) -> None:
     """Copy SOURCE with everything attached to it to DESTINATION, keeping its digest.
 

@@ -115,7 +115,7 @@ def test_copy_across_registries_keeps_digest_and_everything_attached(
     assert cli("verify", f"{destination.rsplit(':', 1)[0]}@{digest}", *verify).exit_code == 0
     checked = cli("verify-attestation", destination, *verify, "--type", "slsaprovenance1")
     assert checked.exit_code == 0, checked.stdout + checked.stderr
-    again = cli("copy", ref, destination)  # idempotent: nothing duplicated
+    again = cli("copy", "-f", ref, destination)  # idempotent: nothing duplicated
     assert again.exit_code == 0
     assert len(cli("tree", destination, "-o", "json").json()["attached"]) == 5
 
