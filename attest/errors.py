@@ -7,11 +7,25 @@ non-zero; tracebacks are shown only with ``--debug``.
 
 from __future__ import annotations
 
+# The exit codes of every ``attest`` command (README "Exit codes"); defined here only.
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""Verification failed or a policy is not satisfied (also: signing or content failures)."""
+EXIT_USAGE = 2
+"""Bad input: the command line, a file, a key, a reference or a policy is unusable."""
+EXIT_NOT_COVERED = 3
+"""``decisions verify``: every chain intact, but the newest records are not yet signed."""
+EXIT_REGISTRY = 4
+"""A registry failed: unreachable, timed out, refused the credentials, or has no such thing."""
+EXIT_INTERNAL = 70
+"""A bug in attest (sysexits' EX_SOFTWARE)."""
+EXIT_INTERRUPTED = 130
+
 
 class AttestError(Exception):
     """Base class for every expected failure; ``str()`` is the one-line message."""
 
-    exit_code: int = 1
+    exit_code: int = EXIT_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()) if "\n" in message else message)
@@ -24,13 +38,13 @@ class AttestError(Exception):
 class UsageError(AttestError):
     """The command line or an input file is unusable."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class InvalidReference(AttestError):
     """An image reference could not be parsed."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class LayoutError(AttestError):
@@ -47,6 +61,8 @@ class DigestMismatch(AttestError):
 
 class RegistryError(AttestError):
     """A registry request failed (transport, HTTP status or protocol)."""
+
+    exit_code = EXIT_REGISTRY
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -76,6 +92,8 @@ class PlatformNotFound(AttestError):
 class KeyFileError(AttestError):
     """A key file is unreadable, corrupt, of an unsupported kind, or its password is wrong."""
 
+    exit_code = EXIT_USAGE
+
 
 class SigningError(AttestError):
     """Signing an image or storing its signature failed."""
@@ -100,7 +118,7 @@ class PipelineError(AttestError):
 class PolicyError(AttestError):
     """A policy bundle failed to load, compile or evaluate; callers fail closed."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class DecisionStoreError(AttestError):

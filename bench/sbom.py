@@ -222,7 +222,7 @@ def measure(
 
 def run_attest(target: str, output: Path, runs: int) -> dict[str, Any]:
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
-    samples = [measure([str(ATTEST), "sbom", target, "-o", str(output)], env) for _ in range(runs)]
+    samples = [measure([str(ATTEST), "sbom", target, "--output-file", str(output)], env) for _ in range(runs)]
     return {
         "wall_s": statistics.median(s[0] for s in samples),
         "wall_all_s": [round(s[0], 3) for s in samples],
@@ -468,7 +468,7 @@ def big_main(args: argparse.Namespace) -> None:
     }
     for label, source in sources.items():
         outputs[label] = out / f"{label}.json"
-        commands[label] = ([python, "-m", "attest", "sbom", f"dir:{rootfs}", "-o", str(outputs[label])],
+        commands[label] = ([python, "-m", "attest", "sbom", f"dir:{rootfs}", "--output-file", str(outputs[label])],
                            dict(env, PYTHONPATH=str(source)), False)  # fmt: skip
     trivy = None if args.no_trivy else install_trivy()
     if trivy is not None:

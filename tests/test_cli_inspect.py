@@ -91,10 +91,10 @@ def test_registry_error_cases_via_cli(
     from tests.support.net import free_port
 
     missing = cli("inspect", f"{registry.address}/nothing/here:v1")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 4  # EXIT_REGISTRY: distinct from a failed verification (1)
     assert f"{registry.address}/nothing/here:v1: not found (HTTP 404" in missing.stderr
     refused = cli("inspect", f"127.0.0.1:{free_port()}/x:y", "--timeout", "5")
-    assert refused.exit_code == 1 and "cannot reach registry" in refused.stderr
+    assert refused.exit_code == 4 and "cannot reach registry" in refused.stderr
     server, user, password = htpasswd_registry
     unauthenticated = cli(
         "inspect", f"{server.address}/auth/app:v1", "--registry-auth", str(tmp_path / "empty.json")
@@ -104,7 +104,7 @@ def test_registry_error_cases_via_cli(
     denied = cli(
         "inspect", f"{server.address}/auth/app:v1", "--registry-auth", str(tmp_path / "empty.json")
     )
-    assert denied.exit_code == 1 and "requires authentication" in denied.stderr
+    assert denied.exit_code == 4 and "requires authentication" in denied.stderr
     config = docker_config(tmp_path / "docker", server.address, user, password)
     ok = cli(
         "inspect", f"{server.address}/auth/app:v1", "--registry-auth", str(config), "-o", "json"

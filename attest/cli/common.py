@@ -90,8 +90,12 @@ def authority_options(
 def cosign_bool_option(name: str, *, default: bool, help: str) -> Callable[[F], F]:
     """A boolean option spelt as cosign (pflag) spells them: ``--name``, ``--name=false``.
 
-    A bare ``--name`` means true; ``--name=false`` (or ``--name false``) sets it off.
+    A bare ``--name`` means true (and, as in cosign, never takes the next word: the
+    CLI entry point spells it ``--name=true``); ``--name=false`` sets it off.
     """
+    from attest.cli.main import COSIGN_BOOL_FLAGS
+
+    assert name in COSIGN_BOOL_FLAGS, f"{name}: add it to attest.cli.main.COSIGN_BOOL_FLAGS"
     return click.option(
         name,
         type=click.BOOL,

@@ -11,7 +11,13 @@ import traceback
 import click
 
 from attest import __version__
-from attest.errors import AttestError
+from attest.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    AttestError,
+)
 
 
 class _LazyGroup(click.Group):
@@ -31,7 +37,12 @@ class _LazyGroup(click.Group):
     cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option("--debug", is_flag=True, help="Show debug logs and tracebacks on errors.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show debug logs and tracebacks on errors (accepted after any subcommand too).",
+)
+@click.version_option(__version__, "--version", prog_name="attest", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """attest: SBOMs, cosign-compatible signatures, SLSA provenance and admission for container images.
@@ -72,6 +83,11 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("attest.cli.policy", "policy_group"),
     "admission": ("attest.cli.admission", "admission_group"),
     "decisions": ("attest.cli.decisions", "decisions_group"),
+    "tree": ("attest.cli.attached", "tree_command"),
+    "download": ("attest.cli.attached", "download_command"),
+    "copy": ("attest.cli.attached", "copy_command"),
+    "clean": ("attest.cli.attached", "clean_command"),
+    "promote": ("attest.cli.promote", "promote_command"),
 }
 
 
@@ -79,10 +95,33 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+# cosign's (pflag's) boolean flags: a bare ``--name`` is true and never takes the next
+# word as its value, so ``--insecure-ignore-tlog IMAGE`` works as in cosign; see
+# attest.cli.common.cosign_bool_option, which accepts only these names.
+COSIGN_BOOL_FLAGS = ("--insecure-ignore-tlog", "--tlog-upload")
+
+
+def normalise_args(args: list[str]) -> list[str]:
+    """Bare cosign boolean flags spelt ``--name=true``, then :func:`hoist_debug`."""
+    end = args.index("--") if "--" in args else len(args)
+    spelt = [f"{a}=true" if a in COSIGN_BOOL_FLAGS else a for a in args[:end]]
+    return hoist_debug([*spelt, *args[end:]])
+
+
+def hoist_debug(args: list[str]) -> list[str]:
+    """``--debug`` anywhere before ``--`` (``attest verify IMG --debug``) moved to the group,
+    the one place it is defined, so every command and subcommand accepts it."""
+    end = args.index("--") if "--" in args else len(args)
+    if "--debug" not in args[:end]:
+        return args
+    return ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; every failure becomes ``attest: error: …`` and a non-zero exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("ATTEST_DEBUG") == "1"
+    """Run the CLI; every failure becomes ``attest: error: …`` and a non-zero exit code
+    (the codes are defined once, in :mod:`attest.errors`)."""
+    args = normalise_args(list(sys.argv[1:] if argv is None else argv))
+    debug = args[:1] == ["--debug"] or os.environ.get("ATTEST_DEBUG") == "1"
     try:
         result = cli.main(args=args, prog_name="attest", standalone_mode=False)
     except click.exceptions.Exit as stop:
@@ -90,16 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.UsageError as err:
         hint = f" (see '{err.ctx.command_path} --help')" if err.ctx else ""
         click.echo(f"attest: error: {_one_line(err.format_message())}{hint}", err=True)
-        return 2
+        return EXIT_USAGE
     except click.ClickException as err:
         click.echo(f"attest: error: {_one_line(err.format_message())}", err=True)
         return err.exit_code
     except click.Abort:
         click.echo("attest: error: aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         click.echo("attest: error: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except AttestError as err:
         if debug:
             traceback.print_exc()
@@ -115,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             "(run with --debug for a traceback)",
             err=True,
         )
-        return 70
-    return result if isinstance(result, int) else 0
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":

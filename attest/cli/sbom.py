@@ -7,7 +7,7 @@ import sys
 import click
 
 from attest.cli.common import make_registry_options, platform_option, registry_options
-from attest.errors import AttestError
+from attest.errors import AttestError, UsageError
 from attest.files import atomic_write
 from attest.oci.manifest import Platform
 from attest.sbom.generate import FORMATS, SbomOptions, generate_sbom
@@ -26,12 +26,46 @@ def write_atomically(path: str, data: bytes) -> None:
         raise AttestError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
+DEFAULT_FORMAT = "cyclonedx-json"
+
+
+def _format_and_file(
+    output: str | None, output_file: str | None, fmt: str | None
+) -> tuple[str, str | None]:
+    """The document format and file from ``-o``/``--output-file``/``--format``.
+
+    ``-o`` is a format, as in every command; an ``-o`` that is not one is the file
+    path of earlier versions, still written, with a deprecation warning.
+    """
+    if output is None or output == "-":
+        return fmt or DEFAULT_FORMAT, output_file or output
+    wanted = fmt or DEFAULT_FORMAT if output == "json" else output
+    if wanted in FORMATS:
+        if fmt and fmt != wanted:
+            raise UsageError(f"-o {output} and --format {fmt} disagree: give one")
+        return wanted, output_file
+    if output_file:
+        raise UsageError(f"-o {output!r} is not a format ({', '.join(FORMATS)}, json)")
+    click.echo(
+        f"attest: warning: 'attest sbom -o {output}' writing a file is deprecated: "
+        f"-o is the output format; use --output-file {output}",
+        err=True,
+    )
+    return fmt or DEFAULT_FORMAT, output
+
+
 @click.command("sbom")
 @click.argument("image")
 @click.option(
     "-o",
     "--output",
     "output",
+    metavar="FORMAT",
+    help=f"Output format: {', '.join(FORMATS)} or json (the --format's JSON). "
+    "A file path here still works but is deprecated: use --output-file.",
+)
+@click.option(
+    "--output-file",
     type=click.Path(dir_okay=False),
     help="Write the SBOM to FILE (default or '-': stdout).",
 )
@@ -39,9 +73,8 @@ def write_atomically(path: str, data: bytes) -> None:
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
-    default="cyclonedx-json",
-    show_default=True,
-    help="Document format.",
+    default=None,
+    help="Document format (default cyclonedx-json).",
 )
 @platform_option
 @click.option(
@@ -51,7 +84,8 @@ def write_atomically(path: str, data: bytes) -> None:
 def sbom_command(
     image: str,
     output: str | None,
-    fmt: str,
+    output_file: str | None,
+    fmt: str | None,
     platform: Platform | None,
     strict: bool,
     insecure: bool,
@@ -64,6 +98,7 @@ def sbom_command(
     binaries and Java archives, and records the layer that introduced each.
     Set SOURCE_DATE_EPOCH for byte-identical output across runs.
     """
+    fmt, output_file = _format_and_file(output, output_file, fmt)
     options = SbomOptions(registry=make_registry_options(insecure, registry_auth, timeout))
     result = generate_sbom(image, fmt=fmt, platform=platform, options=options)
     for warning in result.warnings:
@@ -72,10 +107,11 @@ def sbom_command(
         raise ScanIncomplete(
             f"{image}: {len(result.warnings)} file(s) skipped (see warnings); --strict"
         )
-    if output and output != "-":
-        write_atomically(output, result.document)
+    if output_file and output_file != "-":
+        write_atomically(output_file, result.document)
         click.echo(
-            f"attest: sbom: {result.component_count} components of {result.target} -> {output}",
+            f"attest: sbom: {result.component_count} components of {result.target} -> "
+            f"{output_file}",
             err=True,
         )
     else:

@@ -42,6 +42,7 @@ def parse_annotations(values: tuple[str, ...]) -> dict[str, str]:
 annotation_option = click.option(
     "-a",
     "--annotation",
+    "--annotations",
     "annotations",
     multiple=True,
     metavar="KEY=VALUE",

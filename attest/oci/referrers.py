@@ -70,11 +70,16 @@ def _descriptor_for_index(descriptor: Descriptor, manifest: Manifest | Index) ->
     )
 
 
-def push_referrer(store: ImageStore, manifest: Manifest | Index) -> Descriptor:
-    """Push an artifact manifest whose ``subject`` is set, and make it listable as a referrer."""
+def push_referrer(
+    store: ImageStore, manifest: Manifest | Index, *, raw: bytes | None = None
+) -> Descriptor:
+    """Push an artifact manifest whose ``subject`` is set, and make it listable as a referrer.
+
+    ``raw``: the manifest's exact bytes when copying one (keeps its digest).
+    """
     if manifest.subject is None:
         raise ValueError("a referrer manifest needs a subject")
-    raw = manifest.to_bytes()
+    raw = manifest.to_bytes() if raw is None else raw
     descriptor = store.push_manifest(raw, manifest.media_type)
     acknowledged = getattr(store, "last_push_subject_header", None)
     if acknowledged == manifest.subject.digest:

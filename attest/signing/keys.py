@@ -214,8 +214,24 @@ def decrypt_private_key(pem: bytes, password: bytes, *, what: str) -> PrivateKey
 # -- files and passwords -----------------------------------------------------------
 
 
+ENV_KEY_PREFIX = "env://"
+
+
 def read_key_file(path: str) -> bytes:
-    """The bytes of a (small) key file, with one-line errors."""
+    """The bytes of a (small) key file, with one-line errors.
+
+    ``env://VAR`` (cosign's form) reads the PEM from the environment variable ``VAR``
+    instead, so CI can pass a key from a secret without writing it to disk.
+    """
+    if path.startswith(ENV_KEY_PREFIX):
+        name = path[len(ENV_KEY_PREFIX) :]
+        value = os.environ.get(name) if name else None
+        if not value:
+            raise KeyFileError(f"{path}: environment variable {name!r} is unset or empty")
+        data = value.encode()
+        if len(data) > _MAX_KEY_FILE_BYTES:
+            raise KeyFileError(f"{path}: too large for a key")
+        return data
     try:
         with open(path, "rb") as handle:
             data = handle.read(_MAX_KEY_FILE_BYTES + 1)

@@ -40,7 +40,7 @@ def good_image(tmp_path: Path) -> str:
 
 def _fails(cli: object, target: str, tmp_path: Path, *expected: str) -> str:
     output = tmp_path / "sbom.json"
-    result = cli("sbom", target, "-o", str(output))  # type: ignore[operator]
+    result = cli("sbom", target, "--output-file", str(output))  # type: ignore[operator]
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("attest: error: "), result.stderr
@@ -202,7 +202,7 @@ def test_malformed_files_are_skipped_with_warnings(tmp_path: Path, cli: object) 
         p["value"] for p in document["metadata"]["properties"] if p["name"] == "attest:scan-warning"
     ]
     assert recorded == catalog.warnings
-    strict = cli("sbom", f"dir:{tmp_path / 'root'}", "--strict", "-o", str(tmp_path / "out.json"))  # type: ignore[operator]
+    strict = cli("sbom", f"dir:{tmp_path / 'root'}", "--strict", "--output-file", str(tmp_path / "out.json"))  # type: ignore[operator]
     assert strict.exit_code == 1
     assert strict.stderr.strip().splitlines()[-1].startswith("attest: error: ")
     assert not (tmp_path / "out.json").exists()

@@ -70,7 +70,7 @@ def test_oci_archive_and_output_file(cli: object, tmp_path: Path) -> None:
     output = tmp_path / "out" / "sbom.cdx.json"
     output.parent.mkdir()
     env = {"SOURCE_DATE_EPOCH": "1700000000"}
-    result = cli("sbom", f"oci-archive:{archive}:v2", "-o", str(output), env=env)  # type: ignore[operator]
+    result = cli("sbom", f"oci-archive:{archive}:v2", "--output-file", str(output), env=env)  # type: ignore[operator]
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
     assert result.stderr.strip() == (
@@ -78,7 +78,7 @@ def test_oci_archive_and_output_file(cli: object, tmp_path: Path) -> None:
     )
     first = output.read_bytes()
     assert len(json.loads(first)["components"]) == 3  # hello, left-pad, the OS
-    again = cli("sbom", f"oci-archive:{archive}:v2", "-o", str(output), env=env)  # type: ignore[operator]
+    again = cli("sbom", f"oci-archive:{archive}:v2", "--output-file", str(output), env=env)  # type: ignore[operator]
     assert again.exit_code == 0
     assert output.read_bytes() == first  # byte-identical
     assert sorted(p.name for p in output.parent.iterdir()) == ["sbom.cdx.json"]

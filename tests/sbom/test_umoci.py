@@ -71,7 +71,7 @@ def _image_with_last_layer(tmp_path: Path, layers: list[bytes], last: bytes, nam
 
 
 def _sbom(cli: object, target: str, tmp_path: Path) -> object:
-    return cli("sbom", target, "-o", str(tmp_path / "sbom.json"))  # type: ignore[operator]
+    return cli("sbom", target, "--output-file", str(tmp_path / "sbom.json"))  # type: ignore[operator]
 
 
 def test_an_image_built_by_umoci_is_scanned(umoci_image: Path, cli: object, tmp_path: Path) -> None:

@@ -167,7 +167,7 @@ def test_sign_with_corrupt_key_is_one_line_cli_error(cli, tmp_path: Path) -> Non
         "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n"
     )
     result = cli("sign", "oci:/nonexistent:v1", "--key", str(path), env={"ATTEST_PASSWORD": "pw"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # EXIT_USAGE: an unusable key is bad input
     assert result.stderr.startswith(f"attest: error: {path}: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
