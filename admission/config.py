@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import yaml
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
-from attest.errors import AttestError, InvalidReference, UsageError
+from attest.errors import AttestError, InvalidReference, KeyFileError, UsageError
 from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
 from attest.policy.bundle import module_files
+from attest.signing import keys
 from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 
@@ -308,9 +308,9 @@ def _authority(
         else:
             pem = pem_text.encode()
         try:
-            load_pem_public_key(pem)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{where}.key is not a PEM public key ({err})") from None
+            keys.load_public_key(pem, what=f"{where}.key")
+        except KeyFileError as err:
+            raise ConfigError(str(err)) from None
         if "ctlog" not in reader.data:
             # policy-controller's meaning of a key authority without ctlog: no log entry
             # is required (one that is present must still verify, against public good).

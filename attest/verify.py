@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from attest.deadline import Deadline
 from attest.errors import SignatureFormatError, UsageError
@@ -478,7 +477,7 @@ class _Checker:
             reasons: list[str] = []
             if isinstance(authority, KeyAuthority):
                 key = self.keys[authority.name]
-                if not any(keys.verify_bytes_signature(key, sig, signed) for sig in signatures):
+                if not any(keys.verify_signature(key, sig, signed) for sig in signatures):
                     reasons.append("signature does not verify with the key")
                 elif authority.tlog == TLOG_IGNORED:
                     pass  # cosign's --insecure-ignore-tlog: the Rekor bundle is not looked at
@@ -568,10 +567,8 @@ class _Checker:
             )
         except CertificateError as err:
             reasons.append(str(err))
-        key = cert.public_key()
-        if not isinstance(
-            key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-        ) or not any(keys.verify_bytes_signature(key, sig, signed) for sig in signatures):
+        key = keys.as_public_key(cert.public_key())
+        if key is None or not any(keys.verify_signature(key, sig, signed) for sig in signatures):
             reasons.append("signature does not verify with the certificate's key")
         return reasons
 

@@ -28,9 +28,7 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 from rfc3161_client import VerificationError as TimestampVerificationError
 from rfc3161_client import VerifierBuilder, decode_timestamp_response
@@ -50,10 +48,10 @@ from attest.signing.fulcio import (
     certificate_identity,
     verify_certificate,
 )
+from attest.signing.keys import PublicKey, as_public_key, load_public_key, verify_signature
 from attest.signing.keys import key_id as key_hint
-from attest.signing.keys import verify_bytes_signature
 from attest.signing.tlog import TlogEntry, TlogError, check_dsse, check_hashedrekord, verify_entry
-from attest.signing.trust import PublicKey, TrustRoot, load_trusted_root
+from attest.signing.trust import TrustRoot, load_trusted_root
 
 _log = logging.getLogger(__name__)
 
@@ -432,37 +430,6 @@ def _check_artifact(
 # -- key-based signatures ----------------------------------------------------------------
 
 
-def load_verification_key(pem: bytes) -> PublicKey:
-    """A PKIX PEM public key usable for verification (ECDSA, RSA, Ed25519)."""
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError, UnicodeDecodeError) as err:
-        raise UsageError(f"public key is not a PEM PKIX key ({err})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise UsageError("public key type is not supported (ECDSA, RSA or Ed25519 only)")
-    return key
-
-
-def verify_signature(
-    key: PublicKey, signature: bytes, *, data: bytes | None = None, sha256: bytes | None = None
-) -> bool:
-    """Whether ``signature`` verifies over ``data`` (or a message with SHA-256 ``sha256``)."""
-    if data is not None:
-        return verify_bytes_signature(key, signature, data)
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return False  # Ed25519 signs the message itself, not a digest
-    assert sha256 is not None
-    prehashed = utils.Prehashed(hashes.SHA256())
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, sha256, ec.ECDSA(prehashed))
-        else:
-            key.verify(signature, sha256, padding.PKCS1v15(), prehashed)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def _verify_timestamps(parsed: ParsedBundle, root: TrustRoot, signature: bytes) -> list[datetime]:
     """Verified RFC 3161 times over the signature (a bad or untrusted one fails)."""
     if len(parsed.timestamps) > MAX_TIMESTAMPS:
@@ -655,18 +622,16 @@ def _verify_keyless_own(
             verify_certificate(cert, root, moment, policy)
     except CertificateError as err:
         raise _Failed(str(err)) from None
-    key = cert.public_key()
+    key = as_public_key(cert.public_key())
     if parsed.envelope is not None:
-        ok = isinstance(
-            key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-        ) and (verify_signature(key, parsed.envelope.signature, data=parsed.envelope.pae()))
+        ok = key is not None and verify_signature(
+            key, parsed.envelope.signature, parsed.envelope.pae()
+        )
         if not ok:
             raise _Failed("DSSE signature does not verify with the certificate's key")
     else:
         assert parsed.message is not None and digest is not None
-        ok = isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) and verify_signature(
-            key, parsed.message.signature, sha256=digest
-        )
+        ok = key is not None and verify_signature(key, parsed.message.signature, sha256=digest)
         if not ok:
             raise _Failed("signature does not verify with the certificate's key")
     return times
@@ -767,7 +732,7 @@ def verify_bundle(
 
     public_key_pem = getattr(authority, "public_key_pem", None)
     if public_key_pem is not None:
-        key = load_verification_key(public_key_pem)
+        key = load_public_key(public_key_pem, what=f"authority {authority.name}")
         signer = {"type": "key", "keyId": key_hint(key)}
         try:
             mode = tlog_mode(require=require_tlog, ignore=ignore_tlog)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from attest.errors import SigningError, UsageError
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import Envelope, EnvelopeSignature, pae
+from attest.signing.keys import PublicKey
 from attest.signing.tlog import (
     RekorClient,
     TlogEntry,
@@ -28,7 +29,7 @@ from attest.signing.tlog import (
     check_hashedrekord,
     verify_entry,
 )
-from attest.signing.trust import PUBLIC_GOOD, PublicKey, TrustConfig, TrustRoot
+from attest.signing.trust import PUBLIC_GOOD, TrustConfig, TrustRoot
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 SUPPORTED_API_VERSIONS = (1, 2)

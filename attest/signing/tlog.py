@@ -27,12 +27,12 @@ from typing import Any
 import requests
 import rfc8785
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from attest.errors import SigningError
-from attest.signing.trust import LogKey, PublicKey, TrustRoot
+from attest.errors import KeyFileError, SigningError
+from attest.signing.keys import PublicKey, load_public_key, verify_signature
+from attest.signing.trust import LogKey, TrustRoot
 
 MAX_PROOF_HASHES = 64
 
@@ -174,28 +174,6 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-# -- signatures by log keys -----------------------------------------------------------
-
-
-def verify_with_key(key: PublicKey, signature: bytes, data: bytes) -> bool:
-    """Whether ``signature`` over ``data`` verifies with a log or CT key (SHA-256 family)."""
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            digest = hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
-            if isinstance(key.curve, ec.SECP521R1):
-                digest = hashes.SHA512()
-            key.verify(signature, data, ec.ECDSA(digest))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 # -- Merkle inclusion (RFC 9162 section 2.1.3.2) ---------------------------------------
 
 
@@ -309,7 +287,7 @@ def verify_checkpoint(entry: TlogEntry, log: LogKey) -> None:
     if checkpoint.tree_size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
         raise TlogError("checkpoint names another tree size or root hash than the inclusion proof")
     for name, hint, signature in checkpoint.signatures:
-        if hint in _key_hints(log, name) and verify_with_key(
+        if hint in _key_hints(log, name) and verify_signature(
             log.key, signature, checkpoint.signed_text
         ):
             return
@@ -335,7 +313,7 @@ def verify_set(entry: TlogEntry, log: LogKey) -> None:
     """The signed entry timestamp (inclusion promise) is the log's signature over the entry."""
     if entry.signed_entry_timestamp is None or entry.integrated_time is None:
         raise TlogError("log entry has no signed entry timestamp")
-    if not verify_with_key(log.key, entry.signed_entry_timestamp, set_payload(entry)):
+    if not verify_signature(log.key, entry.signed_entry_timestamp, set_payload(entry)):
         raise TlogError("signed entry timestamp does not verify with the transparency log's key")
 
 
@@ -391,10 +369,10 @@ def _same_verifier(encoded_pem: Any, verifier: PublicKey | x509.Certificate) -> 
         except ValueError:
             return False
     try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError):
+        key = load_public_key(pem, what="log entry key")
+    except KeyFileError:
         return False
-    return _spki(key) == _spki(verifier)  # type: ignore[arg-type]
+    return _spki(key) == _spki(verifier)
 
 
 def _spki(key: PublicKey) -> bytes:

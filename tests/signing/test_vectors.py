@@ -83,7 +83,7 @@ def test_key_rekor_vector_verifies_with_its_key_and_rekor_set(
     annotations = json.loads(raw[len(SIGNATURE_PREFIX) :])["annotations"]
     entry = parse_cosign_bundle(annotations["dev.sigstore.cosign/bundle"])
     rekor = keys.load_public_key_file(str(vectors / "cosign-legacy" / "rekor.pub"))
-    assert keys.verify_bytes_signature(rekor, entry.signed_entry_timestamp, set_payload(entry))
+    assert keys.verify_signature(rekor, entry.signed_entry_timestamp, set_payload(entry))
     body = json.loads(entry.body)
     recorded = base64.b64decode(body["spec"]["signature"]["publicKey"]["content"])
     assert keys.public_key_pem(keys.load_public_key(recorded, what="entry")) == keys.public_key_pem(
