@@ -37,8 +37,14 @@ from attest.errors import AttestError, InvalidReference, KeyFileError, UsageErro
 from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
 from attest.policy.bundle import module_files
 from attest.signing import keys
-from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
-from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
+from attest.signing.authority import (
+    TLOG_IF_PRESENT,
+    TLOG_REQUIRED,
+    KeyAuthority,
+    KeylessAuthority,
+    VerificationPolicy,
+)
+from attest.signing.fulcio import IdentityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -337,16 +343,15 @@ def _authority(
         if not Path(root).is_file():
             raise ConfigError(f"{where}.keyless.trustedRoot {root}: no such file")
     try:
-        return KeylessAuthority(
-            name=name,
-            issuer=keyless.get("issuer", str),
-            issuer_regexp=_regex(keyless.get("issuerRegExp", str), f"{where}.keyless.issuerRegExp"),
+        identity = IdentityPolicy(
             subject=keyless.get("subject", str),
             subject_regexp=_regex(
                 keyless.get("subjectRegExp", str), f"{where}.keyless.subjectRegExp"
             ),
-            trusted_root=root,
+            issuer=keyless.get("issuer", str),
+            issuer_regexp=_regex(keyless.get("issuerRegExp", str), f"{where}.keyless.issuerRegExp"),
         )
+        return KeylessAuthority(name=name, identity=identity, trusted_root=root)
     except UsageError as err:
         raise ConfigError(f"{where}.keyless: {err}") from None
 

@@ -221,9 +221,13 @@ def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> A
     """The authority that must verify what ``signer`` stored: its key, or its certificates' identity."""
     from cryptography import x509
 
-    from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
-    from attest.signing.fulcio import certificate_identity
-    from attest.verify import KeyAuthority, KeylessAuthority
+    from attest.signing.authority import (
+        TLOG_IF_PRESENT,
+        TLOG_REQUIRED,
+        KeyAuthority,
+        KeylessAuthority,
+    )
+    from attest.signing.fulcio import IdentityPolicy, certificate_identity
 
     public_key_pem = getattr(signer.inner, "public_key_pem", None)
     if public_key_pem is not None:
@@ -248,7 +252,9 @@ def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> A
         )
     subject, issuer = identities.pop()
     return KeylessAuthority(
-        name=f"keyless {subject}", issuer=issuer, subject=subject, trusted_root=trusted_root
+        name=f"keyless {subject}",
+        identity=IdentityPolicy(subject=subject, issuer=issuer),
+        trusted_root=trusted_root,
     )
 
 
@@ -431,7 +437,8 @@ def _verify_back(
     statements: tuple[Statement, Statement],
     deadline: Deadline,
 ) -> dict[str, Any]:
-    from attest.verify import VerificationPolicy, verify_image
+    from attest.signing.authority import VerificationPolicy
+    from attest.verify import verify_image
 
     policy = VerificationPolicy(authorities=(authority,))
     result = verify_image(resolved.target, policy, store=store, deadline=deadline)

@@ -295,14 +295,8 @@ def _print_report(report: AttestationReport) -> None:
         click.echo("No attestations of this type found.")
     for outcome in report.outcomes:
         mark = "OK  " if outcome.passed else "FAIL"
-        signer = outcome.signer
-        who = (
-            f"keyless {signer.get('subject')} ({signer.get('issuer')})"
-            if signer.get("type") == "keyless"
-            else f"key {signer.get('keyId') or '?'}"
-        )
         click.echo(f"{mark} {outcome.storage:<6} {outcome.location}")
-        click.echo(f"     signer: {who}")
+        click.echo(f"     signer: {outcome.signer.describe()}")
         for violation in outcome.violations:
             click.echo(f"     - {violation}")
         for warning in outcome.warnings:

@@ -122,10 +122,10 @@ class IdentityPolicy:
     issuer_regexp: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.subject or self.subject_regexp):
-            raise UsageError("a keyless policy needs a certificate identity or identity regexp")
         if not (self.issuer or self.issuer_regexp):
-            raise UsageError("a keyless policy needs a certificate OIDC issuer or issuer regexp")
+            raise UsageError("a keyless identity needs an OIDC issuer (exact or regexp)")
+        if not (self.subject or self.subject_regexp):
+            raise UsageError("a keyless identity needs a certificate identity (exact or regexp)")
         _compile(self.subject_regexp, "certificate identity regexp")
         _compile(self.issuer_regexp, "certificate OIDC issuer regexp")
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from attest.errors import SigningError, UsageError
 from attest.signing.bundle import SignatureMaterial
-from attest.signing.dsse import Envelope, EnvelopeSignature, pae
+from attest.signing.dsse import pae
 from attest.signing.keys import PublicKey
 from attest.signing.tlog import (
     RekorClient,
@@ -141,10 +141,7 @@ def log_material(
             verifier=verifier,
         )
     elif material.payload_type is not None:
-        envelope = Envelope(
-            material.payload_type, material.payload, (EnvelopeSignature(material.signature),)
-        ).to_json()
-        entry = client.upload_dsse(envelope_json=envelope, verifier=verifier)
+        entry = client.upload_dsse(envelope_json=material.envelope().to_json(), verifier=verifier)
     else:
         entry = client.upload_hashedrekord(
             signature=material.signature,

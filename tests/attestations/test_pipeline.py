@@ -253,7 +253,8 @@ def test_rollback_that_fails_is_reported(registry, repo, push_image) -> None:  #
     referrers, _tags = state(repo, digest)
     assert len(referrers) == 2
     client = RegistryClient(registry.address, options=RegistryOptions(timeout=30))
-    from attest.verify import KeyAuthority, VerificationPolicy, verify_image
+    from attest.signing.authority import KeyAuthority, VerificationPolicy
+    from attest.verify import verify_image
 
     policy = VerificationPolicy((KeyAuthority("dev", Path(PUB).read_bytes()),))
     result = verify_image(

@@ -15,9 +15,15 @@ from attest.oci.layout import LayoutStore
 from attest.oci.reference import parse_target
 from attest.oci.store import ImageStore
 from attest.signing import keys
-from attest.signing.bundle import TLOG_IGNORED, TlogMode
+from attest.signing.authority import (
+    TLOG_IGNORED,
+    KeyAuthority,
+    KeylessAuthority,
+    TlogMode,
+    VerificationPolicy,
+)
+from attest.signing.fulcio import IdentityPolicy
 from attest.signing.signer import KeySigner
-from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
 from tests.conftest import simple_image, vector
 from tests.signing.fakesigstore import FakeSigstore
 
@@ -103,10 +109,12 @@ def keyless_policy(
 ) -> VerificationPolicy:
     authority = KeylessAuthority(
         "identity",
-        issuer=issuer,
-        issuer_regexp=issuer_regexp,
-        subject=subject,
-        subject_regexp=subject_regexp,
+        IdentityPolicy(
+            issuer=issuer,
+            issuer_regexp=issuer_regexp,
+            subject=subject,
+            subject_regexp=subject_regexp,
+        ),
         trusted_root=root,
     )
     return VerificationPolicy((authority,), **extra)  # type: ignore[arg-type]

@@ -17,10 +17,10 @@ import pytest
 from attest.oci import mediatypes as mt
 from attest.oci.layout import LayoutStore
 from attest.signing import keys
-from attest.signing.bundle import TLOG_IGNORED
+from attest.signing.authority import TLOG_IGNORED, KeyAuthority, VerificationPolicy
 from attest.signing.legacy import append_layer, parse_cosign_bundle, signature_tag
 from attest.signing.tlog import set_payload
-from attest.verify import KeyAuthority, VerificationPolicy, verify_image
+from attest.verify import verify_image
 from tests.signing.conftest import keyless_policy
 
 SIGNATURE_PREFIX = b"\x00sigstore-json\n"
@@ -61,7 +61,7 @@ def test_cosign_valid_verifies_with_cosign_pub(vectors: Path, tmp_path: Path) ->
     assert result.verified and result.digest == digest
     (check,) = result.signatures
     assert check.verified and check.storage == "legacy" and check.tlog is None
-    assert check.signer["keyId"] == keys.key_id(
+    assert check.signer.key_id == keys.key_id(
         keys.load_public_key_file(str(vectors / "cosign-legacy" / "cosign.pub"))
     )
 
@@ -101,7 +101,7 @@ def test_keyless_vector_verifies_offline_against_public_good_root(
     )
     assert result.verified, result.to_dict()
     (check,) = result.signatures
-    assert check.signer == {
+    assert check.signer.to_dict() == {
         "type": "keyless",
         "subject": KEYLESS_IDENTITY,
         "issuer": KEYLESS_ISSUER,

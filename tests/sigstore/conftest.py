@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
@@ -29,26 +28,6 @@ def vectors_sigstore_conformance() -> None:
 @pytest.fixture
 def vectors_cosign_bundle() -> None:
     vector("cosign-bundle")
-
-
-@dataclass(frozen=True)
-class KeyAuthority:
-    """Shape of attest.verify.KeyAuthority, as verify_bundle reads it."""
-
-    name: str
-    public_key_pem: bytes
-
-
-@dataclass(frozen=True)
-class KeylessAuthority:
-    """Shape of attest.verify.KeylessAuthority, as verify_bundle reads it."""
-
-    name: str
-    issuer: str | None = None
-    issuer_regexp: str | None = None
-    subject: str | None = None
-    subject_regexp: str | None = None
-    trusted_root: str | None = None
 
 
 def statement(digest_hex: str, predicate_type: str = "https://example.com/test/v1") -> bytes:
