@@ -296,12 +296,16 @@ def public_key_pem(key: PublicKey | PrivateKey) -> bytes:
     )
 
 
-def key_id(key: PublicKey) -> str:
-    """The key hint cosign writes into bundles: base64 of SHA-256 over the PKIX DER."""
-    der = key.public_bytes(
+def public_key_der(key: PublicKey) -> bytes:
+    """The PKIX (SubjectPublicKeyInfo) DER of ``key``: how logs record and name keys."""
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def key_id(key: PublicKey) -> str:
+    """The key hint cosign writes into bundles: base64 of SHA-256 over the PKIX DER."""
+    return base64.b64encode(hashlib.sha256(public_key_der(key)).digest()).decode()
 
 
 def generate_key_pair(password: bytes) -> KeyPair:

@@ -23,7 +23,8 @@ from attest.signing.bundle import SignatureMaterial, make_bundle, parse_bundle
 from attest.signing.bundle_verify import verify_bundle
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keys import key_id as key_hint
-from attest.signing.tlog import RekorClient, TlogEntry
+from attest.signing.rekor import RekorClient
+from attest.signing.tlog import TlogEntry
 from attest.signing.trust import load_trusted_root
 from tests.sigstore.conftest import sha256_hex, statement
 from tests.support.sigstore import SigstoreMock

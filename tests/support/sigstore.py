@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import Envelope, EnvelopeSignature, pae
-from attest.signing.tlog import RekorClient, TlogEntry
+from attest.signing.rekor import RekorClient
+from attest.signing.tlog import TlogEntry
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 JS_DIR = ROOT / "tests" / "js"
