@@ -54,8 +54,8 @@ from attest.oci.access import ResolvedImage, open_store, resolve_image
 from attest.oci.manifest import FetchedManifest, Index, Platform
 from attest.oci.reference import ImageReference, LayoutReference
 from attest.oci.referrers import fallback_tag, remove_referrer
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
 
 log = logging.getLogger(__name__)
 

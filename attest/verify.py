@@ -17,8 +17,8 @@ from typing import Any
 from attest.deadline import Deadline
 from attest.oci.access import identifier_for, open_store, parse_image_target
 from attest.oci.reference import ImageReference, LayoutReference
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
 from attest.signing import legacy
 from attest.signing.authority import VerificationPolicy
 from attest.signing.bundle_verify import check_bundle

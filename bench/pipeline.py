@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from attest.oci.builder import ImageBuilder  # noqa: E402
 from attest.oci.layout import LayoutStore  # noqa: E402
 from attest.oci.manifest import Descriptor, Manifest  # noqa: E402
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository  # noqa: E402
+from attest.oci.registry import RegistryRepository  # noqa: E402
+from attest.oci.transport import RegistryClient, RegistryOptions  # noqa: E402
 from attest.pipeline import STEPS  # noqa: E402
 from tests.support.registry import RegistryServer  # noqa: E402
 

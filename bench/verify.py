@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from attest.oci.access import resolve_image  # noqa: E402
 from attest.oci.builder import ImageBuilder  # noqa: E402
 from attest.oci.reference import parse_target  # noqa: E402
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository  # noqa: E402
+from attest.oci.registry import RegistryRepository  # noqa: E402
+from attest.oci.transport import RegistryClient, RegistryOptions  # noqa: E402
 from attest.signing import keys  # noqa: E402
 from attest.signing.authority import TLOG_IGNORED, KeyAuthority, VerificationPolicy  # noqa: E402
 from attest.signing.signer import KeySigner  # noqa: E402

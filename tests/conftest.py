@@ -14,8 +14,9 @@ import pytest
 from attest.cli.main import main as attest_main
 from attest.oci.builder import ImageBuilder, push_index
 from attest.oci.manifest import Descriptor
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.support.registry import RegistryServer
 from tests.support.sigstore import SigstoreMock, node_harness_missing
 from tests.support.tokenserver import TokenServer

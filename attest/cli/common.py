@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import click
 
 from attest.oci.manifest import Platform
-from attest.oci.registry import RegistryOptions
+from attest.oci.transport import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -20,8 +20,9 @@ from attest.oci.manifest import (
     select_platform,
 )
 from attest.oci.reference import DEFAULT_TAG, ImageReference, LayoutReference, Target, parse_target
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore, read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 

@@ -38,7 +38,7 @@ _DIGEST = re.compile(r"(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-z
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _MAX_NAME_LENGTH = 255
 # The port the registry client uses when none is given: it speaks plain HTTP to
-# loopback registries and HTTPS to every other (attest.oci.registry.RegistryClient).
+# loopback registries and HTTPS to every other (attest.oci.transport.RegistryClient).
 _HTTP_DEFAULT_PORT = 80
 _HTTPS_DEFAULT_PORT = 443
 

@@ -24,8 +24,8 @@ from attest.errors import UsageError
 from attest.oci.access import ResolvedImage, open_store, resolve_image
 from attest.oci.manifest import Platform
 from attest.oci.reference import DirectoryReference, ImageReference, LayoutReference, parse_target
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
 from attest.sbom import cyclonedx, spdx
 from attest.sbom.catalogers.base import Limits
 from attest.sbom.model import Catalog

@@ -12,7 +12,8 @@ from attest.errors import PipelineError, SigningError
 from attest.oci.access import parse_image_target
 from attest.oci.layout import LayoutStore
 from attest.oci.referrers import list_referrers
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.pipeline import STEPS, PipelineOptions, run_pipeline
 from attest.signing.signer import KeySigner
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PASSWORD, PUB

@@ -20,8 +20,9 @@ from attest.oci.auth import CredentialStore, parse_challenge
 from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Index, Manifest, Platform
 from attest.oci.reference import parse_image_reference
 from attest.oci.referrers import fallback_tag, list_referrers, push_referrer, remove_referrer
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import copy_blob_to_file, read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.conftest import docker_config
 from tests.support.faultproxy import FaultProxy
 

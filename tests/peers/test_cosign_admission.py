@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.admission.helpers import PARAMETERS, TlsFiles, deployment, make_tls, review, write_config
 from tests.conftest import simple_image
 from tests.peers.conftest import Cosign

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.admission.helpers import TlsFiles, make_tls, new_key, sign_image, write_config
 from tests.conftest import ROOT, simple_image
 from tests.support.faultproxy import FaultProxy
