@@ -24,9 +24,7 @@ from typing import IO, Any
 from attest.oci import mediatypes as mt
 from attest.oci.manifest import Descriptor, Index, Manifest, Platform
 from attest.oci.store import ImageStore
-
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
+from attest.oci.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 
 
 @dataclass

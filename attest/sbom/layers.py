@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from attest.errors import AttestError, CorruptLayer
-from attest.oci.builder import OPAQUE_MARKER, WHITEOUT_PREFIX
+from attest.oci.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 from attest.sbom.catalogers.base import Cataloger, ScanEnv
 from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
 
