@@ -61,6 +61,7 @@ if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when a
     from attest.sbom import SbomDocument
     from attest.signing.authority import Authority
     from attest.signing.bundle import SignatureMaterial
+    from attest.signing.result import Storage
     from attest.signing.signer import Signer
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class PipelineSummary:
     reference: str
     platform: str | None
     signer: str
-    storage: str
+    storage: Storage
     sbom: dict[str, Any]
     signature: StoredArtifact
     attestations: tuple[StoredArtifact, ...]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from attest.attestations.slsa import SlsaExpectations, check_provenance
 from attest.attestations.statement import (
@@ -45,7 +45,7 @@ class AttestationOutcome:
     """One attestation of the wanted type and everything that was checked about it."""
 
     location: str
-    storage: Storage
+    storage: Storage | Literal["file"]  # "file": a bundle file (verify-blob-attestation)
     signature_verified: bool
     signer: SignerIdentity
     violations: tuple[str, ...]  # signature reasons, subject/format, SLSA and policy denials
@@ -173,7 +173,7 @@ class Judge:
         digest: str,
         *,
         location: str,
-        storage: Storage,
+        storage: Storage | Literal["file"],
         verified: bool,
         reasons: tuple[str, ...] | list[str],
         signer: SignerIdentity,

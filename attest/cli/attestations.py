@@ -35,6 +35,7 @@ from attest.attestations.verification import (
     verify_blob_attestation,
 )
 from attest.cli.common import (
+    OutputFormat,
     authority_options,
     info,
     keyless_signing_options,
@@ -305,7 +306,7 @@ def _print_report(report: AttestationReport) -> None:
         click.echo(f"WARN {error}")
 
 
-def _finish(report: AttestationReport, output_format: str) -> None:
+def _finish(report: AttestationReport, output_format: OutputFormat) -> None:
     if output_format == "json":
         print_json(report.to_dict())
     else:

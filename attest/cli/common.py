@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -149,6 +149,8 @@ platform_option = click.option(
     metavar="OS/ARCH[/VARIANT]",
     help="Platform to select from a multi-platform image (default linux/amd64).",
 )
+
+OutputFormat = Literal["text", "json"]
 
 output_option = click.option(
     "--output",

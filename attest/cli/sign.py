@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.cli.common import (
+    OutputFormat,
     authority_options,
     info,
     keyless_signing_options,
@@ -167,7 +168,11 @@ def signer_from(options: Mapping[str, Any]) -> Signer:
 @output_option
 @registry_options
 def sign_command(
-    image: str, legacy: bool, annotations: tuple[str, ...], output_format: str, **options: Any
+    image: str,
+    legacy: bool,
+    annotations: tuple[str, ...],
+    output_format: OutputFormat,
+    **options: Any,
 ) -> None:
     """Sign IMAGE by digest and store the signature next to it.
 
@@ -304,7 +309,7 @@ def _print_text(result: ImageVerification) -> None:
 @output_option
 @registry_options
 def verify_command(
-    image: str, annotations: tuple[str, ...], output_format: str, **options: Any
+    image: str, annotations: tuple[str, ...], output_format: OutputFormat, **options: Any
 ) -> None:
     """Verify IMAGE's signatures (bundle referrers and legacy .sig tags).
 

@@ -19,18 +19,20 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from attest.oci import mediatypes as mt
 from attest.oci.manifest import Descriptor, Index, Manifest, Platform
 from attest.oci.store import ImageStore
 from attest.oci.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 
+EntryKind = Literal["file", "dir", "symlink", "hardlink", "disk"]
+
 
 @dataclass
 class _Entry:
     path: str
-    kind: str
+    kind: EntryKind
     content: bytes = b""
     mode: int = 0o644
     target: str = ""

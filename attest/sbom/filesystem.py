@@ -24,11 +24,15 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn
 
-FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+NodeKind = Literal["file", "dir", "symlink", "other"]
+FILE: NodeKind = "file"
+DIR: NodeKind = "dir"
+SYMLINK: NodeKind = "symlink"
+OTHER: NodeKind = "other"
 MAX_SYMLINK_HOPS = 40
 
 
@@ -40,7 +44,7 @@ class SymlinkLoop(Exception):
 class Node:
     """One path of the merged filesystem."""
 
-    kind: str
+    kind: NodeKind
     mode: int
     size: int
     layer: int

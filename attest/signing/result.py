@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 CheckKind = Literal["signature", "attestation"]
 """An image signature (cosign's sign predicate, or a simple-signing payload) or an attestation."""
-Storage = Literal["bundle", "legacy", "file"]
-"""Where it was found: a Sigstore bundle referrer, cosign's ``.sig``/``.att`` tags, a bundle file."""
+Storage = Literal["bundle", "legacy"]
+"""Where signatures are stored: Sigstore bundle referrers (cosign v3), cosign's ``.sig``/``.att`` tags."""
 SignerKind = Literal["key", "keyless", "unknown"]
 
 
