@@ -20,8 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## make test: install what the tests need (apt, npm, the Go-built peers), lint, then run the whole suite.
-test: $(STAMP) system-deps js-deps peers
-	$(BIN)/ruff check .
+test: $(STAMP) system-deps js-deps peers lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make mutants: break each registered security check (tests/security/checks/*.yaml) in a
@@ -42,8 +41,10 @@ js-deps: system-deps
 peers: system-deps
 	scripts/peers.sh
 
+## make lint: ruff, and mypy --strict over both packages (the [tool.mypy] section).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict attest admission
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

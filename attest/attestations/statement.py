@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from google.protobuf import json_format
 from in_toto_attestation.v1 import statement_pb2
@@ -60,7 +60,8 @@ class Statement:
     raw: bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(self.raw)
+        data: dict[str, Any] = json.loads(self.raw)  # parse_statement checked it is an object
+        return data
 
     def matches_digest(self, digest: str) -> bool:
         """Whether a subject carries ``digest`` (``algorithm:hex``)."""
@@ -205,7 +206,7 @@ def decode_statement(payload: bytes | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _is_statement_type(value: Any) -> bool:
+def _is_statement_type(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and value in STATEMENT_TYPES  # signed yet hostile: any JSON
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import IO
+from typing import Protocol
 
 from attest.errors import DigestMismatch
 from attest.oci.reference import validate_digest
@@ -35,6 +35,14 @@ def verify_bytes(data: bytes, digest: str, *, what: str) -> bytes:
     return data
 
 
+class Readable(Protocol):
+    """A byte stream read through: ``read(n)`` (all of it when ``n`` < 0), then ``close()``."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class VerifyingReader:
     """A read-only stream that checks size and digest when the underlying stream ends.
 
@@ -43,7 +51,7 @@ class VerifyingReader:
     good.  ``size`` of ``None`` skips the size check.
     """
 
-    def __init__(self, raw: IO[bytes], digest: str, size: int | None, *, what: str) -> None:
+    def __init__(self, raw: Readable, digest: str, size: int | None, *, what: str) -> None:
         self._raw = raw
         self._digest = digest
         self._size = size

@@ -219,7 +219,8 @@ class FetchedManifest:
         return Descriptor(self.media_type, self.digest, len(self.raw))
 
     def json(self) -> dict[str, Any]:
-        return json.loads(self.raw)
+        data: dict[str, Any] = json.loads(self.raw)  # parse_manifest checked it is an object
+        return data
 
 
 def canonical_json(data: Any) -> bytes:

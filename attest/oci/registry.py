@@ -239,7 +239,12 @@ class RegistryRepository:
             raise RegistryError(f"{what}: registry gave no upload location")
         upload = urljoin(self.client.url("/"), location)
         upload += ("&" if "?" in upload else "?") + urlencode({"digest": descriptor.digest})
-        body = Body(data=data) if data is not None else Body(opener=lambda: open(path, "rb"))  # noqa: SIM115
+        if data is not None:
+            body = Body(data=data)
+        elif path is not None:
+            body = Body(opener=lambda: open(path, "rb"))  # noqa: SIM115
+        else:
+            raise ValueError("push_blob needs data or a path")
         response = self.client.request(
             "PUT",
             "",

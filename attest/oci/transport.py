@@ -132,8 +132,8 @@ def _registry_message(response: requests.Response) -> str:
             return "; ".join(parts)
     except (ValueError, AttributeError):
         pass
-    text = (response.text or "").strip().splitlines()
-    return text[0][:200] if text else ""
+    lines = (response.text or "").strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -212,7 +212,7 @@ class RegistryClient:
     def _credential_for_registry(self) -> Credential | None:
         if self._credential is False:
             self._credential = self._credentials.lookup(self.registry)
-        return self._credential or None
+        return self._credential if isinstance(self._credential, Credential) else None
 
     def _auth_header(self, scope: str) -> dict[str, str]:
         with self._lock:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
-from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn
+from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn, as_streaming
 
 NodeKind = Literal["file", "dir", "symlink", "other"]
 FILE: NodeKind = "file"
@@ -315,9 +315,8 @@ class FileTree:
             return None
         try:
             with self._opener(path) as stream:
-                result = self.selector.catalogers[cataloger].analyze(
-                    path, stream, node.size, self.env
-                )
+                streaming = as_streaming(self.selector.catalogers[cataloger])
+                result = streaming.analyze(path, stream, node.size, self.env)
         except OSError as err:
             self.env.warn(path, f"cannot read ({err.strerror or err}); skipped")
         if node.analysis is None:
@@ -393,7 +392,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
 
 _SPLIT_AT = 512  # directories pending before the rest of the walk is shared between two processes
 
-Found = tuple[str, str, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
+Found = tuple[str, NodeKind, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
 
 
 class _Walk:

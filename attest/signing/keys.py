@@ -290,8 +290,12 @@ def load_public_key_file(path: str) -> PublicKey:
 
 def public_key_pem(key: PublicKey | PrivateKey) -> bytes:
     """PKIX PEM of a public key (or of a private key's public half)."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    public = (
+        key.public_key()
+        if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
+        else key
+    )
+    return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 

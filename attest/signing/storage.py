@@ -38,12 +38,13 @@ from attest.errors import (
 from attest.oci import mediatypes as mt
 from attest.oci.access import ResolvedImage
 from attest.oci.digest import digest_hex
-from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Manifest
+from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, FetchedManifest, Manifest
 from attest.oci.referrers import list_referrers, push_referrer
 from attest.oci.store import ImageStore, read_blob
 from attest.signing import legacy as cosign_tags
 from attest.signing.bundle import make_bundle
 from attest.signing.payload import make_payload
+from attest.signing.result import CheckKind
 from attest.signing.signer import Signer
 
 BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
@@ -289,7 +290,7 @@ def find_signatures(
     registries: the referrers listing with the ``.sig``/``.att`` manifests, then
     every referrer bundle and legacy layer.  Results keep listing and layer order.
     """
-    kinds = ["signature", "attestation"] if attestations else ["signature"]
+    kinds: list[CheckKind] = ["signature", "attestation"] if attestations else ["signature"]
     first: list[Callable[[], Any]] = [
         functools.partial(list_referrers, store, digest, mt.SIGSTORE_BUNDLE_V03)
     ]
@@ -300,7 +301,7 @@ def find_signatures(
     for result in listed:  # a registry failure while listing is the caller's error
         if isinstance(result, AttestError):
             raise result
-    referrers: list[Descriptor] = listed[0]
+    referrers: list[Descriptor] = listed[0]  # type: ignore[assignment]  # errors raised above
     problems: list[str] = []
     if len(referrers) > MAX_REFERRERS:
         problems.append(
@@ -317,7 +318,7 @@ def find_signatures(
     plans = [
         cosign_tags.EntriesPlan.of(store, digest, fetched, kind)
         for kind, fetched in zip(kinds, listed[1:], strict=True)
-        if fetched is not None
+        if isinstance(fetched, FetchedManifest)  # None: no such tag
     ]
     reads: list[Callable[[], Any]] = [
         functools.partial(_read_bundle, store, d, digest) for d in wanted

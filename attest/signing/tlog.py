@@ -381,7 +381,8 @@ def _body(entry: TlogEntry) -> dict[str, Any]:
         raise TlogError("log entry body has no spec")
     if body.get("kind") != entry.kind or body.get("apiVersion") != entry.version:
         raise TlogError("log entry body's kind/version differ from the bundle's")
-    return body["spec"]
+    spec: dict[str, Any] = body["spec"]
+    return spec
 
 
 def _hash_field(spec: Any, what: str) -> str:
@@ -391,7 +392,7 @@ def _hash_field(spec: Any, what: str) -> str:
         or not isinstance(spec.get("value"), str)
     ):
         raise TlogError(f"log entry {what} is not a sha256 digest")
-    return spec["value"].lower()
+    return str(spec["value"]).lower()
 
 
 def _same_raw_verifier(recorded: Any, verifier: PublicKey | x509.Certificate) -> bool:

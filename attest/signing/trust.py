@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 from sigstore.models import ClientTrustConfig, TrustedRoot
+from sigstore_models.common.v1 import TimeRange as ModelTimeRange
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attest.errors import UsageError
@@ -107,7 +108,7 @@ def _time(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _range(valid_for: trustroot_v1.TimeRange | None) -> TimeRange:
+def _range(valid_for: ModelTimeRange | None) -> TimeRange:
     if valid_for is None:
         return TimeRange(None, None)
     return TimeRange(_time(valid_for.start), _time(valid_for.end))
