@@ -22,6 +22,7 @@ from attest.attestations.statement import (
     IN_TOTO_PAYLOAD_TYPE,
     Statement,
     parse_statement,
+    predicate_type_of,
     require_subject_digest,
 )
 from attest.errors import AttestationError
@@ -204,10 +205,10 @@ class Judge:
 
     def other_type(self, statement: dict[str, Any] | None, declared: str | None) -> str | None:
         """The predicate type found, when it is known and not the one asked for."""
-        found = declared or (statement or {}).get("predicateType")
+        found = declared or predicate_type_of(statement or {})
         if found is None or found == self.predicate_type:
             return None  # unreadable ones (no type) stay: the user should see why they failed
-        return str(found)
+        return found
 
     def report(
         self,

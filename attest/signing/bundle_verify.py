@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -98,11 +97,8 @@ def _normalise_digest(digest: str | bytes | None) -> bytes | None:
 
 
 def _check_subject(payload: bytes, digest: bytes) -> None:
-    try:
-        statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Failed("DSSE payload is not JSON") from None
-    if not isinstance(statement, dict) or not isinstance(statement.get("subject"), list):
+    statement = decode_statement(payload)
+    if statement is None or not isinstance(statement.get("subject"), list):
         raise Failed("DSSE payload is not an in-toto Statement (no subject list)")
     if not subject_matches(statement, "sha256:" + digest.hex()):
         raise Failed(f"no subject of the in-toto statement has digest sha256:{digest.hex()}")
