@@ -8,7 +8,6 @@ from typing import Any
 
 from attest.deadline import Deadline
 from attest.errors import ManifestError, UsageError
-from attest.oci import mediatypes as mt
 from attest.oci.layout import LayoutStore
 from attest.oci.manifest import (
     DEFAULT_PLATFORM,
@@ -129,7 +128,3 @@ def parse_image_target(text: str) -> ImageReference | LayoutReference:
     if not isinstance(target, ImageReference | LayoutReference):
         raise UsageError(f"{text}: not an image reference")
     return target
-
-
-def is_config_media_type(media_type: str) -> bool:
-    return media_type in (mt.OCI_CONFIG, mt.DOCKER_CONFIG)

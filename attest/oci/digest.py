@@ -25,16 +25,6 @@ def digest_hex(digest: str) -> str:
     return validate_digest(digest).split(":", 1)[1]
 
 
-def verify_bytes(data: bytes, digest: str, *, what: str) -> bytes:
-    """Return ``data`` if it hashes to ``digest``; raise :class:`DigestMismatch` otherwise."""
-    hasher = hasher_for(digest)
-    hasher.update(data)
-    actual = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
-    if actual != digest:
-        raise DigestMismatch(f"{what}: content hashes to {actual}, expected {digest}")
-    return data
-
-
 class Readable(Protocol):
     """A byte stream read through: ``read(n)`` (all of it when ``n`` < 0), then ``close()``."""
 

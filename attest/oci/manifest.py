@@ -211,10 +211,6 @@ class FetchedManifest:
     parsed: Manifest | Index
 
     @property
-    def is_index(self) -> bool:
-        return isinstance(self.parsed, Index)
-
-    @property
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.raw))
 

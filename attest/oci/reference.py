@@ -83,17 +83,6 @@ class ImageReference:
         """The same image pinned to ``digest`` (the tag is kept for display)."""
         return ImageReference(self.registry, self.repository, self.tag, validate_digest(digest))
 
-    def with_tag(self, tag: str) -> ImageReference:
-        """The same repository at another tag, without a digest."""
-        if not _TAG.match(tag):
-            raise InvalidReference(f"tag {tag!r} is not a valid tag")
-        return ImageReference(self.registry, self.repository, tag, None)
-
-    @property
-    def is_loopback(self) -> bool:
-        """Whether the registry is on this machine (plain HTTP is allowed there)."""
-        return is_loopback_host(self.registry)
-
     def __str__(self) -> str:
         text = self.name
         if self.tag:

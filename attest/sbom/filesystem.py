@@ -124,12 +124,10 @@ class FileTree:
         self._whiteouts: set[str] = set()
         self._opaques: set[str] = set()
         self._directories: set[str] = set()  # every path that has (or had) something below it
-        self._layer = 0
 
     # -- building ---------------------------------------------------------------
 
-    def begin_layer(self, index: int) -> None:
-        self._layer = index
+    def begin_layer(self) -> None:
         self._upper = {}
         self._whiteouts = set()
         self._opaques = set()
@@ -374,7 +372,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
             return None
 
     tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
-    tree.begin_layer(0)
+    tree.begin_layer()
     walk = _Walk(root, selector)
     pending = [""]
     while pending and len(pending) < _SPLIT_AT:  # breadth first, until there is work to share

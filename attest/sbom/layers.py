@@ -312,7 +312,7 @@ def apply_layer(
     tick: Callable[[], None] | None = None,
 ) -> set[str]:
     """Read one layer's tar from ``stream`` into ``tree``; returns catalogers whose files changed."""
-    tree.begin_layer(index)
+    tree.begin_layer()
     parents = _ParentCache(tree)
     source = _TarInput(stream)
     try:
