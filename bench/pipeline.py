@@ -39,7 +39,7 @@ from attest.oci.manifest import Descriptor, Manifest  # noqa: E402
 from attest.oci.registry import RegistryRepository  # noqa: E402
 from attest.oci.transport import RegistryClient, RegistryOptions  # noqa: E402
 from attest.pipeline import STEPS  # noqa: E402
-from tests.support.registry import RegistryServer  # noqa: E402
+from attest.testing import RegistryServer  # noqa: E402
 
 ATTEST = str(Path(sys.executable).with_name("attest"))
 KEY = str(ROOT / "keys-dev" / "cosign.key")

@@ -38,8 +38,8 @@ from attest.signing import keys  # noqa: E402
 from attest.signing.authority import TLOG_IGNORED, KeyAuthority, VerificationPolicy  # noqa: E402
 from attest.signing.signer import KeySigner  # noqa: E402
 from attest.signing.storage import attach_signature, find_signatures  # noqa: E402
+from attest.testing import RegistryServer  # noqa: E402
 from attest.verify import check_signatures, verify_image  # noqa: E402
-from tests.support.registry import RegistryServer  # noqa: E402
 
 
 def _timed(runs: int, action: Callable[[], bool]) -> tuple[float, float]:

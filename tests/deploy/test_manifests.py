@@ -13,8 +13,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attest.testing import free_port
 from tests.conftest import ROOT
-from tests.support.net import free_port
 
 KUBERNETES_VERSION = "1.30.0"  # pinned: the oldest release we support
 DEPLOY = ROOT / "deploy"

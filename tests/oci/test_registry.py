@@ -254,7 +254,7 @@ def test_not_found_cases(repo: RegistryRepository) -> None:
 
 
 def test_unreachable_registry_is_a_clear_error() -> None:
-    from tests.support.net import free_port
+    from attest.testing import free_port
 
     client = RegistryClient(f"127.0.0.1:{free_port()}", options=RegistryOptions(timeout=5))
     store = RegistryRepository(client, "x")

@@ -13,9 +13,8 @@ from attest.errors import RegistryError
 from attest.oci.registry import RegistryRepository
 from attest.oci.store import read_blob
 from attest.oci.transport import RegistryClient, RegistryOptions
+from attest.testing import RegistryServer, free_port
 from tests.admission.helpers import make_tls
-from tests.support.net import free_port
-from tests.support.registry import RegistryServer
 
 
 def _https_store(server: RegistryServer, **options: object) -> RegistryRepository:

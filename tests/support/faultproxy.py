@@ -13,7 +13,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.net import free_port
+from attest.testing import free_port
 
 
 class FaultProxy:

@@ -1,27 +1,69 @@
-"""A real Debian ``docker-registry`` (distribution 2.8) on a free loopback port."""
+"""Real servers on loopback for the test suite and the benchmarks (``bench/``).
+
+Both start the same real components, so the one definition lives here rather than
+in ``tests/`` (which ``bench/`` must not import): :func:`free_port`,
+:func:`wait_http` and :class:`RegistryServer`, a Debian ``docker-registry``
+(distribution 2.8) with its own temporary storage.  Nothing in the library imports
+this module; it needs only the standard library.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
-
-from tests.support.net import free_port, wait_http
+from typing import Any
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(
+    url: str,
+    *,
+    timeout: float = 20.0,
+    ok_statuses: tuple[int, ...] = (200, 401),
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Poll ``url`` until it answers with one of ``ok_statuses`` (bounded by ``timeout``)."""
+    end = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                if response.status in ok_statuses:
+                    return
+        except urllib.error.HTTPError as err:
+            if err.code in ok_statuses:
+                return
+            last = err
+        except OSError as err:
+            last = err
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up within {timeout}s: {last}")
 
 
 @dataclass
 class RegistryServer:
     """One registry process with its own temporary storage."""
 
-    auth: dict | None = None
+    auth: dict[str, Any] | None = None
     tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
@@ -41,7 +83,8 @@ class RegistryServer:
             raise RuntimeError(
                 "docker-registry is not installed; run `make test` (scripts/system-deps.sh installs it)"
             )
-        config = {
+        http: dict[str, Any] = {"addr": f"127.0.0.1:{self.port}", "secret": "attest-test-secret"}
+        config: dict[str, Any] = {
             "version": 0.1,
             "log": {"level": "error", "accesslog": {"disabled": True}},
             "storage": {
@@ -49,14 +92,14 @@ class RegistryServer:
                 "delete": {"enabled": True},
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
-            "http": {"addr": f"127.0.0.1:{self.port}", "secret": "attest-test-secret"},
+            "http": http,
         }
         if self.auth:
             config["auth"] = self.auth
         if self.tls:
-            config["http"]["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
+            http["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
         config_path = self.workdir / "config.yml"
-        config_path.write_text(yaml.safe_dump(config))
+        config_path.write_text(json.dumps(config))  # JSON is YAML: no PyYAML needed
         log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [REGISTRY_BINARY, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
