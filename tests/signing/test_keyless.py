@@ -23,7 +23,7 @@ from attest.signing.bundle_verify import verify_bundle
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
 from attest.testing import free_port
-from tests.sigstore.conftest import sha256_hex, statement
+from tests.signing.conftest import sha256_hex, statement
 from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 
 IMAGE = "sha256:" + sha256_hex(b"keyless image manifest")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attest.cli.conformance import main as conformance_main
-from tests.sigstore.conftest import statement
+from tests.signing.conftest import statement
 from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 
 

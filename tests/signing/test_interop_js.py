@@ -23,7 +23,7 @@ from attest.signing.keyless import KeylessSigner
 from attest.signing.keys import key_id as key_hint
 from attest.signing.rekor import RekorClient
 from attest.signing.trust import load_trusted_root
-from tests.sigstore.conftest import sha256_hex, statement
+from tests.signing.conftest import sha256_hex, statement
 from tests.support.sigstore import (
     DEFAULT_ISSUER,
     DEFAULT_SUBJECT,

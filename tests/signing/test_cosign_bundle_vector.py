@@ -10,7 +10,7 @@ import pytest
 from attest.signing.authority import KeylessAuthority
 from attest.signing.bundle_verify import verify_bundle
 from attest.signing.fulcio import IdentityPolicy
-from tests.sigstore.conftest import COSIGN_BUNDLE, needs_vectors
+from tests.signing.conftest import COSIGN_BUNDLE, needs_vectors
 from tests.support.sigstore import SigstoreMock
 
 pytestmark = needs_vectors("cosign-bundle")
