@@ -129,7 +129,7 @@ def vectors(runs: int) -> None:
 
 
 def keyless_signing(runs: int) -> None:
-    from tests.support.sigstore import SigstoreMock, node_harness_missing
+    from attest.testing import SigstoreMock, node_harness_missing
 
     missing = node_harness_missing()
     if missing:

@@ -166,7 +166,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
     mock = None
     if args.keyless:
-        from tests.support.sigstore import SigstoreMock, node_harness_missing
+        from attest.testing import SigstoreMock, node_harness_missing
 
         missing = node_harness_missing()
         if missing:

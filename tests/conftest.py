@@ -17,8 +17,7 @@ from attest.oci.manifest import Descriptor
 from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore
 from attest.oci.transport import RegistryClient, RegistryOptions
-from attest.testing import RegistryServer
-from tests.support.sigstore import SigstoreMock, node_harness_missing
+from attest.testing import RegistryServer, SigstoreMock, node_harness_missing
 from tests.support.tokenserver import TokenServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from attest.signing.keyless import KeylessSigner
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import deployment, key_policy, review, sign_image, write_config
 from tests.support.faultproxy import FaultProxy
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT
 
 
 def answer(hook: Any, *images: str, uid: str = "e2e") -> dict[str, Any]:
@@ -59,6 +59,7 @@ def test_signed_images_admitted_unsigned_denied(world: World, webhook, tmp_path:
 
 def test_vectors_over_https(world: World, webhook, tmp_path: Path) -> None:
     from tests.admission.test_workloads_review import REVIEW_FILES
+
     hook = webhook(world.config(tmp_path / "c.yaml"))
     for path in REVIEW_FILES:
         status, body = hook.validate(path.read_bytes())

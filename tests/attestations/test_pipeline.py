@@ -16,9 +16,9 @@ from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.pipeline import STEPS, PipelineOptions, run_pipeline
 from attest.signing.signer import KeySigner
+from attest.testing import DEFAULT_ISSUER, SigstoreMock
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PASSWORD, PUB
 from tests.support.faultproxy import FaultProxy
-from tests.support.sigstore import DEFAULT_ISSUER, SigstoreMock
 
 GENERIC = ["--builder-id", "https://ci.example.com/builders/linux", "--source-uri",
            "git+https://git.example.com/team/app@refs/heads/main", "--source-digest", "a" * 40]  # fmt: skip

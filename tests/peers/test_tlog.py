@@ -44,12 +44,11 @@ from attest.signing.signer import KeySigner
 from attest.signing.storage import attach_attestation, attach_signature
 from attest.signing.tlog import TlogEntry
 from attest.signing.trust import PUBLIC_GOOD, load_trusted_root
-from attest.testing import free_port
+from attest.testing import SigstoreMock, free_port
 from attest.verify import verify_image
 from tests.conftest import simple_image
 from tests.peers.conftest import ENV, KeyPair
 from tests.support.rekor import RekorTiles
-from tests.support.sigstore import SigstoreMock
 from tests.support.trust import Trust, compose
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -40,10 +40,9 @@ from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
 from attest.signing.signer import KeySigner
 from attest.signing.trust import load_trust_config, load_trusted_root
-from attest.testing import free_port
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock, free_port
 from tests.support.peers import peer_binary
 from tests.support.rekor import RekorTiles
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.support.trust import Trust, compose
 from tests.support.tsa import TimestampAuthority, make_chain
 

@@ -26,9 +26,9 @@ from attest.signing.authority import (
 )
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.signer import KeySigner
+from attest.testing import SigstoreMock, node_harness_missing
 from tests.conftest import VECTORS, simple_image, vector
 from tests.signing.fakesigstore import FakeSigstore
-from tests.support.sigstore import SigstoreMock, node_harness_missing
 
 CONFORMANCE = VECTORS / "sigstore-conformance"
 COSIGN_BUNDLE = VECTORS / "cosign-bundle"

@@ -26,8 +26,8 @@ from attest.signing.keys import key_id as key_hint
 from attest.signing.rekor import RekorClient
 from attest.signing.tlog import TlogEntry
 from attest.signing.trust import load_trusted_root
+from attest.testing import SigstoreMock
 from tests.signing.conftest import sha256_hex, statement
-from tests.support.sigstore import SigstoreMock
 
 IN_TOTO = "application/vnd.in-toto+json"
 IMAGE_DIGEST = "sha256:" + sha256_hex(b"an image manifest")

@@ -10,8 +10,8 @@ import pytest
 from attest.signing.authority import KeylessAuthority
 from attest.signing.bundle_verify import verify_bundle
 from attest.signing.fulcio import IdentityPolicy
+from attest.testing import SigstoreMock
 from tests.signing.conftest import COSIGN_BUNDLE, needs_vectors
-from tests.support.sigstore import SigstoreMock
 
 pytestmark = needs_vectors("cosign-bundle")
 

@@ -23,13 +23,9 @@ from attest.signing.keyless import KeylessSigner
 from attest.signing.keys import key_id as key_hint
 from attest.signing.rekor import RekorClient
 from attest.signing.trust import load_trusted_root
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.signing.conftest import sha256_hex, statement
-from tests.support.sigstore import (
-    DEFAULT_ISSUER,
-    DEFAULT_SUBJECT,
-    SigstoreMock,
-    verify_with_sigstore_js,
-)
+from tests.support.sigstore import verify_with_sigstore_js
 
 IMAGE = "sha256:" + sha256_hex(b"interop image")
 PAYLOAD = b"interop payload"

@@ -22,9 +22,8 @@ from attest.signing.bundle import SignatureMaterial, make_bundle
 from attest.signing.bundle_verify import verify_bundle
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
-from attest.testing import free_port
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock, free_port
 from tests.signing.conftest import sha256_hex, statement
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 
 IMAGE = "sha256:" + sha256_hex(b"keyless image manifest")
 PAYLOAD = b'{"critical":{"identity":{"docker-reference":"registry.test/app"}}}'

@@ -23,10 +23,11 @@ from attest.signing.authority import KeylessAuthority, VerificationPolicy
 from attest.signing.fulcio import CertificateError, IdentityPolicy, verify_scts
 from attest.signing.storage import SignedImage, attach_attestation, attach_signature
 from attest.signing.trust import load_trusted_root
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from attest.verify import ImageVerification, verify_image
 from tests.conftest import simple_image
 from tests.signing.conftest import resolved, statement_for
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, MockKeylessSigner, SigstoreMock
+from tests.support.sigstore import MockKeylessSigner
 
 BAD_SCTS = {
     "none": "certificate has no embedded signed certificate timestamp",
