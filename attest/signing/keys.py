@@ -292,7 +292,9 @@ def public_key_pem(key: PublicKey | PrivateKey) -> bytes:
     """PKIX PEM of a public key (or of a private key's public half)."""
     public = (
         key.public_key()
-        if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
+        if isinstance(
+            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+        )
         else key
     )
     return public.public_bytes(
