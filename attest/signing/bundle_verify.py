@@ -20,13 +20,12 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
 from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle as SigstoreBundle
-from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
 from attest.attestations.predicates import SIGN_PREDICATE_TYPE
@@ -54,6 +53,9 @@ from attest.signing.checks import (
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.result import CheckKind, CheckResult, SignerIdentity, check_result
 from attest.signing.trust import TrustRoot, load_trusted_root
+
+if TYPE_CHECKING:
+    from sigstore.verify import Verifier
 
 _SIGSTORE_KINDS = {("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1")}
 
@@ -142,6 +144,10 @@ def _evidence(parsed: ParsedBundle, artifact: bytes | None, digest: bytes | None
 
 @lru_cache(maxsize=16)
 def _sigstore_verifier(root: TrustRoot) -> Verifier:
+    # Imported here: only keyless bundles need it, and it costs a key-based
+    # `attest verify` (or pipeline read-back) some 50 ms of imports.
+    from sigstore.verify import Verifier
+
     return Verifier(trusted_root=root.sigstore)
 
 
