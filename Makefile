@@ -20,8 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## make test: install what the tests need (apt, npm, the Go-built peers), lint, then run the whole suite.
-test: $(STAMP) system-deps js-deps peers
-	$(BIN)/ruff check .
+test: $(STAMP) system-deps js-deps peers lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make mutants: break each registered security check (tests/security/checks/*.yaml) in a
@@ -51,8 +50,10 @@ image:
 	buildah bud --isolation chroot --storage-driver vfs --build-arg VERSION=$(IMAGE_VERSION) \
 		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMAGE) .
 
+## make lint: ruff, and mypy --strict over both packages (the [tool.mypy] section).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy --strict attest admission
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

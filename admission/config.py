@@ -30,15 +30,21 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import yaml
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from admission.bundled import default_bundle
 from attest.attestations.predicates import resolve_predicate_type
-from attest.errors import AttestError, InvalidReference, UsageError
+from attest.errors import AttestError, InvalidReference, KeyFileError, UsageError
 from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
 from attest.policy.bundle import module_files
-from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
-from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
+from attest.signing import keys
+from attest.signing.authority import (
+    TLOG_IF_PRESENT,
+    TLOG_REQUIRED,
+    KeyAuthority,
+    KeylessAuthority,
+    VerificationPolicy,
+)
+from attest.signing.fulcio import IdentityPolicy
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +314,9 @@ def _authority(
         else:
             pem = pem_text.encode()
         try:
-            load_pem_public_key(pem)
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"{where}.key is not a PEM public key ({err})") from None
+            keys.load_public_key(pem, what=f"{where}.key")
+        except KeyFileError as err:
+            raise ConfigError(str(err)) from None
         if "ctlog" not in reader.data:
             # policy-controller's meaning of a key authority without ctlog: no log entry
             # is required (one that is present must still verify, against public good).
@@ -337,16 +343,15 @@ def _authority(
         if not Path(root).is_file():
             raise ConfigError(f"{where}.keyless.trustedRoot {root}: no such file")
     try:
-        return KeylessAuthority(
-            name=name,
-            issuer=keyless.get("issuer", str),
-            issuer_regexp=_regex(keyless.get("issuerRegExp", str), f"{where}.keyless.issuerRegExp"),
+        identity = IdentityPolicy(
             subject=keyless.get("subject", str),
             subject_regexp=_regex(
                 keyless.get("subjectRegExp", str), f"{where}.keyless.subjectRegExp"
             ),
-            trusted_root=root,
+            issuer=keyless.get("issuer", str),
+            issuer_regexp=_regex(keyless.get("issuerRegExp", str), f"{where}.keyless.issuerRegExp"),
         )
+        return KeylessAuthority(name=name, identity=identity, trusted_root=root)
     except UsageError as err:
         raise ConfigError(f"{where}.keyless: {err}") from None
 

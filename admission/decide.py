@@ -39,7 +39,8 @@ from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
 from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
 from attest.oci.reference import ImageReference, parse_image_reference
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.policy import PolicyEngine, load_bundle, make_engine
 from attest.verify import ImageVerification
 

@@ -155,7 +155,7 @@ def observe_decision(decision: Any, webhook: str = "validate") -> None:
 
 
 def observe_registry_status(status: str) -> None:
-    """Count one registry answer (``attest.oci.registry.observe_responses`` callback); a
+    """Count one registry answer (``attest.oci.transport.observe_responses`` callback); a
     hostile registry can answer any three digits, so unregistered codes count as ``other``."""
     metrics().registry_requests.labels(
         status=status if status in _REGISTRY_STATUSES else OTHER

@@ -26,7 +26,8 @@ from admission.workloads import ContainerImage
 from attest.attestations.slsa import SLSA_PROVENANCE_TYPES, predicate_facts
 from attest.errors import AttestError
 from attest.oci.reference import ImageReference
-from attest.verify import CheckResult, ImageVerification
+from attest.signing.result import CheckResult
+from attest.verify import ImageVerification
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _check_input(check: CheckResult, *, statements: bool) -> dict[str, Any]:
         "verified": check.verified,
         "reasons": list(check.reasons),
         "authority": check.authority,
-        "signer": dict(check.signer),
+        "signer": check.signer.to_dict(),
         "storage": check.storage,
     }
     if check.annotations:

@@ -288,7 +288,7 @@ def serve(
         from admission.decide import Admission
         from admission.metrics import observe_registry_status
         from admission.web.app import create_ops_app
-        from attest.oci.registry import observe_responses
+        from attest.oci.transport import observe_responses
 
         observe_responses(observe_registry_status)
         recorder = None

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from attest.attestations.predicates import CYCLONEDX_BOM
 from attest.attestations.provenance import (
@@ -54,24 +54,23 @@ from attest.oci.access import ResolvedImage, open_store, resolve_image
 from attest.oci.manifest import FetchedManifest, Index, Platform
 from attest.oci.reference import ImageReference, LayoutReference
 from attest.oci.referrers import fallback_tag, remove_referrer
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
+
+if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when a step needs it
+    from attest.sbom import SbomDocument
+    from attest.signing.authority import Authority
+    from attest.signing.bundle import SignatureMaterial
+    from attest.signing.result import Storage
+    from attest.signing.signer import Signer
 
 log = logging.getLogger(__name__)
 
 STEPS = ("resolve", "sbom", "statements", "attest_sbom", "provenance", "sign", "verify")
 
 
-@dataclass(frozen=True)
-class SbomOutput:
-    """What the SBOM step hands on: the CycloneDX JSON document and its component count."""
-
-    document: dict[str, Any]
-    components: int
-    spec_version: str | None = None
-
-
-SbomGenerator = Callable[[ImageStore, ResolvedImage, Deadline], SbomOutput]
+SbomGenerator = Callable[[ImageStore, ResolvedImage, Deadline], "SbomDocument"]
+"""What the SBOM step calls: the CycloneDX document of the resolved image."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ class PipelineOptions:
 class StoredArtifact:
     """One thing this run wrote: what it is and where verifiers will find it."""
 
-    kind: str  # "attestation" | "signature"
+    kind: Literal["attestation", "signature"]
     reference: str  # bundle: the referrer manifest; legacy: the .sig/.att manifest written
     predicate_type: str | None = None
     tag: str | None = None  # legacy storage: cosign's sha256-<hex>.sig/.att tag
@@ -113,7 +112,7 @@ class PipelineSummary:
     reference: str
     platform: str | None
     signer: str
-    storage: str
+    storage: Storage
     sbom: dict[str, Any]
     signature: StoredArtifact
     attestations: tuple[StoredArtifact, ...]
@@ -198,43 +197,46 @@ def _exists(store: ImageStore, tag: str) -> bool:
 class _RecordingSigner:
     """Delegates to a real signer and keeps what it produced (for the read-back authority)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Signer) -> None:
         self.inner = inner
-        self.materials: list[Any] = []
+        self.materials: list[SignatureMaterial] = []
 
     @property
     def description(self) -> str:
-        return str(self.inner.description)
+        return self.inner.description
 
-    def sign(self, data: bytes) -> Any:
+    def sign(self, data: bytes) -> SignatureMaterial:
         material = self.inner.sign(data)
         self.materials.append(material)
         return material
 
-    def sign_dsse(self, payload_type: str, payload: bytes) -> Any:
+    def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
         material = self.inner.sign_dsse(payload_type, payload)
         self.materials.append(material)
         return material
 
 
-def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> Any:
+def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> Authority:
     """The authority that must verify what ``signer`` stored: its key, or its certificates' identity."""
     from cryptography import x509
 
-    from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
-    from attest.signing.fulcio import certificate_identity
-    from attest.verify import KeyAuthority, KeylessAuthority
+    from attest.signing.authority import (
+        TLOG_IF_PRESENT,
+        TLOG_REQUIRED,
+        KeyAuthority,
+        KeylessAuthority,
+    )
+    from attest.signing.fulcio import IdentityPolicy, certificate_identity
+    from attest.signing.signer import KeySigner
 
-    public_key_pem = getattr(signer.inner, "public_key_pem", None)
-    if public_key_pem is not None:
+    if isinstance(signer.inner, KeySigner):
         # What this run logged must be read back with its verified log entries; a run
         # told --tlog-upload=false has none to require.
-        logged = getattr(signer.inner, "rekor", None) is not None
         return KeyAuthority(
             name=signer.description,
-            public_key_pem=public_key_pem,
+            public_key_pem=signer.inner.public_key_pem,
             trusted_root=trusted_root,
-            tlog=TLOG_REQUIRED if logged else TLOG_IF_PRESENT,
+            tlog=TLOG_REQUIRED if signer.inner.rekor is not None else TLOG_IF_PRESENT,
         )
     identities = set()
     for material in signer.materials:
@@ -248,7 +250,9 @@ def read_back_authority(signer: _RecordingSigner, trusted_root: str | None) -> A
         )
     subject, issuer = identities.pop()
     return KeylessAuthority(
-        name=f"keyless {subject}", issuer=issuer, subject=subject, trusted_root=trusted_root
+        name=f"keyless {subject}",
+        identity=IdentityPolicy(subject=subject, issuer=issuer),
+        trusted_root=trusted_root,
     )
 
 
@@ -267,24 +271,17 @@ class _Timer:
 
 def default_sbom_generator(
     store: ImageStore, image: ResolvedImage, deadline: Deadline
-) -> SbomOutput:
+) -> SbomDocument:
     """Generate the CycloneDX SBOM of the platform manifest with :mod:`attest.sbom`."""
-    from attest.attestations.predicates import parse_predicate
-    from attest.sbom import SbomOptions, generate_sbom
+    from attest.sbom import SbomOptions, generate_image_sbom_document
 
-    result = generate_sbom(
-        image, store=store, deadline=deadline, options=SbomOptions(progress=False)
-    )
-    document = parse_predicate(result.document, what="generated SBOM")
-    spec_version = document.get("specVersion")
-    return SbomOutput(
-        document, result.component_count, spec_version if isinstance(spec_version, str) else None
-    )
+    options = SbomOptions(progress=False)
+    return generate_image_sbom_document(store, image, deadline=deadline, options=options)
 
 
 def run_pipeline(
     image: ImageReference | LayoutReference,
-    signer: Any,
+    signer: Signer,
     *,
     options: PipelineOptions | None = None,
     registry: RegistryOptions | None = None,
@@ -294,10 +291,10 @@ def run_pipeline(
 ) -> PipelineSummary:
     """Run every step on ``image``; raises :class:`PipelineError` naming the failed step.
 
-    ``signer`` is an :class:`attest.signing.signer.Signer`.  Everything is read back and
-    verified with the signer's own trust material: its public key, or the identity and
-    issuer of the keyless certificates it was actually issued (checked against
-    ``options.trusted_root``, default the Sigstore public-good root).
+    Everything is read back and verified with ``signer``'s own trust material: its
+    public key, or the identity and issuer of the keyless certificates it was actually
+    issued (checked against ``options.trusted_root``, default the Sigstore public-good
+    root).
     """
     options = options or PipelineOptions()
     deadline = deadline or Deadline.after(registry.timeout if registry else None)
@@ -361,7 +358,7 @@ def _failing_step(step: str) -> Iterator[None]:
 
 
 def _statements(
-    resolved: ResolvedImage, sbom: SbomOutput, options: PipelineOptions, started_on: dt.datetime
+    resolved: ResolvedImage, sbom: SbomDocument, options: PipelineOptions, started_on: dt.datetime
 ) -> tuple[Statement, Statement]:
     subject = subject_for_image(resolved.name, resolved.digest)
     sbom_statement = build_statement([subject], CYCLONEDX_BOM, sbom.document)
@@ -379,7 +376,7 @@ def _statements(
 def _publish(
     store: ImageStore,
     resolved: ResolvedImage,
-    signer: Any,
+    signer: Signer,
     statements: tuple[Statement, Statement],
     options: PipelineOptions,
     undo: _Undo,
@@ -427,11 +424,12 @@ def _publish(
 def _verify_back(
     store: ImageStore,
     resolved: ResolvedImage,
-    authority: Any,
+    authority: Authority,
     statements: tuple[Statement, Statement],
     deadline: Deadline,
 ) -> dict[str, Any]:
-    from attest.verify import VerificationPolicy, verify_image
+    from attest.signing.authority import VerificationPolicy
+    from attest.verify import verify_image
 
     policy = VerificationPolicy(authorities=(authority,))
     result = verify_image(resolved.target, policy, store=store, deadline=deadline)

@@ -266,6 +266,7 @@ def main() -> int:
         run_client(args)
         return 0
 
+    from attest.testing import RegistryServer
     from tests.admission import conftest as hooks
     from tests.admission.helpers import (
         deployment,
@@ -274,7 +275,6 @@ def main() -> int:
         review,
         write_config,
     )
-    from tests.support.registry import RegistryServer
 
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-admission-"))
@@ -442,7 +442,7 @@ def median_of(phase_runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _start_server(config: Path, tls: Any, workdir: Path, args: argparse.Namespace) -> Any:
     """``attest admission serve`` (log level warning) with the requested workers and threads."""
-    from tests.support.net import free_port
+    from attest.testing import free_port
     from tests.support.webhook import start_webhook
 
     port = free_port()

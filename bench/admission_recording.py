@@ -81,10 +81,10 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    from attest.testing import RegistryServer
     from tests.admission import conftest as hooks
     from tests.admission.helpers import deployment, make_tls, review
     from tests.decisions.conftest import write_key_pair
-    from tests.support.registry import RegistryServer
     from tests.web.server import start_serve, wait_for
 
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-recording-"))

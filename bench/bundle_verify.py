@@ -24,12 +24,20 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attest.signing.fulcio import IdentityPolicy
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attest.signing.bundle import SignatureMaterial, make_bundle, verify_bundle  # noqa: E402
+from attest.signing.authority import (  # noqa: E402
+    TLOG_IF_PRESENT,
+    TLOG_REQUIRED,
+    KeyAuthority,
+    KeylessAuthority,
+)
+from attest.signing.bundle import SignatureMaterial, make_bundle  # noqa: E402
+from attest.signing.bundle_verify import verify_bundle  # noqa: E402
 from attest.signing.trust import load_trusted_root  # noqa: E402
-from attest.verify import KeyAuthority, KeylessAuthority  # noqa: E402
 
 VECTORS = ROOT.parent / "shared" / "vectors"
 BEACON = (
@@ -72,7 +80,7 @@ def key_based(runs: int) -> None:
 
     def verify() -> None:
         assert verify_bundle(
-            bundle, KeyAuthority("k", pem), artifact_digest="sha256:" + digest
+            bundle, KeyAuthority("k", pem, tlog=TLOG_IF_PRESENT), artifact_digest="sha256:" + digest
         ).verified
 
     measure("key-based DSSE bundle, no log (ours)", runs, verify)
@@ -87,15 +95,15 @@ def vectors(runs: int) -> None:
     bundle = (case / "bundle.sigstore.json").read_bytes()
     root = load_trusted_root(str(case / "trusted_root.json"))
     artifact = (conformance / "a.txt").read_bytes()
-    key = KeyAuthority("k", (case / "key.pub").read_bytes())
+    key = KeyAuthority("k", (case / "key.pub").read_bytes(), tlog=TLOG_REQUIRED)
     measure(
         "key-based message bundle + Rekor proof/checkpoint/SET (ours)",
         runs,
-        lambda: verify_bundle(bundle, key, artifact=artifact, trusted_root=root, require_tlog=True),
+        lambda: verify_bundle(bundle, key, artifact=artifact, trusted_root=root),
     )
     happy = (conformance / "happy-path-v0.3-new-mediaType" / "bundle.sigstore.json").read_bytes()
     beacon = KeylessAuthority(
-        "ci", issuer="https://token.actions.githubusercontent.com", subject=BEACON
+        "ci", IdentityPolicy(issuer="https://token.actions.githubusercontent.com", subject=BEACON)
     )
     measure(
         "keyless public-good bundle (sigstore-python)",
@@ -106,8 +114,7 @@ def vectors(runs: int) -> None:
     cosign_bundle = (cosign / "oci-attestation.sigstore.json").read_bytes()
     cody = KeylessAuthority(
         "c",
-        issuer="https://github.com/login/oauth",
-        subject="cody@soyland.com",
+        IdentityPolicy(issuer="https://github.com/login/oauth", subject="cody@soyland.com"),
         trusted_root=str(cosign / "trusted_root_pgi.json"),
     )
     measure(
@@ -122,7 +129,7 @@ def vectors(runs: int) -> None:
 
 
 def keyless_signing(runs: int) -> None:
-    from tests.support.sigstore import SigstoreMock, node_harness_missing
+    from attest.testing import SigstoreMock, node_harness_missing
 
     missing = node_harness_missing()
     if missing:

@@ -124,6 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     args.server_arg = ["--no-record"]
 
+    from attest.testing import RegistryServer
     from tests.admission import conftest as hooks
     from tests.admission.helpers import (
         POD_KIND,
@@ -135,7 +136,6 @@ def main() -> int:
         write_config,
     )
     from tests.support.hostile import HostileRegistry
-    from tests.support.registry import RegistryServer
 
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-hostile-"))

@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 from attest.oci.builder import ImageBuilder  # noqa: E402
 from attest.oci.layout import LayoutStore  # noqa: E402
 from attest.oci.manifest import Descriptor, Manifest  # noqa: E402
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository  # noqa: E402
+from attest.oci.registry import RegistryRepository  # noqa: E402
+from attest.oci.transport import RegistryClient, RegistryOptions  # noqa: E402
 from attest.pipeline import STEPS  # noqa: E402
-from tests.support.registry import RegistryServer  # noqa: E402
+from attest.testing import RegistryServer  # noqa: E402
 
 ATTEST = str(Path(sys.executable).with_name("attest"))
 KEY = str(ROOT / "keys-dev" / "cosign.key")
@@ -165,7 +166,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
     mock = None
     if args.keyless:
-        from tests.support.sigstore import SigstoreMock, node_harness_missing
+        from attest.testing import SigstoreMock, node_harness_missing
 
         missing = node_harness_missing()
         if missing:

@@ -222,7 +222,10 @@ def measure(
 
 def run_attest(target: str, output: Path, runs: int) -> dict[str, Any]:
     env = dict(os.environ, SOURCE_DATE_EPOCH="1700000000")
-    samples = [measure([str(ATTEST), "sbom", target, "--output-file", str(output)], env) for _ in range(runs)]
+    samples = [
+        measure([str(ATTEST), "sbom", target, "--output-file", str(output)], env)
+        for _ in range(runs)
+    ]
     return {
         "wall_s": statistics.median(s[0] for s in samples),
         "wall_all_s": [round(s[0], 3) for s in samples],

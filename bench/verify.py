@@ -32,18 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from attest.oci.access import resolve_image  # noqa: E402
 from attest.oci.builder import ImageBuilder  # noqa: E402
 from attest.oci.reference import parse_target  # noqa: E402
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository  # noqa: E402
+from attest.oci.registry import RegistryRepository  # noqa: E402
+from attest.oci.transport import RegistryClient, RegistryOptions  # noqa: E402
 from attest.signing import keys  # noqa: E402
-from attest.signing.bundle import TLOG_IGNORED  # noqa: E402
+from attest.signing.authority import TLOG_IGNORED, KeyAuthority, VerificationPolicy  # noqa: E402
 from attest.signing.signer import KeySigner  # noqa: E402
 from attest.signing.storage import attach_signature, find_signatures  # noqa: E402
-from attest.verify import (  # noqa: E402
-    KeyAuthority,
-    VerificationPolicy,
-    check_signatures,
-    verify_image,
-)
-from tests.support.registry import RegistryServer  # noqa: E402
+from attest.testing import RegistryServer  # noqa: E402
+from attest.verify import check_signatures, verify_image  # noqa: E402
 
 
 def _timed(runs: int, action: Callable[[], bool]) -> tuple[float, float]:

@@ -107,7 +107,8 @@ def image_builder(marker: str) -> ImageBuilder:
 
 def build_images(layout: Path, registry: str) -> None:
     from attest.oci.layout import LayoutStore
-    from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+    from attest.oci.registry import RegistryRepository
+    from attest.oci.transport import RegistryClient, RegistryOptions
 
     with tempfile.TemporaryDirectory() as work:
         signed = image_builder("signed").build(Path(work) / "signed")

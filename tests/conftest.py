@@ -14,10 +14,10 @@ import pytest
 from attest.cli.main import main as attest_main
 from attest.oci.builder import ImageBuilder, push_index
 from attest.oci.manifest import Descriptor
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore
-from tests.support.registry import RegistryServer
-from tests.support.sigstore import SigstoreMock, node_harness_missing
+from attest.oci.transport import RegistryClient, RegistryOptions
+from attest.testing import RegistryServer, SigstoreMock, node_harness_missing
 from tests.support.tokenserver import TokenServer
 
 ROOT = Path(__file__).resolve().parent.parent

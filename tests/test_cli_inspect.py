@@ -88,7 +88,7 @@ def test_bad_input_one_line_errors(cli, args: list[str], fragment: str, code: in
 def test_registry_error_cases_via_cli(
     cli, registry, htpasswd_registry, tmp_path: Path, push_image
 ) -> None:
-    from tests.support.net import free_port
+    from attest.testing import free_port
 
     missing = cli("inspect", f"{registry.address}/nothing/here:v1")
     assert missing.exit_code == 4  # EXIT_REGISTRY: distinct from a failed verification (1)

@@ -143,7 +143,7 @@ def checkpoint_signature_valid(checkpoint: Checkpoint, public_key: keys.PublicKe
         signature = base64.b64decode(checkpoint.signature, validate=True)
     except ValueError:
         return False
-    return keys.verify_bytes_signature(public_key, signature, checkpoint.payload())
+    return keys.verify_signature(public_key, signature, checkpoint.payload())
 
 
 def stored_public_key(checkpoint: Checkpoint) -> keys.PublicKey | None:

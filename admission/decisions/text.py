@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from admission.decisions.model import StoredDecision, pick
+from attest.signing.result import SignerIdentity
 
 _STAGES = ("resolve", "verify", "evaluate", "total")
 
@@ -54,13 +55,10 @@ def _latency(document: dict[str, Any]) -> str:
 
 
 def _signer(check: dict[str, Any]) -> str:
-    signer = pick(check, "signer", default={}) or {}
+    signer = pick(check, "signer")
     if not isinstance(signer, dict) or not signer:
         return ""
-    if signer.get("type") == "keyless":
-        return f" signer {signer.get('subject', '?')} (issuer {signer.get('issuer', '?')})"
-    key = pick(signer, "keyId", "key_id")
-    return f" key {key}" if key else ""
+    return f" signer {SignerIdentity.from_dict(signer).describe()}"
 
 
 def _check_lines(check: dict[str, Any], indent: str) -> list[str]:

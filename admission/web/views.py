@@ -14,6 +14,7 @@ from typing import Any
 
 from admission.decisions.model import RESULTS, StoredDecision, pick
 from admission.decisions.query import DecisionFilter, filter_from_text
+from attest.signing.result import SignerIdentity
 
 FILTER_FIELDS = ("since", "until", "namespace", "image", "digest", "result", "policy", "limit")
 DEFAULT_LIMIT = 100
@@ -83,13 +84,8 @@ def summary(record: StoredDecision) -> dict[str, Any]:
 
 
 def _check(check: dict[str, Any]) -> dict[str, Any]:
-    signer = pick(check, "signer", default={}) or {}
-    if isinstance(signer, dict) and signer.get("type") == "keyless":
-        who = f"{signer.get('subject', '?')} (issuer {signer.get('issuer', '?')})"
-    elif isinstance(signer, dict):
-        who = f"key {pick(signer, 'keyId', 'key_id') or '?'}"
-    else:
-        who = ""
+    signer = pick(check, "signer")
+    who = SignerIdentity.from_dict(signer).describe() if isinstance(signer, dict) and signer else ""
     tlog = pick(check, "tlog")
     return {
         "verified": bool(pick(check, "verified", default=False)),

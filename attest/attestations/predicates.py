@@ -23,6 +23,8 @@ IN_TOTO_LINK_V1 = "https://in-toto.io/Link/v1"
 COSIGN_CUSTOM = "https://cosign.sigstore.dev/attestation/v1"
 COSIGN_VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
 OPENVEX = "https://openvex.dev/ns"
+SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
+"""cosign v3's image signature: a Statement with this type whose subject is the image."""
 
 # The same mapping as cosign's ``--type`` flag (cmd/cosign/cli/options/predicate.go).
 PREDICATE_TYPE_ALIASES: dict[str, str] = {

@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
@@ -59,11 +59,15 @@ class ProvenanceOptions:
     finished_on: dt.datetime | None = None
 
 
+CiSystem = Literal["github-actions", "gitlab-ci", "generic"]
+"""The CI system a build ran in, as the provenance records it."""
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What the provenance says about a build: builder, build type, source and invocation."""
 
-    system: str  # "github-actions" | "gitlab-ci" | "generic"
+    system: CiSystem
     builder_id: str
     build_type: str
     source_uri: str | None = None  # git+https://host/owner/repo (no ref)

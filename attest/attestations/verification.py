@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from attest.attestations.slsa import SlsaExpectations, check_provenance
-from attest.attestations.statement import Statement, parse_statement, require_subject_digest
+from attest.attestations.statement import (
+    IN_TOTO_PAYLOAD_TYPE,
+    Statement,
+    parse_statement,
+    predicate_type_of,
+    require_subject_digest,
+)
 from attest.errors import AttestationError
+
+if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when verifying
+    from attest.signing.authority import Authority
+    from attest.signing.result import SignerIdentity, Storage
+    from attest.verify import ImageVerification
 
 DEFAULT_POLICY_PACKAGE = "attest.attestation"
 
@@ -35,9 +46,9 @@ class AttestationOutcome:
     """One attestation of the wanted type and everything that was checked about it."""
 
     location: str
-    storage: str
+    storage: Storage | Literal["file"]  # "file": a bundle file (verify-blob-attestation)
     signature_verified: bool
-    signer: dict[str, Any]
+    signer: SignerIdentity
     violations: tuple[str, ...]  # signature reasons, subject/format, SLSA and policy denials
     warnings: tuple[str, ...] = ()
     statement: dict[str, Any] | None = None
@@ -52,7 +63,7 @@ class AttestationOutcome:
             "storage": self.storage,
             "signatureVerified": self.signature_verified,
             "passed": self.passed,
-            "signer": dict(self.signer),
+            "signer": self.signer.to_dict(),
             "violations": list(self.violations),
             "warnings": list(self.warnings),
             "statement": self.statement,
@@ -163,10 +174,10 @@ class Judge:
         digest: str,
         *,
         location: str,
-        storage: str,
+        storage: Storage | Literal["file"],
         verified: bool,
         reasons: tuple[str, ...] | list[str],
-        signer: dict[str, Any],
+        signer: SignerIdentity,
         statement: dict[str, Any] | None,
     ) -> AttestationOutcome:
         """One attestation's outcome: its verification reasons plus, if verified, every check."""
@@ -186,7 +197,7 @@ class Judge:
             location=location,
             storage=storage,
             signature_verified=verified,
-            signer=dict(signer),
+            signer=signer,
             violations=tuple(violations),
             warnings=tuple(warnings),
             statement=statement if verified else None,
@@ -194,10 +205,10 @@ class Judge:
 
     def other_type(self, statement: dict[str, Any] | None, declared: str | None) -> str | None:
         """The predicate type found, when it is known and not the one asked for."""
-        found = declared or (statement or {}).get("predicateType")
+        found = declared or predicate_type_of(statement or {})
         if found is None or found == self.predicate_type:
             return None  # unreadable ones (no type) stay: the user should see why they failed
-        return str(found)
+        return found
 
     def report(
         self,
@@ -218,7 +229,7 @@ class Judge:
         )
 
 
-def build_report(verification: Any, judge: Judge) -> AttestationReport:
+def build_report(verification: ImageVerification, judge: Judge) -> AttestationReport:
     """Judge the attestations of an :class:`attest.verify.ImageVerification`."""
     outcomes: list[AttestationOutcome] = []
     other_types: set[str] = set()
@@ -266,20 +277,20 @@ def read_bundles(raw: bytes, *, what: str) -> list[bytes]:
 
 
 def verify_blob_attestation(
-    bundles: list[bytes], artifact_digest: str, authority: Any, judge: Judge, *, reference: str
+    bundles: list[bytes],
+    artifact_digest: str,
+    authority: Authority,
+    judge: Judge,
+    *,
+    reference: str,
 ) -> AttestationReport:
     """Verify attestation bundles about a file (slsa-verifier's ``verify-artifact``)."""
-    from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_IGNORED, TLOG_REQUIRED, verify_bundle
-    from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
+    from attest.signing.bundle_verify import verify_bundle
+    from attest.signing.trust import load_trusted_root
 
     outcomes: list[AttestationOutcome] = []
     other_types: set[str] = set()
-    mode = getattr(authority, "tlog", TLOG_IF_PRESENT)  # key authorities; keyless: the root's rules
-    root = None
-    if getattr(authority, "public_key_pem", None) is not None and authority.trusted_root:
-        from attest.signing.trust import load_trusted_root
-
-        root = load_trusted_root(authority.trusted_root)
+    root = load_trusted_root(authority.trusted_root) if authority.trusted_root else None
     for index, bundle in enumerate(bundles):
         result = verify_bundle(
             bundle,
@@ -287,8 +298,6 @@ def verify_blob_attestation(
             artifact_digest=artifact_digest,
             payload_type=IN_TOTO_PAYLOAD_TYPE,
             trusted_root=root,
-            require_tlog=mode == TLOG_REQUIRED,
-            ignore_tlog=mode == TLOG_IGNORED,
         )
         statement = result.statement()
         other = judge.other_type(statement, None)

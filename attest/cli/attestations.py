@@ -35,6 +35,7 @@ from attest.attestations.verification import (
     verify_blob_attestation,
 )
 from attest.cli.common import (
+    OutputFormat,
     authority_options,
     info,
     keyless_signing_options,
@@ -295,14 +296,8 @@ def _print_report(report: AttestationReport) -> None:
         click.echo("No attestations of this type found.")
     for outcome in report.outcomes:
         mark = "OK  " if outcome.passed else "FAIL"
-        signer = outcome.signer
-        who = (
-            f"keyless {signer.get('subject')} ({signer.get('issuer')})"
-            if signer.get("type") == "keyless"
-            else f"key {signer.get('keyId') or '?'}"
-        )
         click.echo(f"{mark} {outcome.storage:<6} {outcome.location}")
-        click.echo(f"     signer: {who}")
+        click.echo(f"     signer: {outcome.signer.describe()}")
         for violation in outcome.violations:
             click.echo(f"     - {violation}")
         for warning in outcome.warnings:
@@ -311,7 +306,7 @@ def _print_report(report: AttestationReport) -> None:
         click.echo(f"WARN {error}")
 
 
-def _finish(report: AttestationReport, output_format: str) -> None:
+def _finish(report: AttestationReport, output_format: OutputFormat) -> None:
     if output_format == "json":
         print_json(report.to_dict())
     else:

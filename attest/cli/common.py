@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
 from attest.oci.manifest import Platform
-from attest.oci.registry import RegistryOptions
+from attest.oci.transport import RegistryOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +153,8 @@ platform_option = click.option(
     metavar="OS/ARCH[/VARIANT]",
     help="Platform to select from a multi-platform image (default linux/amd64).",
 )
+
+OutputFormat = Literal["text", "json"]
 
 output_option = click.option(
     "--output",

@@ -75,9 +75,15 @@ def verify_bundle_command(
     file_or_digest: str,
 ) -> None:
     """Verify BUNDLE for FILE_OR_DIGEST; exit 0 only if it verifies."""
-    from attest.signing.bundle import verify_bundle
+    from attest.signing.authority import (
+        TLOG_IF_PRESENT,
+        Authority,
+        KeyAuthority,
+        KeylessAuthority,
+    )
+    from attest.signing.bundle_verify import verify_bundle
+    from attest.signing.fulcio import IdentityPolicy
     from attest.signing.trust import load_trusted_root
-    from attest.verify import Authority, KeyAuthority, KeylessAuthority
 
     if trusted_root is None:
         _staging_refused(staging)
@@ -86,10 +92,10 @@ def verify_bundle_command(
     root = load_trusted_root(trusted_root)
     authority: Authority
     if key_path is not None:
-        authority = KeyAuthority("key", _read(key_path, "key"))
+        authority = KeyAuthority("key", _read(key_path, "key"), tlog=TLOG_IF_PRESENT)
     elif identity is not None and issuer is not None:
         authority = KeylessAuthority(
-            "identity", issuer=issuer, subject=identity, trusted_root=trusted_root
+            "identity", IdentityPolicy(subject=identity, issuer=issuer), trusted_root=trusted_root
         )
     else:
         raise UsageError("give --key, or --certificate-identity with --certificate-oidc-issuer")
@@ -119,6 +125,7 @@ def sign_bundle_command(
     file: str,
 ) -> None:
     """Sign FILE keylessly and write a Sigstore bundle."""
+    from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE
     from attest.signing.bundle import make_bundle
     from attest.signing.keyless import KeylessSigner
     from attest.signing.trust import load_trust_config, trust_config_from_parts
@@ -133,7 +140,7 @@ def sign_bundle_command(
     payload = _read(file, "artifact")
     with KeylessSigner(identity_token=token, trust=config) as signer:
         if in_toto:
-            material = signer.sign_dsse("application/vnd.in-toto+json", payload)
+            material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, payload)
         else:
             material = signer.sign(payload)
     target = Path(bundle_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from attest.cli.common import (
+    OutputFormat,
     make_registry_options,
     output_option,
     platform_option,
@@ -61,7 +62,7 @@ def _print_text(info: ImageInfo) -> None:
 def inspect_command(
     image: str,
     platform: Platform | None,
-    output_format: str,
+    output_format: OutputFormat,
     insecure: bool,
     registry_auth: tuple[str, ...],
     timeout: float,

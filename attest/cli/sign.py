@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from attest.cli.common import (
+    OutputFormat,
     authority_options,
     info,
     keyless_signing_options,
@@ -24,8 +25,9 @@ from attest.files import atomic_write
 from attest.oci.access import open_store, parse_image_target, resolve_image
 
 if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when a command runs
+    from attest.signing.authority import VerificationPolicy
     from attest.signing.signer import Signer
-    from attest.verify import ImageVerification, VerificationPolicy
+    from attest.verify import ImageVerification
 
 
 def parse_annotations(values: tuple[str, ...]) -> dict[str, str]:
@@ -167,7 +169,11 @@ def signer_from(options: Mapping[str, Any]) -> Signer:
 @output_option
 @registry_options
 def sign_command(
-    image: str, legacy: bool, annotations: tuple[str, ...], output_format: str, **options: Any
+    image: str,
+    legacy: bool,
+    annotations: tuple[str, ...],
+    output_format: OutputFormat,
+    **options: Any,
 ) -> None:
     """Sign IMAGE by digest and store the signature next to it.
 
@@ -214,8 +220,15 @@ def sign_command(
 def build_policy(options: Mapping[str, Any], annotations: dict[str, str]) -> VerificationPolicy:
     """The verification policy that a command's :func:`authority_options` describe."""
     from attest.signing import keys
-    from attest.signing.bundle import TLOG_IGNORED, TLOG_REQUIRED
-    from attest.verify import Authority, KeyAuthority, KeylessAuthority, VerificationPolicy
+    from attest.signing.authority import (
+        TLOG_IGNORED,
+        TLOG_REQUIRED,
+        Authority,
+        KeyAuthority,
+        KeylessAuthority,
+        VerificationPolicy,
+    )
+    from attest.signing.fulcio import IdentityPolicy
 
     key, trusted_root = options["key"], options["trusted_root"]
     identity, identity_regexp = options["identity"], options["identity_regexp"]
@@ -250,10 +263,12 @@ def build_policy(options: Mapping[str, Any], annotations: dict[str, str]) -> Ver
             )
         authority = KeylessAuthority(
             name="keyless",
-            issuer=issuer,
-            issuer_regexp=issuer_regexp,
-            subject=identity,
-            subject_regexp=identity_regexp,
+            identity=IdentityPolicy(
+                subject=identity,
+                subject_regexp=identity_regexp,
+                issuer=issuer,
+                issuer_regexp=issuer_regexp,
+            ),
             trusted_root=trusted_root,
         )
     else:
@@ -261,14 +276,6 @@ def build_policy(options: Mapping[str, Any], annotations: dict[str, str]) -> Ver
             "give --key or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"
         )
     return VerificationPolicy((authority,), required_annotations=annotations)
-
-
-def _describe_signer(signer: dict[str, Any]) -> str:
-    if signer.get("type") == "keyless":
-        return f"keyless {signer.get('subject') or '?'} ({signer.get('issuer') or '?'})"
-    if signer.get("keyId"):
-        return f"key {signer['keyId']}"
-    return "unknown signer"
 
 
 def _print_text(result: ImageVerification) -> None:
@@ -279,7 +286,7 @@ def _print_text(result: ImageVerification) -> None:
     for check in result.signatures:
         mark = "OK  " if check.verified else "FAIL"
         click.echo(f"{mark} {check.storage:<6} {check.location}")
-        click.echo(f"     signer: {_describe_signer(check.signer)}")
+        click.echo(f"     signer: {check.signer.describe()}")
         if check.tlog:
             click.echo(
                 f"     tlog:   index {check.tlog.get('logIndex')}, "
@@ -303,7 +310,7 @@ def _print_text(result: ImageVerification) -> None:
 @output_option
 @registry_options
 def verify_command(
-    image: str, annotations: tuple[str, ...], output_format: str, **options: Any
+    image: str, annotations: tuple[str, ...], output_format: OutputFormat, **options: Any
 ) -> None:
     """Verify IMAGE's signatures (bundle referrers and legacy .sig tags).
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from attest.deadline import Deadline
 from attest.errors import ManifestError, UsageError
-from attest.oci import mediatypes as mt
 from attest.oci.layout import LayoutStore
 from attest.oci.manifest import (
     DEFAULT_PLATFORM,
@@ -20,8 +19,9 @@ from attest.oci.manifest import (
     select_platform,
 )
 from attest.oci.reference import DEFAULT_TAG, ImageReference, LayoutReference, Target, parse_target
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore, read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 
@@ -128,7 +128,3 @@ def parse_image_target(text: str) -> ImageReference | LayoutReference:
     if not isinstance(target, ImageReference | LayoutReference):
         raise UsageError(f"{text}: not an image reference")
     return target
-
-
-def is_config_media_type(media_type: str) -> bool:
-    return media_type in (mt.OCI_CONFIG, mt.DOCKER_CONFIG)

@@ -18,6 +18,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from attest.errors import AuthenticationError, UsageError
 
@@ -57,7 +58,7 @@ def _host_of(key: str) -> str:
 class CredentialStore:
     """Credentials from one or more Docker-style config files."""
 
-    auths: dict[str, dict] = field(default_factory=dict)
+    auths: dict[str, dict[str, Any]] = field(default_factory=dict)
     cred_helpers: dict[str, str] = field(default_factory=dict)
     creds_store: str | None = None
     sources: list[str] = field(default_factory=list)

@@ -19,30 +19,34 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, Protocol
 
 from attest.oci import mediatypes as mt
 from attest.oci.manifest import Descriptor, Index, Manifest, Platform
 from attest.oci.store import ImageStore
+from attest.oci.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_MARKER = ".wh..wh..opq"
+EntryKind = Literal["file", "dir", "symlink", "hardlink", "disk"]
 
 
 @dataclass
 class _Entry:
     path: str
-    kind: str
+    kind: EntryKind
     content: bytes = b""
     mode: int = 0o644
     target: str = ""
     source: Path | None = None
 
 
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
 class _HashingWriter(io.RawIOBase):
     """Write-through wrapper that hashes and counts what passes."""
 
-    def __init__(self, out: IO[bytes]) -> None:
+    def __init__(self, out: _Sink) -> None:
         self._out = out
         self.hash = hashlib.sha256()
         self.size = 0
@@ -118,14 +122,14 @@ class LayerBuilder:
     def write(self, out: IO[bytes], *, compress: bool = True) -> tuple[str, str, int]:
         """Write the layer to ``out``; returns (diffID, digest, size)."""
         outer = _HashingWriter(out)
-        compressor: IO[bytes] | None = None
+        compressor: gzip.GzipFile | None = None
         if compress:
-            compressor = gzip.GzipFile(fileobj=outer, mode="wb", mtime=0, compresslevel=6)  # type: ignore[arg-type]
+            compressor = gzip.GzipFile(fileobj=outer, mode="wb", mtime=0, compresslevel=6)
             inner = _HashingWriter(compressor)
         else:
             inner = outer
         seen_inodes: dict[tuple[int, int], str] = {}
-        with tarfile.open(fileobj=inner, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
+        with tarfile.open(fileobj=inner, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for entry in self.entries:
                 self._add(tar, entry, seen_inodes)
         if compressor is not None:

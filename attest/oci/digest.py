@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import IO
+from typing import Protocol
 
 from attest.errors import DigestMismatch
 from attest.oci.reference import validate_digest
@@ -25,14 +25,12 @@ def digest_hex(digest: str) -> str:
     return validate_digest(digest).split(":", 1)[1]
 
 
-def verify_bytes(data: bytes, digest: str, *, what: str) -> bytes:
-    """Return ``data`` if it hashes to ``digest``; raise :class:`DigestMismatch` otherwise."""
-    hasher = hasher_for(digest)
-    hasher.update(data)
-    actual = f"{digest.split(':', 1)[0]}:{hasher.hexdigest()}"
-    if actual != digest:
-        raise DigestMismatch(f"{what}: content hashes to {actual}, expected {digest}")
-    return data
+class Readable(Protocol):
+    """A byte stream read through: ``read(n)`` (all of it when ``n`` < 0), then ``close()``."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class VerifyingReader:
@@ -43,7 +41,7 @@ class VerifyingReader:
     good.  ``size`` of ``None`` skips the size check.
     """
 
-    def __init__(self, raw: IO[bytes], digest: str, size: int | None, *, what: str) -> None:
+    def __init__(self, raw: Readable, digest: str, size: int | None, *, what: str) -> None:
         self._raw = raw
         self._digest = digest
         self._size = size

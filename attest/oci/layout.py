@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from attest.errors import InvalidReference, LayoutError, ManifestError, NotFound
 from attest.files import atomic_write
@@ -524,7 +524,3 @@ def _is_digest(identifier: str) -> bool:
     except InvalidReference:
         return False
     return True
-
-
-def descriptor_json(descriptor: Descriptor) -> dict[str, Any]:
-    return descriptor.to_dict()

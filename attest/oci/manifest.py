@@ -211,15 +211,12 @@ class FetchedManifest:
     parsed: Manifest | Index
 
     @property
-    def is_index(self) -> bool:
-        return isinstance(self.parsed, Index)
-
-    @property
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.raw))
 
     def json(self) -> dict[str, Any]:
-        return json.loads(self.raw)
+        data: dict[str, Any] = json.loads(self.raw)  # parse_manifest checked it is an object
+        return data
 
 
 def canonical_json(data: Any) -> bytes:

@@ -38,7 +38,7 @@ _DIGEST = re.compile(r"(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-z
 _DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _MAX_NAME_LENGTH = 255
 # The port the registry client uses when none is given: it speaks plain HTTP to
-# loopback registries and HTTPS to every other (attest.oci.registry.RegistryClient).
+# loopback registries and HTTPS to every other (attest.oci.transport.RegistryClient).
 _HTTP_DEFAULT_PORT = 80
 _HTTPS_DEFAULT_PORT = 443
 
@@ -82,17 +82,6 @@ class ImageReference:
     def with_digest(self, digest: str) -> ImageReference:
         """The same image pinned to ``digest`` (the tag is kept for display)."""
         return ImageReference(self.registry, self.repository, self.tag, validate_digest(digest))
-
-    def with_tag(self, tag: str) -> ImageReference:
-        """The same repository at another tag, without a digest."""
-        if not _TAG.match(tag):
-            raise InvalidReference(f"tag {tag!r} is not a valid tag")
-        return ImageReference(self.registry, self.repository, tag, None)
-
-    @property
-    def is_loopback(self) -> bool:
-        """Whether the registry is on this machine (plain HTTP is allowed there)."""
-        return is_loopback_host(self.registry)
 
     def __str__(self) -> str:
         text = self.name

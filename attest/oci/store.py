@@ -6,7 +6,7 @@ Everything above this layer (inspect, SBOM, signing, verification) talks to an
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from attest.oci.digest import VerifyingReader
 from attest.oci.manifest import Descriptor, FetchedManifest
@@ -56,6 +56,10 @@ class ImageStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: object, exc: object, tb: object, /) -> None: ...
 
 
 def read_blob(store: ImageStore, descriptor: Descriptor, *, limit: int = 64 * 1024 * 1024) -> bytes:

@@ -66,8 +66,8 @@ def check_package(package: str) -> str:
 def _message(value: Any) -> str:
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("msg"), str):
-        return value["msg"]
+    if isinstance(value, dict) and isinstance(message := value.get("msg"), str):
+        return message
     return json.dumps(value, sort_keys=True)
 
 

@@ -313,11 +313,11 @@ def _explain(message: str, value: str) -> str:
     return text
 
 
-class _HeldInput(regopy.Input):
+class _HeldInput(regopy.Input):  # type: ignore[misc]  # regopy ships no types
     """A regopy ``Input`` whose handle is freed without releasing the GIL."""
 
     def __init__(self, handle: int) -> None:  # no super(): the handle is built by fast_input
-        self._impl = handle
+        self._impl: int | None = handle
 
     def __del__(self) -> None:
         if getattr(self, "_impl", None):

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from attest.errors import PolicyError
 from attest.policy.bundle import load_tests, package_of
@@ -29,6 +29,9 @@ WITH_UNSUPPORTED = (
 )
 
 
+TestStatus = Literal["pass", "fail", "error"]
+
+
 @dataclass(frozen=True)
 class TestOutcome:
     """One test rule's result: ``pass``, ``fail`` or ``error`` (with why)."""
@@ -36,7 +39,7 @@ class TestOutcome:
     module: str
     package: str
     rule: str
-    status: str
+    status: TestStatus
     detail: str = ""
     seconds: float = 0.0
 

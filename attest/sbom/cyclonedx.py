@@ -30,12 +30,13 @@ from typing import Any
 from packageurl import PackageURL
 
 from attest import __version__
+from attest.attestations.predicates import CYCLONEDX_BOM
 from attest.sbom import licenses as license_names
 from attest.sbom.model import APPLICATION, Catalog, Package
+from attest.sbom.writer import SbomFormat
 
 TOOL_NAME = "attest"
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
-PREDICATE_TYPE = "https://cyclonedx.org/bom"
 SCHEMA = "http://cyclonedx.org/schema/bom-1.6.schema.json"
 _URL = re.compile(r"https?://[^\s<>\"{}|\\^`]+\Z")
 # What cyclonedx-python-lib's XsUri refuses (a stray '%', two '#') and what it escapes.
@@ -237,3 +238,17 @@ def render(catalog: Catalog, *, timestamp: datetime, serial: uuid.UUID) -> bytes
         }
     )
     return json.dumps(document, indent=2).encode() + b"\n"
+
+
+class CycloneDxWriter:
+    """The ``cyclonedx-json`` :class:`~attest.sbom.writer.Writer`."""
+
+    format: SbomFormat = "cyclonedx-json"
+    media_type = MEDIA_TYPE
+    predicate_type = CYCLONEDX_BOM
+
+    def render(self, catalog: Catalog, *, timestamp: datetime, serial: uuid.UUID) -> bytes:
+        return render(catalog, timestamp=timestamp, serial=serial)
+
+
+WRITER = CycloneDxWriter()

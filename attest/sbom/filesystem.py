@@ -24,11 +24,15 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Literal
 
-from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn
+from attest.sbom.catalogers.base import Cataloger, Limits, ScanEnv, T, Warn, as_streaming
 
-FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+NodeKind = Literal["file", "dir", "symlink", "other"]
+FILE: NodeKind = "file"
+DIR: NodeKind = "dir"
+SYMLINK: NodeKind = "symlink"
+OTHER: NodeKind = "other"
 MAX_SYMLINK_HOPS = 40
 
 
@@ -40,7 +44,7 @@ class SymlinkLoop(Exception):
 class Node:
     """One path of the merged filesystem."""
 
-    kind: str
+    kind: NodeKind
     mode: int
     size: int
     layer: int
@@ -120,12 +124,10 @@ class FileTree:
         self._whiteouts: set[str] = set()
         self._opaques: set[str] = set()
         self._directories: set[str] = set()  # every path that has (or had) something below it
-        self._layer = 0
 
     # -- building ---------------------------------------------------------------
 
-    def begin_layer(self, index: int) -> None:
-        self._layer = index
+    def begin_layer(self) -> None:
         self._upper = {}
         self._whiteouts = set()
         self._opaques = set()
@@ -311,9 +313,8 @@ class FileTree:
             return None
         try:
             with self._opener(path) as stream:
-                result = self.selector.catalogers[cataloger].analyze(
-                    path, stream, node.size, self.env
-                )
+                streaming = as_streaming(self.selector.catalogers[cataloger])
+                result = streaming.analyze(path, stream, node.size, self.env)
         except OSError as err:
             self.env.warn(path, f"cannot read ({err.strerror or err}); skipped")
         if node.analysis is None:
@@ -371,7 +372,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
             return None
 
     tree = FileTree(selector, env, loader=load, opener=lambda path: _open_inside(root, path))
-    tree.begin_layer(0)
+    tree.begin_layer()
     walk = _Walk(root, selector)
     pending = [""]
     while pending and len(pending) < _SPLIT_AT:  # breadth first, until there is work to share
@@ -389,7 +390,7 @@ def directory_tree(root: str, selector: Selector, env: ScanEnv) -> FileTree:
 
 _SPLIT_AT = 512  # directories pending before the rest of the walk is shared between two processes
 
-Found = tuple[str, str, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
+Found = tuple[str, NodeKind, int, int, str, tuple[str, ...]]  # path, kind, mode, size, link, wanted
 
 
 class _Walk:

@@ -16,7 +16,6 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any
 
 from attest.deadline import Deadline
@@ -24,15 +23,16 @@ from attest.errors import UsageError
 from attest.oci.access import ResolvedImage, open_store, resolve_image
 from attest.oci.manifest import Platform
 from attest.oci.reference import DirectoryReference, ImageReference, LayoutReference, parse_target
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
 from attest.sbom import cyclonedx, spdx
 from attest.sbom.catalogers.base import Limits
 from attest.sbom.model import Catalog
 from attest.sbom.progress import Progress
 from attest.sbom.scanner import scan_directory, scan_image
+from attest.sbom.writer import Writer
 
-_WRITERS: dict[str, ModuleType] = {"cyclonedx-json": cyclonedx, "spdx-json": spdx}
+_WRITERS: dict[str, Writer] = {w.format: w for w in (cyclonedx.WRITER, spdx.WRITER)}
 FORMATS = tuple(_WRITERS)
 _SERIAL_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "attest:sbom:serial-number")
 
@@ -75,8 +75,8 @@ def source_date_epoch(explicit: int | None = None) -> int | None:
     return int(value)
 
 
-def _writer(fmt: str) -> ModuleType:
-    """The module that renders ``fmt`` (``cyclonedx`` or ``spdx``)."""
+def _writer(fmt: str) -> Writer:
+    """The writer of ``fmt`` (``cyclonedx-json`` or ``spdx-json``)."""
     writer = _WRITERS.get(fmt)
     if writer is None:
         raise UsageError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -168,8 +168,8 @@ def generate_sbom(
     return SbomResult(
         document=document,
         format=fmt,
-        media_type=writer.MEDIA_TYPE,
-        predicate_type=writer.PREDICATE_TYPE,
+        media_type=writer.media_type,
+        predicate_type=writer.predicate_type,
         component_count=len(catalog.packages) + (1 if catalog.operating_system else 0),
         image_digest=source.digest,
         manifest_digest=source.manifest_digest,
@@ -185,7 +185,7 @@ class SbomDocument:
 
     document: dict[str, Any]
     components: int
-    spec_version: str
+    spec_version: str | None
     result: SbomResult
 
 
@@ -198,9 +198,11 @@ def generate_image_sbom_document(
 ) -> SbomDocument:
     """CycloneDX SBOM of an already resolved image, parsed (for an in-toto predicate)."""
     result = generate_sbom(image, store=store, deadline=deadline, options=options)
+    document = json.loads(result.document)
+    spec_version = document.get("specVersion")
     return SbomDocument(
-        document=json.loads(result.document),
+        document=document,
         components=result.component_count,
-        spec_version="1.6",
+        spec_version=spec_version if isinstance(spec_version, str) else None,
         result=result,
     )

@@ -28,11 +28,12 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from attest.errors import AttestError, CorruptLayer
-from attest.oci.builder import OPAQUE_MARKER, WHITEOUT_PREFIX
-from attest.sbom.catalogers.base import Cataloger, ScanEnv
+from attest.oci.digest import Readable
+from attest.oci.whiteout import OPAQUE_MARKER, WHITEOUT_PREFIX
+from attest.sbom.catalogers.base import ScanEnv, StreamingCataloger, as_streaming
 from attest.sbom.filesystem import DIR, FILE, OTHER, SYMLINK, FileTree, Node
 
 CHUNK = 1 << 18
@@ -47,7 +48,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 class LayerStream:
     """The uncompressed tar of a layer blob, hashed (for the diffID); decompressed in a thread."""
 
-    def __init__(self, raw: IO[bytes], *, what: str) -> None:
+    def __init__(self, raw: Readable, *, what: str) -> None:
         self._raw = raw
         self._what = what
         self._hash = hashlib.sha256()
@@ -72,8 +73,9 @@ class LayerStream:
                 raise CorruptLayer(
                     f"{what}: zstd-compressed, but 'zstandard' is not installed"
                 ) from None
+            prefixed = cast(IO[bytes], _Prefixed(head, raw))  # zstandard only calls read()
             self._zstd = zstandard.ZstdDecompressor().stream_reader(
-                _Prefixed(head, raw), read_across_frames=True, read_size=CHUNK
+                prefixed, read_across_frames=True, read_size=CHUNK
             )
             self._head = None
         else:
@@ -102,7 +104,7 @@ class LayerStream:
                 data = self._gzip.unconsumed_tail or self._raw_read()
                 if not data:
                     raise CorruptLayer(f"{self._what}: gzip stream is truncated")
-            out = self._gzip.decompress(data, CHUNK)
+            out: bytes = self._gzip.decompress(data, CHUNK)
             if out:
                 return out
 
@@ -111,7 +113,8 @@ class LayerStream:
             if self._gzip is not None:
                 return self._next_gzip()
             if self._zstd is not None:
-                return self._zstd.read(CHUNK)
+                chunk: bytes = self._zstd.read(CHUNK)
+                return chunk
             return self._raw_read()
         except zlib.error as err:
             raise CorruptLayer(f"{self._what}: gzip data is corrupt ({err})") from None
@@ -196,7 +199,7 @@ class LayerStream:
 class _Prefixed:
     """A stream that first replays ``head`` and then continues with ``rest``."""
 
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self._head = head
         self._rest = rest
 
@@ -309,7 +312,7 @@ def apply_layer(
     tick: Callable[[], None] | None = None,
 ) -> set[str]:
     """Read one layer's tar from ``stream`` into ``tree``; returns catalogers whose files changed."""
-    tree.begin_layer(index)
+    tree.begin_layer()
     parents = _ParentCache(tree)
     source = _TarInput(stream)
     try:
@@ -429,7 +432,7 @@ def _apply_file(
         return
     limits = env.limits
     kept = [c for c in catalogers if not c.interest.stream]
-    streamed = [c for c in catalogers if c.interest.stream]
+    streamed = [as_streaming(c) for c in catalogers if c.interest.stream]
     handle = tar.extractfile(member)
     if handle is None:
         return
@@ -449,11 +452,15 @@ def _apply_file(
 
 
 def _analyze(
-    node: Node, path: str, catalogers: list[Cataloger], stream: Any, head: bytes, env: ScanEnv
+    node: Node,
+    path: str,
+    catalogers: list[StreamingCataloger],
+    stream: Any,
+    head: bytes,
+    env: ScanEnv,
 ) -> None:
     for cataloger in catalogers:
-        sniff = getattr(cataloger, "sniff", None)
-        if sniff is not None and not sniff(path, head):
+        if not cataloger.sniff(path, head):
             continue
         node.analysis = {cataloger.name: cataloger.analyze(path, stream, node.size, env)}
         return

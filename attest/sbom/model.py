@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 from packageurl import PackageURL
 
-# Component kinds, as CycloneDX names them.
-LIBRARY = "library"
-APPLICATION = "application"
+ComponentKind = Literal["library", "application"]
+"""What a package is, as CycloneDX names component types."""
+LIBRARY: ComponentKind = "library"
+APPLICATION: ComponentKind = "application"
+SourceKind = Literal["image", "directory"]
 
 
 @dataclass
@@ -34,7 +37,7 @@ class Package:
     description: str | None = None
     supplier: str | None = None
     homepage: str | None = None
-    kind: str = LIBRARY
+    kind: ComponentKind = LIBRARY
     properties: dict[str, str] = field(default_factory=dict)  # "attest:…" name -> value
     depends: tuple[str, ...] = ()  # refs of packages this one depends on
     files: frozenset[str] = frozenset()  # files it owns (relative paths, no leading "/")
@@ -84,7 +87,7 @@ class OperatingSystem:
 class Source:
     """What was scanned: an image (with digest and layers) or a directory."""
 
-    kind: str  # "image" | "directory"
+    kind: SourceKind
     name: str  # "host/repo" / "oci:PATH" / the directory path
     digest: str | None = None  # what the reference names (index or manifest)
     manifest_digest: str | None = None  # the platform manifest

@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from attest import __version__
+from attest.attestations.predicates import SPDX_DOCUMENT
 from attest.sbom import licenses as license_names
 from attest.sbom.cyclonedx import image_purl
 from attest.sbom.model import APPLICATION, Catalog, Package
+from attest.sbom.writer import SbomFormat
 
 MEDIA_TYPE = "application/spdx+json"
-PREDICATE_TYPE = "https://spdx.dev/Document"
 NOASSERTION = "NOASSERTION"
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
 _URL = re.compile(r"https?://[^\s<>\"{}|\\^`]+\Z")
@@ -224,3 +225,17 @@ def render(catalog: Catalog, *, timestamp: datetime, serial: uuid.UUID) -> bytes
     if licenses.extracted:
         document["hasExtractedLicensingInfos"] = licenses.infos()
     return json.dumps(document, indent=2, ensure_ascii=False).encode() + b"\n"
+
+
+class SpdxWriter:
+    """The ``spdx-json`` :class:`~attest.sbom.writer.Writer`."""
+
+    format: SbomFormat = "spdx-json"
+    media_type = MEDIA_TYPE
+    predicate_type = SPDX_DOCUMENT
+
+    def render(self, catalog: Catalog, *, timestamp: datetime, serial: uuid.UUID) -> bytes:
+        return render(catalog, timestamp=timestamp, serial=serial)
+
+
+WRITER = SpdxWriter()

@@ -20,7 +20,6 @@ from typing import Any
 
 from attest.errors import SignatureFormatError
 
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}\Z")
 
 

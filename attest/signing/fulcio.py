@@ -35,7 +35,7 @@ from cryptography.x509.verification import VerificationError as X509Verification
 from sigstore.errors import VerificationError as SigstoreVerificationError
 
 from attest.errors import UsageError
-from attest.signing.tlog import verify_with_key
+from attest.signing.keys import verify_signature
 from attest.signing.trust import TrustRoot
 
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
@@ -122,10 +122,10 @@ class IdentityPolicy:
     issuer_regexp: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.subject or self.subject_regexp):
-            raise UsageError("a keyless policy needs a certificate identity or identity regexp")
         if not (self.issuer or self.issuer_regexp):
-            raise UsageError("a keyless policy needs a certificate OIDC issuer or issuer regexp")
+            raise UsageError("a keyless identity needs an OIDC issuer (exact or regexp)")
+        if not (self.subject or self.subject_regexp):
+            raise UsageError("a keyless identity needs a certificate identity (exact or regexp)")
         _compile(self.subject_regexp, "certificate identity regexp")
         _compile(self.issuer_regexp, "certificate OIDC issuer regexp")
 
@@ -242,7 +242,7 @@ def verify_scts(cert: x509.Certificate, issuer: x509.Certificate, root: TrustRoo
         log = root.ctlog_for(sct.log_id)
         if log is None:
             continue
-        if verify_with_key(log.key, sct.signature, _sct_signed_data(sct, cert, issuer)):
+        if verify_signature(log.key, sct.signature, _sct_signed_data(sct, cert, issuer)):
             return
     raise CertificateError("no embedded SCT verifies with a CT log of the trusted root")
 

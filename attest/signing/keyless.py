@@ -32,6 +32,7 @@ from sigstore.oidc import IdentityToken
 from sigstore.sign import Signer as SigstoreSigner
 from sigstore.sign import SigningContext
 
+from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE
 from attest.errors import SigningError
 from attest.signing.bundle import SignatureMaterial, material_from_sigstore
 from attest.signing.fulcio import certificate_identity
@@ -39,7 +40,6 @@ from attest.signing.trust import TrustConfig, TrustRoot, load_trust_config
 
 _log = logging.getLogger(__name__)
 
-IN_TOTO = "application/vnd.in-toto+json"
 TOKEN_VARIABLE = "SIGSTORE_ID_TOKEN"
 GITHUB_URL_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_URL"
 GITHUB_TOKEN_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
@@ -227,9 +227,9 @@ class KeylessSigner:
 
     def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
         """A DSSE envelope over an in-toto statement, logged as a ``dsse`` entry."""
-        if payload_type != IN_TOTO:
+        if payload_type != IN_TOTO_PAYLOAD_TYPE:
             raise SigningError(
-                f"keyless DSSE signing supports {IN_TOTO} payloads only, not {payload_type!r}"
+                f"keyless DSSE signing supports {IN_TOTO_PAYLOAD_TYPE} payloads only, not {payload_type!r}"
             )
         try:
             statement = sigstore_dsse.Statement(payload)

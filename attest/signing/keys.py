@@ -6,9 +6,11 @@ scrypt KDF (N, r, p, 32-byte salt) deriving the key for a nacl ``secretbox``
 that seals the PKCS#8 DER private key.  Public keys are PKIX ``PUBLIC KEY``
 PEM.  Like cosign we refuse decrypted keys that are not PKCS#8 (for example a
 SEC1 EC key).  Signatures are made and checked the way cosign does: ECDSA and
-RSA (PKCS#1 v1.5) over SHA-256, Ed25519 over the message itself.  The crypto is
-``cryptography``, ``hashlib.scrypt`` and PyNaCl; this module only handles
-formats.
+RSA (PKCS#1 v1.5) over SHA-256, Ed25519 over the message itself.  This is the
+one place that loads a PEM public key and the one signature verifier: signing
+keys, log keys, CT keys and certificate keys all go through
+:func:`verify_signature`.  The crypto is ``cryptography``, ``hashlib.scrypt``
+and PyNaCl; this module only handles formats.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import nacl.exceptions
 import nacl.secret
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
 from attest.errors import KeyFileError
 
@@ -274,6 +276,13 @@ def load_private_key_file(path: str, password: bytes | None = None) -> PrivateKe
     )
 
 
+def as_public_key(key: object) -> PublicKey | None:
+    """``key`` when it is of a kind we verify with (ECDSA, RSA, Ed25519), else None."""
+    if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        return key
+    return None
+
+
 def load_public_key(pem: bytes, *, what: str) -> PublicKey:
     """A PKIX ``PUBLIC KEY`` PEM (ECDSA, RSA or Ed25519)."""
     labels = [label for label, _ in _pem_blocks(pem)]
@@ -282,11 +291,12 @@ def load_public_key(pem: bytes, *, what: str) -> PublicKey:
     if PUBLIC_LABEL not in labels:
         raise KeyFileError(f"{what}: not a PEM public key (no 'BEGIN PUBLIC KEY' block)")
     try:
-        key = serialization.load_pem_public_key(pem)
+        loaded = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as err:
         raise KeyFileError(f"{what}: unreadable public key ({err})") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise KeyFileError(f"{what}: unsupported public key algorithm {type(key).__name__}")
+    key = as_public_key(loaded)
+    if key is None:
+        raise KeyFileError(f"{what}: unsupported public key algorithm {type(loaded).__name__}")
     return key
 
 
@@ -296,18 +306,28 @@ def load_public_key_file(path: str) -> PublicKey:
 
 def public_key_pem(key: PublicKey | PrivateKey) -> bytes:
     """PKIX PEM of a public key (or of a private key's public half)."""
-    public = key.public_key() if hasattr(key, "private_bytes") else key
-    return public.public_bytes(  # type: ignore[union-attr]
+    public = (
+        key.public_key()
+        if isinstance(
+            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+        )
+        else key
+    )
+    return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_der(key: PublicKey) -> bytes:
+    """The PKIX (SubjectPublicKeyInfo) DER of ``key``: how logs record and name keys."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
 
 def key_id(key: PublicKey) -> str:
     """The key hint cosign writes into bundles: base64 of SHA-256 over the PKIX DER."""
-    der = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+    return base64.b64encode(hashlib.sha256(public_key_der(key)).digest()).decode()
 
 
 def generate_key_pair(password: bytes) -> KeyPair:
@@ -328,27 +348,41 @@ def sign_bytes(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data)
 
 
-def _curve_hash(curve: ec.EllipticCurve) -> hashes.HashAlgorithm | None:
+def _ecdsa_hashes(curve: ec.EllipticCurve) -> tuple[hashes.HashAlgorithm, ...]:
+    """The hashes an ECDSA signature on ``curve`` may use: the curve's own (P-384 SHA-384,
+    P-521 SHA-512), and SHA-256, which cosign signs with on every curve."""
     if isinstance(curve, ec.SECP384R1):
-        return hashes.SHA384()
+        return hashes.SHA384(), hashes.SHA256()
     if isinstance(curve, ec.SECP521R1):
-        return hashes.SHA512()
-    return None
+        return hashes.SHA512(), hashes.SHA256()
+    return (hashes.SHA256(),)
 
 
-def verify_bytes_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
-    """Whether ``signature`` over ``data`` verifies with ``key`` (SHA-256, or the curve's hash)."""
+def verify_signature(
+    key: PublicKey, signature: bytes, data: bytes | None = None, *, sha256: bytes | None = None
+) -> bool:
+    """Whether ``signature`` verifies with ``key`` over ``data``, or over a message known only
+    by its SHA-256 (``sha256``: a prehashed ECDSA or RSA signature; Ed25519 signs the message
+    itself, so it needs ``data``).  ECDSA uses :func:`_ecdsa_hashes`, RSA PKCS#1 v1.5 SHA-256.
+    """
     try:
+        if data is None:
+            if sha256 is None or isinstance(key, ed25519.Ed25519PublicKey):
+                return False
+            prehashed = utils.Prehashed(hashes.SHA256())
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, sha256, ec.ECDSA(prehashed))
+            else:
+                key.verify(signature, sha256, padding.PKCS1v15(), prehashed)
+            return True
         if isinstance(key, ec.EllipticCurvePublicKey):
-            try:
-                key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-                return True
-            except InvalidSignature:
-                alternative = _curve_hash(key.curve)
-                if alternative is None:
-                    return False
-                key.verify(signature, data, ec.ECDSA(alternative))
-                return True
+            for algorithm in _ecdsa_hashes(key.curve):
+                try:
+                    key.verify(signature, data, ec.ECDSA(algorithm))
+                    return True
+                except InvalidSignature:
+                    continue
+            return False
         if isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
             return True

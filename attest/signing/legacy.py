@@ -1,4 +1,4 @@
-"""cosign's legacy signature storage: ``sha256-<hex>.sig`` and ``.att`` tags.
+"""cosign's legacy signature storage: ``sha256-<hex>.sig`` and ``.att`` tags, written and checked.
 
 Each tag names an OCI image manifest in the image's repository whose layers are
 the signed payloads: a simple-signing payload per ``.sig`` layer, a DSSE
@@ -7,21 +7,27 @@ envelope per ``.att`` layer.  Layer annotations carry the base64 signature
 inside the envelope), the Fulcio certificate and chain, the Rekor bundle (SET)
 and, for attestations, the ``predicateType``.  New signatures are appended to
 what is there, never replacing it; a concurrent writer is detected by reading
-back and retrying a bounded number of times.
+back and retrying a bounded number of times.  Reading an entry back,
+:func:`check_signature` and :func:`check_attestation` check what the payload names
+and hand the signature, certificate and log entry to :mod:`attest.signing.checks`,
+the checks Sigstore bundles get too.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from attest.attestations.statement import predicate_type_of
 from attest.errors import AttestError, NotFound, RegistryError, SignatureFormatError, SigningError
 from attest.oci import mediatypes as mt
 from attest.oci.digest import digest_hex
@@ -33,7 +39,20 @@ from attest.oci.manifest import (
     canonical_json,
 )
 from attest.oci.store import ImageStore, read_blob
+from attest.signing.authority import KeyAuthority
 from attest.signing.bundle import SignatureMaterial
+from attest.signing.checks import (
+    Evidence,
+    Failed,
+    TrustMaterial,
+    annotation_mismatch,
+    check_key,
+    check_keyless,
+    envelope_statement,
+)
+from attest.signing.dsse import Envelope, decode_base64
+from attest.signing.payload import SIMPLE_SIGNING_TYPE, parse_payload
+from attest.signing.result import CheckKind, CheckResult, check_result
 from attest.signing.tlog import TlogEntry
 
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -56,7 +75,7 @@ def signature_tag(digest: str, suffix: str = "sig") -> str:
 class LegacyEntry:
     """One layer of a ``.sig``/``.att`` manifest, read back from the store."""
 
-    kind: str  # "signature" | "attestation"
+    kind: CheckKind
     location: str  # "<store>@<manifest digest>" and the layer digest
     media_type: str
     payload: bytes  # the simple-signing payload, or the DSSE envelope JSON
@@ -196,7 +215,9 @@ def append_layer(
     raise RegistryError(f"{store.display}:{tag}: kept changing under concurrent writers")
 
 
-def fetch_entries_manifest(store: ImageStore, digest: str, kind: str) -> FetchedManifest | None:
+def fetch_entries_manifest(
+    store: ImageStore, digest: str, kind: CheckKind
+) -> FetchedManifest | None:
     """The ``.sig``/``.att`` manifest of ``digest``, or ``None`` when the tag does not exist."""
     try:
         return store.fetch_manifest(signature_tag(digest, _SUFFIX[kind]))
@@ -204,7 +225,7 @@ def fetch_entries_manifest(store: ImageStore, digest: str, kind: str) -> Fetched
         return None
 
 
-_SUFFIX = {"signature": "sig", "attestation": "att"}
+_SUFFIX: dict[CheckKind, str] = {"signature": "sig", "attestation": "att"}
 
 
 @dataclass(frozen=True)
@@ -213,14 +234,16 @@ class EntriesPlan:
     entries: callers may run ``reads`` in any way (concurrently) and hand the results,
     in order (each payload or the :class:`AttestError` it raised), to :meth:`finish`."""
 
-    kind: str
+    kind: CheckKind
     location: str
     layers: tuple[tuple[int, Descriptor], ...]
     reads: tuple[Callable[[], bytes], ...]
     problems: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, store: ImageStore, digest: str, fetched: FetchedManifest, kind: str) -> EntriesPlan:
+    def of(
+        cls, store: ImageStore, digest: str, fetched: FetchedManifest, kind: CheckKind
+    ) -> EntriesPlan:
         location = f"{store.display}@{fetched.digest}"
         if not isinstance(fetched.parsed, Manifest):
             tag = signature_tag(digest, _SUFFIX[kind])
@@ -263,3 +286,133 @@ class EntriesPlan:
                 )
             )
         return entries, problems
+
+
+# -- checking entries read back --------------------------------------------------------------
+
+
+def check_signature(entry: LegacyEntry, digest: str, trust: TrustMaterial) -> CheckResult:
+    """Check a ``.sig`` layer: a simple-signing payload naming the image ``digest``, signed."""
+    common: list[str] = []
+    optional: dict[str, Any] = {}
+    try:
+        signature = decode_base64(entry.signature_b64, what="signature annotation")
+    except SignatureFormatError as err:
+        return check_result("signature", "legacy", entry.location, [str(err)], {})
+    try:
+        payload = parse_payload(entry.payload)
+        optional = payload.optional
+        if payload.manifest_digest != digest:
+            common.append(
+                f"payload names image {payload.manifest_digest}, not {digest} "
+                "(signature copied from another image?)"
+            )
+        if payload.type.lower() != SIMPLE_SIGNING_TYPE:
+            common.append(f"payload type {payload.type!r} is not {SIMPLE_SIGNING_TYPE!r}")
+        mismatch = annotation_mismatch(optional, trust.policy.required_annotations)
+        if mismatch:
+            common.append(mismatch)
+    except SignatureFormatError as err:
+        common.append(str(err))
+    if entry.media_type != mt.COSIGN_SIMPLESIGNING:
+        common.append(f"layer media type {entry.media_type!r} is not a simple-signing payload")
+    evidence = Evidence(signatures=(signature,), message=entry.payload)
+    return _check(entry, "signature", common, evidence, trust, annotations=optional)
+
+
+def check_attestation(entry: LegacyEntry, digest: str, trust: TrustMaterial) -> CheckResult:
+    """Check an ``.att`` layer: a DSSE envelope over an in-toto Statement about ``digest``."""
+    try:
+        envelope = Envelope.parse(entry.payload, what="DSSE envelope")
+    except SignatureFormatError as err:
+        return check_result("attestation", "legacy", entry.location, [str(err)], {})
+    statement, common = envelope_statement(envelope, digest)
+    predicate_type = predicate_type_of(statement) if statement else None
+    declared = entry.annotations.get(PREDICATE_TYPE_ANNOTATION)
+    if declared is not None and declared != predicate_type:
+        common.append(
+            f"layer annotation predicateType {declared!r} differs from the signed "
+            f"statement's {predicate_type!r}"
+        )
+    evidence = Evidence(signatures=tuple(s.sig for s in envelope.signatures), envelope=envelope)
+    return _check(
+        entry,
+        "attestation",
+        common,
+        evidence,
+        trust,
+        statement=statement,
+        predicate_type=predicate_type,
+    )
+
+
+def _check(
+    entry: LegacyEntry,
+    kind: CheckKind,
+    common: list[str],
+    signed: Evidence,
+    trust: TrustMaterial,
+    *,
+    annotations: dict[str, Any] | None = None,
+    statement: dict[str, Any] | None = None,
+    predicate_type: str | None = None,
+) -> CheckResult:
+    """The entry's certificate and Rekor bundle annotations join its signature, and every
+    authority checks the lot."""
+    log_entry: TlogEntry | None = None
+    log_problem = None
+    if entry.rekor_bundle:
+        try:
+            log_entry = parse_cosign_bundle(entry.rekor_bundle)
+        except SignatureFormatError as err:
+            log_problem = str(err)
+    cert: x509.Certificate | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    cert_problem = None
+    if entry.certificate_pem:
+        try:
+            cert = x509.load_pem_x509_certificate(entry.certificate_pem)
+            if entry.chain_pem:
+                chain = tuple(x509.load_pem_x509_certificates(entry.chain_pem))
+        except ValueError as err:
+            cert_problem = f"certificate annotation is unreadable ({err})"
+    evidence = dataclasses.replace(
+        signed,
+        certificate=cert,
+        chain=chain,
+        tlog_entries=(log_entry,) if log_entry else (),
+        tlog_problem=log_problem,
+        require_proof=False,  # the annotation holds a SET, never an inclusion proof
+    )
+    per_authority: dict[str, list[str]] = {}
+    verified_key = None
+    for authority in trust.policy.authorities:
+        try:
+            if isinstance(authority, KeyAuthority):
+                key = trust.key(authority)
+                check_key(evidence, key, authority.tlog, trust.root(authority))
+                verified_key = verified_key or key
+            elif cert_problem:
+                raise Failed(cert_problem)
+            elif cert is None:
+                raise Failed("signed with a key, not keylessly (no certificate annotation)")
+            else:
+                root = trust.root(authority)
+                assert root is not None  # keyless roots are always loaded
+                check_keyless(evidence, authority.identity, root)
+        except Failed as err:
+            per_authority[authority.name] = [str(err)]
+        else:
+            per_authority[authority.name] = []
+    return check_result(
+        kind,
+        "legacy",
+        entry.location,
+        common,
+        per_authority,
+        signer=evidence.signer(verified_key, None),
+        annotations=annotations,
+        statement=statement,
+        predicate_type=predicate_type,
+        tlog=log_entry.summary() if log_entry else None,
+    )

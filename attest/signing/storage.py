@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -23,9 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from attest.attestations.predicates import SIGN_PREDICATE_TYPE
+from attest.attestations.statement import (
+    IN_TOTO_PAYLOAD_TYPE,
+    check_statement_for,
+    signature_statement,
+)
 from attest.deadline import Deadline
 from attest.errors import (
-    AttestationError,
     AttestError,
     DeadlineExceeded,
     ManifestError,
@@ -34,20 +38,15 @@ from attest.errors import (
 from attest.oci import mediatypes as mt
 from attest.oci.access import ResolvedImage
 from attest.oci.digest import digest_hex
-from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Manifest
+from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, FetchedManifest, Manifest
 from attest.oci.referrers import list_referrers, push_referrer
 from attest.oci.store import ImageStore, read_blob
 from attest.signing import legacy as cosign_tags
-from attest.signing.bundle import SignatureMaterial, make_bundle
-from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, EnvelopeSignature
+from attest.signing.bundle import make_bundle
 from attest.signing.payload import make_payload
+from attest.signing.result import CheckKind
 from attest.signing.signer import Signer
 
-SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
-STATEMENT_TYPES = frozenset(
-    {"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
-)
-STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
 BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
 TITLE_ANNOTATION = "org.opencontainers.image.title"
@@ -75,32 +74,6 @@ class SignedImage:
 
 
 # -- writing ---------------------------------------------------------------------------
-
-
-def signature_statement(
-    digest: str, annotations: dict[str, str] | None = None, *, name: str = ""
-) -> bytes:
-    """The in-toto Statement cosign v3 signs for an image signature (``name``: the repository)."""
-    algorithm, hex_part = digest.split(":", 1)
-    subject: dict[str, Any] = {"digest": {algorithm: hex_part}}
-    if name:  # optional in in-toto v1, but sigstore-python insists on it
-        subject = {"name": name, **subject}
-    subject["annotations"] = dict(annotations or {})
-    statement = {
-        "_type": STATEMENT_V1,
-        "subject": [subject],
-        "predicateType": SIGN_PREDICATE_TYPE,
-        "predicate": {},
-    }
-    return json.dumps(statement, separators=(",", ":")).encode()
-
-
-def envelope_of(material: SignatureMaterial) -> Envelope:
-    """The DSSE envelope a ``sign_dsse`` material stands for."""
-    assert material.payload_type is not None
-    return Envelope(
-        material.payload_type, material.payload, (EnvelopeSignature(material.signature),)
-    )
 
 
 def _now() -> str:
@@ -168,40 +141,6 @@ def attach_signature(
     )
 
 
-def check_statement_for(statement_json: bytes, digest: str) -> dict[str, Any]:
-    """Parse an in-toto Statement and require a subject naming ``digest``; returns it."""
-    try:
-        statement = json.loads(statement_json)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise AttestationError(f"statement is not JSON ({err})") from None
-    if not isinstance(statement, dict):
-        raise AttestationError("statement is not a JSON object")
-    if statement.get("_type") not in STATEMENT_TYPES:
-        raise AttestationError(
-            f"statement _type {statement.get('_type')!r} is not an in-toto Statement"
-        )
-    predicate_type = statement.get("predicateType")
-    if not isinstance(predicate_type, str) or not predicate_type:
-        raise AttestationError("statement has no predicateType")
-    if not subject_matches(statement, digest):
-        raise AttestationError(f"statement has no subject with digest {digest}")
-    return statement
-
-
-def subject_matches(statement: dict[str, Any], digest: str) -> bool:
-    """Whether any subject of the Statement carries ``digest`` (``algorithm:hex``)."""
-    algorithm, _, hex_part = digest.partition(":")
-    subjects = statement.get("subject")
-    if not isinstance(subjects, list):
-        return False
-    return any(
-        isinstance(s, dict)
-        and isinstance(s.get("digest"), dict)
-        and str(s["digest"].get(algorithm, "")).lower() == hex_part
-        for s in subjects
-    )
-
-
 def attach_attestation(
     store: ImageStore,
     image: ResolvedImage | SignedImage,
@@ -226,7 +165,7 @@ def attach_attestation(
             store,
             cosign_tags.signature_tag(target.digest, "att"),
             mt.DSSE_ENVELOPE,
-            envelope_of(material).to_json(),
+            material.envelope().to_json(),
             cosign_tags.layer_annotations(
                 material, attestation=True, predicate_type=predicate_type
             ),
@@ -351,7 +290,7 @@ def find_signatures(
     registries: the referrers listing with the ``.sig``/``.att`` manifests, then
     every referrer bundle and legacy layer.  Results keep listing and layer order.
     """
-    kinds = ["signature", "attestation"] if attestations else ["signature"]
+    kinds: list[CheckKind] = ["signature", "attestation"] if attestations else ["signature"]
     first: list[Callable[[], Any]] = [
         functools.partial(list_referrers, store, digest, mt.SIGSTORE_BUNDLE_V03)
     ]
@@ -362,7 +301,7 @@ def find_signatures(
     for result in listed:  # a registry failure while listing is the caller's error
         if isinstance(result, AttestError):
             raise result
-    referrers: list[Descriptor] = listed[0]
+    referrers: list[Descriptor] = listed[0]  # type: ignore[assignment]  # errors raised above
     problems: list[str] = []
     if len(referrers) > MAX_REFERRERS:
         problems.append(
@@ -379,7 +318,7 @@ def find_signatures(
     plans = [
         cosign_tags.EntriesPlan.of(store, digest, fetched, kind)
         for kind, fetched in zip(kinds, listed[1:], strict=True)
-        if fetched is not None
+        if isinstance(fetched, FetchedManifest)  # None: no such tag
     ]
     reads: list[Callable[[], Any]] = [
         functools.partial(_read_bundle, store, d, digest) for d in wanted

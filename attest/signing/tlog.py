@@ -7,32 +7,29 @@ Merkle inclusion proof up to the root hash, the signed checkpoint (a signed
 note) naming that root, the signed entry timestamp (SET: the log's signature
 over the RFC 8785 canonical JSON of body, integrated time, log id and index),
 and that the entry body records the same signature, key and digest as the
-bundle.  Signatures are checked with ``cryptography``; the Merkle path is plain
-SHA-256 hashing.  ``RekorClient`` submits ``hashedrekord`` and ``dsse`` entries
-to a Rekor v1 API.
+bundle.  Signatures are checked with :func:`attest.signing.keys.verify_signature`;
+the Merkle path is plain SHA-256 hashing.  Submitting entries is
+:mod:`attest.signing.rekor`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import concurrent.futures
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
 import rfc8785
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from attest.errors import SigningError
-from attest.signing.trust import LogKey, PublicKey, TrustRoot
+from attest.errors import KeyFileError
+from attest.signing.keys import PublicKey, load_public_key, public_key_der, verify_signature
+from attest.signing.trust import LogKey, TrustRoot
 
 MAX_PROOF_HASHES = 64
 
@@ -174,28 +171,6 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
-# -- signatures by log keys -----------------------------------------------------------
-
-
-def verify_with_key(key: PublicKey, signature: bytes, data: bytes) -> bool:
-    """Whether ``signature`` over ``data`` verifies with a log or CT key (SHA-256 family)."""
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            digest = hashes.SHA384() if isinstance(key.curve, ec.SECP384R1) else hashes.SHA256()
-            if isinstance(key.curve, ec.SECP521R1):
-                digest = hashes.SHA512()
-            key.verify(signature, data, ec.ECDSA(digest))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 # -- Merkle inclusion (RFC 9162 section 2.1.3.2) ---------------------------------------
 
 
@@ -309,7 +284,7 @@ def verify_checkpoint(entry: TlogEntry, log: LogKey) -> None:
     if checkpoint.tree_size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
         raise TlogError("checkpoint names another tree size or root hash than the inclusion proof")
     for name, hint, signature in checkpoint.signatures:
-        if hint in _key_hints(log, name) and verify_with_key(
+        if hint in _key_hints(log, name) and verify_signature(
             log.key, signature, checkpoint.signed_text
         ):
             return
@@ -335,7 +310,7 @@ def verify_set(entry: TlogEntry, log: LogKey) -> None:
     """The signed entry timestamp (inclusion promise) is the log's signature over the entry."""
     if entry.signed_entry_timestamp is None or entry.integrated_time is None:
         raise TlogError("log entry has no signed entry timestamp")
-    if not verify_with_key(log.key, entry.signed_entry_timestamp, set_payload(entry)):
+    if not verify_signature(log.key, entry.signed_entry_timestamp, set_payload(entry)):
         raise TlogError("signed entry timestamp does not verify with the transparency log's key")
 
 
@@ -391,16 +366,10 @@ def _same_verifier(encoded_pem: Any, verifier: PublicKey | x509.Certificate) -> 
         except ValueError:
             return False
     try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError):
+        key = load_public_key(pem, what="log entry key")
+    except KeyFileError:
         return False
-    return _spki(key) == _spki(verifier)  # type: ignore[arg-type]
-
-
-def _spki(key: PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return public_key_der(key) == public_key_der(verifier)
 
 
 def _body(entry: TlogEntry) -> dict[str, Any]:
@@ -412,7 +381,8 @@ def _body(entry: TlogEntry) -> dict[str, Any]:
         raise TlogError("log entry body has no spec")
     if body.get("kind") != entry.kind or body.get("apiVersion") != entry.version:
         raise TlogError("log entry body's kind/version differ from the bundle's")
-    return body["spec"]
+    spec: dict[str, Any] = body["spec"]
+    return spec
 
 
 def _hash_field(spec: Any, what: str) -> str:
@@ -422,7 +392,7 @@ def _hash_field(spec: Any, what: str) -> str:
         or not isinstance(spec.get("value"), str)
     ):
         raise TlogError(f"log entry {what} is not a sha256 digest")
-    return spec["value"].lower()
+    return str(spec["value"]).lower()
 
 
 def _same_raw_verifier(recorded: Any, verifier: PublicKey | x509.Certificate) -> bool:
@@ -435,7 +405,7 @@ def _same_raw_verifier(recorded: Any, verifier: PublicKey | x509.Certificate) ->
         return False
     if isinstance(verifier, x509.Certificate):
         return raw == verifier.public_bytes(serialization.Encoding.DER)
-    return raw == _spki(verifier)
+    return raw == public_key_der(verifier)
 
 
 def _check_hashedrekord_v002(
@@ -543,182 +513,3 @@ def _safe_b64(text: Any) -> bytes | None:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         return None
-
-
-# -- uploading ---------------------------------------------------------------------------------
-
-
-MAX_REKOR_RESPONSE_BYTES = 4 * 1024 * 1024
-
-
-def _read_within(response: requests.Response, deadline: float, limit: int) -> bytes:
-    """The response body, read before ``deadline`` (TimeoutError) and at most ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_content(chunk_size=16384):
-        size += len(chunk)
-        if size > limit:
-            raise SigningError(f"Rekor's answer is larger than {limit} bytes")
-        chunks.append(chunk)
-        if time.monotonic() > deadline:
-            raise TimeoutError
-    return b"".join(chunks)
-
-
-def key_details(key: PublicKey) -> str:
-    """The ``PublicKeyDetails`` name Rekor v2 wants for ``key`` (the usual SHA-2 pairings)."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        bits = {"secp256r1": 256, "secp384r1": 384, "secp521r1": 521}.get(key.curve.name)
-        if bits is None:
-            raise SigningError(f"ECDSA curve {key.curve.name} cannot be logged in Rekor v2")
-        return f"PKIX_ECDSA_P{bits}_SHA_{512 if bits == 521 else bits}"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "PKIX_ED25519"
-    size = key.key_size
-    if size not in (2048, 3072, 4096):
-        raise SigningError(f"an RSA key of {size} bits cannot be logged in Rekor v2")
-    return f"PKIX_RSA_PKCS1V15_{size}_SHA256"
-
-
-def _pem_b64(verifier: PublicKey | x509.Certificate) -> str:
-    if isinstance(verifier, x509.Certificate):
-        pem = verifier.public_bytes(serialization.Encoding.PEM)
-    else:
-        pem = verifier.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    return _b64(pem)
-
-
-class RekorClient:
-    """Submit entries to a Rekor log: v1 (``POST /api/v1/log/entries``) or v2 (rekor-tiles).
-
-    ``timeout`` bounds the whole exchange, not single reads: a log that trickles
-    bytes or never answers fails at the deadline with a one-line ``SigningError``.
-    """
-
-    def __init__(self, url: str, *, timeout: float = 30.0, api_version: int = 1) -> None:
-        if api_version not in (1, 2):
-            raise SigningError(f"Rekor at {url}: API version {api_version} is not supported")
-        self.url = url.rstrip("/")
-        self.timeout = timeout
-        self.api_version = api_version
-
-    def _exchange(self, path: str, proposed: dict[str, Any], deadline: float) -> tuple[int, bytes]:
-        with requests.post(
-            f"{self.url}{path}",
-            json=proposed,
-            timeout=self.timeout,
-            stream=True,
-            headers={"Accept": "application/json"},
-        ) as response:
-            return response.status_code, _read_within(response, deadline, MAX_REKOR_RESPONSE_BYTES)
-
-    def _post(self, path: str, proposed: dict[str, Any]) -> Any:
-        deadline = time.monotonic() + self.timeout
-        # A worker thread, so that the deadline bounds the wall time of the whole exchange
-        # (requests' own timeout bounds each socket read, not a log that trickles bytes).
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="attest-rekor")
-        try:
-            status, body = pool.submit(self._exchange, path, proposed, deadline).result(
-                timeout=self.timeout
-            )
-        except requests.ConnectionError as err:
-            if isinstance(err, requests.ConnectTimeout):
-                raise SigningError(
-                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
-                ) from None
-            raise SigningError(
-                f"Rekor at {self.url} is unreachable ({type(err).__name__})"
-            ) from None
-        except requests.RequestException as err:
-            if isinstance(err, requests.Timeout):
-                raise SigningError(
-                    f"Rekor at {self.url} did not answer within {self.timeout:g} s"
-                ) from None
-            raise SigningError(f"Rekor at {self.url}: {type(err).__name__}") from None
-        except (TimeoutError, concurrent.futures.TimeoutError):
-            raise SigningError(
-                f"Rekor at {self.url} did not answer within {self.timeout:g} s"
-            ) from None
-        finally:
-            pool.shutdown(wait=False)
-        if status not in (200, 201):
-            text = " ".join(body.decode("utf-8", "replace").split())[:200]
-            raise SigningError(f"Rekor at {self.url} refused the entry: HTTP {status} {text}")
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise SigningError(
-                f"Rekor at {self.url} answered with something other than JSON"
-            ) from None
-
-    def _submit(self, proposed: dict[str, Any]) -> TlogEntry:
-        answer = self._post("/api/v1/log/entries", proposed)
-        try:
-            return TlogEntry.from_rekor_response(answer)
-        except TlogError as err:
-            raise SigningError(f"Rekor at {self.url}: {err}") from None
-
-    def upload_hashedrekord_v2(
-        self, *, signature: bytes, digest: bytes, verifier: PublicKey
-    ) -> TlogEntry:
-        """Log a signature over SHA-256 ``digest`` in a Rekor v2 log (``hashedrekord/0.0.2``)."""
-        answer = self._post(
-            "/api/v2/log/entries",
-            {
-                "hashedRekordRequestV002": {
-                    "digest": _b64(digest),
-                    "signature": {
-                        "content": _b64(signature),
-                        "verifier": {
-                            "publicKey": {"rawBytes": _b64(_spki(verifier))},
-                            "keyDetails": key_details(verifier),
-                        },
-                    },
-                }
-            },
-        )
-        try:
-            if not isinstance(answer, dict):
-                raise TlogError("Rekor answered with something other than a log entry")
-            return TlogEntry.from_bundle_dict(answer)
-        except (KeyError, TypeError, ValueError, binascii.Error, TlogError) as err:
-            raise SigningError(
-                f"Rekor at {self.url}: the log entry is malformed ({type(err).__name__}: {err})"
-            ) from None
-
-    def upload_hashedrekord(
-        self, *, signature: bytes, digest: bytes, verifier: PublicKey | x509.Certificate
-    ) -> TlogEntry:
-        """Log a signature over an artifact whose SHA-256 is ``digest``."""
-        return self._submit(
-            {
-                "apiVersion": "0.0.1",
-                "kind": "hashedrekord",
-                "spec": {
-                    "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
-                    "signature": {
-                        "content": _b64(signature),
-                        "publicKey": {"content": _pem_b64(verifier)},
-                    },
-                },
-            }
-        )
-
-    def upload_dsse(
-        self, *, envelope_json: bytes, verifier: PublicKey | x509.Certificate
-    ) -> TlogEntry:
-        """Log a DSSE envelope (Rekor canonicalises it to payload hash + signatures)."""
-        return self._submit(
-            {
-                "apiVersion": "0.0.1",
-                "kind": "dsse",
-                "spec": {
-                    "proposedContent": {
-                        "envelope": envelope_json.decode(),
-                        "verifiers": [_pem_b64(verifier)],
-                    }
-                },
-            }
-        )

@@ -24,14 +24,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from pydantic import ValidationError
 from sigstore.models import ClientTrustConfig, TrustedRoot
+from sigstore_models.common.v1 import TimeRange as ModelTimeRange
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attest.errors import UsageError
-
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+from attest.signing.keys import PublicKey, as_public_key
 
 PUBLIC_GOOD = "sigstore-public-good"
 _MAX_TRUST_FILE_BYTES = 4 * 1024 * 1024
@@ -109,7 +108,7 @@ def _time(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _range(valid_for: trustroot_v1.TimeRange | None) -> TimeRange:
+def _range(valid_for: ModelTimeRange | None) -> TimeRange:
     if valid_for is None:
         return TimeRange(None, None)
     return TimeRange(_time(valid_for.start), _time(valid_for.end))
@@ -120,12 +119,12 @@ def _log_key(log: trustroot_v1.TransparencyLogInstance, what: str) -> LogKey | N
     if not raw:
         return None
     try:
-        key = serialization.load_der_public_key(raw)
+        key = as_public_key(serialization.load_der_public_key(raw))
     except ValueError as err:
         raise TrustMaterialError(
             f"{what}: log {log.base_url} has an unreadable key ({err})"
         ) from None
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+    if key is None:
         raise TrustMaterialError(f"{what}: log {log.base_url} has an unsupported key type")
     checkpoint_id = log.checkpoint_key_id.key_id if log.checkpoint_key_id else None
     return LogKey(

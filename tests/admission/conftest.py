@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.admission.helpers import (
     Key,
     TlsFiles,

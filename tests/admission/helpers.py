@@ -20,9 +20,10 @@ from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
 from attest.oci.store import ImageStore
 from attest.signing import keys
+from attest.signing.result import CheckResult, SignerIdentity
 from attest.signing.signer import KeySigner
 from attest.signing.storage import attach_attestation, attach_signature
-from attest.verify import CheckResult, ImageVerification
+from attest.verify import ImageVerification
 
 BUILDER = "https://ci.example.com/builder"
 SOURCE = "git+https://github.com/acme/app"
@@ -169,7 +170,7 @@ def fake_verification(
         verified=verified,
         reasons=() if verified else ("signature does not verify with key k",),
         authority=authority if verified else None,
-        signer={"type": "key", "keyId": "k"},
+        signer=SignerIdentity.key("k"),
     )
     hex_value = digest.split(":")[1]
     statement = json.loads(provenance_json(reference, digest))
@@ -180,7 +181,7 @@ def fake_verification(
         verified=verified,
         reasons=(),
         authority=authority if verified else None,
-        signer={"type": "key", "keyId": "k"},
+        signer=SignerIdentity.key("k"),
         predicate_type="https://slsa.dev/provenance/v1",
         statement=statement,
     )
@@ -191,7 +192,7 @@ def fake_verification(
         verified=verified,
         reasons=(),
         authority=authority if verified else None,
-        signer={"type": "key", "keyId": "k"},
+        signer=SignerIdentity.key("k"),
         predicate_type="https://cyclonedx.org/bom",
         statement=json.loads(sbom_statement(digest)),
     )

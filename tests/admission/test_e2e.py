@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from attest.signing.keyless import KeylessSigner
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import deployment, key_policy, review, sign_image, write_config
 from tests.support.faultproxy import FaultProxy
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT
 
 
 def answer(hook: Any, *images: str, uid: str = "e2e") -> dict[str, Any]:

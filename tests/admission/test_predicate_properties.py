@@ -37,10 +37,10 @@ from attest.attestations.predicates import (
     SLSA_PROVENANCE_V1,
     SPDX_DOCUMENT,
 )
+from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
 from attest.signing.bundle import make_bundle
-from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
 from attest.signing.storage import attach_signature, push_bundle
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import deployment, key_policy, provenance_json, review, write_config

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attest.testing import DEFAULT_ISSUER, SigstoreMock
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PUB
 from tests.conftest import ROOT
-from tests.support.sigstore import DEFAULT_ISSUER, SigstoreMock
 
 ACTION = ROOT / "action.yml"
 GITLAB = ROOT / "ci" / "gitlab" / "attest.gitlab-ci.yml"

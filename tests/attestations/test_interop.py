@@ -15,8 +15,9 @@ import pytest
 from attest.oci.manifest import Manifest
 from attest.oci.referrers import list_referrers
 from attest.oci.store import read_blob
+from attest.testing import DEFAULT_ISSUER, SigstoreMock
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PUB
-from tests.support.sigstore import DEFAULT_ISSUER, SigstoreMock, verify_with_sigstore_js
+from tests.support.sigstore import verify_with_sigstore_js
 
 BUILDER = GITHUB_ENV["GITHUB_WORKFLOW_REF"].split("/", 2)[2]
 SUBJECT = f"https://github.com/acme/shop/{BUILDER}"

@@ -12,12 +12,13 @@ from attest.errors import PipelineError, SigningError
 from attest.oci.access import parse_image_target
 from attest.oci.layout import LayoutStore
 from attest.oci.referrers import list_referrers
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.pipeline import STEPS, PipelineOptions, run_pipeline
 from attest.signing.signer import KeySigner
+from attest.testing import DEFAULT_ISSUER, SigstoreMock
 from tests.attestations.test_cli_attestations import GITHUB_ENV, KEY, PASSWORD, PUB
 from tests.support.faultproxy import FaultProxy
-from tests.support.sigstore import DEFAULT_ISSUER, SigstoreMock
 
 GENERIC = ["--builder-id", "https://ci.example.com/builders/linux", "--source-uri",
            "git+https://git.example.com/team/app@refs/heads/main", "--source-digest", "a" * 40]  # fmt: skip
@@ -253,7 +254,8 @@ def test_rollback_that_fails_is_reported(registry, repo, push_image) -> None:  #
     referrers, _tags = state(repo, digest)
     assert len(referrers) == 2
     client = RegistryClient(registry.address, options=RegistryOptions(timeout=30))
-    from attest.verify import KeyAuthority, VerificationPolicy, verify_image
+    from attest.signing.authority import KeyAuthority, VerificationPolicy
+    from attest.verify import verify_image
 
     policy = VerificationPolicy((KeyAuthority("dev", Path(PUB).read_bytes()),))
     result = verify_image(

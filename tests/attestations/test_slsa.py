@@ -31,7 +31,8 @@ from attest.attestations.statement import (
 )
 from attest.attestations.verification import Judge, read_bundles, verify_blob_attestation
 from attest.errors import UsageError
-from attest.verify import KeylessAuthority
+from attest.signing.authority import KeylessAuthority
+from attest.signing.fulcio import IdentityPolicy
 
 GITHUB_ATTEST = SlsaExpectations(
     builder_id="https://github.com/loosebazooka/aa-test/.github/workflows/provenance.yaml@refs/heads/main",
@@ -205,7 +206,8 @@ def _verify_rules_lint(
         else (folder / "rules_lint-v1.3.1.tar.gz.intoto.jsonl").read_bytes()
     )
     authority = KeylessAuthority(
-        name="github", issuer=issuer, subject=subject or RULES_LINT.builder_id
+        name="github",
+        identity=IdentityPolicy(issuer=issuer, subject=subject or RULES_LINT.builder_id),
     )
     return verify_blob_attestation(
         read_bundles(raw, what="bundle"),
@@ -220,7 +222,7 @@ def test_slsa_verifier_bundle_verifies_offline_against_the_production_root(vecto
     report = _verify_rules_lint(vectors)
     assert report.passed, report.to_dict()
     outcome = report.outcomes[0]
-    assert outcome.signer == {
+    assert outcome.signer.to_dict() == {
         "type": "keyless",
         "subject": RULES_LINT.builder_id,
         "issuer": GITHUB_ISSUER,

@@ -12,7 +12,8 @@ from attest.attestations.slsa import SlsaExpectations
 from attest.attestations.verification import Judge, build_report, judge_statement
 from attest.errors import PolicyError
 from attest.policy import load_bundle, make_engine
-from attest.verify import CheckResult, ImageVerification
+from attest.signing.result import CheckResult, SignerIdentity
+from attest.verify import ImageVerification
 
 ATTEST_DIGEST = "sha256:a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf"
 
@@ -118,7 +119,7 @@ def _check(statement: dict | None, *, verified: bool, location: str) -> CheckRes
         verified=verified,
         reasons=() if verified else ("signature does not verify with key k",),
         authority="k" if verified else None,
-        signer={"type": "key", "keyId": "abc"},
+        signer=SignerIdentity.key("abc"),
         predicate_type=(statement or {}).get("predicateType"),
         statement=statement,
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from attest.signing import keys
-from tests.support.registry import RegistryServer
+from attest.testing import RegistryServer
 
 PASSWORD = "cli-test-password"
 ENV = {"ATTEST_PASSWORD": PASSWORD}

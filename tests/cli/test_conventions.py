@@ -11,8 +11,8 @@ from pathlib import Path
 
 from attest import __version__
 from attest.errors import EXIT_FAILED, EXIT_OK, EXIT_REGISTRY, EXIT_USAGE
+from attest.testing import free_port
 from tests.cli.conftest import ENV
-from tests.support.net import free_port
 
 
 def test_version_flag_and_command(cli) -> None:

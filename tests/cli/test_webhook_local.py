@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.net import free_port
+from attest.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

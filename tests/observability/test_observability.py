@@ -16,9 +16,9 @@ import requests
 import yaml
 
 from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.testing import free_port
 from tests.admission.helpers import deployment, make_tls, new_key, review, sign_image, write_config
 from tests.conftest import ROOT, simple_image
-from tests.support.net import free_port
 from tests.support.peers import peer_binary
 from tests.support.webhook import start_webhook
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from attest.testing import RegistryServer
 from tests.admission.helpers import TlsFiles, make_tls
-from tests.support.registry import RegistryServer
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,12 @@ from attest.oci.auth import CredentialStore, parse_challenge
 from attest.oci.manifest import EMPTY_DESCRIPTOR, Descriptor, Index, Manifest, Platform
 from attest.oci.reference import parse_image_reference
 from attest.oci.referrers import fallback_tag, list_referrers, push_referrer, remove_referrer
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import copy_blob_to_file, read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
+from attest.testing import QuietHTTPServer
 from tests.conftest import docker_config
 from tests.support.faultproxy import FaultProxy
-from tests.support.net import QuietHTTPServer
 
 
 def _ref(repo: RegistryRepository, tag: str = "v1"):
@@ -254,7 +255,7 @@ def test_not_found_cases(repo: RegistryRepository) -> None:
 
 
 def test_unreachable_registry_is_a_clear_error() -> None:
-    from tests.support.net import free_port
+    from attest.testing import free_port
 
     client = RegistryClient(f"127.0.0.1:{free_port()}", options=RegistryOptions(timeout=5))
     store = RegistryRepository(client, "x")

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from attest.errors import RegistryError
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
+from attest.testing import QuietHTTPServer, RegistryServer, free_port
 from tests.admission.helpers import make_tls
-from tests.support.net import QuietHTTPServer, free_port
-from tests.support.registry import RegistryServer
 
 
 def _https_store(server: RegistryServer, **options: object) -> RegistryRepository:

@@ -21,8 +21,9 @@ import pytest
 from attest.deadline import Deadline
 from attest.errors import DeadlineExceeded
 from attest.oci.manifest import Descriptor
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import read_blob
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.signing.storage import fetch_all
 from tests.oci.test_transport import _Redirector
 from tests.support.hostile import MANIFEST_TYPE, HostileRegistry

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from attest.signing import keys
+from attest.testing import SigstoreMock
 from tests.support.peers import peer_binary
 from tests.support.rekor import RekorTiles
-from tests.support.sigstore import SigstoreMock
 from tests.support.trust import Trust, compose
 from tests.support.tsa import TimestampAuthority, make_chain
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.admission.helpers import PARAMETERS, TlsFiles, deployment, make_tls, review, write_config
 from tests.conftest import simple_image
 from tests.peers.conftest import Cosign
 from tests.peers.test_cosign_interop import PROVENANCE
 from tests.support.peers import peer_binary
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.support.trust import Trust
 from tests.support.webhook import Webhook, start_webhook
 

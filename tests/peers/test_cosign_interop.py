@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.peers.conftest import ENV, PASSWORD, Cosign, KeyPair
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.support.trust import Trust
 
 PROVENANCE = {

@@ -19,9 +19,9 @@ import pytest
 from attest.errors import PolicyError
 from attest.policy import load_bundle, make_engine
 from attest.policy.testing import run_tests
+from attest.testing import free_port
 from tests.conftest import ROOT
 from tests.support.faultproxy import FaultProxy
-from tests.support.net import free_port
 from tests.support.opa import OpaServer, opa
 
 POLICIES = ROOT / "policies"

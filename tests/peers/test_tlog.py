@@ -30,24 +30,25 @@ from attest.oci.access import resolve_image
 from attest.oci.layout import LayoutStore
 from attest.oci.reference import parse_target
 from attest.signing import keys
-from attest.signing.bundle import (
+from attest.signing.authority import (
     TLOG_IF_PRESENT,
     TLOG_IGNORED,
     TLOG_REQUIRED,
-    SignatureMaterial,
+    KeyAuthority,
     TlogMode,
+    VerificationPolicy,
 )
+from attest.signing.bundle import SignatureMaterial
 from attest.signing.rekor import RekorTarget, rekor_target
 from attest.signing.signer import KeySigner
 from attest.signing.storage import attach_attestation, attach_signature
 from attest.signing.tlog import TlogEntry
 from attest.signing.trust import PUBLIC_GOOD, load_trusted_root
-from attest.verify import KeyAuthority, VerificationPolicy, verify_image
+from attest.testing import QuietHTTPServer, SigstoreMock, free_port
+from attest.verify import verify_image
 from tests.conftest import simple_image
 from tests.peers.conftest import ENV, KeyPair
-from tests.support.net import QuietHTTPServer, free_port
 from tests.support.rekor import RekorTiles
-from tests.support.sigstore import SigstoreMock
 from tests.support.trust import Trust, compose
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -27,19 +27,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from rfc3161_client import TimestampRequestBuilder, decode_timestamp_response
 
 from attest.signing import keys
-from attest.signing.bundle import (
-    SignatureMaterial,
-    make_bundle,
-    verify_bundle,
+from attest.signing.authority import (
+    TLOG_IF_PRESENT,
+    TLOG_IGNORED,
+    TLOG_REQUIRED,
+    KeyAuthority,
+    KeylessAuthority,
 )
+from attest.signing.bundle import SignatureMaterial, make_bundle
+from attest.signing.bundle_verify import verify_bundle
+from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
 from attest.signing.signer import KeySigner
 from attest.signing.trust import load_trust_config, load_trusted_root
-from attest.verify import KeyAuthority, KeylessAuthority
-from tests.support.net import QuietHTTPServer, free_port
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, QuietHTTPServer, SigstoreMock, free_port
 from tests.support.peers import peer_binary
 from tests.support.rekor import RekorTiles
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
 from tests.support.trust import Trust, compose
 from tests.support.tsa import TimestampAuthority, make_chain
 
@@ -83,7 +86,7 @@ def keyless_material(sigstore_mock: SigstoreMock, trust_v2: Trust) -> SignatureM
         return signer.sign(ARTIFACT)
 
 
-KEYLESS = KeylessAuthority("ci", issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT)
+KEYLESS = KeylessAuthority("ci", IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT))
 
 
 # -- keyless signing with a timestamp, and its verification -----------------------------------
@@ -154,7 +157,7 @@ def test_tsa_window_is_closed_and_its_end_counts(
         material, authority = keyless_material, KEYLESS
     else:
         signer, material = _key_material_with_timestamp(tsa)
-        authority = KeyAuthority("k", keys.public_key_pem(signer.public_key))
+        authority = KeyAuthority("k", keys.public_key_pem(signer.public_key), tlog=TLOG_IF_PRESENT)
     bundle = make_bundle(material)
     gen_time = _gen_time(material)
     second = dt.timedelta(seconds=1)
@@ -213,7 +216,7 @@ def test_tsa_certificate_expiry(
     )
     outcomes = {}
     for label, (signer, material) in collected.items():
-        authority = KeyAuthority("k", keys.public_key_pem(signer.public_key))
+        authority = KeyAuthority("k", keys.public_key_pem(signer.public_key), tlog=TLOG_IF_PRESENT)
         outcomes[label] = verify_bundle(
             make_bundle(material), authority, artifact=ARTIFACT, trusted_root=root
         )
@@ -241,7 +244,7 @@ def test_timestamp_without_a_log_entry_follows_the_trusted_root(
     assert accepted.verified, accepted.reasons
     assert accepted.signed_times == (_gen_time(keyless_material).isoformat(),)
     wrong_identity = KeylessAuthority(
-        "ci", issuer=DEFAULT_ISSUER, subject="https://github.com/evil/x"
+        "ci", IdentityPolicy(issuer=DEFAULT_ISSUER, subject="https://github.com/evil/x")
     )
     assert not verify_bundle(
         unlogged, wrong_identity, artifact=ARTIFACT, trusted_root=tsa_only
@@ -257,25 +260,20 @@ def test_key_based_timestamp_without_log_entry_needs_the_opt_out(
 ) -> None:
     """cosign's rule for --key: the log is required unless --insecure-ignore-tlog, timestamp or not."""
     signer, material = _key_material_with_timestamp(tsa)
-    authority = KeyAuthority("k", keys.public_key_pem(signer.public_key))
+    authority = KeyAuthority("k", keys.public_key_pem(signer.public_key), tlog=TLOG_REQUIRED)
     root = _root_with_tsa(tmp_path / "root", sigstore_mock, rekor_v2, tsa)
     bundle = make_bundle(material)
-    required = verify_bundle(
-        bundle, authority, artifact=ARTIFACT, trusted_root=root, require_tlog=True
-    )
+    required = verify_bundle(bundle, authority, artifact=ARTIFACT, trusted_root=root)
     assert not required.verified and "no transparency-log entry" in required.reasons[0]
-    ignored = verify_bundle(
-        bundle, authority, artifact=ARTIFACT, trusted_root=root, ignore_tlog=True
-    )
+    authority = dataclasses.replace(authority, tlog=TLOG_IGNORED)
+    ignored = verify_bundle(bundle, authority, artifact=ARTIFACT, trusted_root=root)
     assert ignored.verified and ignored.signed_times == (_gen_time(material).isoformat(),)
     # The timestamp still has to come from a TSA the root trusts.
     other = make_chain(tmp_path / "other")
     untrusted = _root_with_tsa(
         tmp_path / "untrusted", sigstore_mock, rekor_v2, TimestampAuthority("unused", other)
     )
-    refused = verify_bundle(
-        bundle, authority, artifact=ARTIFACT, trusted_root=untrusted, ignore_tlog=True
-    )
+    refused = verify_bundle(bundle, authority, artifact=ARTIFACT, trusted_root=untrusted)
     assert not refused.verified and "timestamp" in refused.reasons[0]
 
 

@@ -202,7 +202,9 @@ def test_malformed_files_are_skipped_with_warnings(tmp_path: Path, cli: object) 
         p["value"] for p in document["metadata"]["properties"] if p["name"] == "attest:scan-warning"
     ]
     assert recorded == catalog.warnings
-    strict = cli("sbom", f"dir:{tmp_path / 'root'}", "--strict", "--output-file", str(tmp_path / "out.json"))  # type: ignore[operator]
+    strict = cli(
+        "sbom", f"dir:{tmp_path / 'root'}", "--strict", "--output-file", str(tmp_path / "out.json")
+    )  # type: ignore[operator]
     assert strict.exit_code == 1
     assert strict.stderr.strip().splitlines()[-1].startswith("attest: error: ")
     assert not (tmp_path / "out.json").exists()

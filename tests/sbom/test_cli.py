@@ -11,8 +11,8 @@ from attest.oci.layout import LayoutStore
 from attest.oci.registry import RegistryRepository
 from attest.sbom.progress import Progress
 from attest.sbom.scanner import scan_image
+from attest.testing import RegistryServer
 from tests.sbom.conftest import components, prop, write_layout
-from tests.support.registry import RegistryServer
 
 OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
 

@@ -108,7 +108,7 @@ def test_entries_below_a_symlinked_directory_land_where_extraction_puts_them(
 def test_file_tree_resolves_symlinks_inside_the_root_and_stops_loops() -> None:
     env = ScanEnv(None)
     tree = FileTree(Selector(default_catalogers()), env)
-    tree.begin_layer(0)
+    tree.begin_layer()
     for path, node in {
         "usr": Node(DIR, 0o755, 0, 0),
         "usr/lib": Node(DIR, 0o755, 0, 0),

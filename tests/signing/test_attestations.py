@@ -108,16 +108,16 @@ def test_attestation_in_layout_is_found_but_is_not_a_signature(layout_image, key
     store.close()
     result = verify_image(reference, key.policy())
     (attestation,) = result.attestations
-    assert attestation.verified and attestation.signer["type"] == "key"
+    assert attestation.verified and attestation.signer.kind == "key"
     assert attestation.statement["subject"][0]["digest"]["sha256"] == image.digest.split(":")[1]
     assert not result.verified and result.signatures == ()
 
 
 def test_signature_listing_labels_only_steer_fetching(layout_image, key) -> None:
     """Without attestations, bundles listed as attestations are skipped; the signed content decides."""
+    from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE, signature_statement
     from attest.signing.bundle import make_bundle
-    from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
-    from attest.signing.storage import push_bundle, signature_statement
+    from attest.signing.storage import push_bundle
 
     reference, store, image = layout_image
     material = key.signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, signature_statement(image.digest))

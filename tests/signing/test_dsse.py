@@ -37,7 +37,7 @@ def _signed_envelope(
 
 
 def _verifier(key):
-    return lambda sig, data: keys.verify_bytes_signature(key.signer.public_key, sig, data)
+    return lambda sig, data: keys.verify_signature(key.signer.public_key, sig, data)
 
 
 @pytest.mark.parametrize("encode", ["standard", "urlsafe", "unpadded-urlsafe", "unpadded"])

@@ -11,8 +11,9 @@ from attest.oci.access import resolve_image
 from attest.oci.manifest import Manifest
 from attest.oci.reference import parse_image_reference
 from attest.oci.referrers import list_referrers
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.signing.legacy import signature_tag
 from attest.signing.storage import attach_attestation, attach_signature, find_signatures
 from attest.verify import verify_image

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT
 
 
 @pytest.mark.parametrize("legacy", [False, True])

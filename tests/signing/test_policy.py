@@ -10,10 +10,17 @@ import hashlib
 import pytest
 
 from attest.errors import KeyFileError, UsageError
-from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_IGNORED
+from attest.signing.authority import (
+    TLOG_IF_PRESENT,
+    TLOG_IGNORED,
+    KeyAuthority,
+    KeylessAuthority,
+    VerificationPolicy,
+)
+from attest.signing.fulcio import IdentityPolicy
 from attest.signing.storage import attach_signature
 from attest.signing.trust import TrustMaterialError
-from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy, verify_image
+from attest.verify import verify_image
 from tests.signing.conftest import make_key
 
 
@@ -26,7 +33,7 @@ def test_policy_validation() -> None:
     with pytest.raises(UsageError, match="names must be unique"):
         VerificationPolicy((KeyAuthority("a", key.public_pem), KeyAuthority("a", key.public_pem)))
     with pytest.raises(UsageError, match="needs an OIDC issuer"):
-        KeylessAuthority("k", subject="a@b.c")
+        KeylessAuthority("k", IdentityPolicy(subject="a@b.c"))
 
 
 def test_fingerprint_covers_all_trust_material(tmp_path) -> None:
@@ -44,8 +51,12 @@ def test_fingerprint_covers_all_trust_material(tmp_path) -> None:
         # Relaxing the log requirement must not reuse results verified under the stricter one.
         VerificationPolicy((KeyAuthority("a", one.public_pem, tlog=TLOG_IGNORED),)),
         VerificationPolicy((KeyAuthority("a", one.public_pem, tlog=TLOG_IF_PRESENT),)),
-        VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject="s@x"),)),
-        VerificationPolicy((KeylessAuthority("a", issuer="https://i", subject_regexp="s@x"),)),
+        VerificationPolicy(
+            (KeylessAuthority("a", IdentityPolicy(issuer="https://i", subject="s@x")),)
+        ),
+        VerificationPolicy(
+            (KeylessAuthority("a", IdentityPolicy(issuer="https://i", subject_regexp="s@x")),)
+        ),
     ]
     prints = {base.fingerprint(), *(v.fingerprint() for v in variants)}
     assert len(prints) == 1 + len(variants)
@@ -87,7 +98,9 @@ def test_unusable_trust_material_raises_before_checking(layout_image, tmp_path) 
             VerificationPolicy(
                 (
                     KeylessAuthority(
-                        "k", issuer="https://i", subject="s", trusted_root=str(tmp_path / "x")
+                        "k",
+                        IdentityPolicy(issuer="https://i", subject="s"),
+                        trusted_root=str(tmp_path / "x"),
                     ),
                 )
             ),

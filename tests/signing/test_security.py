@@ -8,12 +8,13 @@ import json
 
 import pytest
 
+from attest.attestations.predicates import SIGN_PREDICATE_TYPE
+from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE, signature_statement
 from attest.oci import mediatypes as mt
 from attest.oci.manifest import Descriptor, Index, Manifest
 from attest.oci.referrers import fallback_tag, list_referrers
 from attest.oci.store import read_blob
 from attest.signing.bundle import make_bundle
-from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
 from attest.signing.legacy import (
     BUNDLE_ANNOTATION,
     PREDICATE_TYPE_ANNOTATION,
@@ -22,14 +23,7 @@ from attest.signing.legacy import (
     signature_tag,
 )
 from attest.signing.payload import make_payload
-from attest.signing.storage import (
-    SIGN_PREDICATE_TYPE,
-    SignedImage,
-    attach_attestation,
-    attach_signature,
-    push_bundle,
-    signature_statement,
-)
+from attest.signing.storage import SignedImage, attach_attestation, attach_signature, push_bundle
 from attest.verify import verify_image
 from tests.signing.conftest import keyless_policy, resolved, statement_for
 from tests.signing.fakesigstore import FakeKeylessSigner, FakeSigstore
@@ -206,13 +200,11 @@ def test_dsse_payload_type_confusion(repo, push_image, key, legacy: bool) -> Non
     # A correctly signed envelope over a valid statement, but not typed as in-toto.
     material = key.signer.sign_dsse(mt.COSIGN_SIMPLESIGNING, signature_statement(a.digest))
     if legacy:
-        from attest.signing.storage import envelope_of
-
         append_layer(
             repo,
             signature_tag(a.digest, "att"),
             mt.DSSE_ENVELOPE,
-            envelope_of(material).to_json(),
+            material.envelope().to_json(),
             {SIGNATURE_ANNOTATION: ""},
         )
     else:
@@ -244,7 +236,7 @@ def test_keyless_identity_regex_is_anchored(keyless_image, fake_sigstore, legacy
     _sign_keyless(store, image, FakeKeylessSigner(sigstore, "alice@example.com"), legacy)
     result = verify_image(reference, keyless_policy(root, subject_regexp=".*@example.com"))
     assert result.verified
-    by_subject = {c.signer["subject"]: c for c in result.signatures}
+    by_subject = {c.signer.subject: c for c in result.signatures}
     assert by_subject["alice@example.com"].verified
     evil = by_subject["evil@example.com.attacker.io"]
     assert not evil.verified and "does not match '.*@example.com'" in " ".join(evil.reasons)
@@ -370,14 +362,12 @@ def test_keyless_log_entry_for_another_signature(keyless_image, fake_sigstore) -
 
 
 def _legacy_attestation(repo, digest: str, statement: bytes, signer) -> None:
-    from attest.signing.storage import envelope_of
-
     material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement)
     append_layer(
         repo,
         signature_tag(digest, "att"),
         mt.DSSE_ENVELOPE,
-        envelope_of(material).to_json(),
+        material.envelope().to_json(),
         {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: "https://example.com/test/v1"},
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from attest.attestations.predicates import SIGN_PREDICATE_TYPE
 from attest.deadline import Deadline
 from attest.errors import DeadlineExceeded
 from attest.oci import mediatypes as mt
@@ -17,7 +18,6 @@ from attest.oci.referrers import fallback_tag, list_referrers
 from attest.oci.store import read_blob
 from attest.signing import keys
 from attest.signing.legacy import SIGNATURE_ANNOTATION, signature_tag
-from attest.signing.storage import SIGN_PREDICATE_TYPE
 from attest.verify import verify_image
 
 PASSWORD = "pw-for-tests"

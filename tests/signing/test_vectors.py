@@ -17,10 +17,10 @@ import pytest
 from attest.oci import mediatypes as mt
 from attest.oci.layout import LayoutStore
 from attest.signing import keys
-from attest.signing.bundle import TLOG_IGNORED
+from attest.signing.authority import TLOG_IGNORED, KeyAuthority, VerificationPolicy
 from attest.signing.legacy import append_layer, parse_cosign_bundle, signature_tag
 from attest.signing.tlog import set_payload
-from attest.verify import KeyAuthority, VerificationPolicy, verify_image
+from attest.verify import verify_image
 from tests.signing.conftest import keyless_policy
 
 SIGNATURE_PREFIX = b"\x00sigstore-json\n"
@@ -61,7 +61,7 @@ def test_cosign_valid_verifies_with_cosign_pub(vectors: Path, tmp_path: Path) ->
     assert result.verified and result.digest == digest
     (check,) = result.signatures
     assert check.verified and check.storage == "legacy" and check.tlog is None
-    assert check.signer["keyId"] == keys.key_id(
+    assert check.signer.key_id == keys.key_id(
         keys.load_public_key_file(str(vectors / "cosign-legacy" / "cosign.pub"))
     )
 
@@ -83,7 +83,7 @@ def test_key_rekor_vector_verifies_with_its_key_and_rekor_set(
     annotations = json.loads(raw[len(SIGNATURE_PREFIX) :])["annotations"]
     entry = parse_cosign_bundle(annotations["dev.sigstore.cosign/bundle"])
     rekor = keys.load_public_key_file(str(vectors / "cosign-legacy" / "rekor.pub"))
-    assert keys.verify_bytes_signature(rekor, entry.signed_entry_timestamp, set_payload(entry))
+    assert keys.verify_signature(rekor, entry.signed_entry_timestamp, set_payload(entry))
     body = json.loads(entry.body)
     recorded = base64.b64decode(body["spec"]["signature"]["publicKey"]["content"])
     assert keys.public_key_pem(keys.load_public_key(recorded, what="entry")) == keys.public_key_pem(
@@ -101,7 +101,7 @@ def test_keyless_vector_verifies_offline_against_public_good_root(
     )
     assert result.verified, result.to_dict()
     (check,) = result.signatures
-    assert check.signer == {
+    assert check.signer.to_dict() == {
         "type": "keyless",
         "subject": KEYLESS_IDENTITY,
         "issuer": KEYLESS_ISSUER,

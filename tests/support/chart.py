@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
+from attest.testing import free_port
 from tests.support.kubelet import Volume
-from tests.support.net import free_port
 from tests.support.peers import peer_binary
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.net import QuietHTTPServer, free_port
+from attest.testing import QuietHTTPServer, free_port
 
 
 class FaultProxy:

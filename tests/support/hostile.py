@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.support.net import free_port
+from attest.testing import free_port
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 FAKE_MANIFEST = (

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.net import free_port
+from attest.testing import free_port
 from tests.support.peers import peer_binary
 
 START_TIMEOUT = 120.0

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from tests.support.net import free_port
+from attest.testing import free_port
 from tests.support.peers import peer_binary
 
 START_TIMEOUT = 30.0

@@ -36,7 +36,9 @@ from attest.attestations.predicates import (
 )
 from attest.attestations.provenance import GENERIC_BUILD_TYPE, BuildContext, provenance_statement
 from attest.oci.reference import parse_image_reference
-from attest.verify import CheckResult, ImageVerification, KeyAuthority, VerificationPolicy
+from attest.signing.authority import KeyAuthority, VerificationPolicy
+from attest.signing.result import CheckResult, SignerIdentity
+from attest.verify import ImageVerification
 
 HEX = "0c3a2b1f" * 8
 PREDICATE_TYPES = (
@@ -184,12 +186,11 @@ def check_results(draw: st.DrawFn, kind: str, name: str) -> CheckResult:
     signer = draw(
         st.sampled_from(
             (
-                {"type": "key", "keyId": "k"},
-                {
-                    "type": "keyless",
-                    "subject": "https://github.com/acme/app/.github/x.yml@main",
-                    "issuer": "https://token.actions.githubusercontent.com",
-                },
+                SignerIdentity.key("k"),
+                SignerIdentity.keyless(
+                    "https://github.com/acme/app/.github/x.yml@main",
+                    "https://token.actions.githubusercontent.com",
+                ),
             )
         )
     )

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.net import free_port
+from attest.testing import free_port
 
 SUPERUSER = "attest"
 PASSWORD = "attest-test-pass"

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support.net import free_port, wait_http
+from attest.testing import free_port, wait_http
 
 # The checkpoint origin is the log's host name: sigstore-go checks notes signed under the
 # host of the trusted root's baseUrl (without the port).

@@ -1,30 +1,20 @@
-"""A local Sigstore instance for tests: Fulcio + Rekor from @sigstore/mock behind a Node server.
-
-``SigstoreMock`` starts ``tests/js/sigstore-mock-server.js`` on a free 127.0.0.1
-port; the server writes the instance's trusted root, signing config and client
-trust config, then prints their paths.  ``token()`` mints OIDC identity tokens the
-mock Fulcio accepts: it decodes the JWT without checking its signature and
-certifies the ``sub`` claim (as a URI SAN) for the ``iss`` claim, so any
-HS256-signed token with the usual claims (``aud`` = ``sigstore``) will do.
+"""Test-only helpers around the local Sigstore (:class:`attest.testing.SigstoreMock`).
 
 ``MockKeylessSigner`` signs the way a keyless client does, step by step (a fresh
 key, a certificate from the mock Fulcio, the signature logged in the mock Rekor),
 so that it can also use certificates a real client would refuse: the mock Fulcio
 issues them with a missing, forged, unknown-log or mismatched SCT, or from a CA
-the trusted root does not list, on request.
+the trusted root does not list, on request.  ``verify_with_sigstore_js`` asks
+@sigstore/verify for a second opinion on a bundle.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import jwt
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,12 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import Envelope, EnvelopeSignature, pae
-from attest.signing.tlog import RekorClient, TlogEntry
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-JS_DIR = ROOT / "tests" / "js"
-DEFAULT_ISSUER = "https://token.attest.test"
-DEFAULT_SUBJECT = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+from attest.signing.rekor import RekorClient
+from attest.signing.tlog import TlogEntry
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, JS_DIR, SigstoreMock
 
 
 def verify_with_sigstore_js(bundle: Path, trusted_root: str, *args: str) -> dict:
@@ -64,98 +51,6 @@ def verify_with_sigstore_js(bundle: Path, trusted_root: str, *args: str) -> dict
     answer = json.loads(done.stdout)
     assert answer["verified"] is (done.returncode == 0)
     return answer
-
-
-def node_harness_missing() -> str | None:
-    """Why the Node harness cannot run, or None (``make test`` installs it)."""
-    if shutil.which("node") is None:
-        return "node is not installed (make test installs it via scripts/system-deps.sh)"
-    if not (JS_DIR / "node_modules" / "@sigstore" / "mock").is_dir():
-        return "tests/js/node_modules is missing (make test runs npm ci there)"
-    return None
-
-
-class SigstoreMock:
-    """One running instance; ``trusted_root``, ``signing_config``, ``trust_config`` are paths."""
-
-    def __init__(
-        self, workdir: Path, *, rekor_time_offset: int = 0, dsse: str = "canonical"
-    ) -> None:
-        self.workdir = workdir
-        self.rekor_time_offset = rekor_time_offset
-        self.dsse = dsse
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.trusted_root = ""
-        self.signing_config = ""
-        self.trust_config = ""
-
-    def start(self, timeout: float = 30.0) -> SigstoreMock:
-        command = [
-            "node",
-            str(JS_DIR / "sigstore-mock-server.js"),
-            "--out",
-            str(self.workdir),
-            "--rekor-time-offset",
-            str(self.rekor_time_offset),
-            "--dsse",
-            self.dsse,
-        ]
-        stderr = (self.workdir.parent / f"{self.workdir.name}.stderr").open("wb")
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=JS_DIR
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = b""
-        while time.monotonic() < deadline and not line:
-            line = self.process.stdout.readline()
-            if self.process.poll() is not None and not line:
-                break
-        if not line:
-            self.stop()
-            raise RuntimeError(f"sigstore mock did not start: see {stderr.name}")
-        info = json.loads(line)
-        self.url = info["url"]
-        self.trusted_root = info["trustedRoot"]
-        self.signing_config = info["signingConfig"]
-        self.trust_config = info["trustConfig"]
-        return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-        self.process = None
-
-    @staticmethod
-    def token(
-        subject: str = DEFAULT_SUBJECT,
-        issuer: str = DEFAULT_ISSUER,
-        *,
-        audience: str = "sigstore",
-        lifetime: int = 600,
-        issued_at: int | None = None,
-        **claims: object,
-    ) -> str:
-        """An OIDC identity token (HS256 with a throwaway secret) for ``subject``/``issuer``."""
-        now = int(time.time()) if issued_at is None else issued_at
-        body = {
-            "iss": issuer,
-            "sub": subject,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            **claims,
-        }
-        return jwt.encode(body, secrets.token_hex(32), algorithm="HS256")
 
 
 SCT_MODES = ("valid", "none", "forged", "unknown-log", "mismatched")

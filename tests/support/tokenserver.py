@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from tests.support.net import QuietHTTPServer, free_port
+from attest.testing import QuietHTTPServer, free_port
 
 
 def _b64url(data: bytes) -> str:

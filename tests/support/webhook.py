@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import requests
 
-from tests.support.net import free_port
+from attest.testing import free_port
 
 START_TIMEOUT = 60.0
 

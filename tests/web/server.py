@@ -10,9 +10,9 @@ from typing import Any
 
 import requests
 
+from attest.testing import free_port
 from tests.admission.helpers import TlsFiles
 from tests.support import webhook
-from tests.support.net import free_port
 from tests.support.webhook import Webhook
 
 TOKEN = "appsec-view-token-0123456789abcdef"

@@ -9,7 +9,8 @@ import secrets
 from pathlib import Path
 
 from admission.jsonlog import JsonFormatter, redact
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from tests.admission.helpers import deployment, key_policy, new_key, review, write_config
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import requests
 
 from admission.metrics import label_values
+from attest.testing import free_port
 from tests.admission.helpers import deployment, review
 from tests.decisions.conftest import write_key_pair
-from tests.support.net import free_port
 from tests.web.server import TOKEN, serve_command, wait_for
 
 

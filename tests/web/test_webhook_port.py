@@ -23,11 +23,11 @@ import pytest
 import requests
 from cryptography import x509
 
+from attest.testing import free_port
 from tests.admission.conftest import REPO
 from tests.admission.helpers import deployment, make_client_ca, review
 from tests.support import webhook
 from tests.support.hostile import HostileRegistry
-from tests.support.net import free_port
 from tests.web.server import TOKEN, Serve, serve_command, wait_for
 
 HEADER_TIMEOUT, READ_TIMEOUT = 1.5, 3.0

@@ -29,4 +29,4 @@ def default_catalogers() -> list[Cataloger]:
         NpmCataloger(),
         GoBinaryCataloger(),
         JavaCataloger(),
-    ]  # type: ignore[list-item]
+    ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 from packageurl import PackageURL
 
@@ -107,9 +107,26 @@ class Cataloger(Protocol):
         """Every package of this ecosystem visible in ``view``."""
         ...
 
-    def analyze(self, path: str, stream: IO[bytes], size: int, env: ScanEnv) -> Any:
-        """Digest one streamed file (only for ``interest.stream``); the result must be small."""
+
+@runtime_checkable
+class StreamingCataloger(Cataloger, Protocol):
+    """A cataloger whose files (``interest.stream``) are too large to keep: each one is
+    streamed through :meth:`analyze` once, and only the small result is kept."""
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        """Whether the file is worth streaming, judged by its first bytes."""
         ...
+
+    def analyze(self, path: str, stream: IO[bytes], size: int, env: ScanEnv) -> Any:
+        """Digest one streamed file; the result must be small."""
+        ...
+
+
+def as_streaming(cataloger: Cataloger) -> StreamingCataloger:
+    """``cataloger`` as the streaming cataloger its ``interest.stream`` says it is."""
+    if not isinstance(cataloger, StreamingCataloger):
+        raise TypeError(f"cataloger {cataloger.name} streams its files but cannot analyze them")
+    return cataloger
 
 
 def os_purl(

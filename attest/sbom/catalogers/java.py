@@ -84,6 +84,10 @@ def parse_properties(text: str) -> dict[str, str]:
     return values
 
 
+Coordinates = tuple[str | None, str, str, tuple[str, ...]]
+"""A pom.properties: group, artifact, version, and the licenses of its pom.xml."""
+
+
 def _pom_licenses(data: bytes) -> tuple[str, ...]:
     try:
         root = ElementTree.fromstring(data)
@@ -146,7 +150,7 @@ class _Reader:
         poms = sorted(
             n for n in names if n.startswith("META-INF/maven/") and n.endswith("/pom.properties")
         )
-        coordinates = []
+        coordinates: list[Coordinates] = []
         for name in poms:
             values = parse_properties(self._text(archive, name))
             if values.get("artifactId") and values.get("version"):
@@ -198,7 +202,7 @@ class _Reader:
         return archive.read(name)[: 1 << 20].decode("utf-8", "replace")
 
     @staticmethod
-    def _main(coordinates: list, file_name: str) -> tuple | None:  # type: ignore[type-arg]
+    def _main(coordinates: list[Coordinates], file_name: str) -> Coordinates | None:
         if len(coordinates) == 1:
             return coordinates[0]
         for entry in coordinates:
@@ -210,7 +214,7 @@ class _Reader:
     def _archive(
         where: str,
         manifest: dict[str, str],
-        main: tuple | None,  # type: ignore[type-arg]
+        main: Coordinates | None,
         file_name: str,
         file_version: str,
         sha256: str | None,
@@ -261,6 +265,10 @@ class JavaCataloger:
     name = "java"
     interest = Interest(suffixes=SUFFIXES, stream=True)
 
+    @staticmethod
+    def sniff(path: str, head: bytes) -> bool:
+        return True  # the suffix chose it; what is not a readable archive is a warning
+
     def analyze(self, path: str, stream: IO[bytes], size: int, env: ScanEnv) -> list[Archive]:
         reader = _Reader(env.limits, env.warn)
         where = location(path)
@@ -279,7 +287,7 @@ class JavaCataloger:
                 digest.update(chunk)
                 spool.write(chunk)
             spool.seek(0)
-            reader.read(where, spool, digest.hexdigest(), 0, None)  # type: ignore[arg-type]
+            reader.read(where, spool, digest.hexdigest(), 0, None)
         return reader.found
 
     def catalog(self, view: FileView, env: ScanEnv) -> list[Package]:

@@ -137,7 +137,7 @@ class PythonCataloger:
                 info_dir,
                 view.parse(f"{info_dir}/installed-files.txt", "python-record", parse_record),
             )
-        homepage = (headers.get("home-page") or [None])[0]
+        homepage = _first(headers, "home-page")
         for url in headers.get("project-url", ()):
             label, _, link = url.partition(",")
             if homepage is None and label.strip().lower() in ("homepage", "home", "source"):
@@ -151,12 +151,17 @@ class PythonCataloger:
             location=location(path),
             ref=f"pypi:{info_dir}",
             licenses=_licenses(headers),
-            description=(headers.get("summary") or [None])[0] or None,
+            description=_first(headers, "summary") or None,
             homepage=homepage or None,
             properties={"attest:python:site": location(site)} if site else {},
             files=frozenset(files),
         )
         return package, site, requires
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
 
 
 def _relative(base: str, entries: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -166,10 +171,10 @@ def _relative(base: str, entries: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _licenses(headers: dict[str, list[str]]) -> tuple[str, ...]:
-    expression = normalize((headers.get("license-expression") or [None])[0])
+    expression = normalize(_first(headers, "license-expression"))
     if expression:
         return (expression,)
-    field = (headers.get("license") or [None])[0]
+    field = _first(headers, "license")
     if field and "\n" not in field and len(field) <= _MAX_SHORT_LICENSE:
         value = normalize(field)
         if value:

@@ -124,13 +124,13 @@ def _files(values: dict[int, list[str] | list[int]]) -> list[str]:
     basenames = [str(v) for v in values.get(BASENAMES, [])]
     if basenames:
         dirnames = [str(v) for v in values.get(DIRNAMES, [])]
-        indexes = values.get(DIRINDEXES, [])
+        indexes = [int(i) for i in values.get(DIRINDEXES, [])]
         if len(indexes) != len(basenames):
             raise HeaderError("file name tables disagree in length")
         files = []
         for base, index in zip(basenames, indexes, strict=True):
-            if not 0 <= int(index) < len(dirnames):
+            if not 0 <= index < len(dirnames):
                 raise HeaderError("file directory index out of range")
-            files.append(dirnames[int(index)] + base)
+            files.append(dirnames[index] + base)
         return files
     return [str(v) for v in values.get(OLDFILENAMES, [])]

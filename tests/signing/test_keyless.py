@@ -17,11 +17,13 @@ import pytest
 from cryptography import x509
 
 from attest.errors import SigningError
-from attest.signing.bundle import SignatureMaterial, make_bundle, verify_bundle
+from attest.signing.authority import KeylessAuthority
+from attest.signing.bundle import SignatureMaterial, make_bundle
+from attest.signing.bundle_verify import verify_bundle
+from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
-from tests.sigstore.conftest import KeylessAuthority, sha256_hex, statement
-from tests.support.net import free_port
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock, free_port
+from tests.signing.conftest import sha256_hex, statement
 
 IMAGE = "sha256:" + sha256_hex(b"keyless image manifest")
 PAYLOAD = b'{"critical":{"identity":{"docker-reference":"registry.test/app"}}}'
@@ -30,8 +32,8 @@ PAYLOAD = b'{"critical":{"identity":{"docker-reference":"registry.test/app"}}}'
 def _authority(mock: SigstoreMock, **fields: str | None) -> KeylessAuthority:
     values: dict[str, str | None] = {"subject": DEFAULT_SUBJECT, "issuer": DEFAULT_ISSUER}
     values.update(fields)
-    values.setdefault("trusted_root", mock.trusted_root)
-    return KeylessAuthority("ci", **values)  # type: ignore[arg-type]
+    root = values.pop("trusted_root", mock.trusted_root)
+    return KeylessAuthority("ci", IdentityPolicy(**values), trusted_root=root)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def test_message_signature_verifies_offline(
     assert "certificate" in json.loads(bundle)["verificationMaterial"]
     result = verify_bundle(bundle, _authority(sigstore_mock), artifact=PAYLOAD)
     assert result.verified, result.reasons
-    assert result.signer == {
+    assert result.signer.to_dict() == {
         "type": "keyless",
         "subject": DEFAULT_SUBJECT,
         "issuer": DEFAULT_ISSUER,
@@ -129,7 +131,7 @@ def test_chain_to_untrusted_root_is_rejected(
     assert not result.verified
     assert "certificate chain" in result.reasons[0]
     # And the public-good root (the default) does not trust the local Fulcio either.
-    default = KeylessAuthority("ci", issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT)
+    default = KeylessAuthority("ci", IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT))
     assert not verify_bundle(make_bundle(signed["message"]), default, artifact=PAYLOAD).verified
 
 

@@ -19,13 +19,15 @@ import pytest
 from cryptography import x509
 
 from attest.oci.layout import LayoutStore
-from attest.signing.fulcio import CertificateError, verify_scts
+from attest.signing.authority import KeylessAuthority, VerificationPolicy
+from attest.signing.fulcio import CertificateError, IdentityPolicy, verify_scts
 from attest.signing.storage import SignedImage, attach_attestation, attach_signature
 from attest.signing.trust import load_trusted_root
-from attest.verify import ImageVerification, KeylessAuthority, VerificationPolicy, verify_image
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from attest.verify import ImageVerification, verify_image
 from tests.conftest import simple_image
 from tests.signing.conftest import resolved, statement_for
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, MockKeylessSigner, SigstoreMock
+from tests.support.sigstore import MockKeylessSigner
 
 BAD_SCTS = {
     "none": "certificate has no embedded signed certificate timestamp",
@@ -47,7 +49,9 @@ def image(tmp_path: Path) -> Iterator[tuple[str, LayoutStore, SignedImage]]:
 
 def policy(mock: SigstoreMock) -> VerificationPolicy:
     authority = KeylessAuthority(
-        "ci", issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT, trusted_root=mock.trusted_root
+        "ci",
+        IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT),
+        trusted_root=mock.trusted_root,
     )
     return VerificationPolicy((authority,))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from attest.cli.conformance import main as conformance_main
-from tests.sigstore.conftest import CONFORMANCE, needs_vectors
+from tests.signing.conftest import CONFORMANCE, needs_vectors
 
 DEFAULT_IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from attest.signing.bundle import verify_bundle
-from tests.sigstore.conftest import COSIGN_BUNDLE, KeylessAuthority, needs_vectors
-from tests.support.sigstore import SigstoreMock
+from attest.signing.authority import KeylessAuthority
+from attest.signing.bundle_verify import verify_bundle
+from attest.signing.fulcio import IdentityPolicy
+from attest.testing import SigstoreMock
+from tests.signing.conftest import COSIGN_BUNDLE, needs_vectors
 
 pytestmark = needs_vectors("cosign-bundle")
 
@@ -33,13 +35,14 @@ def _authority(**overrides: str | None) -> KeylessAuthority:
         "trusted_root": str(COSIGN_BUNDLE / "trusted_root_pgi.json"),
     }
     fields.update(overrides)
-    return KeylessAuthority("cosign", **fields)  # type: ignore[arg-type]
+    root = fields.pop("trusted_root")
+    return KeylessAuthority("cosign", IdentityPolicy(**fields), trusted_root=root)
 
 
 def test_verifies_offline_with_its_trusted_root() -> None:
     result = verify_bundle(_bundle(), _authority(), artifact_digest=_subject_digest())
     assert result.verified, result.reasons
-    assert result.signer == {"type": "keyless", "subject": IDENTITY, "issuer": ISSUER}
+    assert result.signer.to_dict() == {"type": "keyless", "subject": IDENTITY, "issuer": ISSUER}
     assert result.content == "dsse"
     assert result.tlog is not None and result.tlog["kind"] == "dsse/0.0.1"
     statement = result.statement()

@@ -14,8 +14,7 @@ import pytest
 
 from attest.errors import SigningError
 from attest.signing.keyless import KeylessSigner, resolve_identity_token
-from tests.support.net import QuietHTTPServer
-from tests.support.sigstore import DEFAULT_SUBJECT, SigstoreMock
+from attest.testing import DEFAULT_SUBJECT, QuietHTTPServer, SigstoreMock
 
 ENV = ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 

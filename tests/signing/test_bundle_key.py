@@ -9,6 +9,7 @@ inclusion proof, checkpoint, SET and body must all agree.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from dataclasses import replace
@@ -17,17 +18,16 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from attest.signing.bundle import (
-    SignatureMaterial,
-    key_hint,
-    make_bundle,
-    parse_bundle,
-    verify_bundle,
-)
-from attest.signing.tlog import RekorClient, TlogEntry
+from attest.signing.authority import TLOG_IF_PRESENT, TLOG_REQUIRED, KeyAuthority, KeylessAuthority
+from attest.signing.bundle import SignatureMaterial, make_bundle, parse_bundle
+from attest.signing.bundle_verify import verify_bundle
+from attest.signing.fulcio import IdentityPolicy
+from attest.signing.keys import key_id as key_hint
+from attest.signing.rekor import RekorClient
+from attest.signing.tlog import TlogEntry
 from attest.signing.trust import load_trusted_root
-from tests.sigstore.conftest import KeyAuthority, sha256_hex, statement
-from tests.support.sigstore import SigstoreMock
+from attest.testing import SigstoreMock
+from tests.signing.conftest import sha256_hex, statement
 
 IN_TOTO = "application/vnd.in-toto+json"
 IMAGE_DIGEST = "sha256:" + sha256_hex(b"an image manifest")
@@ -68,7 +68,7 @@ def key() -> ec.EllipticCurvePrivateKey:
 
 @pytest.fixture(scope="module")
 def authority(key: ec.EllipticCurvePrivateKey) -> KeyAuthority:
-    return KeyAuthority("team-key", _pem(key))
+    return KeyAuthority("team-key", _pem(key), tlog=TLOG_IF_PRESENT)
 
 
 def _edit(bundle: bytes, change: object) -> bytes:
@@ -97,7 +97,7 @@ def test_message_bundle_round_trip(
 
     result = verify_bundle(bundle, authority, artifact=payload)
     assert result.verified, result.reasons
-    assert result.signer == {"type": "key", "keyId": key_hint(key.public_key())}
+    assert result.signer.to_dict() == {"type": "key", "keyId": key_hint(key.public_key())}
     assert result.message_digest == "sha256:" + sha256_hex(payload)
     # The digest alone is enough for ECDSA (prehashed verification).
     assert verify_bundle(
@@ -114,14 +114,16 @@ def test_other_key_types(kind: str) -> None:
     }[kind]()
     payload = statement(IMAGE_DIGEST.removeprefix("sha256:"))
     bundle = make_bundle(_dsse_material(key, payload))
-    authority = KeyAuthority(kind, _pem(key))  # type: ignore[arg-type]
+    authority = KeyAuthority(kind, _pem(key), tlog=TLOG_IF_PRESENT)  # type: ignore[arg-type]
     assert verify_bundle(bundle, authority, artifact_digest=IMAGE_DIGEST).verified
 
 
 def test_wrong_key_is_rejected(key: ec.EllipticCurvePrivateKey) -> None:
     payload = b"payload"
     bundle = make_bundle(SignatureMaterial(_sign(key, payload), payload))
-    other = KeyAuthority("other", _pem(ec.generate_private_key(ec.SECP256R1())))
+    other = KeyAuthority(
+        "other", _pem(ec.generate_private_key(ec.SECP256R1())), tlog=TLOG_IF_PRESENT
+    )
     result = verify_bundle(bundle, other, artifact=payload)
     assert not result.verified and result.reasons == ("signature does not verify with the key",)
 
@@ -215,18 +217,20 @@ def test_malformed_bundles_are_reasons_not_crashes(raw: bytes, authority: KeyAut
 
 
 def test_keyless_authority_rejects_key_based_bundle(key: ec.EllipticCurvePrivateKey) -> None:
-    from tests.sigstore.conftest import KeylessAuthority
 
     bundle = make_bundle(SignatureMaterial(_sign(key, b"x"), b"x"))
     result = verify_bundle(
-        bundle, KeylessAuthority("ci", issuer="https://i", subject="s"), artifact=b"x"
+        bundle,
+        KeylessAuthority("ci", IdentityPolicy(issuer="https://i", subject="s")),
+        artifact=b"x",
     )
     assert not result.verified and "not keylessly" in result.reasons[0]
 
 
 def test_require_tlog(key: ec.EllipticCurvePrivateKey, authority: KeyAuthority) -> None:
     bundle = make_bundle(SignatureMaterial(_sign(key, b"x"), b"x"))
-    result = verify_bundle(bundle, authority, artifact=b"x", require_tlog=True)
+    required = dataclasses.replace(authority, tlog=TLOG_REQUIRED)
+    result = verify_bundle(bundle, required, artifact=b"x")
     assert not result.verified and "no transparency-log entry" in result.reasons[0]
 
 
@@ -251,9 +255,8 @@ def test_logged_message_bundle_verifies_against_the_log(
     root = load_trusted_root(sigstore_mock.trusted_root)
     material = _logged_message(key, RekorClient(sigstore_mock.url), b"logged payload")
     bundle = make_bundle(material)
-    result = verify_bundle(
-        bundle, authority, artifact=b"logged payload", trusted_root=root, require_tlog=True
-    )
+    required = dataclasses.replace(authority, tlog=TLOG_REQUIRED)
+    result = verify_bundle(bundle, required, artifact=b"logged payload", trusted_root=root)
     assert result.verified, result.reasons
     assert result.tlog is not None and result.tlog["kind"] == "hashedrekord/0.0.1"
     assert result.signed_times  # the SET vouches for the integrated time

@@ -14,7 +14,7 @@ from attest.signing.trust import (
     load_trusted_root,
     trust_config_from_parts,
 )
-from tests.support.sigstore import SigstoreMock
+from attest.testing import SigstoreMock
 
 
 def test_public_good_root_is_offline_and_quiet(capfd: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from attest.cli.conformance import main as conformance_main
-from tests.sigstore.conftest import statement
-from tests.support.sigstore import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from tests.signing.conftest import statement
 
 
 def _sign(mock: SigstoreMock, artifact: Path, bundle: Path, *extra: str) -> int:

@@ -15,17 +15,17 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attest.signing.bundle import SignatureMaterial, key_hint, make_bundle, verify_bundle
+from attest.signing.authority import TLOG_REQUIRED, KeyAuthority, KeylessAuthority
+from attest.signing.bundle import SignatureMaterial, make_bundle
+from attest.signing.bundle_verify import verify_bundle
+from attest.signing.fulcio import IdentityPolicy
 from attest.signing.keyless import KeylessSigner
-from attest.signing.tlog import RekorClient
+from attest.signing.keys import key_id as key_hint
+from attest.signing.rekor import RekorClient
 from attest.signing.trust import load_trusted_root
-from tests.sigstore.conftest import KeyAuthority, KeylessAuthority, sha256_hex, statement
-from tests.support.sigstore import (
-    DEFAULT_ISSUER,
-    DEFAULT_SUBJECT,
-    SigstoreMock,
-    verify_with_sigstore_js,
-)
+from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from tests.signing.conftest import sha256_hex, statement
+from tests.support.sigstore import verify_with_sigstore_js
 
 IMAGE = "sha256:" + sha256_hex(b"interop image")
 PAYLOAD = b"interop payload"
@@ -127,10 +127,9 @@ def test_key_based_bundle_with_log_entry(sigstore_mock: SigstoreMock, tmp_path: 
     # Ours agrees, including the log entry.
     ours = verify_bundle(
         bundle.read_bytes(),
-        KeyAuthority("k", pem.read_bytes()),
+        KeyAuthority("k", pem.read_bytes(), tlog=TLOG_REQUIRED),
         artifact=PAYLOAD,
         trusted_root=load_trusted_root(sigstore_mock.trusted_root),
-        require_tlog=True,
     )
     assert ours.verified, ours.reasons
 
@@ -152,7 +151,7 @@ def test_key_based_dsse_bundle_without_log(sigstore_mock: SigstoreMock, tmp_path
         bundle, sigstore_mock.trusted_root, "--key", str(pem), "--no-tlog"
     )
     assert answer["verified"], answer
-    # With the default policy (a log entry required) sigstore-js refuses it, as we do with require_tlog.
+    # With the default policy (a log entry required) sigstore-js refuses it, as we do with TLOG_REQUIRED.
     assert not verify_with_sigstore_js(bundle, sigstore_mock.trusted_root, "--key", str(pem))[
         "verified"
     ]
@@ -169,8 +168,7 @@ def test_keyless_authority_shape_is_what_verify_uses(
     """Both verifiers agree on the same bundle (ours through the authority dataclass shape)."""
     authority = KeylessAuthority(
         "ci",
-        issuer=DEFAULT_ISSUER,
-        subject=DEFAULT_SUBJECT,
+        IdentityPolicy(issuer=DEFAULT_ISSUER, subject=DEFAULT_SUBJECT),
         trusted_root=sigstore_mock.trusted_root,
     )
     assert verify_bundle(

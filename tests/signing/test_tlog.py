@@ -17,7 +17,7 @@ from attest.signing.tlog import (
     verify_entry,
 )
 from attest.signing.trust import load_trusted_root
-from tests.sigstore.conftest import CONFORMANCE, needs_vectors
+from tests.signing.conftest import CONFORMANCE, needs_vectors
 
 
 def _leaf(data: bytes) -> bytes:
