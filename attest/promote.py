@@ -24,11 +24,12 @@ from attest.errors import VerificationFailed
 from attest.oci.access import identifier_for
 from attest.oci.manifest import Descriptor
 from attest.oci.reference import ImageReference, LayoutReference
-from attest.oci.registry import RegistryOptions
+from attest.oci.transport import RegistryOptions
 from attest.signing.attached import KINDS, Kind, copy_image, opened
+from attest.signing.authority import VerificationPolicy
 from attest.signing.signer import Signer
 from attest.signing.storage import SignedImage, attach_attestation
-from attest.verify import ImageVerification, VerificationPolicy, verify_image
+from attest.verify import ImageVerification, verify_image
 
 PROMOTION_PREDICATE_TYPE = "https://attest.dev/promotion/v1"
 """The predicate type of promotion attestations (README "Promotion attestation")."""

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from attest.attestations.predicates import SIGN_PREDICATE_TYPE
+from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE
 from attest.deadline import Deadline
 from attest.errors import ManifestError, NotFound, UsageError
 from attest.oci import mediatypes as mt
@@ -26,10 +28,10 @@ from attest.oci.access import identifier_for, open_store
 from attest.oci.manifest import Descriptor, FetchedManifest, Index, Manifest
 from attest.oci.reference import ImageReference, LayoutReference
 from attest.oci.referrers import list_referrers, push_referrer, remove_referrer
-from attest.oci.registry import RegistryOptions
 from attest.oci.store import ImageStore
+from attest.oci.transport import RegistryOptions
 from attest.signing.legacy import PREDICATE_TYPE_ANNOTATION, signature_tag
-from attest.signing.storage import BUNDLE_PREDICATE_ANNOTATION, SIGN_PREDICATE_TYPE
+from attest.signing.storage import BUNDLE_PREDICATE_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ def _referrer_kind(manifest: Manifest | Index, layer: Descriptor) -> AttachedLay
         return AttachedLayer("attestation", layer, predicate_type)
     if artifact_type in SBOM_MEDIA_TYPES or layer.media_type in SBOM_MEDIA_TYPES:
         return AttachedLayer("sbom", layer)
-    if layer.media_type in (mt.DSSE_ENVELOPE, mt.IN_TOTO):
+    if layer.media_type in (mt.DSSE_ENVELOPE, IN_TOTO_PAYLOAD_TYPE):
         return AttachedLayer("attestation", layer, layer.annotations.get(PREDICATE_TYPE_ANNOTATION))
     return AttachedLayer("other", layer)
 
@@ -286,7 +288,7 @@ def opened(
 ) -> Iterator[ImageStore]:
     """The store of ``target``, closed (a layout archive written) when the block ends."""
     store = open_store(target, options, create=create, deadline=deadline)
-    with store:  # type: ignore[attr-defined]  # both kinds of store are context managers
+    with store:  # both kinds of store are context managers
         yield store
 
 

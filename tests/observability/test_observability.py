@@ -15,7 +15,8 @@ import pytest
 import requests
 import yaml
 
-from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+from attest.oci.registry import RegistryRepository
+from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import free_port
 from tests.admission.helpers import deployment, make_tls, new_key, review, sign_image, write_config
 from tests.conftest import ROOT, simple_image

@@ -146,7 +146,8 @@ def _start_pod(
 def images(registry: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``pipeline``: an image `attest pipeline` signed and attested; ``unsigned``: one it did
     not touch (both under example-org/ of the real registry)."""
-    from attest.oci.registry import RegistryClient, RegistryOptions, RegistryRepository
+    from attest.oci.registry import RegistryRepository
+    from attest.oci.transport import RegistryClient, RegistryOptions
 
     workdir = tmp_path_factory.mktemp("pipeline")
     made = {}
