@@ -108,7 +108,10 @@ def statements(text: str, code: str, start: int, end: int) -> list[tuple[str, st
 def split_with(text: str, code: str) -> Step:
     """One statement as a :class:`Step`: the expression and its ``with`` clauses."""
     depths = _depths(code)
-    cuts = [m.start() for m in _WITH_WORD.finditer(code) if depths[m.start()] == 0]
+    words = list(_WITH_WORD.finditer(code))
+    if any(depths[m.start()] for m in words):
+        raise Unrunnable("'with' inside a comprehension or a call is not supported")
+    cuts = [m.start() for m in words]
     if not cuts:
         return Step(text)
     expression = text[: cuts[0]].strip()
