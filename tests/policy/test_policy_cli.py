@@ -76,3 +76,14 @@ def test_policy_eval(cli, write_bundle, tmp_path) -> None:
     doc.write_text("[1]")
     result = cli("policy", "eval", str(root), "--input", str(doc))
     assert result.exit_code == 2 and "must be a JSON object" in result.stderr
+
+
+def test_default_bundle_leaves_out_the_examples() -> None:
+    """policies/examples/ holds separate bundles (each its own attest.admission): never
+    part of the default bundle, whose hash and denials they would change."""
+    from attest.policy import load_bundle
+    from tests.conftest import ROOT
+
+    bundle = load_bundle(str(ROOT / "policies"))
+    assert sorted(bundle.modules) == ["admission.rego"]
+    assert (ROOT / "policies" / "examples" / "no-latest" / "policy.rego").is_file()
