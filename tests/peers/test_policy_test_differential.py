@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.support.opa import opa
 
-EXAMPLES = sorted(p for p in (ROOT / "policies" / "examples").iterdir() if p.is_dir())
+EXAMPLES = sorted(p.parent for p in (ROOT / "policies" / "examples").glob("*/policy.rego"))
 CORPUS = ROOT / "tests" / "policy" / "with_corpus"
 # What the embedded engine cannot run (reported as an error saying so, never a pass).
 CANNOT_RUN = {"data.corpus_test.test_with_object_comprehension"}
