@@ -73,11 +73,9 @@ def module_files(root: Path) -> list[Path]:
     bundles, each its own ``package attest.admission``)."""
     found: list[Path] = []
     for directory, subdirectories, names in os.walk(root):
-        subdirectories[:] = sorted(
-            d
-            for d in subdirectories
-            if not d.startswith(".") and not (d == EXAMPLES and Path(directory) == root)
-        )
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        if Path(directory) == root and EXAMPLES in subdirectories:
+            subdirectories.remove(EXAMPLES)  # separate example bundles, never this one
         found.extend(
             Path(directory, name)
             for name in names
