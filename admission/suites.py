@@ -251,4 +251,5 @@ def junit_xml(suite_name: str, results: list[CaseResult]) -> bytes:
         elif result.problems:
             failure = ET.SubElement(case, "failure", message=result.problems[0][:500])
             failure.text = "\n".join(result.problems)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    written: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return written

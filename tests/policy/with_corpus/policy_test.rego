@@ -88,3 +88,7 @@ test_with_object_comprehension if {
 	ws := {k: v | some k in ["a", "b"]; v := corpus.deny with input as {"images": [k]}}
 	ws.a == {"bad a"}
 }
+
+test_with_undefined_value_under_not_fails if {
+	not corpus.allow with input as data.nowhere.nothing
+}
