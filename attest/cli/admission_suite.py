@@ -8,6 +8,7 @@ import click
 
 from attest.cli.common import output_option, print_json
 from attest.errors import UsageError
+from attest.files import atomic_write
 
 
 @click.command("test")
@@ -35,7 +36,8 @@ def test_command(
     results = run_suite(suite, config_path=config_path)
     if junit_path:
         try:
-            Path(junit_path).write_bytes(junit_xml(Path(suite).stem, results))
+            with atomic_write(junit_path, mode=0o644) as out:  # a CI never reads half a report
+                out.write(junit_xml(Path(suite).stem, results))
         except OSError as err:
             raise UsageError(f"--junit {junit_path}: {err.strerror}") from None
     passed = sum(1 for r in results if r.passed)
