@@ -251,7 +251,9 @@ def _run_chain(
     chain = Chain(c, modules, make, interpreter)
     try:
         passed = chain.run(steps, {})
-    except (RuntimeError, Unrunnable) as err:
+    except Unrunnable as err:
+        return "error", f"cannot run: {err}"
+    except RuntimeError as err:
         return "error", str(err)
     return ("pass", "") if passed else ("fail", "undefined or false")
 

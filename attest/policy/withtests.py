@@ -8,14 +8,16 @@ terms, so sets stay sets).  A statement with ``with`` clauses is run alone:
 * ``with input as V`` / ``with input.a.b as V``: ``V`` is evaluated first (under
   the outer input and the bindings so far), then the statement runs with that
   input (or the outer input with ``a.b`` replaced);
+* ``with time.now_ns as V`` (a built-in replaced by a value): every call of it in
+  the modules is replaced by ``V``;
 * ``with data.pkg.rule as V``: an interpreter whose modules have every
   definition of ``rule`` in ``pkg`` blanked and one added module
   ``package pkg`` / ``rule := V``; a path no module defines is added the same way.
 
 A statement that yields several results (``some x in xs``) is backtracked over,
 as Rego does: the test passes when one chain of results reaches the end with
-the last statement true.  What cannot be rewritten faithfully (function mocks
-``with f as g``, a ``with`` over a whole package, rules with several bodies or
+the last statement true.  What cannot be rewritten faithfully (a function replaced by
+a function, ``with f as g``, a ``with`` over a whole package, rules with several bodies or
 ``else``) is a test error saying so: a test that cannot run is never a pass.
 """
 
@@ -32,6 +34,7 @@ from attest.policy.forms import defined_rules, top_level_spans
 MAX_QUERIES = 10_000
 _VAR = re.compile(r"[A-Za-z_]\w*\Z")
 _PATH = re.compile(r"(input|data)((?:\.[A-Za-z_]\w*)*)\Z")
+_FUNCTION = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z")
 _WITH_WORD = re.compile(r"(?<![\w.])with\s")
 _AS_WORD = re.compile(r"\sas\s")
 _HEAD = re.compile(r"[ \t]*test_\w+[ \t]*(?:if\b)?[ \t]*")
@@ -125,10 +128,11 @@ def split_with(text: str, code: str) -> Step:
         if as_at is None:
             raise Unrunnable(f"cannot read the with clause {clause.strip()[:60]!r}")
         target, value = clause[: as_at.start()].strip(), clause[as_at.end() :].strip()
-        if not _PATH.match(target) or target == "data":
+        if target == "data" or not (_PATH.match(target) or _FUNCTION.match(target)):
             raise Unrunnable(
-                f"'with {target} as …' mocks a function or a whole document: only input, "
-                "input.<path> and data.<package>.<rule> can be run by the embedded engine"
+                f"'with {target} as …' replaces the whole data document: only input, "
+                "input.<path>, data.<package>.<rule> and built-in functions (by a value) "
+                "can be run by the embedded engine"
             )
         clauses.append((target, value))
     return Step(expression, tuple(clauses))
@@ -217,8 +221,27 @@ def definition_spans(text: str, rule: str) -> list[tuple[int, int]]:
     return spans
 
 
+def mock_calls(modules: dict[str, str], function: str, term: str) -> dict[str, str]:
+    """``modules`` with every call of built-in ``function`` replaced by the value ``term``
+    (OPA's ``with time.now_ns as 1``: the call returns that value)."""
+    from attest.policy.regopy import _call_arguments, code_only
+
+    call = re.compile(rf"(?<![\w.]){re.escape(function)}\s*\(")
+    changed = {}
+    for name, text in modules.items():
+        code = code_only(text)
+        for match in reversed(list(call.finditer(code))):
+            end = match.end() + len(_call_arguments(code, match.end())) + 1
+            text = text[: match.start()] + f"({term})" + text[end:]
+            code = code[: match.start()] + f"({term})" + code[end:]
+        changed[name] = text
+    return changed
+
+
 def override_modules(modules: dict[str, str], path: str, term: str, number: int) -> dict[str, str]:
-    """``modules`` with ``data.<path>`` replaced by the Rego term ``term``."""
+    """``modules`` with ``data.<path>`` (or calls of built-in ``path``) replaced by ``term``."""
+    if not path.startswith("data."):
+        return mock_calls(modules, path, term)
     segments = path.split(".")[1:]
     if len(segments) < 2:
         raise Unrunnable(f"'with {path} as …' replaces a whole package")
@@ -370,7 +393,19 @@ class Chain:
         )
         interpreter, step_input, overrides = self.base, input_term, []
         for target, value_text in step["with"]:
-            found = self.query(self.base, input_term, f"{prefix}{INTERNAL}v := ({value_text})")
+            query = f"{prefix}{INTERNAL}v := ({value_text})"
+            if _PATH.match(target):
+                found = self.query(self.base, input_term, query)
+            else:
+                try:
+                    found = self.query(self.base, input_term, query)
+                except RuntimeError:
+                    found = []
+                if not found:  # a function reference has no value of its own
+                    raise Unrunnable(
+                        f"'with {target} as {value_text[:40]}' mocks a function with another "
+                        "function: only a value can replace a function in the embedded engine"
+                    )
             if not found:
                 return False  # an undefined with value makes the expression undefined
             value = found[0][f"{INTERNAL}v"]

@@ -20,3 +20,5 @@ allow if {
 }
 
 count_bad := count(deny)
+
+too_old if time.now_ns() - input.built_ns > 1000000000

@@ -92,3 +92,23 @@ test_with_object_comprehension if {
 test_with_undefined_value_under_not_fails if {
 	not corpus.allow with input as data.nowhere.nothing
 }
+
+test_with_builtin_value_mock if {
+	corpus.too_old with input.built_ns as 0 with time.now_ns as 5000000000
+}
+
+test_with_builtin_value_mock_fails if {
+	corpus.too_old with input.built_ns as 0 with time.now_ns as 10
+}
+
+mock_now := 7
+
+test_with_builtin_mocked_by_a_rule_value if {
+	not corpus.too_old with input.built_ns as 0 with time.now_ns as mock_now
+}
+
+fake_count(_) := 99
+
+test_with_function_mocked_by_function if {
+	corpus.deny["too many"] with input as {"images": []} with count as fake_count
+}
