@@ -8,6 +8,9 @@
 # appVersion, which is pyproject's version), without a Docker engine:
 #   buildah bud --isolation chroot --storage-driver vfs --build-arg VERSION=0.1.0 \
 #     --build-arg BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm -t ghcr.io/attest-dev/attest:0.1.0 .
+# Dependencies come from requirements.lock (`make lock`): exact versions, every file
+# checked against its SHA-256 (--require-hashes); attest itself is then added without
+# resolving anything (--no-deps).
 # Behind a TLS-inspecting proxy, hand pip its CA bundle without baking it in:
 #   --secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
@@ -16,7 +19,7 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY attest ./attest
 COPY admission ./admission
 COPY policies ./policies
@@ -24,7 +27,8 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
  && python3 -m venv /opt/attest/venv \
- && /opt/attest/venv/bin/pip install --quiet . \
+ && /opt/attest/venv/bin/pip install --quiet --require-hashes -r requirements.lock \
+ && /opt/attest/venv/bin/pip install --quiet --no-deps . \
  && /opt/attest/venv/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${BASE_IMAGE}

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test mutants lint system-deps js-deps peers venv bench clean image
+.PHONY: demo test mutants lint system-deps js-deps peers venv bench clean image lock
 
 venv: $(STAMP)
 
@@ -13,6 +13,13 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { scripts/system-deps.sh python3-venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+## make lock: pin every runtime dependency (base and extras other than test) with hashes
+## in requirements.lock, used by the Dockerfile, action.yml and the GitLab template.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip compile pyproject.toml $$($(BIN)/python -c 'import tomllib; print(" ".join("--extra " + e for e in tomllib.load(open("pyproject.toml", "rb"))["project"].get("optional-dependencies", {}) if e != "test"))') \
+	  --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
 
 ## make demo: set up .venv and run the main job end to end on the embedded default.
 demo: $(STAMP)

@@ -26,6 +26,7 @@ from attest.attestations.statement import (
     require_subject_digest,
 )
 from attest.errors import AttestationError
+from attest.policy.forms import allow_violation
 
 if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when verifying
     from attest.signing.authority import Authority
@@ -129,6 +130,7 @@ def judge_statement(
     slsa: SlsaExpectations | None = None,
     engine: RegoEngine | None = None,
     package: str = DEFAULT_POLICY_PACKAGE,
+    requires_allow: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Violations and warnings for a *signature-verified* Statement about ``digest``."""
     if statement_doc is None:
@@ -149,6 +151,9 @@ def judge_statement(
     if engine is not None:
         result = engine.evaluate(statement.to_dict(), package)
         violations.extend(f"policy: {message}" for message in result.deny)
+        refused = allow_violation(package, result.allow) if requires_allow else None
+        if refused:  # cosign's form: only a literal true allows
+            violations.append(f"policy: {refused}")
         warnings.extend(f"policy: {message}" for message in result.warn)
     return violations, warnings
 
@@ -168,6 +173,7 @@ class Judge:
     engine: RegoEngine | None = None
     package: str = DEFAULT_POLICY_PACKAGE
     policy: dict[str, Any] = field(default_factory=dict)  # what to report about the policy
+    requires_allow: bool = False  # the package defines cosign's ``allow``: it must be true
 
     def outcome(
         self,
@@ -191,6 +197,7 @@ class Judge:
                 slsa=self.slsa,
                 engine=self.engine,
                 package=self.package,
+                requires_allow=self.requires_allow,
             )
             violations.extend(more)
         return AttestationOutcome(

@@ -224,7 +224,7 @@ def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
 
 
 @admission_group.command("review")
-@click.argument("file", type=click.Path())
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--config",
     "config_path",
@@ -250,19 +250,21 @@ def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
 )
 @output_option
 def review_command(
-    file: str,
+    files: tuple[str, ...],
     config_path: str | None,
     record: bool,
     db: str | None,
     signing_key: str | None,
     output_format: str,
 ) -> None:
-    """Judge manifests (multi-document YAML/JSON) or AdmissionReviews in FILE offline.
+    """Judge manifests (multi-document YAML/JSON) or AdmissionReviews offline.
+
+    FILE is a file, a directory (every .yaml/.yml/.json below) or - for stdin.
 
     Exit 0 when every workload is admitted (warnings included), 1 when one is
     denied, 2 when the input or configuration is unusable.
     """
-    from admission.offline import review_file
+    from admission.suites import read_sources, review_sources
 
     if db and not record:
         raise UsageError("--db is where --record writes; add --record")
@@ -275,7 +277,7 @@ def review_command(
 
         resolve_target(db)  # fail before judging when there is nowhere to record
         signer = load_head_signer(signing_key) if signing_key else None
-    decisions = review_file(file, config_path=config_path)
+    decisions = review_sources(read_sources(files), config_path=config_path)
     if output_format == "json":
         print_json(
             {
@@ -292,3 +294,8 @@ def review_command(
         raise click.exceptions.Exit(2)
     if not all(d.allowed for d in decisions):
         raise click.exceptions.Exit(1)
+
+
+from attest.cli.admission_suite import test_command  # noqa: E402  (the suite runner)
+
+admission_group.add_command(test_command)

@@ -279,13 +279,14 @@ def _engine(policy_path: str | None, package: str | None) -> tuple[Any, str, dic
             raise UsageError("--policy-package needs --policy")
         return None, DEFAULT_POLICY_PACKAGE, {}
     from attest.policy import load_bundle, make_engine
+    from attest.policy.forms import choose_package, verdict_rules
 
     bundle = load_bundle(policy_path)
-    if package is None:
-        declared = sorted(bundle.packages())
-        package = declared[0] if len(declared) == 1 else DEFAULT_POLICY_PACKAGE
+    package = package or choose_package(bundle, DEFAULT_POLICY_PACKAGE)
+    rules = verdict_rules(bundle, package)  # none of allow/deny/warn: refused, not passed
     engine = make_engine(bundle)
-    return engine, package, {"path": policy_path, "package": package, "bundleHash": bundle.hash}
+    info = {"path": policy_path, "package": package, "bundleHash": bundle.hash}
+    return engine, package, {**info, "rules": sorted(rules)}
 
 
 def _print_report(report: AttestationReport) -> None:
@@ -332,7 +333,8 @@ def _judging(options: dict[str, Any]) -> Iterator[tuple[Any, Judge]]:
     )
     engine, package, policy_info = _engine(options["policy_path"], options["policy_package"])
     try:
-        yield policy, Judge(type_uri, slsa, engine, package, policy_info)
+        requires_allow = "allow" in policy_info.get("rules", ())
+        yield policy, Judge(type_uri, slsa, engine, package, policy_info, requires_allow)
     finally:
         if engine is not None:
             engine.close()

@@ -11,7 +11,7 @@ from attest.cli.common import output_option, print_json
 from attest.errors import UsageError
 from attest.policy import load_bundle, make_engine
 from attest.policy.engine import DEFAULT_PACKAGE
-from attest.policy.testing import run_tests
+from attest.policy.testing import report_text, run_tests
 
 
 @click.group("policy")
@@ -21,9 +21,14 @@ def policy_group() -> None:
 
 @policy_group.command("test")
 @click.argument("path", type=click.Path())
+@click.option("-v", "--verbose", is_flag=True, help="List every test, not only failures.")
 @output_option
-def test_command(path: str, output_format: str) -> None:
-    """Run the test_* rules of every *_test.rego under PATH (exit 1 if any fails)."""
+def test_command(path: str, verbose: bool, output_format: str) -> None:
+    """Run the test_* rules of every *_test.rego under PATH, like ``opa test`` (exit 1 if any fails).
+
+    Tests using ``with input as …`` / ``with data.… as …`` run too; one that cannot run
+    (a function mock) is reported as an error.
+    """
     outcomes = run_tests(path)
     passed = sum(1 for o in outcomes if o.status == "pass")
     if output_format == "json":
@@ -31,16 +36,7 @@ def test_command(path: str, output_format: str) -> None:
             {"passed": passed, "total": len(outcomes), "tests": [o.to_dict() for o in outcomes]}
         )
     else:
-        module = None
-        for outcome in outcomes:
-            if outcome.module != module:
-                module = outcome.module
-                click.echo(f"{module}:")
-            line = f"{outcome.name}: {outcome.status.upper()} ({outcome.seconds * 1000:.1f}ms)"
-            click.echo(line + (f": {outcome.detail}" if outcome.detail else ""))
-        click.echo("-" * 80)
-        verdict = "PASS" if passed == len(outcomes) else "FAIL"
-        click.echo(f"{verdict}: {passed}/{len(outcomes)}")
+        click.echo(report_text(outcomes, verbose=verbose))
     if passed != len(outcomes):
         raise click.exceptions.Exit(1)
 

@@ -24,6 +24,7 @@ from attest.errors import PolicyError
 
 MAX_MODULE_BYTES = 4 * 1024 * 1024
 MAX_MODULES = 1000
+EXAMPLES = "examples"
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 
 
@@ -67,10 +68,14 @@ def is_test_module(path: Path) -> bool:
 
 def module_files(root: Path) -> list[Path]:
     """The ``.rego`` files of a bundle directory, sorted: hidden files and directories
-    (``..data``, ``..2026_01_01_…``, ``.git``) skipped, symlinked directories not followed."""
+    (``..data``, ``..2026_01_01_…``, ``.git``) skipped, symlinked directories not followed,
+    and ``examples/`` at the top skipped (policies/examples/ holds separate example
+    bundles, each its own ``package attest.admission``)."""
     found: list[Path] = []
     for directory, subdirectories, names in os.walk(root):
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        if Path(directory) == root and EXAMPLES in subdirectories:
+            subdirectories.remove(EXAMPLES)  # separate example bundles, never this one
         found.extend(
             Path(directory, name)
             for name in names

@@ -31,6 +31,7 @@ class PolicyResult:
     warn: tuple[str, ...]
     engine: str
     bundle_hash: str
+    allow: Any = None  # cosign's form: the value of ``allow``, when the package defines it
 
     def to_dict(self) -> dict[str, Any]:
         return {

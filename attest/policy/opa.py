@@ -125,6 +125,7 @@ class RemoteOpaEngine:
             warn=read_rule(package, "warn", document.get("warn")),
             engine=self.name,
             bundle_hash=self.bundle_hash,
+            allow=document.get("allow"),
         )
 
     def close(self) -> None:

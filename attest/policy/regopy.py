@@ -48,6 +48,7 @@ from regopy import rego_shared as _c
 from attest.errors import PolicyError
 from attest.policy.bundle import PolicyBundle, package_of
 from attest.policy.engine import DEFAULT_PACKAGE, RULES, PolicyResult, check_package, read_rule
+from attest.policy.forms import package_rules
 
 ENGINE_NAME = f"regopy {regopy.__version__}"
 T = TypeVar("T")
@@ -415,6 +416,10 @@ class RegopyEngine:
         if problems:
             raise PolicyError(f"policy bundle {bundle.path}: {problems[0]}")
         self.packages = frozenset(package_of(n, t) for n, t in bundle.modules.items())
+        # cosign's form: packages that define ``allow`` have it read too (forms.py)
+        self.allow_packages = frozenset(
+            p for p in self.packages if "allow" in package_rules(bundle, p)
+        )
         # json.marshal/yaml.marshal cannot serialise an Input built value by value:
         # bundles that marshal get their input as JSON text (slower, always right).
         self.text_input = any(".marshal" in code_only(t) for t in bundle.modules.values())
@@ -426,7 +431,7 @@ class RegopyEngine:
             f"{package.replace('.', '/')}/{rule}"
             for package in sorted(self.packages)
             for rule in RULES
-        ]
+        ] + [f"{package.replace('.', '/')}/allow" for package in sorted(self.allow_packages)]
 
         def build() -> bytes:
             builder = regopy.Interpreter()
@@ -511,11 +516,12 @@ class RegopyEngine:
         if package not in self.packages:
             raise PolicyError(f"policy bundle {self.path} has no package {package}")
         interpreter, bundle = self._thread_interpreter()
+        rules = RULES + (("allow",) if package in self.allow_packages else ())
         try:
             if self.text_input:
                 raise ValueError("input as JSON text")
             _set_input(interpreter, fast_input(input_doc))  # the engine keeps a copy
-            values = {rule: self._query(interpreter, bundle, package, rule) for rule in RULES}
+            values = {rule: self._query(interpreter, bundle, package, rule) for rule in rules}
         except (PolicyError, _c.RegoError, TypeError, ValueError):
             try:
                 term = json.dumps(
@@ -527,12 +533,13 @@ class RegopyEngine:
                 interpreter.set_input_term(term)
             except _c.RegoError as err:
                 raise PolicyError(f"policy input rejected by the engine: {err}") from None
-            values = {rule: self._query(interpreter, bundle, package, rule) for rule in RULES}
+            values = {rule: self._query(interpreter, bundle, package, rule) for rule in rules}
         return PolicyResult(
             deny=read_rule(package, "deny", values["deny"]),
             warn=read_rule(package, "warn", values["warn"]),
             engine=self.name,
             bundle_hash=self.bundle_hash,
+            allow=values.get("allow"),
         )
 
     def close(self) -> None:

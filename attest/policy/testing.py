@@ -1,11 +1,12 @@
 """``attest policy test``: run the ``test_*`` rules of ``*_test.rego`` files with the embedded engine.
 
 A test passes when its rule is ``true``; ``false`` or undefined fails it, an
-evaluation error is an error.  The tests run in a child process: regopy
-crashes the whole process on some constructs (``with input as …`` over rules
-that call built-ins), and a crash must become one failed test with a clear
-reason, not the end of the run.  After a crash the child is restarted for the
-remaining tests.
+evaluation error is an error.  Test rules that use ``with`` (on which regopy
+crashes) are rewritten into a chain of queries with the substituted input or
+data (:mod:`attest.policy.withtests`); one that cannot be rewritten is an
+error, never a skip.  The tests run in a child process: a crash of the engine
+must become one failed test with a clear reason, not the end of the run.
+After a crash the child is restarted for the remaining tests.
 """
 
 from __future__ import annotations
@@ -15,18 +16,16 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from attest.errors import PolicyError
 from attest.policy.bundle import load_tests, package_of
+from attest.policy.forms import defined_rules
+from attest.policy.withtests import Chain, Step, Unrunnable, module_names, plan
 
 _TEST_RULE = re.compile(r"^[ \t]*(test_\w+)\b(?=\s*(?:if\b|\{|:=|=|contains\b))", re.MULTILINE)
 CHILD_TIMEOUT_SECONDS = 120.0
-WITH_UNSUPPORTED = (
-    "uses 'with', which the embedded engine (regopy) cannot evaluate over rules that call "
-    "built-ins: call the policy's functions with a document instead, or run it with 'opa test'"
-)
 
 
 TestStatus = Literal["pass", "fail", "error"]
@@ -42,6 +41,7 @@ class TestOutcome:
     status: TestStatus
     detail: str = ""
     seconds: float = 0.0
+    line: int = 0
 
     @property
     def name(self) -> str:
@@ -54,6 +54,7 @@ class TestOutcome:
             "status": self.status,
             "detail": self.detail,
             "seconds": round(self.seconds, 6),
+            "line": self.line,
         }
 
 
@@ -78,34 +79,47 @@ def _blank(text: str, start: int, end: int) -> str:
     return text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
 
 
-def discover(tests: dict[str, str]) -> tuple[list[tuple[str, str, str]], set[str], dict[str, str]]:
-    """Every distinct ``test_*`` rule as ``(module, package, rule)`` in file order, the names
-    of those that use ``with`` (the embedded engine cannot run them), and the test modules
-    with those rules blanked out so the rest can compile."""
+def discover(
+    tests: dict[str, str], policies: dict[str, str] | None = None
+) -> tuple[list[tuple[str, str, str]], dict[str, list[Step] | str], dict[str, str], dict[str, int]]:
+    """Every distinct ``test_*`` rule as ``(module, package, rule)`` in file order; for
+    those that use ``with``, the query chain that runs them (or why none can); the test
+    modules with those rules blanked out so the rest can compile; each test's line."""
     from attest.policy.regopy import code_only
 
     found: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()
-    uses_with: set[str] = set()
+    plans: dict[str, list[Step] | str] = {}
+    lines: dict[str, int] = {}
     runnable: dict[str, str] = {}
+    rules: dict[str, frozenset[str]] = {}
+    for module, text in {**(policies or {}), **tests}.items():
+        package = package_of(module, text)
+        rules[package] = rules.get(package, frozenset()) | defined_rules(text)
     for module, text in sorted(tests.items()):
         package = package_of(module, text)
         code = code_only(text)
+        names = module_names(text, package, rules[package])
         spans = []
         for match in _TEST_RULE.finditer(code):
             key = (package, match.group(1))
+            name = f"data.{package}.{match.group(1)}"
             end = _rule_end(code, match.end())
-            spans.append((match.group(1), match.start(), end))
-            if re.search(r"\bwith\s+(input|data)\b", code[match.start() : end]):
-                uses_with.add(f"data.{package}.{match.group(1)}")
+            spans.append((name, match.start(), end))
+            if re.search(r"\bwith\s+(input|data)\b|\bwith\s", code[match.start() : end]):
+                try:
+                    plans[name] = plan(text, match.start(), end, names)
+                except Unrunnable as err:
+                    plans[name] = str(err)
             if key not in seen:
                 seen.add(key)
+                lines[name] = code.count("\n", 0, match.start()) + 1
                 found.append((module, package, match.group(1)))
-        for rule, start, end in reversed(spans):
-            if f"data.{package}.{rule}" in uses_with:
+        for name, start, end in reversed(spans):
+            if name in plans:
                 text = _blank(text, start, end)
         runnable[module] = text
-    return found, uses_with, runnable
+    return found, plans, runnable, lines
 
 
 def run_tests(path: str) -> list[TestOutcome]:
@@ -117,26 +131,40 @@ def run_tests(path: str) -> list[TestOutcome]:
         problems = unsupported_constructs(name, text, allow_with=True)
         if problems:  # a passing test would prove nothing about what OPA answers
             raise PolicyError(f"policy tests {path}: {problems[0]}")
-    cases, uses_with, runnable = discover(test_modules)
+    cases, plans, runnable, lines = discover(test_modules, bundle.modules)
     if not cases:
         raise PolicyError(f"policy tests {path}: no test_* rules in any *_test.rego file")
     modules = {**bundle.modules, **runnable}
-    unsupported = {
-        (m, p, r): TestOutcome(m, p, r, "error", WITH_UNSUPPORTED)
+    unrunnable = {
+        (m, p, r): TestOutcome(m, p, r, "error", f"cannot run: {plans[f'data.{p}.{r}']}")
         for m, p, r in cases
-        if f"data.{p}.{r}" in uses_with
+        if isinstance(plans.get(f"data.{p}.{r}"), str)
     }
-    to_run = [case for case in cases if case not in unsupported]
+    to_run = [case for case in cases if case not in unrunnable]
+    chains = {
+        name: [step.to_json() for step in steps]
+        for name, steps in plans.items()
+        if not isinstance(steps, str)
+    }
     ran: list[TestOutcome] = []
     while len(ran) < len(to_run):
-        ran.extend(_run_child(modules, to_run[len(ran) :]))
+        ran.extend(_run_child(modules, to_run[len(ran) :], chains))
     by_case = {(o.module, o.package, o.rule): o for o in ran}
-    return [unsupported.get(case) or by_case[case] for case in cases]
+    return [
+        replace(unrunnable.get(case) or by_case[case], line=lines[f"data.{case[1]}.{case[2]}"])
+        for case in cases
+    ]
 
 
-def _run_child(modules: dict[str, str], cases: list[tuple[str, str, str]]) -> list[TestOutcome]:
+def _run_child(
+    modules: dict[str, str],
+    cases: list[tuple[str, str, str]],
+    chains: dict[str, list[dict[str, Any]]],
+) -> list[TestOutcome]:
     """Run ``cases`` in one child; stops at a crash, reporting the test that crashed it."""
-    request = json.dumps({"modules": modules, "tests": [[p, r] for _m, p, r in cases]})
+    request = json.dumps(
+        {"modules": modules, "tests": [[p, r] for _m, p, r in cases], "chains": chains}
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "attest.policy.testing"],
         stdin=subprocess.PIPE,
@@ -176,9 +204,8 @@ def _run_child(modules: dict[str, str], cases: list[tuple[str, str, str]]) -> li
                 package,
                 rule,
                 "error",
-                f"the embedded engine crashed on this test ({how or 'no output'}); regopy cannot "
-                "evaluate 'with input as …' over rules that call built-ins: call the policy's "
-                "functions with a document instead, or run it with 'opa test'",
+                f"the embedded engine crashed on this test ({how or 'no output'}); "
+                "run it with 'opa test'",
                 time.monotonic() - started if started else 0.0,
             )
         )
@@ -193,25 +220,45 @@ def _child_main() -> int:
     from attest.policy.regopy import captured_stdout, compile_error_message
 
     request = json.loads(sys.stdin.read())
-    interpreter = regopy.Interpreter()
-    interpreter.strict_built_in_errors = True
 
-    def load() -> None:
-        for name, text in sorted(request["modules"].items()):
-            interpreter.add_module(name, text)
-        interpreter.set_input_term("{}")
+    def make(modules: dict[str, str]) -> Any:
+        made = regopy.Interpreter()
+        made.strict_built_in_errors = True
+        for name, text in sorted(modules.items()):
+            made.add_module(name, text)
+        made.set_input_term("{}")
+        return made
 
-    _result, error, printed = captured_stdout(load)
-    if error is not None:
+    interpreter, error, printed = captured_stdout(lambda: make(request["modules"]))
+    if interpreter is None:
         print(json.dumps({"compile_error": compile_error_message(printed, error)}), flush=True)
         return 0
     for package, rule in request["tests"]:
         print(json.dumps({"start": f"{package}.{rule}"}), flush=True)
         began = time.monotonic()
-        status, detail = _evaluate(c, interpreter, f"data.{package}.{rule}")
+        chain = request["chains"].get(f"data.{package}.{rule}")
+        if chain is None:
+            interpreter.set_input_term("{}")  # a chain before may have set another
+            status, detail = _evaluate(c, interpreter, f"data.{package}.{rule}")
+        else:
+            status, detail = _run_chain(c, request["modules"], make, interpreter, chain)
         seconds = time.monotonic() - began
         print(json.dumps({"status": status, "detail": detail, "seconds": seconds}), flush=True)
     return 0
+
+
+def _run_chain(
+    c: Any, modules: dict[str, str], make: Any, interpreter: Any, steps: list[dict[str, Any]]
+) -> tuple[str, str]:
+    """A test rule with ``with``, run as its query chain (:mod:`attest.policy.withtests`)."""
+    chain = Chain(c, modules, make, interpreter)
+    try:
+        passed = chain.run(steps, {})
+    except Unrunnable as err:
+        return "error", f"cannot run: {err}"
+    except RuntimeError as err:
+        return "error", str(err)
+    return ("pass", "") if passed else ("fail", "undefined or false")
 
 
 def _evaluate(c: Any, interpreter: Any, query: str) -> tuple[str, str]:
@@ -240,3 +287,34 @@ def _evaluate(c: Any, interpreter: Any, query: str) -> tuple[str, str]:
 
 if __name__ == "__main__":
     sys.exit(_child_main())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3f}µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.3f}ms"
+    return f"{seconds:.3f}s"
+
+
+def report_text(outcomes: list[TestOutcome], *, verbose: bool = False) -> str:
+    """The report as ``opa test`` prints it: each test (only failures unless ``verbose``)
+    under its ``file:line:``, then ``PASS: n/total`` and ``FAIL``/``ERROR`` counts."""
+    lines: list[str] = []
+    shown = [o for o in outcomes if verbose or o.status != "pass"]
+    for outcome in shown:
+        lines.append(f"{outcome.module}:{outcome.line}:")
+        line = f"{outcome.name}: {outcome.status.upper()} ({_duration(outcome.seconds)})"
+        lines.append(line + (f": {outcome.detail}" if outcome.detail and not verbose else ""))
+    failing = [o for o in outcomes if o.status != "pass"]
+    if verbose and failing:
+        lines += ["-" * 80, "FAILURES", "-" * 80]
+        for outcome in failing:
+            lines += [f"{outcome.name}: {outcome.status.upper()}", f"  {outcome.detail}", ""]
+    lines.append("-" * 80)
+    total = len(outcomes)
+    for status in ("pass", "fail", "error"):
+        count = sum(1 for o in outcomes if o.status == status)
+        if count:
+            lines.append(f"{status.upper()}: {count}/{total}")
+    return "\n".join(lines)

@@ -57,7 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpaServer]:
 
 
 def test_opa_test_and_attest_policy_test_agree_on_the_default_bundle() -> None:
-    done = opa("test", "--verbose", str(POLICIES))
+    # the bundle's own files: policies/examples/ holds separate bundles (tested on their own)
+    done = opa("test", "--verbose", *sorted(map(str, POLICIES.glob("*.rego"))))
     assert done.returncode == 0, done.stdout + done.stderr
     opa_passed = {
         line.split(":")[0]
