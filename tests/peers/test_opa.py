@@ -169,10 +169,21 @@ class Garbage:
 @pytest.mark.parametrize(
     ("answer", "expected"),
     [
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!", "not JSON"),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n[1, 2, 3]\n", "package is undefined"),
-        (b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"result": 7}', "evaluated to a int"),
-        (b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 4\r\n\r\noops", "HTTP 502"),
+        # Connection: close, as the server closes after answering: a client that reused the
+        # connection would race the close and see "unreachable" instead of the garbage
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 9\r\n\r\nnot json!", "not JSON"),
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\n[1, 2, 3]\n",
+            "package is undefined",
+        ),
+        (
+            b'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 13\r\n\r\n{"result": 7}',
+            "evaluated to a int",
+        ),
+        (
+            b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 4\r\n\r\noops",
+            "HTTP 502",
+        ),
         (b"SSH-2.0-OpenSSH_9.6\r\n", "OPA unreachable"),
         (b"", "OPA unreachable"),
     ],

@@ -6,15 +6,18 @@ a certificate chain made here (a root CA and a TSA leaf with the critical
 window.  ``authority_entry`` is the TSA as a trusted root lists it.  NTP
 monitoring is off: the suite has no network.  timestamp-server v2.1.3 always serves
 its metrics on ``:2112`` (every interface, no flag to move it), so only one can run
-on a machine at a time.
+on a machine at a time: ``start`` takes a machine-wide lock (waiting for another suite's
+authority, e.g. a parallel ``make mutants`` copy, to stop) and ``stop`` releases it.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,10 @@ def _rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+METRICS_LOCK = Path(tempfile.gettempdir()) / "attest-timestamp-server-2112.lock"
+METRICS_LOCK_WAIT_SECONDS = 900.0
+
+
 @dataclass
 class TimestampAuthority:
     """One ``timestamp-server`` process; ``url`` is its RFC 3161 endpoint."""
@@ -127,6 +134,7 @@ class TimestampAuthority:
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="attest-tsa-")))
     process: subprocess.Popen[bytes] | None = None
+    _lock: Any = None
 
     @property
     def base_url(self) -> str:
@@ -136,7 +144,26 @@ class TimestampAuthority:
     def url(self) -> str:
         return f"{self.base_url}/api/v1/timestamp"
 
+    def _take_metrics_port(self) -> None:
+        """Wait (bounded) until no other timestamp-server of this machine holds :2112."""
+        self._lock = open(METRICS_LOCK, "a")  # noqa: SIM115 - held until stop()
+        deadline = time.monotonic() + METRICS_LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock.close()
+                    self._lock = None
+                    raise RuntimeError(
+                        f"another timestamp-server held :2112 for {METRICS_LOCK_WAIT_SECONDS:.0f} s"
+                        f" ({METRICS_LOCK})"
+                    ) from None
+                time.sleep(0.2)
+
     def start(self) -> TimestampAuthority:
+        self._take_metrics_port()
         log = (self.workdir / "timestamp-server.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -179,6 +206,9 @@ class TimestampAuthority:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def authority_entry(
         self, *, start: dt.datetime | None = None, end: dt.datetime | None = None

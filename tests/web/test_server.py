@@ -125,13 +125,24 @@ def test_an_unusable_database_degrades_readyz_but_admission_keeps_answering(
         what="the dropped record counted",
     )
     assert metric_total(text, "attest_decision_records_written_total") == 0
-    alerts = [
-        line
-        for line in server.log_lines()
-        if line.get("event") in ("decision_records_dropped", "decision_records_unavailable")
-    ]
-    assert alerts and all(line["message"].startswith("ALERT") for line in alerts)
-    assert any(line.get("reason") == "database" and "dropped" in line for line in alerts)
+
+    def alerts() -> list[dict]:
+        return [
+            line
+            for line in server.log_lines()
+            if line.get("event") in ("decision_records_dropped", "decision_records_unavailable")
+        ]
+
+    # the counter and the log line come from different processes: wait for the line too
+    logged = wait_for(
+        lambda: (
+            (found := alerts())
+            and any(line.get("reason") == "database" and "dropped" in line for line in found)
+            and found
+        ),
+        what="the dropped record's alert in the log",
+    )
+    assert all(line["message"].startswith("ALERT") for line in logged)
     # the directory appears (the volume is mounted late): recording recovers on its own
     (tmp_path / "not-mounted").mkdir()
 
