@@ -17,6 +17,7 @@ not fail the load: it is kept with the reason, so decisions can report it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,3 +94,39 @@ def parse_exceptions(data: Any, base: Path, files: list[str]) -> ExceptionSet | 
     files.append(resolved)  # a file added or removed changes the directory
     files.extend(e.source for e in loaded.exceptions)
     return loaded
+
+
+EXPIRING_SOON = dt.timedelta(days=1)
+
+
+def status(loaded: LoadedException, now: dt.datetime, soon: dt.timedelta = EXPIRING_SOON) -> str:
+    """``rejected`` (not trusted), ``expired``, ``expiring`` (within ``soon``) or ``in-force``."""
+    if not loaded.trusted or loaded.document is None:
+        return "rejected"
+    if now >= loaded.document.expires_at:
+        return "expired"
+    return "expiring" if loaded.document.expires_at - now <= soon else "in-force"
+
+
+def describe(exceptions: ExceptionSet, now: dt.datetime) -> list[dict[str, Any]]:
+    """Every exception file as plain data, with its status (``attest exception list``, the
+    AppSec overview)."""
+    rows = []
+    for loaded in exceptions.exceptions:
+        document = loaded.document
+        rows.append(
+            {
+                "id": document.id if document else None,
+                "status": status(loaded, now),
+                "namespace": document.namespace if document else None,
+                "image": document.image.text() if document else None,
+                "expires": document.expires if document else None,
+                "ticket": document.ticket if document else None,
+                "reason": document.reason if document else None,
+                "covers": list(document.covers) if document else [],
+                "signer": loaded.signer or None,
+                "problem": loaded.problem,
+                "file": loaded.source,
+            }
+        )
+    return rows

@@ -164,37 +164,6 @@ def _read(path: str) -> bytes:
         raise UsageError(f"{path}: {err.strerror}") from None
 
 
-def _status(loaded: Any, now: dt.datetime, soon: dt.timedelta) -> str:
-    if not loaded.trusted:
-        return "rejected"
-    if now >= loaded.document.expires_at:
-        return "expired"
-    return "expiring" if loaded.document.expires_at - now <= soon else "in-force"
-
-
-def _rows(exceptions: Any) -> list[dict[str, Any]]:
-    now = dt.datetime.now(dt.UTC)
-    rows = []
-    for loaded in exceptions.exceptions:
-        document = loaded.document
-        rows.append(
-            {
-                "id": document.id if document else None,
-                "status": _status(loaded, now, dt.timedelta(days=1)),
-                "namespace": document.namespace if document else None,
-                "image": document.image.text() if document else None,
-                "expires": document.expires if document else None,
-                "ticket": document.ticket if document else None,
-                "reason": document.reason if document else None,
-                "covers": list(document.covers) if document else [],
-                "signer": loaded.signer or None,
-                "problem": loaded.problem,
-                "file": loaded.source,
-            }
-        )
-    return rows
-
-
 signer_choice = [
     click.option(
         "--config",
@@ -225,7 +194,9 @@ def list_command(
     paths: tuple[str, ...], config: str | None, keys: tuple[str, ...], output_format: str
 ) -> None:
     """List exceptions with their status: in-force, expiring (within a day), expired, rejected."""
-    rows = _rows(_exceptions(config, keys, paths))
+    from admission.exceptions.settings import describe
+
+    rows = describe(_exceptions(config, keys, paths), dt.datetime.now(dt.UTC))
     if output_format == "json":
         print_json(rows)
         return
@@ -244,7 +215,9 @@ def verify_command(
     paths: tuple[str, ...], config: str | None, keys: tuple[str, ...], output_format: str
 ) -> None:
     """Verify exceptions: exit 0 only if every one is signed by a trusted signer and unexpired."""
-    rows = _rows(_exceptions(config, keys, paths))
+    from admission.exceptions.settings import describe
+
+    rows = describe(_exceptions(config, keys, paths), dt.datetime.now(dt.UTC))
     if output_format == "json":
         print_json(rows)
     bad = [r for r in rows if r["status"] in ("rejected", "expired")]
