@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from admission.config import ConfigWatcher
 from admission.decide import mentions
 from admission.exceptions.apply import ImageFacts, apply_exceptions
 from admission.exceptions.document import (
@@ -27,6 +30,7 @@ from admission.exceptions.settings import ExceptionSet
 from attest.signing.bundle import TLOG_IF_PRESENT
 from attest.verify import KeyAuthority
 from tests.admission.helpers import Key, new_key
+from tests.support.kubelet import Volume
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 APP = "ghcr.io/acme/app"
@@ -198,3 +202,35 @@ def test_denials_it_does_not_name_stay() -> None:
     other = image("ghcr.io/acme/db:v1", "ghcr.io/acme/db")
     both = {**denial(f"{APP}:v1"), "messages": (f"{APP}:v1: no", "ghcr.io/acme/db:v1: no")}
     assert run(exception_set(key, signed(key)), both, [image(), other]).result == "denied"
+
+
+def test_a_configmap_of_exceptions_is_followed_through_swaps(tmp_path: Path) -> None:
+    """Added, replaced and removed exceptions (kubelet's ``..data`` swaps) are reloaded."""
+    key = new_key()
+    key.write(tmp_path / "appsec.pub")
+    volume = Volume(tmp_path / "exceptions")
+    volume.write({"a.json": signed(key, ident="exc-a")})
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "exceptions": {
+                    "directory": str(volume.root),
+                    "signers": [{"name": "appsec", "key": {"path": str(tmp_path / "appsec.pub")}}],
+                }
+            }
+        )
+    )
+    watcher = ConfigWatcher(str(config), lambda _config: None, interval=0, settle=0)
+
+    def loaded() -> list[tuple[str, bool]]:
+        exceptions = watcher.current().config.exceptions
+        assert exceptions is not None
+        return [(e.ident, e.trusted) for e in exceptions.exceptions]
+
+    assert loaded() == [("exc-a", True)]
+    volume.write({"a.json": signed(key, ident="exc-a"), "b.json": signed(new_key(), ident="b")})
+    assert loaded() == [("exc-a", True), ("b", False)]
+    volume.write({})
+    assert loaded() == []
+    assert watcher.last_error is None
