@@ -27,6 +27,8 @@ from admission.exceptions.document import LoadedException
 from admission.exceptions.settings import ExceptionSet
 
 DENIED = ("denied", "timed_out", "error")
+LOUD = "EXCEPTION "  # the first warnings of an admission by exception
+EXCUSED = "excepted: "  # each denial it excused, as a warning
 MAX_RECORDED = 20
 # the record's ``category``: ``applied``, or why not (admission.metrics.EXCEPTION_REASONS)
 
@@ -178,15 +180,17 @@ def apply_exceptions(
         )
         for reference, loaded in covering.items()
     ]
+    if admitted:  # what policy alone answered, for replay (see without_exception)
+        applied = [{**record, "overrides": unchanged.result} for record in applied]
     if not admitted:
         return _with(unchanged, applied + rejected)
     loud = [
-        f"EXCEPTION {loaded.ident} admits {reference}, which policy denies: signed by "
+        f"{LOUD}{loaded.ident} admits {reference}, which policy denies: signed by "
         f"{loaded.signer}, ticket {loaded.document.ticket if loaded.document else '?'}, "
         f"expires {loaded.document.expires if loaded.document else '?'}"
         for reference, loaded in covering.items()
     ]
-    warnings = (*loud, *(f"excepted: {m}" for m in excused), *unchanged.warnings)
+    warnings = (*loud, *(f"{EXCUSED}{m}" for m in excused), *unchanged.warnings)
     return _with(Outcome("warned", (), warnings, 200), applied + rejected)
 
 
@@ -217,3 +221,18 @@ def exception_fields(records: Sequence[dict[str, Any]], namespace: str) -> dict[
         next((r for r in records if r["namespace"] == namespace), records[0]),
     )
     return {"exception": first, "exceptions": list(records)}
+
+
+def without_exception(document: dict[str, Any]) -> dict[str, Any]:
+    """A recorded decision as policy alone answered it, before an exception admitted it
+    (``decisions replay`` compares a new policy's answer with this); others unchanged."""
+    exception = document.get("exception")
+    if not isinstance(exception, dict) or exception.get("applied") is not True:
+        return document
+    warnings = [w for w in document.get("warnings") or [] if isinstance(w, str)]
+    return {
+        **document,
+        "result": exception.get("overrides") or "denied",
+        "messages": [w.removeprefix(EXCUSED) for w in warnings if w.startswith(EXCUSED)],
+        "warnings": [w for w in warnings if not w.startswith((EXCUSED, LOUD))],
+    }

@@ -286,6 +286,11 @@ def test_deny_then_exception_then_admitted_and_recorded(
     assert exception["applied"] is True and exception["id"] == ident
     assert exception["signer"] == "appsec" and exception["ticket"] == "INC-42"
     assert records[0]["result"] == "warned"
+    # replaying the policy compares with the denial the exception overrode: no change
+    replay = cli(
+        "decisions", "replay", "--db", db, "--config", str(config), "--namespace", "payments"
+    )
+    assert replay.exit_code == 0, replay.stdout + replay.stderr
     # the same request in another namespace is still denied
     assert ask(server, image, "shop", "shop")["allowed"] is False
     text = server.ops("/metrics").text
