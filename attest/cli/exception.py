@@ -36,7 +36,12 @@ def _expiry(text: str, now: dt.datetime) -> dt.datetime:
     relative = _RELATIVE.match(text.strip())
     if relative:
         return now + dt.timedelta(seconds=int(relative.group(1)) * _UNITS[relative.group(2)])
-    return parse_moment(text, "--expires")
+    try:
+        return parse_moment(text, "--expires")
+    except UsageError:
+        raise UsageError(
+            f"--expires {text!r}: use an RFC 3339 time (2026-12-24T18:00:00Z) or 30m, 72h, 7d"
+        ) from None
 
 
 @exception_group.command("create")

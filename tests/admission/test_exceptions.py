@@ -234,3 +234,63 @@ def test_a_configmap_of_exceptions_is_followed_through_swaps(tmp_path: Path) -> 
     volume.write({})
     assert loaded() == []
     assert watcher.last_error is None
+
+
+def test_cli_create_list_verify_and_bad_input(cli, tmp_path: Path) -> None:
+    from attest.signing import keys
+
+    pair = keys.generate_key_pair(b"pw")
+    (tmp_path / "appsec.key").write_bytes(pair.private_pem)
+    (tmp_path / "appsec.pub").write_bytes(pair.public_pem)
+    env = {"ATTEST_PASSWORD": "pw"}
+    common = ["--reason", "r", "--ticket", "T", "--key", str(tmp_path / "appsec.key")]
+    folder = tmp_path / "exceptions"
+    folder.mkdir()
+    made = cli(
+        "exception",
+        "create",
+        "--namespace",
+        "payments",
+        "--image",
+        f"GHCR.IO:443/acme/app@{DIGEST}",
+        "--expires",
+        "2h",
+        *common,
+        "--tlog-upload=false",
+        "-f",
+        str(folder / "a.json"),
+        env=env,
+    )
+    assert made.exit_code == 0, made.stderr
+    listed = cli(
+        "exception", "list", str(folder), "--key", str(tmp_path / "appsec.pub"), "-o", "json"
+    )
+    (row,) = listed.json()  # type: ignore[misc]
+    assert row["status"] == "expiring" and row["image"] == f"{APP}@{DIGEST}"
+    assert row["id"] == made.stdout.strip()
+    bundle = json.loads((folder / "a.json").read_text())
+    bundle["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(b"x" * 64).decode()
+    (folder / "b.json").write_text(json.dumps(bundle))
+    verified = cli("exception", "verify", str(folder), "--key", str(tmp_path / "appsec.pub"))
+    assert verified.exit_code == 1 and "b.json: rejected" in verified.stdout
+    assert "1 of 2 exceptions are not valid" in verified.stderr
+    for bad, words in (
+        (
+            ["--namespace", "Payments", "--image", "x", "--expires", "1h"],
+            "not a Kubernetes namespace",
+        ),
+        (["--namespace", "p", "--image", "x", "--expires", "tomorrow"], "--expires 'tomorrow'"),
+        (
+            ["--namespace", "p", "--image", "x", "--expires", "2020-01-01T00:00:00Z"],
+            "not in the future",
+        ),
+        (
+            ["--namespace", "p", "--image", "x@sha256:12", "--expires", "1h"],
+            "sha256:<64 hex digits>",
+        ),
+    ):
+        result = cli(
+            "exception", "create", *bad, *common, "-f", str(tmp_path / "bad.json"), env=env
+        )
+        assert result.exit_code == 2 and words in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and not (tmp_path / "bad.json").exists()
