@@ -286,6 +286,12 @@ def test_deny_then_exception_then_admitted_and_recorded(
     assert exception["applied"] is True and exception["id"] == ident
     assert exception["signer"] == "appsec" and exception["ticket"] == "INC-42"
     assert records[0]["result"] == "warned"
+    logged = [
+        line["exceptions"][0]
+        for line in server.log_lines()
+        if line.get("event") == "admission_decision" and line.get("exceptions")
+    ]
+    assert any(e["applied"] and e["id"] == ident and e["ticket"] == "INC-42" for e in logged)
     # replaying the policy compares with the denial the exception overrode: no change
     replay = cli(
         "decisions", "replay", "--db", db, "--config", str(config), "--namespace", "payments"
