@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import yaml
 
@@ -45,6 +45,9 @@ from attest.signing.authority import (
     VerificationPolicy,
 )
 from attest.signing.fulcio import IdentityPolicy
+
+if TYPE_CHECKING:
+    from admission.exceptions.settings import ExceptionSet
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +219,7 @@ class AdmissionConfig:
     namespaces: NamespaceFilter = NamespaceFilter()
     pin_digests: bool = False
     max_concurrent_per_registry: int = DEFAULT_MAX_CONCURRENT_PER_REGISTRY
+    exceptions: ExceptionSet | None = None  # signed break-glass exceptions (admission.exceptions)
     files: tuple[str, ...] = ()
 
     def policy_for(self, image_name: str, namespace: str) -> ImagePolicy | None:
@@ -451,6 +455,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             "namespaces",
             "pinDigests",
             "maxConcurrentPerRegistry",
+            "exceptions",
         },
     )
     files: list[str] = [os.path.abspath(path)]
@@ -497,6 +502,9 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     per_registry = reader.get("maxConcurrentPerRegistry", int, DEFAULT_MAX_CONCURRENT_PER_REGISTRY)
     if not 1 <= per_registry <= 64:
         raise ConfigError(f"maxConcurrentPerRegistry must be between 1 and 64, not {per_registry}")
+    from admission.exceptions.settings import parse_exceptions  # it builds on this module
+
+    exceptions = parse_exceptions(reader.data.get("exceptions"), base, files)
     return AdmissionConfig(
         path=path,
         policies=policies,
@@ -513,6 +521,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
         namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
         pin_digests=reader.get("pinDigests", bool, False),
         max_concurrent_per_registry=per_registry,
+        exceptions=exceptions,
         files=tuple(dict.fromkeys(files)),
     )
 

@@ -32,6 +32,7 @@ from typing import Any
 from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
 from admission.cache import CacheKey, TagCache, VerificationCache
 from admission.config import AdmissionConfig, ConfigWatcher
+from admission.exceptions.apply import apply_exceptions, exception_fields, image_facts
 from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
 from admission.review import AdmissionRequest
 from admission.slots import RegistrySlots
@@ -108,6 +109,7 @@ class Decision:
     code: int = 200
     dry_run: bool = False
     caller: str = ""  # the client certificate subject the request came with ("" without one)
+    exceptions: tuple[dict[str, Any], ...] = ()  # admission.exceptions.apply.exception_record
 
     @property
     def allowed(self) -> bool:
@@ -140,6 +142,7 @@ class Decision:
             "bundleHash": self.bundle_hash,
             "trustFingerprint": self.trust_fingerprint,
             "engine": self.engine,
+            **exception_fields(self.exceptions, self.namespace),
         }
 
 
@@ -389,6 +392,10 @@ class Admission:
         decision = self._combine(
             base, request, document["images"], config, rego_deny, rego_warn, policy_error
         )
+        excepted = apply_exceptions(
+            decision, image_facts(checks), request.namespace, config.exceptions, now, mentions
+        )
+        decision = {**excepted.answer(), "exceptions": excepted.records}
         latency = {
             "resolve": round(max((c.resolve_seconds for c in checks), default=0.0) * 1000, 3),
             "verify": round(max((c.verify_seconds for c in checks), default=0.0) * 1000, 3),

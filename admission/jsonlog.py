@@ -123,7 +123,14 @@ def decision_fields(decision: Any, webhook: str) -> dict[str, Any]:
         "messages": list(decision.messages),
         "warnings": list(decision.warnings),
         "latencyMs": dict(decision.latency),
+        **_exceptions(getattr(decision, "exceptions", ())),
     }
+
+
+def _exceptions(records: Any) -> dict[str, Any]:
+    """The exceptions that concerned the decision (admission.exceptions), briefly."""
+    keys = ("id", "applied", "category", "signer", "ticket", "image")
+    return {"exceptions": [{k: r.get(k) for k in keys} for r in records]} if records else {}
 
 
 def log_decision(logger: logging.Logger, decision: Any, webhook: str = "validate") -> None:

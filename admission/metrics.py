@@ -47,6 +47,16 @@ LATENCY_BUCKETS = (
     30.0,
 )
 _NOT_VERIFIED = ("invalid", "unmatched")
+EXCEPTION_REASONS = (
+    "applied",
+    "untrusted",
+    "expired",
+    "namespace",
+    "image",
+    "not_covered",
+    "other_denials",
+    "taken",
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class AdmissionMetrics:
     records_written: Any
     records_dropped: Any
     checkpoints: Any
+    exceptions: Any
 
 
 _created: list[AdmissionMetrics] = []
@@ -120,6 +131,12 @@ def _create() -> AdmissionMetrics:
             "Signed checkpoints of decision chain heads (none while records are written "
             "means the newest records are not covered by a signature)",
         ),
+        exceptions=Counter(
+            "attest_admission_exceptions_total",
+            "Signed break-glass exceptions that concerned a denied request: applied (the "
+            "request was admitted) or rejected, by reason",
+            ["outcome", "reason"],
+        ),
     )
 
 
@@ -152,6 +169,12 @@ def observe_decision(decision: Any, webhook: str = "validate") -> None:
         if image.policy is None or image.outcome in _NOT_VERIFIED:
             continue
         current.cache.labels(result="hit" if image.cached else "miss").inc()
+    for record in getattr(decision, "exceptions", ()):
+        category = record.get("category")
+        current.exceptions.labels(
+            outcome="applied" if record.get("applied") else "rejected",
+            reason=category if category in EXCEPTION_REASONS else OTHER,
+        ).inc()
 
 
 def observe_registry_status(status: str) -> None:

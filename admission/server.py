@@ -310,7 +310,9 @@ def serve(
         admission = Admission(config_path)
         webhook_app = create_app(admission=admission, recorder=recorder)
         apps: dict[int, WSGIApp] = {webhook_port: webhook_app}
-        ops_app = create_ops_app(target, web_token_file)
+        ops_app = create_ops_app(
+            target, web_token_file, exceptions=lambda: admission.config.exceptions
+        )
         if web_port:
             apps[web_port] = ops_app
         if probe_port:

@@ -16,6 +16,7 @@ from typing import Any
 
 import rfc8785
 
+from admission.decisions.sbom import without_statement
 from attest.errors import UsageError
 
 RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
@@ -133,9 +134,7 @@ def _without_statements(document: dict[str, Any]) -> dict[str, Any]:
             for key in _CHECK_LISTS:
                 if isinstance(verification.get(key), list):
                     verification[key] = [
-                        {k: v for k, v in check.items() if k != "statement"}
-                        if isinstance(check, dict)
-                        else check
+                        without_statement(check) if isinstance(check, dict) else check
                         for check in verification[key]
                     ]
             image = {**image, "verification": verification}

@@ -21,6 +21,7 @@ from typing import Any
 
 from admission.decide import ImageOutcome, image_outcome, judge
 from admission.decisions.model import StoredDecision, pick
+from admission.exceptions.apply import without_exception
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
 
@@ -153,8 +154,9 @@ def _unmatched_setting(document: dict[str, Any]) -> str:
 
 
 def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay:
-    """Evaluate ``record``'s policy input with ``engine`` and compare with what was decided."""
-    document = record.document
+    """Evaluate ``record``'s policy input with ``engine`` and compare with what was decided
+    (by policy: an exception's admission is compared as the denial it overrode)."""
+    document = without_exception(record.document)
     policy_input = document.get("input")
     if not isinstance(policy_input, dict):
         reason = "; ".join(_strings(document.get("messages"))) or "no input recorded"

@@ -9,8 +9,10 @@ be read the pages say why (HTTP 503) and the rest of the port keeps working.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, redirect, render_template, request, url_for
@@ -18,7 +20,7 @@ from flask import Flask, Response, redirect, render_template, request, url_for
 from admission import metrics
 from admission.decisions import query
 from admission.decisions.store import DecisionDatabase, open_database
-from admission.web import views
+from admission.web import overview, pages, views
 from admission.web.auth import COOKIE, TokenGate
 from attest.errors import AttestError, UsageError
 
@@ -54,6 +56,9 @@ form.filters label { display: flex; flex-direction: column; font-size: 12px; }
 section.image { border: 1px solid #dde; border-radius: 4px; padding: .2rem 1rem; margin: 1rem 0; }
 dl { display: grid; grid-template-columns: max-content auto; gap: .2rem 1rem; }
 dt { font-weight: 600; } dd { margin: 0; }
+header nav { font-size: 14px; }
+section { margin: 1rem 0 1.5rem; }
+svg.chart { display: block; max-width: 100%; height: auto; }
 pre { background: #f4f5f9; padding: .5rem; overflow: auto; max-height: 30rem; }
 """
 
@@ -81,8 +86,13 @@ class _ReadOnlyDatabase:
                 self._database = None
 
 
-def create_ops_app(db: str | None = None, token_file: str | None = None) -> Flask:
-    """The ops-port application; the decisions view is on only with ``token_file``."""
+def create_ops_app(
+    db: str | None = None,
+    token_file: str | None = None,
+    exceptions: Callable[[], Any] | None = None,
+) -> Flask:
+    """The ops-port application; the decisions view is on only with ``token_file``.
+    ``exceptions`` gives the webhook's exceptions in force (for the overview)."""
     app = Flask(__name__)
     app.jinja_env.autoescape = True  # every template, whatever its name
     gate = TokenGate(token_file) if token_file else None
@@ -133,7 +143,7 @@ def create_ops_app(db: str | None = None, token_file: str | None = None) -> Flas
 
     @app.get("/")
     def index() -> Any:
-        return redirect(url_for("decision_list"))
+        return redirect(url_for("overview_page"))
 
     @app.get("/login")
     def login_form() -> Any:
@@ -167,15 +177,65 @@ def create_ops_app(db: str | None = None, token_file: str | None = None) -> Flas
             return denied()
         try:
             form = views.parse_filters(request.args)
+            before = pages.before_id(request.args.get("before", ""))
         except UsageError as err:
             values = {name: request.args.get(name, "") for name in views.FILTER_FIELDS}
-            return _page("list.html", 400, error=str(err), values=values, rows=None)
+            return _answer(
+                "list.html", 400, {"error": str(err)}, error=str(err), values=values, rows=None
+            )
         try:
-            records = query.list_decisions(database.get(), form.flt)
+            records = overview.page(database.get(), form.flt, before)
         except AttestError as err:
-            return _page("list.html", 503, error=str(err), values=form.values, rows=None)
+            return _answer(
+                "list.html", 503, {"error": str(err)}, error=str(err), values=form.values, rows=None
+            )
         rows = [views.summary(record) for record in records]
-        return _page("list.html", 200, values=form.values, rows=rows, limit=form.flt.limit)
+        older = None
+        if records and len(records) == form.flt.limit:
+            older = url_for("decision_list", **pages.query_args(form.values, records[-1].id))
+        if pages.wants_json():
+            return {"decisions": rows, "older": older}
+        return _page(
+            "list.html",
+            200,
+            values=form.values,
+            rows=rows,
+            limit=form.flt.limit,
+            older=older,
+            paged=before is not None,
+        )
+
+    @app.get("/overview")
+    def overview_page() -> Any:
+        if not authorised():
+            return denied()
+        now = dt.datetime.now(dt.UTC)
+        try:
+            data = pages.overview_data(
+                database.get(), request.args, now, exceptions() if exceptions else None
+            )
+        except UsageError as err:
+            return _answer("error.html", 400, {"error": str(err)}, message=str(err))
+        except AttestError as err:
+            return _answer("error.html", 503, {"error": str(err)}, message=str(err))
+        if pages.wants_json():
+            return data
+        return _page("overview.html", 200, o=data, charts=pages.charts(data))
+
+    @app.get("/images/<digest>")
+    def image_page(digest: str) -> Any:
+        if not authorised():
+            return denied()
+        try:
+            data = pages.image_data(database.get(), digest, request.args)
+        except UsageError as err:
+            return _answer("error.html", 400, {"error": str(err)}, message=str(err))
+        except AttestError as err:
+            status = 404 if "not found" in str(err) else 503
+            return _answer("error.html", status, {"error": str(err)}, message=str(err))
+        if pages.wants_json():
+            return data
+        return _page("image.html", 200, i=data)
 
     @app.get("/decisions/<ident>")
     def decision_detail(ident: str) -> Any:
@@ -184,10 +244,12 @@ def create_ops_app(db: str | None = None, token_file: str | None = None) -> Flas
         try:
             record = query.get_decision(database.get(), ident)
         except UsageError as err:
-            return _page("error.html", 400, message=str(err))
+            return _answer("error.html", 400, {"error": str(err)}, message=str(err))
         except AttestError as err:
             status = 404 if "not found" in str(err) else 503
-            return _page("error.html", status, message=str(err))
+            return _answer("error.html", status, {"error": str(err)}, message=str(err))
+        if pages.wants_json():
+            return {**views.detail(record), "input_json": None, "record": record.to_dict()}
         return _page("detail.html", 200, d=views.detail(record))
 
     @app.errorhandler(404)
@@ -199,6 +261,13 @@ def create_ops_app(db: str | None = None, token_file: str | None = None) -> Flas
         return _page("error.html", 405, message="Method not allowed (this view is read-only).")
 
     return app
+
+
+def _answer(template: str, status: int, data: dict[str, Any], **context: Any) -> Any:
+    """JSON for ``Accept: application/json``, else the page."""
+    if pages.wants_json():
+        return data, status
+    return _page(template, status, **context)
 
 
 def _page(template: str, status: int, **context: Any) -> Any:

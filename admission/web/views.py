@@ -168,6 +168,9 @@ def detail(record: StoredDecision) -> dict[str, Any]:
         "caller": str(pick(document, "caller", default="") or ""),
         "dry_run": bool(pick(document, "dryRun", "dry_run", default=False)),
         "images_detail": [_image(image) for image in pick(document, "images", default=[]) or []],
+        "exceptions": [
+            e for e in pick(document, "exceptions", default=[]) or [] if isinstance(e, dict)
+        ],
         "input_json": json.dumps(policy_input, indent=2, sort_keys=True)
         if policy_input is not None
         else "",

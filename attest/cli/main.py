@@ -88,6 +88,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "copy": ("attest.cli.attached", "copy_command"),
     "clean": ("attest.cli.attached", "clean_command"),
     "promote": ("attest.cli.promote", "promote_command"),
+    "exception": ("attest.cli.exception", "exception_group"),
 }
 
 

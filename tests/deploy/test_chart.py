@@ -115,6 +115,16 @@ CASES: dict[str, dict[str, Any]] = {
     "unsigned-records": {"decisions": {"signingKey": {"enabled": False}}},
     "no-records": {"decisions": {"record": False}},
     "image-digest": {"image": {"digest": "sha256:" + "ab" * 32}},
+    "exceptions": {
+        "exceptions": {"existingConfigMap": "attest-exceptions"},
+        "keys": {"files": {"appsec.pub": PUBLIC_KEY}},
+        "config": {
+            "exceptions": {
+                "directory": "/etc/attest/exceptions",
+                "signers": [{"name": "appsec", "key": {"path": "/etc/attest/keys/appsec.pub"}}],
+            }
+        },
+    },
 }
 
 
@@ -252,6 +262,9 @@ def test_the_rendered_config_loads_in_the_server(case: str, tmp_path: Path) -> N
         assert config.registry_auth == (str(tmp_path) + "/etc/attest/registry/.dockerconfigjson",)
     if case == "many-replicas-pinning":
         assert config.pin_digests is True
+    if case == "exceptions":  # the optional ConfigMap, not made yet: an empty directory
+        assert config.exceptions is not None and config.exceptions.exceptions == ()
+        assert [s.name for s in config.exceptions.signers] == ["appsec"]
 
 
 # --- what every rendering guarantees -----------------------------------------------------------

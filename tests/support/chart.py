@@ -151,7 +151,13 @@ class PodOnHost:
                 continue
             if "configMap" in volume:
                 source = volume["configMap"]
-                data = self._source("ConfigMap", source["name"])
+                missing = f"ConfigMap/{source['name']}" not in self.objects
+                # an optional ConfigMap that does not exist is an empty volume
+                data = (
+                    {}
+                    if missing and source.get("optional")
+                    else self._source("ConfigMap", source["name"])
+                )
             else:
                 source = volume["secret"]
                 data = self._source("Secret", source["secretName"])
