@@ -26,19 +26,12 @@ from typing import Any
 import rfc8785
 
 from admission.config import ConfigError, canonical_image_glob, image_glob_regex
+from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE as IN_TOTO
 from attest.attestations.statement import Subject, build_statement
 from attest.errors import SignatureFormatError, UsageError
-from attest.oci.mediatypes import IN_TOTO
-from attest.signing.bundle import (
-    TLOG_IF_PRESENT,
-    TLOG_IGNORED,
-    TLOG_REQUIRED,
-    KeyAuthorityLike,
-    KeylessAuthorityLike,
-    make_bundle,
-    parse_bundle,
-    verify_bundle,
-)
+from attest.signing.authority import Authority
+from attest.signing.bundle import make_bundle, parse_bundle
+from attest.signing.bundle_verify import verify_bundle
 from attest.signing.signer import Signer
 
 EXCEPTION_PREDICATE_TYPE = "https://attest.dev/admission-exception/v1"
@@ -48,8 +41,6 @@ MAX_TEXT_CHARS = 1000
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-
-Authority = KeyAuthorityLike | KeylessAuthorityLike
 
 
 class ExceptionFormatError(UsageError):
@@ -287,14 +278,7 @@ def read_exception(raw: bytes, source: str, signers: Sequence[Authority]) -> Loa
         return LoadedException(source, document, problem="no exception signer is trusted")
     reasons: list[str] = []
     for authority in signers:
-        mode = getattr(authority, "tlog", TLOG_IF_PRESENT)
-        outcome = verify_bundle(
-            parsed,
-            authority,
-            payload_type=IN_TOTO,
-            require_tlog=mode == TLOG_REQUIRED,
-            ignore_tlog=mode == TLOG_IGNORED,
-        )
+        outcome = verify_bundle(parsed, authority, payload_type=IN_TOTO)
         if outcome.verified:
             return LoadedException(source, document, signer=authority.name)
         reasons.append(f"{authority.name}: {'; '.join(outcome.reasons)}")

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from admission.config import ConfigError, _authority, _path, _Reader
-from admission.exceptions.document import Authority, LoadedException, read_exception
+from admission.exceptions.document import LoadedException, read_exception
+from attest.signing.authority import Authority
 
 MAX_EXCEPTION_FILES = 1000
 

@@ -134,8 +134,7 @@ def _exceptions(config: str | None, keys: tuple[str, ...], paths: tuple[str, ...
     from admission.config import load_config
     from admission.exceptions.document import read_exception
     from admission.exceptions.settings import ExceptionSet, exception_files
-    from attest.signing.bundle import TLOG_IF_PRESENT
-    from attest.verify import KeyAuthority
+    from attest.signing.authority import TLOG_IF_PRESENT, KeyAuthority
 
     if bool(config) == bool(keys):
         raise UsageError(

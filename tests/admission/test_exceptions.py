@@ -27,8 +27,7 @@ from admission.exceptions.document import (
     sign_exception,
 )
 from admission.exceptions.settings import ExceptionSet
-from attest.signing.bundle import TLOG_IF_PRESENT
-from attest.verify import KeyAuthority
+from attest.signing.authority import TLOG_IF_PRESENT, KeyAuthority
 from tests.admission.helpers import Key, new_key
 from tests.support.kubelet import Volume
 
