@@ -187,6 +187,7 @@ class CheckResult:
     statement: dict[str, Any] | None = None  # decoded in-toto Statement (trust only if verified)
     annotations: dict[str, Any] = field(default_factory=dict)  # signed ones only (-a values)
     tlog: dict[str, Any] | None = None  # {"logIndex": …, "integratedTime": …}
+    authorities: tuple[str, ...] = ()  # every authority that verified it (``authority``: the first)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -609,6 +610,7 @@ class _Checker:
             verified=verified,
             reasons=reasons,
             authority=satisfied[0] if verified else None,
+            authorities=tuple(satisfied) if verified else (),
             signer=signer or {"type": "unknown"},
             predicate_type=predicate_type,
             statement=statement,
