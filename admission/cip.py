@@ -36,6 +36,7 @@ from attest.errors import AttestError, InvalidReference, PolicyError, UsageError
 from attest.oci.reference import DOCKER_HUB, ImageReference, canonical_registry, is_registry_host
 from attest.policy.bundle import PolicyBundle, bundle_hash, package_of
 from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_IGNORED, TLOG_REQUIRED
+from attest.signing.trust import load_trusted_root
 from attest.verify import (
     Authority,
     CheckResult,
@@ -323,6 +324,11 @@ def _trust_root(
     files.append(path)
     if not os.path.isfile(path):
         problems.add(f"{where}: TrustRoot {name} is not mounted at {path}")
+        return None
+    try:
+        load_trusted_root(path)  # a broken root is a configuration error, not a denial later
+    except AttestError as err:
+        problems.add(f"{where}: TrustRoot {name} at {path}: {err}")
         return None
     return path
 
