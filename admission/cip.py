@@ -53,10 +53,6 @@ RESOURCES = ("pods", "deployments", "replicasets", "statefulsets", "daemonsets",
 HASH_ALGORITHMS = ("sha224", "sha256", "sha384", "sha512")
 REGO_PACKAGE = "sigstore"  # policy-controller evaluates data.sigstore.isCompliant
 _CHECK_PACKAGE = "attest.cip.check"
-_CHECK_MODULE = f"""package {_CHECK_PACKAGE}
-import rego.v1
-deny contains "isCompliant is not true" if not data.{REGO_PACKAGE}.isCompliant == true
-"""
 _VALID_GLOB = re.compile(r"[a-zA-Z0-9\-_:/*.]+\Z")  # policy-controller's validGlob
 
 
@@ -703,7 +699,11 @@ def rego_engine(text: str) -> Any:
     """A compiled engine for one policy text with our ``deny`` wrapper (cached by text)."""
     from attest.policy.regopy import RegopyEngine
 
-    modules = {"policy.rego": text, "attest-cip-check.rego": _CHECK_MODULE}
+    check = f"""package {_CHECK_PACKAGE}
+import rego.v1
+deny contains "isCompliant is not true" if not data.{REGO_PACKAGE}.isCompliant == true
+"""  # anything but true (false, undefined, another value) is a failure
+    modules = {"policy.rego": text, "attest-cip-check.rego": check}
     return RegopyEngine(
         PolicyBundle("ClusterImagePolicy policy", modules, bundle_hash(list(modules.values())))
     )

@@ -157,6 +157,45 @@ def test_attack_attestation_policy_that_errors_denies(world: World, tmp_path: Pa
     assert "attestation prov: policy error" in decision.message
 
 
+UNDEFINED_REGO = """package sigstore
+isCompliant {
+  input.predicate.noSuchField == "x"
+}
+"""
+
+
+def _provenance_cip(world: World, pem: bytes, rego: str) -> dict[str, Any]:
+    attestation = {"name": "prov", "predicateType": "slsaprovenance1",
+                   "policy": {"type": "rego", "data": rego}}  # fmt: skip
+    return cip("provenance", glob_of(world), key(pem, attestations=[attestation]))
+
+
+def test_attack_attestation_policy_leaving_is_compliant_undefined_denies(
+    world: World, tmp_path: Path
+) -> None:
+    config = write(
+        tmp_path / "config.yaml", _provenance_cip(world, world.key.public_pem, UNDEFINED_REGO)
+    )
+    decision = decide(tmp_path, config, images(world)["good"])
+    assert decision.result == "denied", decision.to_dict()
+    assert "attestation prov: isCompliant is not true" in decision.message
+
+
+def test_attack_attestation_signed_by_another_key_does_not_count(
+    world: World, tmp_path: Path
+) -> None:
+    """``other`` carries provenance that passes the policy, signed by the other key."""
+    config = write(
+        tmp_path / "config.yaml", _provenance_cip(world, world.key.public_pem, PROVENANCE_REGO)
+    )
+    assert decide(tmp_path, config, images(world)["good"]).allowed
+    decision = decide(tmp_path, config, images(world)["other"])
+    assert decision.result == "denied", decision.to_dict()
+    assert "no attestation of type https://slsa.dev/provenance/v1 verified by this authority" in (
+        decision.message
+    )
+
+
 def test_attack_static_fail_denies_what_our_policy_admits(world: World, tmp_path: Path) -> None:
     ours = {"imagePolicies": [key_policy("apps", [glob_of(world)], world.key_file)]}
     config = write(tmp_path / "config.yaml", ours)
