@@ -435,3 +435,31 @@ def test_bad_documents_are_refused_in_one_line(
     with pytest.raises(ConfigError, match=message) as caught:
         load_config(str(write(tmp_path / "config.yaml", *documents)))
     assert "\n" not in str(caught.value)
+
+
+def test_directory_reload_sees_a_new_policy_file(tmp_path: Path) -> None:
+    from admission.config import ConfigWatcher
+
+    directory = tmp_path / "config"
+    directory.mkdir()
+    write(directory / "a.yaml", cip("first", "**", {"static": {"action": "pass"}}))
+    watcher = ConfigWatcher(str(directory), lambda config: None, interval=0)
+    assert [c.name for c in watcher.current().config.cluster_policies] == ["first"]
+    write(directory / "b.yaml", cip("second", "**", {"static": {"action": "fail"}}))
+    assert [c.name for c in watcher.current().config.cluster_policies] == ["first", "second"]
+    (directory / "b.yaml").write_text("kind: ClusterImagePolicy\nspec: {}\n")
+    assert [c.name for c in watcher.current().config.cluster_policies] == ["first", "second"]
+    assert watcher.last_error and "metadata.name: missing field" in watcher.last_error
+
+
+def test_cli_refuses_an_unsupported_cip_in_one_line(cli: Any, tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "config.yaml",
+        cip("kms", "**", {"key": {"kms": "awskms:///alias/release"}}),
+    )
+    manifest = tmp_path / "app.yaml"
+    manifest.write_text(yaml.safe_dump(deployment("ghcr.io/acme/app:v1")))
+    result = cli("admission", "review", str(manifest), "--config", str(config))
+    assert result.exit_code == 2
+    assert "spec.authorities[0].key.kms: a KMS key reference" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
