@@ -725,6 +725,19 @@ def _by(check: CheckResult, verifiers: tuple[Authority, ...]) -> bool:
     return check.verified and bool(names.intersection(check.authorities or (check.authority,)))
 
 
+def _why(checks: tuple[CheckResult, ...], verifiers: tuple[Authority, ...]) -> str:
+    """`` (<first reason>)`` an authority gave for a signature it did not verify."""
+    if not checks:
+        return " (no signature found)"
+    prefixes = tuple(f"{v.name}: " for v in verifiers)
+    for check in checks:
+        for reason in check.reasons:
+            if reason.startswith(prefixes):
+                return f" ({reason.split(': ', 1)[1]})"
+    first = next((r for c in checks for r in c.reasons), "")
+    return f" ({first})" if first else ""
+
+
 def _authority_result(
     authority: CipAuthority, verification: ImageVerification | None
 ) -> tuple[dict[str, Any] | None, str]:
@@ -738,7 +751,9 @@ def _authority_result(
     if not authority.attestations:
         signatures = [s for s in verification.signatures if _by(s, authority.verifiers)]
         if not signatures:
-            return None, "no signature verified by this authority"
+            return None, "no signature verified by this authority" + _why(
+                verification.signatures, authority.verifiers
+            )
         return {"signatures": [dict(s.signer) for s in signatures]}, ""
     matched: dict[str, list[dict[str, Any]]] = {}
     for wanted in authority.attestations:

@@ -53,7 +53,11 @@ def _cip(name: str, glob: str, authority: dict[str, Any], **spec: Any) -> dict[s
 
 @pytest.fixture(scope="module")
 def world(
-    registry, sigstore_mock: SigstoreMock, trust_v1: Trust, tmp_path_factory: pytest.TempPathFactory
+    registry,
+    sigstore_mock: SigstoreMock,
+    trust_v1: Trust,
+    trust_v2: Trust,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     work = tmp_path_factory.mktemp("peers-cip")
     home = work / "cosign-home"
@@ -78,10 +82,15 @@ def world(
     keyless = ["--identity-token", str(token), "--signing-config", str(trust_v1.signing),
                "--trusted-root", str(trust_v1.root)]  # fmt: skip
     images = {name: push(name) for name in ("key/app", "key/unsigned", "keyless/app",
-                                             "attested/good", "attested/wrong", "warn/app")}  # fmt: skip
+                                             "attested/good", "attested/wrong", "warn/app",
+                                             "logged/v1", "logged/v2", "logged/unlogged")}  # fmt: skip
     cosign.ok("sign", *unlogged, "-y", images["key/app"])
     cosign.ok("sign", *keyless, "-y", images["keyless/app"])
     cosign.ok("sign", *keyless, "-y", images["warn/app"])
+    cosign.ok("sign", *unlogged, "-y", images["logged/unlogged"])
+    for name, trust in (("logged/v1", trust_v1), ("logged/v2", trust_v2)):
+        cosign.ok("sign", "--key", key, "--signing-config", str(trust.signing),
+                  "--trusted-root", str(trust.root), "-y", images[name])  # fmt: skip
     for name, content in (("attested/good", predicate), ("attested/wrong", wrong)):
         cosign.ok("attest", *unlogged, "--type", "custom", "--predicate", str(content), "-y",
                   images[name])  # fmt: skip
@@ -89,6 +98,7 @@ def world(
     config = work / "config"
     (config / "trustroots").mkdir(parents=True)
     (config / "trustroots" / "local-sigstore.json").write_bytes(trust_v1.root.read_bytes())
+    (config / "trustroots" / "rekor-v2-tsa.json").write_bytes(trust_v2.root.read_bytes())
     (config / "secrets" / "release-key").mkdir(parents=True)
     (config / "secrets" / "release-key" / "cosign.pub").write_bytes(
         (home / "release.pub").read_bytes()
@@ -135,6 +145,17 @@ def world(
             mode="warn",
         ),
     ]
+    documents.append(
+        _cip(
+            "logged",
+            f"{base}/logged/**",
+            {
+                "key": {"secretRef": {"name": "release-key"}},
+                "ctlog": {"url": "http://rekor.local", "trustRootRef": "rekor-v2-tsa"},
+                "rfc3161timestamp": {"trustRootRef": "rekor-v2-tsa"},
+            },
+        )
+    )
     (config / "policies.yaml").write_text(yaml.safe_dump_all(documents, sort_keys=False))
     tls: TlsFiles = make_tls(work / "tls")
     hook = start_webhook(config, tls, work)
@@ -149,7 +170,9 @@ def _answer(world: World, name: str) -> dict[str, Any]:
     return body["response"]
 
 
-@pytest.mark.parametrize("name", ["key/app", "keyless/app", "attested/good"])
+@pytest.mark.parametrize(
+    "name", ["key/app", "keyless/app", "attested/good", "logged/v1", "logged/v2"]
+)
 def test_cosign_signed_images_pass_their_cip(world: World, name: str) -> None:
     answer = _answer(world, name)
     assert answer["allowed"] is True, answer
@@ -177,3 +200,11 @@ def test_warn_mode_cip_admits_with_a_warning(world: World) -> None:
     [warning] = answer["warnings"]
     assert warning.startswith("warn mode (ClusterImagePolicy warned): ")
     assert "no signature verified by this authority" in warning
+
+
+def test_ctlog_requires_a_log_entry(world: World) -> None:
+    answer = _answer(world, "logged/unlogged")
+    assert answer["allowed"] is False
+    message = answer["status"]["message"]
+    assert "ClusterImagePolicy logged: authority authority-0: no signature verified" in message
+    assert "no transparency-log entry" in message
