@@ -183,19 +183,11 @@ def glob_regex(glob: str) -> re.Pattern[str]:
         glob = f"{canonical_registry(first)}/{rest}"
     elif slash and "*" in first:
         glob = f"{first.lower()}/{rest}"
-    parts: list[str] = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        else:
-            parts.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(parts) + r"\Z")
+    # the wildcards are our image globs' (no "?": _VALID_GLOB keeps it out); imported
+    # here because admission.config imports this module
+    from admission.config import glob_regex as wildcards
+
+    return wildcards(glob)
 
 
 def image_names(image: ImageReference, written: str) -> tuple[str, ...]:
