@@ -526,10 +526,10 @@ def _key(
     algorithm = _text(key, "hashAlgorithm", at, problems) or "sha256"
     if algorithm not in HASH_ALGORITHMS:
         problems.add(f"validation failed: invalid value: {algorithm}: {at}.hashAlgorithm")
-    elif algorithm != "sha256":
+    elif algorithm != "sha256" and has_ctlog and _tlog_mode(ctlog) == TLOG_REQUIRED:
         _refused(
             f"{at}.hashAlgorithm",
-            f"{algorithm} (signatures are checked over SHA-256, as cosign signs)",
+            f"{algorithm} with ctlog (log entries are checked over SHA-256)",
             problems,
         )
     if key.get("kms"):
@@ -540,7 +540,7 @@ def _key(
         pem = _text(key, "data", at, problems).encode()
     elif key.get("secretRef") is not None:
         pem = _secret_key(key["secretRef"], f"{at}.secretRef", mounts, files, problems)
-    if pem is None or len(given) != 1:
+    if pem is None or len(given) != 1 or algorithm not in HASH_ALGORITHMS:
         return ()
     try:
         load_pem_public_key(pem)
@@ -553,7 +553,13 @@ def _key(
         where, mounts, files, problems,
     )  # fmt: skip
     mode = _tlog_mode(ctlog if has_ctlog else None)
-    return (KeyAuthority(name=base, public_key_pem=pem, trusted_root=root, tlog=mode),)
+    if algorithm != "sha256":  # policy-controller's meaning without ctlog: the log is not read
+        mode = TLOG_IGNORED
+    return (
+        KeyAuthority(
+            name=base, public_key_pem=pem, trusted_root=root, tlog=mode, hash_algorithm=algorithm
+        ),
+    )
 
 
 def _tlog_mode(ctlog: dict[str, Any] | None) -> str:

@@ -76,10 +76,13 @@ class KeyAuthority:
     public_key_pem: bytes
     trusted_root: str | None = None
     tlog: TlogMode = TLOG_REQUIRED
+    hash_algorithm: str = "sha256"  # of the signed data (policy-controller's hashAlgorithm)
 
     def __post_init__(self) -> None:
         if self.tlog not in (TLOG_REQUIRED, TLOG_IF_PRESENT, TLOG_IGNORED):
             raise UsageError(f"authority {self.name}: unknown transparency-log mode {self.tlog!r}")
+        if self.hash_algorithm not in keys.HASH_ALGORITHMS:
+            raise UsageError(f"authority {self.name}: unknown hash {self.hash_algorithm!r}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ def _authority_trust(authority: Authority) -> dict[str, Any]:
             "key": authority.public_key_pem.decode().strip(),
             "trustedRoot": root,
             "tlog": authority.tlog,
+            **(
+                {"hashAlgorithm": authority.hash_algorithm}
+                if authority.hash_algorithm != "sha256"
+                else {}
+            ),
         }
     return {
         "name": authority.name,
@@ -479,7 +487,10 @@ class _Checker:
             reasons: list[str] = []
             if isinstance(authority, KeyAuthority):
                 key = self.keys[authority.name]
-                if not any(keys.verify_bytes_signature(key, sig, signed) for sig in signatures):
+                if not any(
+                    keys.verify_bytes_signature(key, sig, signed, authority.hash_algorithm)
+                    for sig in signatures
+                ):
                     reasons.append("signature does not verify with the key")
                 elif authority.tlog == TLOG_IGNORED:
                     pass  # cosign's --insecure-ignore-tlog: the Rekor bundle is not looked at

@@ -444,11 +444,16 @@ def load_verification_key(pem: bytes) -> PublicKey:
 
 
 def verify_signature(
-    key: PublicKey, signature: bytes, *, data: bytes | None = None, sha256: bytes | None = None
+    key: PublicKey,
+    signature: bytes,
+    *,
+    data: bytes | None = None,
+    sha256: bytes | None = None,
+    hash_algorithm: str = "sha256",
 ) -> bool:
     """Whether ``signature`` verifies over ``data`` (or a message with SHA-256 ``sha256``)."""
     if data is not None:
-        return verify_bytes_signature(key, signature, data)
+        return verify_bytes_signature(key, signature, data, hash_algorithm)
     if isinstance(key, ed25519.Ed25519PublicKey):
         return False  # Ed25519 signs the message itself, not a digest
     assert sha256 is not None
@@ -539,12 +544,16 @@ def _verify_key_based(
     digest: bytes | None,
     payload_type: str | None,
     tlog: TlogMode,
+    hash_algorithm: str = "sha256",
 ) -> list[datetime]:
     if parsed.keyless:
         raise _Failed("bundle is signed keylessly (certificate), not with a key")
     _check_artifact(parsed, artifact, digest, payload_type)
     if parsed.envelope is not None:
-        if not verify_signature(key, parsed.envelope.signature, data=parsed.envelope.pae()):
+        pae = parsed.envelope.pae()
+        if not verify_signature(
+            key, parsed.envelope.signature, data=pae, hash_algorithm=hash_algorithm
+        ):
             raise _Failed("DSSE signature does not verify with the key")
     else:
         assert parsed.message is not None and digest is not None
@@ -772,7 +781,14 @@ def verify_bundle(
         try:
             mode = tlog_mode(require=require_tlog, ignore=ignore_tlog)
             times = _verify_key_based(
-                parsed, key, trusted_root, artifact, digest, payload_type, mode
+                parsed,
+                key,
+                trusted_root,
+                artifact,
+                digest,
+                payload_type,
+                mode,
+                getattr(authority, "hash_algorithm", "sha256"),
             )
         except _Failed as err:
             return result(False, (str(err),), signer, [])

@@ -320,8 +320,29 @@ def _curve_hash(curve: ec.EllipticCurve) -> hashes.HashAlgorithm | None:
     return None
 
 
-def verify_bytes_signature(key: PublicKey, signature: bytes, data: bytes) -> bool:
-    """Whether ``signature`` over ``data`` verifies with ``key`` (SHA-256, or the curve's hash)."""
+HASH_ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def verify_bytes_signature(
+    key: PublicKey, signature: bytes, data: bytes, hash_algorithm: str = "sha256"
+) -> bool:
+    """Whether ``signature`` over ``data`` verifies with ``key`` (SHA-256, or the curve's hash;
+    with another ``hash_algorithm``, that one only: policy-controller's ``hashAlgorithm``)."""
+    if hash_algorithm != "sha256" and not isinstance(key, ed25519.Ed25519PublicKey):
+        chosen = HASH_ALGORITHMS[hash_algorithm]()
+        try:
+            if isinstance(key, ec.EllipticCurvePublicKey):
+                key.verify(signature, data, ec.ECDSA(chosen))
+            else:
+                key.verify(signature, data, padding.PKCS1v15(), chosen)
+            return True
+        except (InvalidSignature, ValueError):
+            return False
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
             try:

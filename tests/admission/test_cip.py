@@ -16,12 +16,20 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from admission.cip import ClusterPolicy, glob_regex, image_names
 from admission.config import ConfigError, load_config
 from admission.decide import Decision
 from admission.offline import review_file
+from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
+from attest.signing import keys
+from attest.signing.bundle import SignatureMaterial
+from attest.signing.dsse import pae
+from attest.signing.signer import KeySigner
+from attest.signing.storage import attach_signature
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import BUILDER, deployment, key_policy
 
@@ -463,3 +471,57 @@ def test_cli_refuses_an_unsupported_cip_in_one_line(cli: Any, tmp_path: Path) ->
     assert result.exit_code == 2
     assert "spec.authorities[0].key.kms: a KMS key reference" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+class Sha512Signer(KeySigner):
+    """Signs over SHA-512, as a KMS key configured for it does (cosign signs over SHA-256)."""
+
+    def sign(self, data: bytes) -> SignatureMaterial:
+        signature = self._key.sign(data, ec.ECDSA(hashes.SHA512()))  # type: ignore[union-attr,call-arg]
+        return SignatureMaterial(signature=signature, payload=data, public_key_hint=self.key_id)
+
+    def sign_dsse(self, payload_type: str, payload: bytes) -> SignatureMaterial:
+        signature = self._key.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA512()))  # type: ignore[union-attr,call-arg]
+        return SignatureMaterial(
+            signature=signature, payload=payload, payload_type=payload_type,
+            public_key_hint=self.key_id,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["bundle", "legacy"])
+def test_hash_algorithm_sha512(world: World, tmp_path: Path, legacy: bool) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    signer = Sha512Signer(private)
+    name = f"sha512-{'legacy' if legacy else 'bundle'}"
+    reference = world.push(name)
+    store = world.store(name)
+    attach_signature(
+        store, resolve_image(store, parse_image_reference(reference)), signer, legacy=legacy
+    )
+    pem = signer.public_key_pem
+    sha512 = write(
+        tmp_path / "sha512.yaml",
+        cip("sha512", glob_of(world), {"key": {"data": pem.decode(), "hashAlgorithm": "sha512"}}),
+    )
+    decision = decide(tmp_path, sha512, reference)
+    assert decision.result == "allowed", decision.to_dict()
+    default = write(tmp_path / "sha256.yaml", cip("sha256", glob_of(world), key(pem)))
+    decision = decide(tmp_path, default, reference)
+    assert decision.result == "denied"
+    assert "signature does not verify with the key" in decision.message
+
+
+def test_hash_algorithm_other_than_sha256_with_a_required_log_is_refused(tmp_path: Path) -> None:
+    pem = keys.public_key_pem(ec.generate_private_key(ec.SECP256R1()).public_key()).decode()
+    config = write(
+        tmp_path / "config.yaml",
+        cip(
+            "x",
+            "**",
+            {"key": {"data": pem, "hashAlgorithm": "sha384"}, "ctlog": {"url": "http://rekor"}},
+        ),
+    )
+    with pytest.raises(
+        ConfigError, match=r"spec.authorities\[0\].key.hashAlgorithm: sha384 with ctlog"
+    ):
+        load_config(str(config))
