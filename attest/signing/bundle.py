@@ -550,10 +550,8 @@ def _verify_key_based(
         raise _Failed("bundle is signed keylessly (certificate), not with a key")
     _check_artifact(parsed, artifact, digest, payload_type)
     if parsed.envelope is not None:
-        pae = parsed.envelope.pae()
-        if not verify_signature(
-            key, parsed.envelope.signature, data=pae, hash_algorithm=hash_algorithm
-        ):
+        pae, signature = parsed.envelope.pae(), parsed.envelope.signature
+        if not verify_signature(key, signature, data=pae, hash_algorithm=hash_algorithm):
             raise _Failed("DSSE signature does not verify with the key")
     else:
         assert parsed.message is not None and digest is not None
