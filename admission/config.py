@@ -17,6 +17,7 @@ kubelet lays them out (``..data`` symlinks, swapped atomically).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -32,9 +33,23 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import yaml
 
 from admission.bundled import default_bundle
+from admission.cip import (
+    ClusterPolicy,
+    Mounts,
+    ResourceInfo,
+    cluster_fingerprint,
+    is_cluster_image_policy,
+    parse_cluster_image_policy,
+    union_verification,
+)
 from attest.attestations.predicates import resolve_predicate_type
 from attest.errors import AttestError, InvalidReference, KeyFileError, UsageError
-from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
+from attest.oci.reference import (
+    DOCKER_HUB,
+    ImageReference,
+    canonical_registry,
+    is_registry_host,
+)
 from attest.policy.bundle import module_files
 from attest.signing import keys
 from attest.signing.authority import (
@@ -177,11 +192,16 @@ class ImagePolicy:
     namespaces: NamespaceFilter = NamespaceFilter()
     attestations: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
+    # The ClusterImagePolicies that also govern the image (admission/cip.py); with
+    # cluster_only, no policy of ours matched and ``verification`` is unused.
+    cluster: tuple[ClusterPolicy, ...] = ()
+    cluster_only: bool = False
 
     @functools.cached_property
     def fingerprint(self) -> str:
         """The trust material's fingerprint (computed once: it reads trusted roots)."""
-        return self.verification.fingerprint()
+        own = "" if self.cluster_only else self.verification.fingerprint()
+        return own + (f"+{cluster_fingerprint(self.cluster)}" if self.cluster else "")
 
     def matches(self, image_name: str, namespace: str) -> bool:
         return self.namespaces.applies(namespace) and any(
@@ -221,10 +241,32 @@ class AdmissionConfig:
     max_concurrent_per_registry: int = DEFAULT_MAX_CONCURRENT_PER_REGISTRY
     exceptions: ExceptionSet | None = None  # signed break-glass exceptions (admission.exceptions)
     files: tuple[str, ...] = ()
+    cluster_policies: tuple[ClusterPolicy, ...] = ()
 
     def policy_for(self, image_name: str, namespace: str) -> ImagePolicy | None:
         """The first policy (in file order) whose globs and namespaces match."""
         return next((p for p in self.policies if p.matches(image_name, namespace)), None)
+
+    def policy_for_image(
+        self, image: ImageReference, written: str, namespace: str, resource: ResourceInfo
+    ) -> ImagePolicy | None:
+        """:meth:`policy_for`, with every matching ClusterImagePolicy added to it (or, when
+        none of ours matches, a policy of theirs alone): they only add requirements."""
+        own = self.policy_for(image.name, namespace)
+        cluster = tuple(p for p in self.cluster_policies if p.applies(image, written, resource))
+        if not cluster:
+            return own
+        if own is not None:
+            return dataclasses.replace(own, cluster=cluster)
+        union = union_verification(cluster)
+        return ImagePolicy(
+            name="ClusterImagePolicy " + ", ".join(p.name for p in cluster),
+            images=(),
+            verification=union,  # type: ignore[arg-type]  # None: static authorities only
+            mode="warn" if all(p.mode == "warn" for p in cluster) else "enforce",
+            cluster=cluster,
+            cluster_only=True,
+        )
 
     @functools.cached_property
     def trust_fingerprint(self) -> str:
@@ -232,6 +274,8 @@ class AdmissionConfig:
         digest = hashlib.sha256()
         for policy in self.policies:
             digest.update(f"{policy.name}\0{policy.fingerprint}\n".encode())
+        for cluster in self.cluster_policies:
+            digest.update(f"cip:{cluster.name}\0{cluster.fingerprint}\n".encode())
         return "sha256:" + digest.hexdigest()
 
 
@@ -432,16 +476,40 @@ def _bundle_files(bundle: str) -> tuple[str, ...]:
     return tuple(str(p) for p in module_files(root)) if root.is_dir() else ()
 
 
-def parse_config(text: str, path: str) -> AdmissionConfig:
-    """Validate a YAML configuration (``path`` anchors relative paths and names errors)."""
+def _yaml_documents(text: str, path: str) -> list[Any]:
     try:
-        data = yaml.safe_load(text)
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as err:
         raise ConfigError(
             f"admission config {path}: not valid YAML ({' '.join(str(err).split())})"
         ) from None
-    data = {} if data is None else data
-    base = Path(os.path.abspath(path)).parent
+
+
+def parse_config(text: str, path: str) -> AdmissionConfig:
+    """Validate a YAML configuration (``path`` anchors relative paths and names errors):
+    our configuration document, ClusterImagePolicy documents, or both (multi-document)."""
+    documents = [(d, path) for d in _yaml_documents(text, path)]
+    return _parse(documents, path, Path(os.path.abspath(path)).parent, [os.path.abspath(path)])
+
+
+def _parse(
+    documents: list[tuple[Any, str]], path: str, base: Path, files: list[str]
+) -> AdmissionConfig:
+    """At most one document of ours (no ``kind``), any number of ClusterImagePolicies."""
+    cluster_documents = [(d, src) for d, src in documents if is_cluster_image_policy(d)]
+    own = [(d, src) for d, src in documents if not is_cluster_image_policy(d)]
+    for document, source in own:
+        if isinstance(document, dict) and "kind" in document:
+            raise ConfigError(
+                f"admission config {source}: kind {document['kind']!r} is not supported "
+                "(ClusterImagePolicy documents and attest's own configuration are)"
+            )
+    if len(own) > 1:
+        raise ConfigError(
+            f"admission config {path}: more than one attest configuration document "
+            f"({own[0][1]} and {own[1][1]}); merge them into one"
+        )
+    data = own[0][0] if own else {}
     reader = _Reader(
         data,
         f"admission config {path}",
@@ -456,9 +524,9 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
             "pinDigests",
             "maxConcurrentPerRegistry",
             "exceptions",
+            "clusterImagePolicy",
         },
     )
-    files: list[str] = [os.path.abspath(path)]
     raw_policies = reader.get("imagePolicies", list, [])
     policies = tuple(
         _image_policy(p, f"imagePolicies[{i}]", base, files) for i, p in enumerate(raw_policies)
@@ -505,9 +573,29 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     from admission.exceptions.settings import parse_exceptions  # it builds on this module
 
     exceptions = parse_exceptions(reader.data.get("exceptions"), base, files)
+    mounts_reader = _Reader(
+        reader.data.get("clusterImagePolicy") or {},
+        "clusterImagePolicy",
+        {"secretsDir", "trustRootsDir"},
+    )
+    mounts = Mounts(
+        secrets=_path(base, mounts_reader.get("secretsDir", str, "secrets")),
+        trust_roots=_path(base, mounts_reader.get("trustRootsDir", str, "trustroots")),
+    )
+    cluster: list[ClusterPolicy] = []
+    for document, source in cluster_documents:
+        try:
+            cluster.append(parse_cluster_image_policy(document, source, mounts, files))
+        except UsageError as err:
+            raise ConfigError(str(err)) from None
+    cluster_names = [c.name for c in cluster]
+    twice = next((n for n in cluster_names if cluster_names.count(n) > 1), None)
+    if twice:
+        raise ConfigError(f"ClusterImagePolicy name {twice!r} is used twice")
     return AdmissionConfig(
         path=path,
         policies=policies,
+        cluster_policies=tuple(cluster),
         unmatched_images=unmatched,
         deadline_seconds=deadline,
         bundle=bundle,
@@ -526,18 +614,47 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     )
 
 
-def load_config(path: str) -> AdmissionConfig:
-    """Read and validate the configuration file at ``path``."""
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def config_files(directory: str) -> list[str]:
+    """The configuration files of a directory, in name order: ``*.yaml``, ``*.yml`` and
+    ``*.json``, not hidden ones (a mounted ConfigMap's ``..data`` and its kin)."""
+    return [
+        os.path.join(directory, name)
+        for name in sorted(os.listdir(directory))
+        if name.endswith(CONFIG_SUFFIXES)
+        and not name.startswith(".")
+        and os.path.isfile(os.path.join(directory, name))
+    ]
+
+
+def _read_text(path: str) -> str:
     try:
         size = os.path.getsize(path)
         if size > MAX_CONFIG_BYTES:
             raise ConfigError(f"admission config {path}: larger than {MAX_CONFIG_BYTES} bytes")
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"admission config {path}: not UTF-8 text") from None
     except OSError as err:
         raise ConfigError(f"admission config {path}: {err.strerror}") from None
-    return parse_config(text, path)
+
+
+def load_config(path: str) -> AdmissionConfig:
+    """Read and validate the configuration at ``path``: a file (multi-document YAML), or a
+    directory whose files (:func:`config_files`) are read as one multi-document file."""
+    if not os.path.isdir(path):
+        return parse_config(_read_text(path), path)
+    try:
+        names = config_files(path)
+    except OSError as err:
+        raise ConfigError(f"admission config {path}: {err.strerror}") from None
+    if not names:
+        raise ConfigError(f"admission config {path}: no *.yaml, *.yml or *.json file in it")
+    documents = [(d, name) for name in names for d in _yaml_documents(_read_text(name), name)]
+    files = [os.path.abspath(name) for name in names]
+    return _parse(documents, path, Path(os.path.abspath(path)), files)
 
 
 def _signature(files: tuple[str, ...], directories: tuple[str, ...]) -> tuple[Any, ...]:
@@ -560,7 +677,13 @@ def _signature(files: tuple[str, ...], directories: tuple[str, ...]) -> tuple[An
 
 def _watched(config: AdmissionConfig) -> tuple[Any, ...]:
     directories = (config.bundle,) if Path(config.bundle).is_dir() else ()
-    return _signature(config.files, directories)
+    listing: tuple[Any, ...] = ()
+    if os.path.isdir(config.path):  # a configuration directory: a new file is a change too
+        try:
+            listing = (tuple(config_files(config.path)),)
+        except OSError:
+            listing = (None,)
+    return _signature(config.files, directories) + listing
 
 
 @dataclass(frozen=True)

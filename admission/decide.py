@@ -31,6 +31,7 @@ from typing import Any
 
 from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
 from admission.cache import CacheKey, TagCache, VerificationCache
+from admission.cip import ResourceInfo, cluster_outcomes, resource_info, verify_with_policies
 from admission.config import AdmissionConfig, ConfigWatcher
 from admission.exceptions.apply import apply_exceptions, exception_fields, image_facts
 from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
@@ -370,8 +371,9 @@ class Admission:
             except BadAdmissionReview:
                 old_images = set()
         deadline = Deadline.after(config.deadline_seconds)
+        resource = resource_info(request)
         checks = [
-            self._classify(image, group, config, request.namespace, image in old_images)
+            self._classify(image, group, config, request.namespace, image in old_images, resource)
             for image, group in _distinct(containers).items()
         ]
         self._verify_all(checks, runtime, config, deadline)
@@ -459,6 +461,7 @@ class Admission:
         config: AdmissionConfig,
         namespace: str,
         unchanged: bool,
+        resource: ResourceInfo = ("", "", "", {}),
     ) -> ImageCheck:
         check = ImageCheck(
             reference=bounded_text(image, MAX_REFERENCE_CHARS),
@@ -475,7 +478,7 @@ class Admission:
             check.outcome, check.error = "invalid", str(err)
             return check
         check.parsed, check.digest = parsed, parsed.digest
-        check.policy = config.policy_for(parsed.name, namespace)
+        check.policy = config.policy_for_image(parsed, image, namespace, resource)
         if check.policy is None:
             check.outcome = "unmatched"
         return check
@@ -601,9 +604,11 @@ class Admission:
             if hit is not None:
                 self._record(check, hit, cached=True)
                 return check
-            verification = self.verifier(
+            verification = verify_with_policies(  # our policy, then any ClusterImagePolicy
+                self.verifier,
                 parsed.with_digest(check.digest),
-                policy.verification,
+                None if policy.cluster_only else policy.verification,
+                policy.cluster,
                 store=store,
                 deadline=deadline,
                 attestations=True,
@@ -685,6 +690,8 @@ class ImageOutcome:
     policy: str | None = None  # matched image policy name
     mode: str | None = None  # its mode: enforce | warn
     findings: tuple[str, ...] = ()
+    cluster_denials: tuple[str, ...] = ()  # failed ClusterImagePolicies, by their own mode
+    cluster_warnings: tuple[str, ...] = ()
 
 
 def _strings(value: Any) -> list[str]:
@@ -740,6 +747,7 @@ def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
         )
         if outcome == "invalid_provenance":
             findings.append(f"{reference}: {error or 'invalid provenance'}")
+    cluster_denials, cluster_warnings = cluster_outcomes(reference, entry)
     return ImageOutcome(
         reference=reference,
         outcome=outcome,
@@ -748,6 +756,8 @@ def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
         policy=str(policy["name"]) if policy and policy.get("name") else None,
         mode=str(policy["mode"]) if policy and policy.get("mode") else None,
         findings=tuple(findings),
+        cluster_denials=cluster_denials,
+        cluster_warnings=cluster_warnings,
     )
 
 
@@ -813,6 +823,8 @@ def judge(
         for finding in image.findings:
             refuse(image, finding)
             findings.add(finding)
+        denials.extend(unchanged_note(m) for m in image.cluster_denials)  # whatever our mode
+        warnings.extend(image.cluster_warnings)
     for message in deny:
         if message in findings:
             continue

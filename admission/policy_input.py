@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.bounds import bounded_map
+from admission.cip import cluster_verdicts
 from admission.config import ImagePolicy
 from admission.review import AdmissionRequest
 from admission.workloads import ContainerImage
@@ -161,14 +162,16 @@ def image_input(check: ImageCheck, *, statements: bool = False) -> dict[str, Any
     """One entry of ``input.images`` (decoded Statements only when ``statements``)."""
     verification = check.verification
     signatures, attestations = _checks_input(verification, statements)
-    return {
+    entry = {
         "reference": check.reference,
         "name": check.name,
         "tag": check.tag,
         "digest": check.digest,
         "containers": [{"name": c.container, "type": c.type} for c in check.containers],
         "unchanged": check.unchanged,
-        "policy": check.policy.to_input() if check.policy else None,
+        "policy": check.policy.to_input()
+        if check.policy and not check.policy.cluster_only
+        else None,
         "outcome": check.outcome,
         "error": check.error,
         "cached": check.cached,
@@ -178,6 +181,11 @@ def image_input(check: ImageCheck, *, statements: bool = False) -> dict[str, Any
         "attestations": attestations,
         "lookupErrors": list(verification.errors) if verification else [],
     }
+    if check.policy is not None and check.policy.cluster:
+        entry["clusterImagePolicies"] = cluster_verdicts(
+            check.policy.cluster, verification, check.error
+        )
+    return entry
 
 
 def build_input(

@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args
 
 from attest.errors import UsageError
 from attest.signing.fulcio import IdentityPolicy
+from attest.signing.keys import HASH_ALGORITHMS, HashName
 
 TlogMode = Literal["required", "if-present", "ignored"]
 """What a key-based signature's transparency-log entry must be: there and verified (cosign's
@@ -37,17 +38,21 @@ class KeyAuthority:
     like ``cosign verify --key``, requires one that verifies against ``trusted_root``
     (``None``: Sigstore public good) and records this very signature; ``"if-present"``
     checks an entry only when there is one; ``"ignored"`` (cosign's
-    ``--insecure-ignore-tlog``) never looks at it.
+    ``--insecure-ignore-tlog``) never looks at it.  ``hash_algorithm`` is the hash the
+    key signs over (policy-controller's ``key.hashAlgorithm``; cosign: SHA-256).
     """
 
     name: str
     public_key_pem: bytes
     trusted_root: str | None = None
     tlog: TlogMode = TLOG_REQUIRED
+    hash_algorithm: HashName = "sha256"
 
     def __post_init__(self) -> None:
         if self.tlog not in get_args(TlogMode):
             raise UsageError(f"authority {self.name}: unknown transparency-log mode {self.tlog!r}")
+        if self.hash_algorithm not in HASH_ALGORITHMS:
+            raise UsageError(f"authority {self.name}: unknown hash {self.hash_algorithm!r}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,11 @@ def _authority_trust(authority: Authority) -> dict[str, Any]:
             "key": authority.public_key_pem.decode().strip(),
             "trustedRoot": root,
             "tlog": authority.tlog,
+            **(
+                {"hashAlgorithm": authority.hash_algorithm}
+                if authority.hash_algorithm != "sha256"
+                else {}
+            ),
         }
     identity = authority.identity
     return {

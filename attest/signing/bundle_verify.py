@@ -218,7 +218,7 @@ def _verify_key_based(
     if parsed.keyless:
         raise Failed("bundle is signed keylessly (certificate), not with a key")
     _check_artifact(parsed, digest, payload_type)
-    return check_key(evidence, key, authority.tlog, root)
+    return check_key(evidence, authority, key, root)
 
 
 def _verify_keyless(

@@ -35,7 +35,6 @@ from attest.signing.authority import (
     TLOG_REQUIRED,
     KeyAuthority,
     KeylessAuthority,
-    TlogMode,
     VerificationPolicy,
 )
 from attest.signing.dsse import Envelope, verify_envelope
@@ -84,14 +83,20 @@ class Evidence:
     def what(self) -> str:
         return "DSSE signature" if self.envelope is not None else "signature"
 
-    def verifies_with(self, key: keys.PublicKey) -> bool:
-        """Whether a signature verifies with ``key`` over what it signs."""
+    def verifies_with(self, key: keys.PublicKey, hash_algorithm: keys.HashName = "sha256") -> bool:
+        """Whether a signature verifies with ``key`` over what it signs (over ``hash_algorithm``:
+        :func:`attest.signing.keys.verify_signature`)."""
         if self.envelope is not None:
             return verify_envelope(
-                self.envelope, lambda sig, data: keys.verify_signature(key, sig, data)
+                self.envelope,
+                lambda sig, data: keys.verify_signature(
+                    key, sig, data, hash_algorithm=hash_algorithm
+                ),
             )
         return any(
-            keys.verify_signature(key, sig, self.message, sha256=self.message_digest)
+            keys.verify_signature(
+                key, sig, self.message, sha256=self.message_digest, hash_algorithm=hash_algorithm
+            )
             for sig in self.signatures
         )
 
@@ -184,12 +189,14 @@ def check_timestamps(evidence: Evidence, root: TrustRoot) -> list[datetime]:
 
 
 def check_key(
-    evidence: Evidence, key: keys.PublicKey, mode: TlogMode, root: TrustRoot | None
+    evidence: Evidence, authority: KeyAuthority, key: keys.PublicKey, root: TrustRoot | None
 ) -> list[datetime]:
-    """A key authority's checks: the signature, then the log entry ``mode`` asks for (against
-    ``root``, default Sigstore public good) and any timestamps; returns the verified times."""
-    if not evidence.verifies_with(key):
+    """A key authority's checks: the signature (with ``key``, the authority's, over its hash),
+    then the log entry its ``tlog`` mode asks for (against ``root``, default Sigstore public
+    good) and any timestamps; returns the verified times."""
+    if not evidence.verifies_with(key, authority.hash_algorithm):
         raise Failed(f"{evidence.what} does not verify with the key")
+    mode = authority.tlog
     entries = () if mode == TLOG_IGNORED else evidence.tlog_entries
     if mode != TLOG_IGNORED and evidence.tlog_problem:
         raise Failed(evidence.tlog_problem)

@@ -6,10 +6,10 @@ scrypt KDF (N, r, p, 32-byte salt) deriving the key for a nacl ``secretbox``
 that seals the PKCS#8 DER private key.  Public keys are PKIX ``PUBLIC KEY``
 PEM.  Like cosign we refuse decrypted keys that are not PKCS#8 (for example a
 SEC1 EC key).  Signatures are made and checked the way cosign does: ECDSA and
-RSA (PKCS#1 v1.5) over SHA-256, Ed25519 over the message itself.  This is the
-one place that loads a PEM public key and the one signature verifier: signing
-keys, log keys, CT keys and certificate keys all go through
-:func:`verify_signature`.  The crypto is ``cryptography``, ``hashlib.scrypt``
+RSA (PKCS#1 v1.5) over SHA-256 (or the hash a key authority names), Ed25519 over
+the message itself.  This is the one place that loads a PEM public key and the one
+signature verifier: signing keys, log keys, CT keys and certificate keys all go
+through :func:`verify_signature`.  The crypto is ``cryptography``, ``hashlib.scrypt``
 and PyNaCl; this module only handles formats.
 """
 
@@ -24,7 +24,7 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import nacl.exceptions
 import nacl.secret
@@ -358,16 +358,48 @@ def _ecdsa_hashes(curve: ec.EllipticCurve) -> tuple[hashes.HashAlgorithm, ...]:
     return (hashes.SHA256(),)
 
 
+HashName = Literal["sha224", "sha256", "sha384", "sha512"]
+"""The hash a key's signatures are made over: cosign always uses SHA-256; policy-controller's
+``key.hashAlgorithm`` names another for keys (a KMS key, say) that sign over it."""
+HASH_ALGORITHMS: dict[HashName, type[hashes.HashAlgorithm]] = {
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+def _signature_hashes(
+    key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, hash_algorithm: HashName
+) -> tuple[hashes.HashAlgorithm, ...]:
+    """The hashes a signature by ``key`` may be over: ``hash_algorithm`` alone when it is not
+    SHA-256; else SHA-256 (and, for ECDSA, the curve's own: :func:`_ecdsa_hashes`)."""
+    if hash_algorithm != "sha256":
+        return (HASH_ALGORITHMS[hash_algorithm](),)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return _ecdsa_hashes(key.curve)
+    return (hashes.SHA256(),)
+
+
 def verify_signature(
-    key: PublicKey, signature: bytes, data: bytes | None = None, *, sha256: bytes | None = None
+    key: PublicKey,
+    signature: bytes,
+    data: bytes | None = None,
+    *,
+    sha256: bytes | None = None,
+    hash_algorithm: HashName = "sha256",
 ) -> bool:
     """Whether ``signature`` verifies with ``key`` over ``data``, or over a message known only
     by its SHA-256 (``sha256``: a prehashed ECDSA or RSA signature; Ed25519 signs the message
-    itself, so it needs ``data``).  ECDSA uses :func:`_ecdsa_hashes`, RSA PKCS#1 v1.5 SHA-256.
+    itself, so it needs ``data``).  ECDSA and RSA PKCS#1 v1.5 signatures are over
+    :func:`_signature_hashes`: another ``hash_algorithm`` than SHA-256 is the only one
+    accepted, and then a message known only by its SHA-256 cannot verify.
     """
     try:
         if data is None:
             if sha256 is None or isinstance(key, ed25519.Ed25519PublicKey):
+                return False
+            if hash_algorithm != "sha256":
                 return False
             prehashed = utils.Prehashed(hashes.SHA256())
             if isinstance(key, ec.EllipticCurvePublicKey):
@@ -375,18 +407,18 @@ def verify_signature(
             else:
                 key.verify(signature, sha256, padding.PKCS1v15(), prehashed)
             return True
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            for algorithm in _ecdsa_hashes(key.curve):
-                try:
-                    key.verify(signature, data, ec.ECDSA(algorithm))
-                    return True
-                except InvalidSignature:
-                    continue
-            return False
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
             return True
-        key.verify(signature, data)
-        return True
+        for algorithm in _signature_hashes(key, hash_algorithm):
+            try:
+                if isinstance(key, ec.EllipticCurvePublicKey):
+                    key.verify(signature, data, ec.ECDSA(algorithm))
+                else:
+                    key.verify(signature, data, padding.PKCS1v15(), algorithm)
+                return True
+            except InvalidSignature:
+                continue
+        return False
     except (InvalidSignature, ValueError):
         return False

@@ -390,7 +390,7 @@ def _check(
         try:
             if isinstance(authority, KeyAuthority):
                 key = trust.key(authority)
-                check_key(evidence, key, authority.tlog, trust.root(authority))
+                check_key(evidence, authority, key, trust.root(authority))
                 verified_key = verified_key or key
             elif cert_problem:
                 raise Failed(cert_problem)

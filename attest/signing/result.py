@@ -98,6 +98,7 @@ class CheckResult:
     statement: dict[str, Any] | None = None  # decoded in-toto Statement (trust only if verified)
     annotations: dict[str, Any] = field(default_factory=dict)  # signed ones only (-a values)
     tlog: dict[str, Any] | None = None  # {"logIndex": …, "integratedTime": …}
+    authorities: tuple[str, ...] = ()  # every authority that verified it (``authority``: the first)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,7 +130,7 @@ def check_result(
     tlog: dict[str, Any] | None = None,
 ) -> CheckResult:
     """The result of one entry: verified when nothing common is wrong and an authority accepts
-    it (the first such names it); otherwise every common problem and authority's reason."""
+    it (the first such names it, ``authorities`` all of them); otherwise every common problem and authority's reason."""
     satisfied = [name for name, reasons in per_authority.items() if not reasons]
     verified = not common and bool(satisfied)
     if verified:
@@ -148,6 +149,7 @@ def check_result(
         verified=verified,
         reasons=reasons,
         authority=satisfied[0] if verified else None,
+        authorities=tuple(satisfied) if verified else (),
         signer=signer or SignerIdentity.unknown(),
         predicate_type=predicate_type,
         statement=statement,

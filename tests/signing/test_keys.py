@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from attest.errors import KeyFileError
 from attest.signing import keys
@@ -197,3 +197,28 @@ def test_dev_key_pair_matches_its_documented_password() -> None:
         keys.load_public_key_file(str(root / "cosign.pub"))
     )
     assert os.path.exists(root / "README.md")
+
+
+@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1()], ids=["p256", "p384"])
+def test_a_named_hash_is_the_only_one_a_signature_may_be_over(curve: ec.EllipticCurve) -> None:
+    """policy-controller's key.hashAlgorithm: a key authority saying sha512 accepts signatures
+    over SHA-512 and nothing else (not cosign's SHA-256, not the curve's own hash)."""
+    private = ec.generate_private_key(curve)
+    data = b"payload"
+    over_512 = private.sign(data, ec.ECDSA(hashes.SHA512()))
+    over_256 = private.sign(data, ec.ECDSA(hashes.SHA256()))
+    public = private.public_key()
+    assert keys.verify_signature(public, over_512, data, hash_algorithm="sha512")
+    assert not keys.verify_signature(public, over_512, data)
+    assert not keys.verify_signature(public, over_256, data, hash_algorithm="sha512")
+    assert not keys.verify_signature(public, over_512, data + b"!", hash_algorithm="sha512")
+    # a message known only by its SHA-256 cannot carry a signature over another hash
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(data)
+    assert not keys.verify_signature(
+        public, over_256, sha256=digest.finalize(), hash_algorithm="sha512"
+    )
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_384 = rsa_key.sign(data, padding.PKCS1v15(), hashes.SHA384())
+    assert keys.verify_signature(rsa_key.public_key(), rsa_384, data, hash_algorithm="sha384")
+    assert not keys.verify_signature(rsa_key.public_key(), rsa_384, data)
