@@ -72,6 +72,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "policy": ("attest.cli.policy", "policy_group"),
     "admission": ("attest.cli.admission", "admission_group"),
     "decisions": ("attest.cli.decisions", "decisions_group"),
+    "evidence": ("attest.cli.evidence", "evidence_command"),
 }
 
 

@@ -1,0 +1,448 @@
+"""Aggregates over decision records, fed one record at a time (memory independent of their count).
+
+``DecisionStats.add`` takes one stored record (``RecordView``) and updates
+counters: results per namespace and per time bucket, the compliance rate,
+deny reasons, the gaps (admitted in warn mode, through ``unmatchedImages:
+allow``, without verified provenance), exceptions used, the policy bundle /
+trust fingerprint pairs in force, and every admitted image with its signers,
+provenance and SBOM attestation.  ``attest decisions stats``, ``attest
+evidence`` and the web overview all read these, so the numbers agree.
+
+Memory grows with the number of distinct images, namespaces, reasons,
+exceptions and time buckets, never with the number of records; each of those
+maps is capped (``Limits``), and what did not fit is counted and flagged
+(``truncated``), never silently dropped.  ``stream_records`` reads records
+oldest first through a server-side cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from admission.decisions.model import pick
+from admission.decisions.store import DecisionDatabase, decisions_table
+
+ADMITTED = ("allowed", "warned")
+SLSA_TYPES = ("https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2")
+SBOM_TYPES = ("https://cyclonedx.org/bom", "https://spdx.dev/Document")
+BUCKETS = ("hour", "day", "month")
+_DIGEST_TEXT = re.compile(r"sha256:[0-9a-f]{8,64}")
+_STREAM_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on the distinct keys kept (beyond them records are counted as ``overflow``)."""
+
+    images: int = 100_000
+    reasons: int = 10_000
+    namespaces: int = 10_000
+    exceptions: int = 10_000
+    buckets: int = 20_000
+    ids_per_image: int = 100
+    id_ranges: int = 100_000
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """What aggregation needs from one stored record (its columns and its parsed document)."""
+
+    id: int
+    replica: str
+    seq: int
+    time: str
+    namespace: str
+    result: str
+    bundle_hash: str
+    trust_fingerprint: str
+    document: dict[str, Any]
+
+
+def exceptions_of(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The break-glass exceptions a record says were used (decision-level and per image).
+
+    A record without an ``exception`` field used none.
+    """
+    found: list[dict[str, Any]] = []
+    for holder in [document, *[i for i in document.get("images") or () if isinstance(i, dict)]]:
+        for key in ("exception", "exceptions"):
+            value = holder.get(key)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict) and item.get("id"):
+                    found.append(item)
+    return found
+
+
+def signer_label(check: dict[str, Any]) -> str:
+    """One readable line for who signed: ``authority: key <id>`` or ``authority: subject (issuer)``."""
+    signer = check.get("signer") if isinstance(check.get("signer"), dict) else {}
+    assert isinstance(signer, dict)
+    if signer.get("type") == "keyless":
+        who = f"{signer.get('subject') or '?'} ({signer.get('issuer') or '?'})"
+    else:
+        who = f"key {signer.get('keyId') or '?'}"
+    authority = check.get("authority")
+    return f"{authority}: {who}" if authority else who
+
+
+def _verified(checks: Any) -> list[dict[str, Any]]:
+    return [c for c in checks or () if isinstance(c, dict) and c.get("verified") is True]
+
+
+def _provenance(input_image: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verified SLSA provenance facts the policy input recorded for one image."""
+    out = []
+    for check in _verified(input_image.get("attestations")):
+        facts = check.get("provenance")
+        if check.get("predicateType") in SLSA_TYPES and isinstance(facts, dict):
+            digest = (
+                facts.get("sourceDigest") if isinstance(facts.get("sourceDigest"), dict) else {}
+            )
+            assert isinstance(digest, dict)
+            out.append(
+                {
+                    "builder": facts.get("builderId"),
+                    "sourceRepository": facts.get("sourceRepository"),
+                    "sourceRef": facts.get("sourceRef"),
+                    "commit": digest.get("gitCommit") or digest.get("sha1") or None,
+                    "buildStartedOn": facts.get("buildStartedOn"),
+                    "buildFinishedOn": facts.get("buildFinishedOn"),
+                }
+            )
+    return out
+
+
+def _location_digest(location: Any) -> str | None:
+    text = str(location or "")
+    return text.rsplit("@", 1)[1] if "@sha256:" in text else None
+
+
+@dataclass
+class ImageStats:
+    """One admitted image (by digest): who signed it, what built it, where it ran."""
+
+    digest: str
+    references: set[str] = field(default_factory=set)
+    namespaces: set[str] = field(default_factory=set)
+    signers: set[str] = field(default_factory=set)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    sbom: list[dict[str, Any]] = field(default_factory=list)
+    policies: set[str] = field(default_factory=set)
+    decisions: int = 0
+    decision_ids: list[int] = field(default_factory=list)
+    first: str = ""
+    last: str = ""
+    warn_mode: int = 0
+    unmatched: int = 0
+    exceptions: set[str] = field(default_factory=set)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "references": sorted(self.references),
+            "namespaces": sorted(self.namespaces),
+            "signers": sorted(self.signers),
+            "provenance": self.provenance,
+            "sbom": self.sbom,
+            "policies": sorted(self.policies),
+            "decisions": self.decisions,
+            "decisionIds": self.decision_ids,
+            "decisionIdsTruncated": self.decisions > len(self.decision_ids),
+            "firstAdmitted": self.first,
+            "lastAdmitted": self.last,
+            "gaps": {
+                "warnMode": self.warn_mode,
+                "unmatchedAllowed": self.unmatched,
+                "withoutProvenance": not self.provenance,
+                "exceptions": sorted(self.exceptions),
+            },
+        }
+
+
+def _add_unique(items: list[dict[str, Any]], item: dict[str, Any], cap: int = 8) -> None:
+    if item not in items and len(items) < cap:
+        items.append(item)
+
+
+def _bucket(time: str, size: str) -> str:
+    return {"hour": time[:13] + ":00Z", "day": time[:10], "month": time[:7]}[size]
+
+
+def _reason_key(message: str, references: list[str]) -> str:
+    """A deny message with the image it names taken out, so the same reason groups together."""
+    text = message
+    for reference in sorted(references, key=len, reverse=True):
+        if reference:
+            text = text.replace(reference, "<image>")
+    return _DIGEST_TEXT.sub("sha256:…", text)
+
+
+class DecisionStats:
+    """Streaming aggregates over decision records; ``add`` each, then ``to_dict``."""
+
+    def __init__(self, *, bucket: str = "day", limits: Limits | None = None) -> None:
+        if bucket not in BUCKETS:
+            raise ValueError(f"bucket {bucket!r}: expected one of {', '.join(BUCKETS)}")
+        self.bucket = bucket
+        self.limits = limits or Limits()
+        self.total = 0
+        self.first = ""
+        self.last = ""
+        self.results: dict[str, int] = {}
+        self.namespaces: dict[str, dict[str, int]] = {}
+        self.timeline: dict[str, dict[str, int]] = {}
+        self.reasons: dict[str, list[Any]] = {}  # key -> [count, example, namespaces set]
+        self.images: dict[str, ImageStats] = {}
+        self.exceptions: dict[str, dict[str, Any]] = {}
+        self.policies: dict[tuple[str, str], dict[str, Any]] = {}
+        self.gaps = {"warnMode": 0, "unmatchedAllowed": 0, "withoutProvenance": 0}
+        self.gap_images: dict[str, set[str]] = {k: set() for k in self.gaps}
+        self.compliant = 0
+        self.admitted = 0
+        self.overflow: dict[str, int] = {}
+
+    def _room(self, mapping: dict[Any, Any], key: Any, cap: int, what: str) -> bool:
+        if key in mapping or len(mapping) < cap:
+            return True
+        self.overflow[what] = self.overflow.get(what, 0) + 1
+        return False
+
+    def add(self, record: RecordView) -> None:
+        """Count one record."""
+        document, result, time = record.document, record.result, record.time
+        self.total += 1
+        self.first = time if not self.first or time < self.first else self.first
+        self.last = max(self.last, time)
+        self.results[result] = self.results.get(result, 0) + 1
+        limits = self.limits
+        if self._room(self.namespaces, record.namespace, limits.namespaces, "namespaces"):
+            per_ns = self.namespaces.setdefault(
+                record.namespace, {"total": 0, "admitted": 0, "compliant": 0}
+            )
+            per_ns["total"] += 1
+            per_ns[result] = per_ns.get(result, 0) + 1
+        else:
+            per_ns = None
+        bucket = _bucket(time, self.bucket)
+        if self._room(self.timeline, bucket, limits.buckets, "buckets"):
+            slot = self.timeline.setdefault(bucket, {})
+            slot[result] = slot.get(result, 0) + 1
+        key = (record.bundle_hash, record.trust_fingerprint)
+        if self._room(self.policies, key, limits.buckets, "policies"):
+            seen = self.policies.setdefault(key, {"first": time, "last": time, "records": 0})
+            seen["records"] += 1
+            seen["first"] = min(seen["first"], time)
+            seen["last"] = max(seen["last"], time)
+        used = exceptions_of(document)
+        for exception in used:
+            self._exception(exception, record)
+        images = [i for i in document.get("images") or () if isinstance(i, dict)]
+        if result in ADMITTED:
+            self.admitted += 1
+            compliant = self._admitted(record, images, bool(used))
+            if per_ns is not None:
+                per_ns["admitted"] += 1
+                per_ns["compliant"] += compliant
+            self.compliant += compliant
+        else:
+            self._denied(record, images)
+
+    def _admitted(self, record: RecordView, images: list[dict[str, Any]], excepted: bool) -> int:
+        """Account the images of an admitted record; 1 when it met every gate as such."""
+        document = record.document
+        inputs = pick(document, "input", default={})
+        input_images = [i for i in pick(inputs, "images", default=[]) or () if isinstance(i, dict)]
+        by_reference = {str(i.get("reference")): i for i in input_images}
+        compliant = not excepted
+        for image in images:
+            reference = str(pick(image, "reference", default=""))
+            digest = str(pick(image, "digest") or "") or f"(unresolved) {reference}"
+            fact = by_reference.get(reference, {})
+            policy = fact.get("policy") if isinstance(fact.get("policy"), dict) else {}
+            assert isinstance(policy, dict)
+            warn = policy.get("mode") == "warn"
+            unmatched = image.get("outcome") == "unmatched"
+            provenance = _provenance(fact)
+            compliant = compliant and not warn and not unmatched
+            compliant = compliant and image.get("outcome", "verified") == "verified"
+            for gap, hit in (
+                ("warnMode", warn),
+                ("unmatchedAllowed", unmatched),
+                ("withoutProvenance", not provenance),
+            ):
+                if hit:
+                    self.gaps[gap] += 1
+                    if len(self.gap_images[gap]) < self.limits.images:
+                        self.gap_images[gap].add(digest)
+            if not self._room(self.images, digest, self.limits.images, "images"):
+                continue
+            stats = self.images.get(digest)
+            if stats is None:
+                stats = self.images[digest] = ImageStats(digest, first=record.time)
+            stats.references.add(reference)
+            stats.namespaces.add(record.namespace)
+            if image.get("policy"):
+                stats.policies.add(str(image["policy"]))
+            verification = (
+                image.get("verification") if isinstance(image.get("verification"), dict) else {}
+            )
+            assert isinstance(verification, dict)
+            for check in _verified(verification.get("signatures")):
+                if len(stats.signers) < 16:
+                    stats.signers.add(signer_label(check))
+            for check in _verified(verification.get("attestations")):
+                kind = check.get("predicateType") or check.get("predicate_type")
+                if kind in SBOM_TYPES:
+                    _add_unique(
+                        stats.sbom,
+                        {
+                            "predicateType": kind,
+                            "attestation": _location_digest(check.get("location")),
+                            "signer": signer_label(check),
+                        },
+                    )
+            for facts in provenance:
+                _add_unique(stats.provenance, facts)
+            stats.decisions += 1
+            if len(stats.decision_ids) < self.limits.ids_per_image:
+                stats.decision_ids.append(record.id)
+            stats.first = min(stats.first, record.time)
+            stats.last = max(stats.last, record.time)
+            stats.warn_mode += warn
+            stats.unmatched += unmatched
+            for exception in exceptions_of(document):
+                stats.exceptions.add(str(exception.get("id")))
+        return int(compliant)
+
+    def _denied(self, record: RecordView, images: list[dict[str, Any]]) -> None:
+        references = [str(pick(i, "reference", default="")) for i in images]
+        messages = record.document.get("messages") or [f"({record.result})"]
+        for message in messages:
+            key = _reason_key(str(message), references)
+            if not self._room(self.reasons, key, self.limits.reasons, "reasons"):
+                continue
+            entry = self.reasons.setdefault(key, [0, str(message), set()])
+            entry[0] += 1
+            if len(entry[2]) < 50:
+                entry[2].add(record.namespace)
+
+    def _exception(self, exception: dict[str, Any], record: RecordView) -> None:
+        ident = str(exception.get("id"))
+        if not self._room(self.exceptions, ident, self.limits.exceptions, "exceptions"):
+            return
+        entry = self.exceptions.setdefault(
+            ident,
+            {
+                "id": ident,
+                "signer": exception.get("signer"),
+                "reason": exception.get("reason"),
+                "expires": exception.get("expires"),
+                "uses": 0,
+                "firstUsed": record.time,
+                "lastUsed": record.time,
+                "namespaces": set(),
+                "decisionIds": [],
+            },
+        )
+        entry["uses"] += 1
+        entry["firstUsed"] = min(entry["firstUsed"], record.time)
+        entry["lastUsed"] = max(entry["lastUsed"], record.time)
+        entry["namespaces"].add(record.namespace)
+        if len(entry["decisionIds"]) < self.limits.ids_per_image:
+            entry["decisionIds"].append(record.id)
+
+    def to_dict(self, *, top: int = 20) -> dict[str, Any]:
+        """Plain data (JSON-ready); ``top`` bounds the deny reasons listed."""
+        reasons = sorted(self.reasons.items(), key=lambda item: (-item[1][0], item[0]))
+        return {
+            "records": self.total,
+            "first": self.first or None,
+            "last": self.last or None,
+            "results": dict(sorted(self.results.items())),
+            "compliance": _rate(self.admitted, self.compliant),
+            "namespaces": {
+                name: {
+                    **counts,
+                    "complianceRate": _rate(counts["admitted"], counts["compliant"])["rate"],
+                }
+                for name, counts in sorted(self.namespaces.items())
+            },
+            "timeline": {"bucket": self.bucket, "counts": dict(sorted(self.timeline.items()))},
+            "denyReasons": [
+                {"reason": key, "count": count, "example": example, "namespaces": sorted(ns)}
+                for key, (count, example, ns) in reasons[:top]
+            ],
+            "denyReasonsTotal": len(reasons),
+            "gaps": {
+                gap: {"admissions": count, "images": sorted(self.gap_images[gap])}
+                for gap, count in self.gaps.items()
+            },
+            "exceptions": [
+                {**entry, "namespaces": sorted(entry["namespaces"])}
+                for _, entry in sorted(self.exceptions.items())
+            ],
+            "policies": [
+                {"bundleHash": bundle, "trustFingerprint": trust, **seen}
+                for (bundle, trust), seen in sorted(
+                    self.policies.items(), key=lambda item: (item[1]["first"], item[0])
+                )
+            ],
+            "admittedImages": len(self.images),
+            "truncated": dict(sorted(self.overflow.items())),
+        }
+
+    def image_list(self) -> list[dict[str, Any]]:
+        """Every admitted image, most recently admitted first."""
+        ordered = sorted(self.images.values(), key=lambda s: (s.last, s.digest), reverse=True)
+        return [image.to_dict() for image in ordered]
+
+
+def _rate(admitted: int, compliant: int) -> dict[str, Any]:
+    return {
+        "admitted": admitted,
+        "compliant": compliant,
+        "rate": round(compliant / admitted, 6) if admitted else None,
+    }
+
+
+def record_view(row: Any, document: dict[str, Any]) -> RecordView:
+    """A ``RecordView`` from a ``decisions`` table row and its parsed document."""
+    return RecordView(
+        id=row.id,
+        replica=row.replica,
+        seq=row.seq,
+        time=row.time,
+        namespace=row.namespace,
+        result=row.result,
+        bundle_hash=row.bundle_hash,
+        trust_fingerprint=row.trust_fingerprint,
+        document=document,
+    )
+
+
+def stream_records(
+    database: DecisionDatabase, conditions: list[sa.ColumnElement[bool]]
+) -> Iterator[RecordView]:
+    """Records meeting ``conditions``, oldest first, through a server-side cursor (bounded memory).
+
+    An unreadable document is counted with an empty one rather than stopping the
+    aggregation (``attest decisions verify`` is where it is reported).
+    """
+    table = decisions_table
+    statement = sa.select(table).where(*conditions).order_by(table.c.id)
+    with database.reading() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
+            statement
+        )
+        for row in result:
+            try:
+                document = json.loads(row.document)
+            except ValueError:
+                document = {}
+            yield record_view(row, document if isinstance(document, dict) else {})
