@@ -45,7 +45,7 @@ class Limits:
     namespaces: int = 10_000
     exceptions: int = 10_000
     buckets: int = 20_000
-    ids_per_image: int = 100
+    ids_per_image: int = 10
     id_ranges: int = 100_000
 
 
@@ -70,57 +70,87 @@ def exceptions_of(document: dict[str, Any]) -> list[dict[str, Any]]:
     A record without an ``exception`` field used none.
     """
     found: list[dict[str, Any]] = []
-    for holder in [document, *[i for i in document.get("images") or () if isinstance(i, dict)]]:
+    holders = [document]
+    holders.extend(i for i in document.get("images") or () if isinstance(i, dict))
+    for holder in holders:
         for key in ("exception", "exceptions"):
             value = holder.get(key)
+            if value is None:
+                continue
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, dict) and item.get("id"):
                     found.append(item)
     return found
 
 
-def signer_label(check: dict[str, Any]) -> str:
+SignerKey = tuple[Any, Any, Any, Any, Any]  # authority, type, keyId, subject, issuer
+
+
+def signer_key(check: dict[str, Any]) -> SignerKey:
+    """Who signed a check, as a hashable key (cheap per record; labelled once at the end)."""
+    signer = check.get("signer")
+    if not isinstance(signer, dict):
+        return (check.get("authority"), None, None, None, None)
+    return (
+        check.get("authority"),
+        signer.get("type"),
+        signer.get("keyId"),
+        signer.get("subject"),
+        signer.get("issuer"),
+    )
+
+
+def signer_label(key: SignerKey) -> str:
     """One readable line for who signed: ``authority: key <id>`` or ``authority: subject (issuer)``."""
-    signer = check.get("signer") if isinstance(check.get("signer"), dict) else {}
-    assert isinstance(signer, dict)
-    if signer.get("type") == "keyless":
-        who = f"{signer.get('subject') or '?'} ({signer.get('issuer') or '?'})"
-    else:
-        who = f"key {signer.get('keyId') or '?'}"
-    authority = check.get("authority")
+    authority, kind, key_id, subject, issuer = key
+    who = f"{subject or '?'} ({issuer or '?'})" if kind == "keyless" else f"key {key_id or '?'}"
     return f"{authority}: {who}" if authority else who
 
 
-def _verified(checks: Any) -> list[dict[str, Any]]:
-    return [c for c in checks or () if isinstance(c, dict) and c.get("verified") is True]
-
-
-def _provenance(input_image: dict[str, Any]) -> list[dict[str, Any]]:
-    """The verified SLSA provenance facts the policy input recorded for one image."""
+def _provenance(input_image: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The verified SLSA provenance facts the policy input recorded for one image, as
+    ``PROVENANCE_FIELDS`` tuples."""
     out = []
-    for check in _verified(input_image.get("attestations")):
+    for check in input_image.get("attestations") or ():
+        if not isinstance(check, dict) or check.get("verified") is not True:
+            continue
         facts = check.get("provenance")
-        if check.get("predicateType") in SLSA_TYPES and isinstance(facts, dict):
-            digest = (
-                facts.get("sourceDigest") if isinstance(facts.get("sourceDigest"), dict) else {}
+        if isinstance(facts, dict) and check.get("predicateType") in SLSA_TYPES:
+            digest = facts.get("sourceDigest")
+            commit = (
+                (digest.get("gitCommit") or digest.get("sha1"))
+                if isinstance(digest, dict)
+                else None
             )
-            assert isinstance(digest, dict)
             out.append(
-                {
-                    "builder": facts.get("builderId"),
-                    "sourceRepository": facts.get("sourceRepository"),
-                    "sourceRef": facts.get("sourceRef"),
-                    "commit": digest.get("gitCommit") or digest.get("sha1") or None,
-                    "buildStartedOn": facts.get("buildStartedOn"),
-                    "buildFinishedOn": facts.get("buildFinishedOn"),
-                }
+                (
+                    facts.get("builderId"),
+                    facts.get("sourceRepository"),
+                    facts.get("sourceRef"),
+                    commit,
+                    facts.get("buildStartedOn"),
+                    facts.get("buildFinishedOn"),
+                )
             )
     return out
+
+
+PROVENANCE_FIELDS = (
+    "builder",
+    "sourceRepository",
+    "sourceRef",
+    "commit",
+    "buildStartedOn",
+    "buildFinishedOn",
+)
 
 
 def _location_digest(location: Any) -> str | None:
     text = str(location or "")
     return text.rsplit("@", 1)[1] if "@sha256:" in text else None
+
+
+_DETAILS_CAP = 16  # signers, provenance and SBOM variants kept per image
 
 
 @dataclass
@@ -130,9 +160,9 @@ class ImageStats:
     digest: str
     references: set[str] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=set)
-    signers: set[str] = field(default_factory=set)
-    provenance: list[dict[str, Any]] = field(default_factory=list)
-    sbom: list[dict[str, Any]] = field(default_factory=list)
+    signers: set[SignerKey] = field(default_factory=set)
+    provenance: set[tuple[Any, ...]] = field(default_factory=set)
+    sbom: set[tuple[Any, ...]] = field(default_factory=set)  # predicate type, location, signer
     policies: set[str] = field(default_factory=set)
     decisions: int = 0
     decision_ids: list[int] = field(default_factory=list)
@@ -147,9 +177,19 @@ class ImageStats:
             "digest": self.digest,
             "references": sorted(self.references),
             "namespaces": sorted(self.namespaces),
-            "signers": sorted(self.signers),
-            "provenance": self.provenance,
-            "sbom": self.sbom,
+            "signers": sorted(signer_label(key) for key in self.signers),
+            "provenance": [
+                dict(zip(PROVENANCE_FIELDS, facts, strict=True))
+                for facts in sorted(self.provenance, key=repr)
+            ],
+            "sbom": [
+                {
+                    "predicateType": kind,
+                    "attestation": _location_digest(location),
+                    "signer": signer_label(signer),
+                }
+                for kind, location, signer in sorted(self.sbom, key=repr)
+            ],
             "policies": sorted(self.policies),
             "decisions": self.decisions,
             "decisionIds": self.decision_ids,
@@ -163,11 +203,6 @@ class ImageStats:
                 "exceptions": sorted(self.exceptions),
             },
         }
-
-
-def _add_unique(items: list[dict[str, Any]], item: dict[str, Any], cap: int = 8) -> None:
-    if item not in items and len(items) < cap:
-        items.append(item)
 
 
 def _bucket(time: str, size: str) -> str:
@@ -245,7 +280,7 @@ class DecisionStats:
         images = [i for i in document.get("images") or () if isinstance(i, dict)]
         if result in ADMITTED:
             self.admitted += 1
-            compliant = self._admitted(record, images, bool(used))
+            compliant = self._admitted(record, images, [str(e.get("id")) for e in used])
             if per_ns is not None:
                 per_ns["admitted"] += 1
                 per_ns["compliant"] += compliant
@@ -253,24 +288,27 @@ class DecisionStats:
         else:
             self._denied(record, images)
 
-    def _admitted(self, record: RecordView, images: list[dict[str, Any]], excepted: bool) -> int:
+    def _admitted(
+        self, record: RecordView, images: list[dict[str, Any]], exceptions: list[str]
+    ) -> int:
         """Account the images of an admitted record; 1 when it met every gate as such."""
-        document = record.document
-        inputs = pick(document, "input", default={})
-        input_images = [i for i in pick(inputs, "images", default=[]) or () if isinstance(i, dict)]
-        by_reference = {str(i.get("reference")): i for i in input_images}
-        compliant = not excepted
+        inputs = record.document.get("input")
+        facts_by_reference = {}
+        if isinstance(inputs, dict):
+            for fact in inputs.get("images") or ():
+                if isinstance(fact, dict):
+                    facts_by_reference[fact.get("reference")] = fact
+        compliant = not exceptions
         for image in images:
-            reference = str(pick(image, "reference", default=""))
-            digest = str(pick(image, "digest") or "") or f"(unresolved) {reference}"
-            fact = by_reference.get(reference, {})
-            policy = fact.get("policy") if isinstance(fact.get("policy"), dict) else {}
-            assert isinstance(policy, dict)
-            warn = policy.get("mode") == "warn"
-            unmatched = image.get("outcome") == "unmatched"
+            reference = str(image.get("reference") or "")
+            digest = str(image.get("digest") or "") or f"(unresolved) {reference}"
+            fact = facts_by_reference.get(reference) or {}
+            policy = fact.get("policy")
+            warn = isinstance(policy, dict) and policy.get("mode") == "warn"
+            outcome = image.get("outcome", "verified")
+            unmatched = outcome == "unmatched"
             provenance = _provenance(fact)
-            compliant = compliant and not warn and not unmatched
-            compliant = compliant and image.get("outcome", "verified") == "verified"
+            compliant = compliant and not warn and outcome == "verified"
             for gap, hit in (
                 ("warnMode", warn),
                 ("unmatchedAllowed", unmatched),
@@ -280,45 +318,47 @@ class DecisionStats:
                     self.gaps[gap] += 1
                     if len(self.gap_images[gap]) < self.limits.images:
                         self.gap_images[gap].add(digest)
-            if not self._room(self.images, digest, self.limits.images, "images"):
-                continue
             stats = self.images.get(digest)
             if stats is None:
+                if not self._room(self.images, digest, self.limits.images, "images"):
+                    continue
                 stats = self.images[digest] = ImageStats(digest, first=record.time)
-            stats.references.add(reference)
+            self._image_details(stats, image, reference, provenance)
             stats.namespaces.add(record.namespace)
-            if image.get("policy"):
-                stats.policies.add(str(image["policy"]))
-            verification = (
-                image.get("verification") if isinstance(image.get("verification"), dict) else {}
-            )
-            assert isinstance(verification, dict)
-            for check in _verified(verification.get("signatures")):
-                if len(stats.signers) < 16:
-                    stats.signers.add(signer_label(check))
-            for check in _verified(verification.get("attestations")):
-                kind = check.get("predicateType") or check.get("predicate_type")
-                if kind in SBOM_TYPES:
-                    _add_unique(
-                        stats.sbom,
-                        {
-                            "predicateType": kind,
-                            "attestation": _location_digest(check.get("location")),
-                            "signer": signer_label(check),
-                        },
-                    )
-            for facts in provenance:
-                _add_unique(stats.provenance, facts)
             stats.decisions += 1
             if len(stats.decision_ids) < self.limits.ids_per_image:
                 stats.decision_ids.append(record.id)
-            stats.first = min(stats.first, record.time)
-            stats.last = max(stats.last, record.time)
+            if record.time < stats.first:
+                stats.first = record.time
+            if record.time > stats.last:
+                stats.last = record.time
             stats.warn_mode += warn
             stats.unmatched += unmatched
-            for exception in exceptions_of(document):
-                stats.exceptions.add(str(exception.get("id")))
+            stats.exceptions.update(exceptions)
         return int(compliant)
+
+    @staticmethod
+    def _image_details(
+        stats: ImageStats, image: dict[str, Any], reference: str, provenance: list[tuple[Any, ...]]
+    ) -> None:
+        stats.references.add(reference)
+        if image.get("policy"):
+            stats.policies.add(str(image["policy"]))
+        verification = image.get("verification")
+        if not isinstance(verification, dict):
+            return
+        for check in verification.get("signatures") or ():
+            verified = isinstance(check, dict) and check.get("verified") is True
+            if verified and len(stats.signers) < _DETAILS_CAP:
+                stats.signers.add(signer_key(check))
+        for check in verification.get("attestations") or ():
+            if not isinstance(check, dict) or check.get("verified") is not True:
+                continue
+            kind = check.get("predicateType") or check.get("predicate_type")
+            if kind in SBOM_TYPES and len(stats.sbom) < _DETAILS_CAP:
+                stats.sbom.add((kind, check.get("location"), signer_key(check)))
+        if len(stats.provenance) < _DETAILS_CAP:
+            stats.provenance.update(provenance)
 
     def _denied(self, record: RecordView, images: list[dict[str, Any]]) -> None:
         references = [str(pick(i, "reference", default="")) for i in images]

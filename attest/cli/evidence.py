@@ -59,6 +59,18 @@ def _write_all(files: dict[Path, bytes]) -> None:
                 os.unlink(temporary)
 
 
+def _statement(subjects: list[Any], predicate_type: str, predicate: dict[str, Any]) -> bytes:
+    """The Statement's bytes, its envelope checked with ``in-toto-attestation`` like every
+    Statement we sign; the check runs on an empty predicate (``build_statement`` converts the
+    whole document to protobuf, seconds for a predicate of megabytes) and the predicate, plain
+    JSON data built here, is then put in place."""
+    from attest.attestations.statement import build_statement
+
+    checked = json.loads(build_statement(subjects, predicate_type, {"checked": True}).raw)
+    checked["predicate"] = predicate
+    return json.dumps(checked, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
 @click.command("evidence")
 @db_option
 @click.option(
@@ -135,7 +147,7 @@ def evidence_command(
     from admission.decisions.evidence import PREDICATE_TYPE, build_evidence, read_pipeline_summaries
     from admission.decisions.evidence_report import csv_text, html_text
     from admission.decisions.verify import read_anchors
-    from attest.attestations.statement import Subject, build_statement
+    from attest.attestations.statement import Subject
     from attest.cli.sign import signer_from
     from attest.signing.bundle import make_bundle
     from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
@@ -172,14 +184,14 @@ def evidence_command(
             Subject(paths["html"].name, {"sha256": hashlib.sha256(html).hexdigest()}),
             Subject(paths["csv"].name, {"sha256": hashlib.sha256(table).hexdigest()}),
         ]
-        statement = build_statement(subjects, PREDICATE_TYPE, evidence.predicate)
-        material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement.raw)
+        statement = _statement(subjects, PREDICATE_TYPE, evidence.predicate)
+        material = signer.sign_dsse(IN_TOTO_PAYLOAD_TYPE, statement)
         bundle = make_bundle(material)
     finally:
         close = getattr(signer, "close", None)
         if close is not None:
             close()
-    readable = json.dumps(json.loads(statement.raw), indent=2).encode() + b"\n"
+    readable = json.dumps(json.loads(statement), indent=2).encode() + b"\n"
     _write_all(
         {
             paths["html"]: html,
