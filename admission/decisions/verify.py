@@ -284,11 +284,10 @@ def _check_checkpoints(
             problems.append(
                 Problem(replica, row.seq, record.id, "record differs from the signed chain head")
             )
-        else:
-            if row.seq >= report.signed_seq:
-                report.signed_seq, report.signed_at = row.seq, row.signed_at
-            if observer is not None:
-                observer.checkpoint(checkpoint)
+        elif row.seq >= report.signed_seq:
+            report.signed_seq, report.signed_at = row.seq, row.signed_at
+        if observer is not None and record is not None and record.hash == row.hash:
+            observer.checkpoint(checkpoint)  # verified above, and names its record
 
 
 def read_anchors(path: str) -> list[Checkpoint]:

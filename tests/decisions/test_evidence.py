@@ -254,6 +254,7 @@ def test_an_edited_record_shows_up_as_broken(
     assert (span["fromSeq"], span["toSeq"], span["records"]) == (5, 7, 3)
     assert "broken at #5" in span["reason"]
     assert chain["verifiedRecords"] == 4
+    assert chain["replicas"][0]["period"]["coveringCheckpoint"] is None
     assert "BROKEN" in (tmp_path / "r.html").read_text()
 
 
