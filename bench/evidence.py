@@ -20,17 +20,20 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from admission.decisions.chain import ChainHead, load_head_signer
-from admission.decisions.store import DecisionDatabase, prepare
+from admission.decisions.model import normalise_time
+from admission.decisions.store import DecisionDatabase, PreparedRecord, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTEST = str(Path(sys.executable).with_name("attest"))
@@ -39,6 +42,7 @@ PUB = ROOT / "keys-dev" / "cosign.pub"
 START = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
 DAYS = 90
 BATCH = 5000
+VARIANTS = 1000  # distinct image variants
 BUILDER = "https://github.com/acme/ci/.github/workflows/release.yml@refs/heads/main"
 
 
@@ -46,13 +50,20 @@ def _digest(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def document(n: int, total: int) -> dict[str, Any]:
-    """Decision ``n`` of ``total``: the shape ``Decision.to_dict()`` records."""
-    service = n % 500
-    reference = f"ghcr.io/acme/service-{service}:1.{n % 7}"
-    digest = _digest(reference)
+def template_key(n: int, total: int) -> tuple[int, int, int]:
+    """What decision ``n`` shares with others: its image variant, outcome class, policy bundle."""
     roll = n % 100
-    result = "denied" if roll < 10 else "warned" if roll < 13 else "allowed"
+    outcome = 0 if roll < 10 else 1 if roll < 13 else 2 if roll == 50 else 3
+    return n % VARIANTS, outcome, n * 4 // total
+
+
+def document(key: tuple[int, int, int], n: int = 0) -> dict[str, Any]:
+    """A decision of template ``key`` (``n`` only sets uid and time): ``Decision.to_dict()``'s shape."""
+    variant, outcome, bundle = key
+    service = variant % 250
+    reference = f"ghcr.io/acme/service-{service}:1.{variant % 4}"
+    digest = _digest(reference)
+    result = ("denied", "warned", "allowed", "allowed")[outcome]
     verified = result != "denied"
     signer = {
         "type": "keyless",
@@ -60,13 +71,13 @@ def document(n: int, total: int) -> dict[str, Any]:
         "issuer": "https://token.actions.githubusercontent.com",
     }
     check = {"verified": verified, "authority": "release", "signer": signer, "storage": "bundle"}
-    moment = START + dt.timedelta(seconds=DAYS * 86400 * n / total)
+    moment = START
     doc: dict[str, Any] = {
-        "uid": f"00000000-0000-4000-8000-{n:012d}",
-        "time": moment.isoformat(),
+        "uid": uid(n),
+        "time": moment.isoformat(timespec="microseconds"),
         "operation": "CREATE",
         "kind": "Deployment",
-        "namespace": f"team-{n % 20}",
+        "namespace": f"team-{variant % 20}",
         "name": f"service-{service}",
         "user": "system:serviceaccount:argocd:argocd-application-controller",
         "caller": "",
@@ -88,7 +99,7 @@ def document(n: int, total: int) -> dict[str, Any]:
                 "policy": "prod",
                 "outcome": "verified" if verified else "unverified",
                 "error": None,
-                "cached": n % 3 == 0,
+                "cached": False,
                 "unchanged": False,
                 "verification": {
                     "reference": f"{reference}@{digest}",
@@ -137,7 +148,9 @@ def document(n: int, total: int) -> dict[str, Any]:
                                 "sourceDigest": {
                                     "gitCommit": hashlib.sha1(reference.encode()).hexdigest()
                                 },
-                                "buildFinishedOn": (moment - dt.timedelta(hours=2)).isoformat(),
+                                "buildFinishedOn": (
+                                    START - dt.timedelta(hours=service)
+                                ).isoformat(),
                             }
                             if verified
                             else None,
@@ -147,18 +160,40 @@ def document(n: int, total: int) -> dict[str, Any]:
             ]
         },
         "latency": {"resolve": 1.2, "verify": 14.5, "evaluate": 0.8, "total": 17.1},
-        "bundleHash": _digest("bundle-" + str(n * 4 // total)),
+        "bundleHash": _digest(f"bundle-{bundle}"),
         "trustFingerprint": _digest("trust"),
         "engine": "regopy 1.5.2",
     }
-    if n % 100 == 50:
+    if outcome == 2:
         doc["exception"] = {
-            "id": f"exc-{n % 7}",
+            "id": f"exc-{variant % 7}",
             "signer": "appsec@acme.example",
             "reason": "hotfix",
             "expires": "2026-12-31T00:00:00Z",
         }
     return doc
+
+
+def uid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def prepared(
+    n: int, total: int, templates: dict[tuple[int, int, int], PreparedRecord]
+) -> PreparedRecord:
+    """Record ``n``, from its template's canonical bytes with uid and time put in (the bytes are
+    exactly the canonical JSON of that document: both values are fixed-width strings)."""
+    key = template_key(n, total)
+    template = templates.get(key)
+    if template is None:
+        template = templates[key] = prepare(document(key))
+    moment = START + dt.timedelta(seconds=DAYS * 86400 * n / total)
+    when = moment.isoformat(timespec="microseconds")
+    canonical = template.canonical.replace(
+        START.isoformat(timespec="microseconds").encode(), when.encode(), 1
+    ).replace(uid(0).encode(), uid(n).encode(), 1)
+    fields = replace(template.fields, time=normalise_time(when), uid=uid(n))
+    return PreparedRecord(canonical, fields)
 
 
 def generate(target: str, total: int, replicas: int) -> float:
@@ -168,10 +203,11 @@ def generate(target: str, total: int, replicas: int) -> float:
     signer = load_head_signer(str(KEY), password=b"attest-dev")
     heads = {f"bench-{r}": ChainHead(f"bench-{r}") for r in range(replicas)}
     names = list(heads)
+    templates: dict[tuple[int, int, int], PreparedRecord] = {}
     started = time.perf_counter()
     for offset in range(0, total, BATCH):
         replica = names[(offset // BATCH) % replicas]
-        batch = [prepare(document(n, total)) for n in range(offset, min(total, offset + BATCH))]
+        batch = [prepared(n, total, templates) for n in range(offset, min(total, offset + BATCH))]
         heads[replica] = database.append(replica, batch, head=heads[replica], signer=signer)
         if offset and offset % (BATCH * 40) == 0:
             rate = offset / (time.perf_counter() - started)
@@ -244,6 +280,7 @@ def main() -> None:
         from tests.support.postgres import PostgresServer
 
         server = PostgresServer().start()
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the server
         try:
             target = server.create_database("bench_evidence")
             run("postgresql", target, args.records, args.replicas, workdir)

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from admission.decisions.chain import load_head_signer
 from admission.decisions.store import DecisionDatabase, record_now
 from tests.decisions.conftest import write_key_pair
 from tests.decisions.samples import decision, digest_of, image
+from tests.support.peers import peer_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 COSIGN_KEY = ROOT / "keys-dev" / "cosign.key"
@@ -371,3 +373,38 @@ def test_stats_agree_with_evidence(
     assert table.exit_code == 0
     assert "compliance: 0.0% (0 of 1 admissions" in table.stdout
     assert "exc-2026-0042: 1 uses" in table.stdout
+
+
+def test_cosign_verifies_the_evidence_and_rejects_an_edited_report(
+    cli: Any, sqlite_url: str, tmp_path: Path, checkpoint_keys: tuple[Path, Path]
+) -> None:
+    private, public = checkpoint_keys
+    seed(sqlite_url, private)
+    assert run_evidence(cli, sqlite_url, tmp_path / "r", public).exit_code == 0
+    cosign = str(peer_binary("cosign"))
+
+    def cosign_verify(artifact: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                cosign,
+                "verify-blob-attestation",
+                "--bundle",
+                str(tmp_path / "r.sigstore.json"),
+                "--type",
+                "https://attest.dev/evidence/v1",
+                "--key",
+                str(COSIGN_PUB),
+                "--insecure-ignore-tlog",
+                str(artifact),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    for artifact in ("r.html", "r.csv"):
+        ok = cosign_verify(tmp_path / artifact)
+        assert ok.returncode == 0, ok.stderr
+    edited = tmp_path / "r.csv"
+    edited.write_text(edited.read_text().replace("reg/acme/hotfix:1", "reg/acme/harmless:1"))
+    assert cosign_verify(edited).returncode != 0
