@@ -55,6 +55,7 @@ class ReplicaPeriod:
     first_seq: int = 0
     last_seq: int = 0
     seq_ranges: list[list[int]] = field(default_factory=list)
+    ranges_truncated: bool = False  # more stretches than the cap: the count is still exact
     covering: Checkpoint | None = None
 
     def add(self, seq: int, max_ranges: int) -> None:
@@ -65,6 +66,8 @@ class ReplicaPeriod:
             self.seq_ranges[-1][1] = seq
         elif len(self.seq_ranges) < max_ranges:
             self.seq_ranges.append([seq, seq])
+        else:
+            self.ranges_truncated = True
 
 
 class _Collector:
@@ -160,6 +163,7 @@ def _replica_entries(
                 "firstSeq": period.first_seq,
                 "lastSeq": period.last_seq,
                 "seqRanges": period.seq_ranges,
+                "seqRangesTruncated": period.ranges_truncated,
                 "coveringCheckpoint": checkpoint_dict(covering) if covering else None,
             }
             if period.last_seq > through:
@@ -275,7 +279,12 @@ def build_evidence(
         "decisions": {
             "records": stats.total,
             "replicas": [
-                {"replica": p.replica, "records": p.records, "seqRanges": p.seq_ranges}
+                {
+                    "replica": p.replica,
+                    "records": p.records,
+                    "seqRanges": p.seq_ranges,
+                    "seqRangesTruncated": p.ranges_truncated,
+                }
                 for _, p in sorted(collector.periods.items())
             ],
         },

@@ -216,12 +216,23 @@ def html_text(predicate: dict[str, Any]) -> str:
         ),
         "<h2 id='exceptions'>Exceptions used</h2>",
         _table(
-            ["id", "signer", "reason", "expires", "uses", "first used", "last used", "namespaces"],
+            [
+                "id",
+                "signer",
+                "reason",
+                "ticket",
+                "expires",
+                "uses",
+                "first used",
+                "last used",
+                "namespaces",
+            ],
             [
                 [
                     e["id"],
                     e["signer"],
                     e["reason"],
+                    e.get("ticket"),
                     e["expires"],
                     e["uses"],
                     e["firstUsed"],

@@ -64,12 +64,15 @@ class RecordView:
     document: dict[str, Any]
 
 
-def exceptions_of(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The break-glass exceptions a record says were used (decision-level and per image).
+def exceptions_of(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The break-glass exceptions a record names: (applied, considered but not applied).
 
-    A record without an ``exception`` field used none.
+    The webhook records the applied (else the most relevant) one as ``exception`` and
+    every one it considered as ``exceptions``, each with ``applied`` and why; an entry
+    without ``applied`` counts as applied (over-reporting an exception is the safe side
+    for evidence).  A record without these fields used none.
     """
-    found: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, Any], dict[str, Any]] = {}
     holders = [document]
     holders.extend(i for i in document.get("images") or () if isinstance(i, dict))
     for holder in holders:
@@ -79,8 +82,10 @@ def exceptions_of(document: dict[str, Any]) -> list[dict[str, Any]]:
                 continue
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, dict) and item.get("id"):
-                    found.append(item)
-    return found
+                    seen.setdefault((item.get("id"), item.get("image")), item)
+    applied = [e for e in seen.values() if e.get("applied", True) is not False]
+    rejected = [e for e in seen.values() if e.get("applied", True) is False]
+    return applied, rejected
 
 
 SignerKey = tuple[Any, Any, Any, Any, Any]  # authority, type, keyId, subject, issuer
@@ -235,6 +240,7 @@ class DecisionStats:
         self.reasons: dict[str, list[Any]] = {}  # key -> [count, example, namespaces set]
         self.images: dict[str, ImageStats] = {}
         self.exceptions: dict[str, dict[str, Any]] = {}
+        self.not_applied: dict[str, int] = {}  # exceptions considered but not applied, by why
         self.policies: dict[tuple[str, str], dict[str, Any]] = {}
         self.gaps = {"warnMode": 0, "unmatchedAllowed": 0, "withoutProvenance": 0}
         self.gap_images: dict[str, set[str]] = {k: set() for k in self.gaps}
@@ -274,9 +280,13 @@ class DecisionStats:
             seen["records"] += 1
             seen["first"] = min(seen["first"], time)
             seen["last"] = max(seen["last"], time)
-        used = exceptions_of(document)
+        used, rejected = exceptions_of(document)
         for exception in used:
             self._exception(exception, record)
+        for exception in rejected:
+            category = str(exception.get("category") or exception.get("why") or "not applied")
+            if self._room(self.not_applied, category, self.limits.reasons, "exceptionsNotApplied"):
+                self.not_applied[category] = self.not_applied.get(category, 0) + 1
         images = [i for i in document.get("images") or () if isinstance(i, dict)]
         if result in ADMITTED:
             self.admitted += 1
@@ -382,6 +392,7 @@ class DecisionStats:
                 "id": ident,
                 "signer": exception.get("signer"),
                 "reason": exception.get("reason"),
+                "ticket": exception.get("ticket"),
                 "expires": exception.get("expires"),
                 "uses": 0,
                 "firstUsed": record.time,
@@ -427,6 +438,7 @@ class DecisionStats:
                 {**entry, "namespaces": sorted(entry["namespaces"])}
                 for _, entry in sorted(self.exceptions.items())
             ],
+            "exceptionsNotApplied": dict(sorted(self.not_applied.items())),
             "policies": [
                 {"bundleHash": bundle, "trustFingerprint": trust, **seen}
                 for (bundle, trust), seen in sorted(

@@ -30,9 +30,13 @@ BUILDER = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/
 EXCEPTION = {
     "id": "exc-2026-0042",
     "signer": "appsec@acme.example",
-    "reason": "CVE hotfix, INC-7",
+    "reason": "CVE hotfix",
+    "ticket": "INC-7",
     "expires": "2026-07-10T00:00:00Z",
+    "image": "reg/acme/hotfix:1",
+    "applied": True,
 }
+EXPIRED = {**EXCEPTION, "id": "exc-2026-0001", "applied": False, "category": "expired"}
 
 
 def facts(reference: str, *, mode: str = "enforce", provenance: bool = True) -> dict[str, Any]:
@@ -106,8 +110,14 @@ def period_documents() -> list[dict[str, Any]]:
         admitted("reg/acme/web:2.0", 3, mode="warn", provenance=False),
         admitted("reg/other/tool:3", 4, unmatched=True),
         denied("reg/acme/bad:1", 4),
-        denied("reg/acme/worse:9", 5),
-        admitted("reg/acme/hotfix:1", 6, exception=EXCEPTION, namespace="payments"),
+        {**denied("reg/acme/worse:9", 5), "exception": EXPIRED, "exceptions": [EXPIRED]},
+        admitted(
+            "reg/acme/hotfix:1",
+            6,
+            exception=EXCEPTION,
+            exceptions=[EXCEPTION, {**EXPIRED, "image": "reg/acme/hotfix:1"}],
+            namespace="payments",
+        ),
         admitted("reg/acme/app:1.0", 40),  # after the period
     ]
 
@@ -175,6 +185,8 @@ def test_evidence_reports_the_period_and_verifies_as_an_attestation(
     (exception,) = summary["exceptions"]
     assert exception["id"] == "exc-2026-0042" and exception["uses"] == 1
     assert exception["signer"] == "appsec@acme.example" and exception["namespaces"] == ["payments"]
+    assert exception["ticket"] == "INC-7"
+    assert summary["exceptionsNotApplied"] == {"expired": 2}  # considered, not used
     (reason,) = summary["denyReasons"]
     assert reason["reason"] == "image <image> is not signed by a trusted authority"
     assert reason["count"] == 2
