@@ -31,7 +31,13 @@ from admission.decisions import query
 from admission.decisions.chain import Checkpoint
 from admission.decisions.stats import DecisionStats, Limits, record_view
 from admission.decisions.store import DecisionDatabase, decisions_table
-from admission.decisions.verify import VerifyReport, verify_database
+from admission.decisions.verify import (
+    Problem,
+    ReplicaReport,
+    VerifyReport,
+    verify_database,
+    verify_replica,
+)
 from attest.errors import UsageError
 from attest.signing import keys
 
@@ -215,6 +221,76 @@ def read_pipeline_summaries(directory: str) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
+ChunkResult = tuple[
+    list[tuple[ReplicaReport, list[Problem]]], DecisionStats, dict[str, ReplicaPeriod]
+]
+
+
+def _verify_chunk(
+    target: str,
+    names: list[str],
+    trusted_pem: bytes | None,
+    flt: query.DecisionFilter,
+    bucket: str,
+    limits: Limits | None,
+) -> ChunkResult:
+    """Verify and aggregate some replicas in a worker process (see ``parallel``)."""
+    database = DecisionDatabase(target, create=False)
+    trusted = keys.load_public_key(trusted_pem, what="checkpoint key") if trusted_pem else None
+    collector = _Collector(flt, DecisionStats(bucket=bucket, limits=limits))
+    try:
+        with database.reading() as conn:
+            results = [verify_replica(conn, name, trusted, collector) for name in names]
+    finally:
+        database.close()
+    return results, collector.stats, collector.periods
+
+
+def _parallel_replicas(
+    database: DecisionDatabase,
+    collector: _Collector,
+    trusted_key: keys.PublicKey | None,
+    jobs: int,
+) -> Any:
+    """A ``verify_database(replicas=…)`` runner: replicas split across ``jobs`` processes,
+    their statistics merged into ``collector``."""
+    from admission.decisions.parallel import process_pool, split
+
+    pem = keys.public_key_pem(trusted_key) if trusted_key is not None else None
+
+    def run(names: list[str]) -> list[tuple[ReplicaReport, list[Problem]]]:
+        results: list[tuple[ReplicaReport, list[Problem]]] = []
+        stats = collector.stats
+        if len(names) < 2:  # nothing to split: no processes to start
+            chunk_results, chunk_stats, periods = _verify_chunk(
+                database.target, names, pem, collector.flt, stats.bucket, stats.limits
+            )
+            stats.merge(chunk_stats)
+            collector.periods.update(periods)
+            return chunk_results
+        with process_pool(jobs) as pool:
+            futures = [
+                pool.submit(
+                    _verify_chunk,
+                    database.target,
+                    chunk,
+                    pem,
+                    collector.flt,
+                    stats.bucket,
+                    stats.limits,
+                )
+                for chunk in split(names, jobs * 2)
+            ]
+            for future in futures:
+                chunk_results, chunk_stats, periods = future.result()
+                results.extend(chunk_results)
+                stats.merge(chunk_stats)
+                collector.periods.update(periods)
+        return results
+
+    return run
+
+
 @dataclass(frozen=True)
 class Evidence:
     """The predicate, the chain heads it names, and the admitted images (also in the CSV)."""
@@ -238,13 +314,18 @@ def build_evidence(
     bucket: str = "day",
     limits: Limits | None = None,
     now: dt.datetime | None = None,
+    jobs: int = 1,
 ) -> Evidence:
-    """Verify the database and aggregate the period ``flt`` selects, in one pass."""
+    """Verify the database and aggregate the period ``flt`` selects, in one pass (replicas
+    split across ``jobs`` processes)."""
     from attest import __version__
 
     stats = DecisionStats(bucket=bucket, limits=limits)
     collector = _Collector(flt, stats)
-    report = verify_database(database, trusted_key=trusted_key, anchors=anchors, observer=collector)
+    runner = _parallel_replicas(database, collector, trusted_key, jobs) if jobs > 1 else None
+    report = verify_database(
+        database, trusted_key=trusted_key, anchors=anchors, observer=collector, replicas=runner
+    )
     trusted = trusted_key is not None
     replicas, unverified = _replica_entries(database, flt, report, collector.periods, trusted)
     if not trusted:

@@ -379,6 +379,8 @@ class DecisionStats:
                 continue
             entry = self.reasons.setdefault(key, [0, str(message), set()])
             entry[0] += 1
+            if str(message) < entry[1]:  # the same example whatever order records come in
+                entry[1] = str(message)
             if len(entry[2]) < 50:
                 entry[2].add(record.namespace)
 
@@ -407,6 +409,60 @@ class DecisionStats:
         entry["namespaces"].add(record.namespace)
         if len(entry["decisionIds"]) < self.limits.ids_per_image:
             entry["decisionIds"].append(record.id)
+
+    def merge(self, other: DecisionStats) -> None:
+        """Add ``other``'s counts (of other records) to these: the same result as if every
+        record had been added here, whatever the order (records split across processes)."""
+        ids = self.limits.ids_per_image
+        self.total += other.total
+        self.first = min(filter(None, (self.first, other.first)), default="")
+        self.last = max(self.last, other.last)
+        _add_counts(self.results, other.results)
+        for name, counts in other.namespaces.items():
+            _add_counts(self.namespaces.setdefault(name, dict.fromkeys(counts, 0)), counts)
+        for bucket, counts in other.timeline.items():
+            _add_counts(self.timeline.setdefault(bucket, {}), counts)
+        for key, (count, example, namespaces) in other.reasons.items():
+            entry = self.reasons.setdefault(key, [0, example, set()])
+            entry[0] += count
+            entry[1] = min(entry[1], example)
+            entry[2] |= namespaces
+        for digest, theirs in other.images.items():
+            mine = self.images.get(digest)
+            if mine is None:
+                self.images[digest] = theirs
+                continue
+            for name in ("references", "namespaces", "signers", "provenance", "sbom", "policies"):
+                getattr(mine, name).update(getattr(theirs, name))
+            mine.exceptions |= theirs.exceptions
+            mine.decisions += theirs.decisions
+            mine.decision_ids = sorted(mine.decision_ids + theirs.decision_ids)[:ids]
+            mine.first = min(mine.first, theirs.first)
+            mine.last = max(mine.last, theirs.last)
+            mine.warn_mode += theirs.warn_mode
+            mine.unmatched += theirs.unmatched
+        for ident, theirs_entry in other.exceptions.items():
+            entry = self.exceptions.get(ident)
+            if entry is None:
+                self.exceptions[ident] = theirs_entry
+                continue
+            entry["uses"] += theirs_entry["uses"]
+            entry["firstUsed"] = min(entry["firstUsed"], theirs_entry["firstUsed"])
+            entry["lastUsed"] = max(entry["lastUsed"], theirs_entry["lastUsed"])
+            entry["namespaces"] |= theirs_entry["namespaces"]
+            entry["decisionIds"] = sorted(entry["decisionIds"] + theirs_entry["decisionIds"])[:ids]
+        _add_counts(self.not_applied, other.not_applied)
+        for key, seen in other.policies.items():
+            entry = self.policies.setdefault(key, {**seen, "records": 0})
+            entry["records"] += seen["records"]
+            entry["first"] = min(entry["first"], seen["first"])
+            entry["last"] = max(entry["last"], seen["last"])
+        _add_counts(self.gaps, other.gaps)
+        for gap, digests in other.gap_images.items():
+            self.gap_images[gap] |= digests
+        self.compliant += other.compliant
+        self.admitted += other.admitted
+        _add_counts(self.overflow, other.overflow)
 
     def to_dict(self, *, top: int = 20) -> dict[str, Any]:
         """Plain data (JSON-ready); ``top`` bounds the deny reasons listed."""
@@ -453,6 +509,11 @@ class DecisionStats:
         """Every admitted image, most recently admitted first."""
         ordered = sorted(self.images.values(), key=lambda s: (s.last, s.digest), reverse=True)
         return [image.to_dict() for image in ordered]
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for key, count in counts.items():
+        into[key] = into.get(key, 0) + count
 
 
 def _rate(admitted: int, compliant: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ with the same hash.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -373,15 +373,38 @@ def _check_anchors(
     return count
 
 
+def verify_replica(
+    conn: sa.Connection,
+    name: str,
+    trusted_key: keys.PublicKey | None = None,
+    observer: VerifyObserver | None = None,
+) -> tuple[ReplicaReport, list[Problem]]:
+    """Check one replica's chain and checkpoints (what ``verify_database`` does per replica)."""
+    replica = ReplicaReport(name)
+    problems: list[Problem] = []
+    _check_chain(conn, replica, problems, observer)
+    _check_checkpoints(conn, replica, trusted_key, problems, observer)
+    problems.sort(key=lambda problem: problem.seq)
+    return replica, problems
+
+
+ReplicaResults = Iterable[tuple[ReplicaReport, list[Problem]]]
+
+
 def verify_database(
     database: DecisionDatabase,
     *,
     trusted_key: keys.PublicKey | None = None,
     anchors: Iterable[Checkpoint] = (),
     observer: VerifyObserver | None = None,
+    replicas: Callable[[list[str]], ReplicaResults] | None = None,
 ) -> VerifyReport:
     """Check every replica's chain and checkpoints in ``database`` (and ``anchors``, which
-    need ``trusted_key``); ``observer`` sees every record and every valid checkpoint."""
+    need ``trusted_key``); ``observer`` sees every record and every valid checkpoint.
+
+    ``replicas``, when given, runs ``verify_replica`` for the named replicas itself (in
+    other processes, say) and returns the results in the same order.
+    """
     anchors = list(anchors)
     if anchors and trusted_key is None:
         raise UsageError("checking anchored checkpoints needs the trusted key (--key)")
@@ -394,12 +417,13 @@ def verify_database(
     with database.reading() as conn:
         names = set(conn.execute(sa.select(decisions_table.c.replica).distinct()).scalars())
         names |= set(conn.execute(sa.select(checkpoints_table.c.replica).distinct()).scalars())
-        for name in sorted(names):
-            replica = ReplicaReport(name)
-            problems: list[Problem] = []
-            _check_chain(conn, replica, problems, observer)
-            _check_checkpoints(conn, replica, trusted_key, problems, observer)
-            problems.sort(key=lambda problem: problem.seq)
+        ordered = sorted(names)
+        results = (
+            replicas(ordered)
+            if replicas is not None
+            else (verify_replica(conn, name, trusted_key, observer) for name in ordered)
+        )
+        for replica, problems in results:
             report.replicas.append(replica)
             report.problems.extend(problems)
         if anchors:

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from admission.decisions import query
-from admission.decisions.stats import BUCKETS, DecisionStats, stream_records
+from admission.decisions.parallel import collect_stats, default_jobs
+from admission.decisions.stats import BUCKETS
 from admission.decisions.store import open_database
 from attest.cli.common import output_option, print_json
 from attest.cli.decisions import db_option, filter_options
@@ -24,9 +25,15 @@ from attest.cli.decisions import db_option, filter_options
 @click.option(
     "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Deny reasons listed."
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Processes reading the database (default: one per core, at most 4).",
+)
 @output_option
 def stats_command(
-    db: str | None, bucket: str, top: int, output_format: str, **filters: Any
+    db: str | None, bucket: str, top: int, jobs: int | None, output_format: str, **filters: Any
 ) -> None:
     """Aggregates of matching decisions: results, compliance rate, deny reasons, gaps, exceptions.
 
@@ -34,11 +41,8 @@ def stats_command(
     (--output json) and dashboards.
     """
     flt = query.filter_from_text(None, **filters)
-    stats = DecisionStats(bucket=bucket)
     with contextlib.closing(open_database(db, create=False)) as database:
-        database.require_schema()
-        for record in stream_records(database, query.conditions(flt)):
-            stats.add(record)
+        stats = collect_stats(database, flt, bucket=bucket, jobs=jobs or default_jobs())
     data = stats.to_dict(top=top)
     if output_format == "json":
         data["images"] = stats.image_list()

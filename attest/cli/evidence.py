@@ -99,6 +99,12 @@ def _statement(subjects: list[Any], predicate_type: str, predicate: dict[str, An
 )
 @click.option("--bucket", type=click.Choice(BUCKETS), default="day", show_default=True)
 @click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    help="Processes reading the database (default: one per core, at most 4).",
+)
+@click.option(
     "--key",
     type=click.Path(dir_okay=False),
     help="cosign private key to sign the evidence with (password from ATTEST_PASSWORD); else keyless.",
@@ -125,6 +131,7 @@ def evidence_command(
     anchors: str | None,
     pipeline_summaries: str | None,
     bucket: str,
+    jobs: int | None,
     output_file: str,
     **options: Any,
 ) -> None:
@@ -146,6 +153,7 @@ def evidence_command(
     from admission.decisions.chain import load_trusted_key
     from admission.decisions.evidence import PREDICATE_TYPE, build_evidence, read_pipeline_summaries
     from admission.decisions.evidence_report import csv_text, html_text
+    from admission.decisions.parallel import default_jobs
     from admission.decisions.verify import read_anchors
     from attest.attestations.statement import Subject
     from attest.cli.sign import signer_from
@@ -173,6 +181,7 @@ def evidence_command(
                 anchors=anchored,
                 pipeline_runs=runs,
                 bucket=bucket,
+                jobs=jobs or default_jobs(),
             )
         html = html_text(evidence.predicate).encode()
         table = csv_text(evidence.images).encode()

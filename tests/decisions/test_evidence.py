@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from admission.decisions import parallel
 from admission.decisions.chain import load_head_signer
-from admission.decisions.store import DecisionDatabase, record_now
+from admission.decisions.parallel import collect_stats
+from admission.decisions.query import filter_from_text
+from admission.decisions.store import DecisionDatabase, open_database, record_now
 from tests.decisions.conftest import write_key_pair
 from tests.decisions.samples import decision, digest_of, image
 from tests.support.peers import peer_binary
@@ -420,3 +423,38 @@ def test_cosign_verifies_the_evidence_and_rejects_an_edited_report(
     edited = tmp_path / "r.csv"
     edited.write_text(edited.read_text().replace("reg/acme/hotfix:1", "reg/acme/harmless:1"))
     assert cosign_verify(edited).returncode != 0
+
+
+def test_several_processes_give_the_same_evidence_and_stats(
+    cli: Any, db_url: str, tmp_path: Path, checkpoint_keys: tuple[Path, Path]
+) -> None:
+    private, public = checkpoint_keys
+    signer = load_head_signer(str(private))
+    documents = period_documents()
+    record_now(db_url, documents[:4], replica="pod-a", signer=signer)
+    record_now(db_url, documents[4:], replica="pod-b", signer=signer)
+    record_now(db_url, documents[:2], replica="pod-c", signer=signer)
+    record_now(db_url, documents[2:3], replica="pod-c")  # unsigned tail in one replica
+    predicates = []
+    for jobs in ("1", "2"):
+        result = run_evidence(cli, db_url, tmp_path / f"j{jobs}", public, "--jobs", jobs)
+        assert result.exit_code == 3, result.stderr
+        predicate = predicate_of(tmp_path / f"j{jobs}")
+        predicate.pop("generatedAt")
+        predicates.append(predicate)
+    assert predicates[0] == predicates[1]
+    assert predicates[0]["summary"]["records"] == 10
+    assert [u["replica"] for u in predicates[0]["chain"]["unverified"]] == ["pod-c"]
+
+    database = open_database(db_url)
+    try:
+        flt = filter_from_text(None, since="2026-07-01", until="2026-08-01")
+        one = collect_stats(database, flt).to_dict()
+        parallel._SPLIT_FROM = 0  # split even this small database
+        try:
+            three = collect_stats(database, flt, jobs=3).to_dict()
+        finally:
+            parallel._SPLIT_FROM = 20_000
+    finally:
+        database.close()
+    assert one == three and one["records"] == 10
