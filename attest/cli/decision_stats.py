@@ -21,7 +21,13 @@ from attest.cli.decisions import db_option, filter_options
 @click.command("stats")
 @db_option
 @filter_options
-@click.option("--bucket", type=click.Choice(BUCKETS), default="day", show_default=True)
+@click.option(
+    "--bucket",
+    type=click.Choice(BUCKETS),
+    default="day",
+    show_default=True,
+    help="Time bucket of the timeline.",
+)
 @click.option(
     "--top", type=click.IntRange(min=1), default=10, show_default=True, help="Deny reasons listed."
 )

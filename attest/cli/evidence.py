@@ -97,7 +97,13 @@ def _statement(subjects: list[Any], predicate_type: str, predicate: dict[str, An
     type=click.Path(file_okay=False),
     help="Directory of `attest pipeline --output-file` summaries (*.json): links digests to CI runs.",
 )
-@click.option("--bucket", type=click.Choice(BUCKETS), default="day", show_default=True)
+@click.option(
+    "--bucket",
+    type=click.Choice(BUCKETS),
+    default="day",
+    show_default=True,
+    help="Time bucket of the timeline.",
+)
 @click.option(
     "--jobs",
     "-j",

@@ -458,3 +458,40 @@ def test_several_processes_give_the_same_evidence_and_stats(
     finally:
         database.close()
     assert one == three and one["records"] == 10
+
+
+def test_a_rolled_back_chain_is_caught_with_the_logged_checkpoints(
+    cli: Any, sqlite_url: str, tmp_path: Path, checkpoint_keys: tuple[Path, Path]
+) -> None:
+    private, public = checkpoint_keys
+    signer = load_head_signer(str(private))
+    documents = period_documents()
+    record_now(sqlite_url, documents[:4], replica="pod-a", signer=signer)
+    record_now(sqlite_url, documents[4:7], replica="pod-a", signer=signer)
+    database = DecisionDatabase(sqlite_url)
+    with database.engine.connect() as conn:
+        logged = [
+            {
+                "event": "decision_chain_checkpoint",
+                "replica": row.replica,
+                "seq": row.seq,
+                "hash": row.hash,
+                "signedAt": row.signed_at,
+                "keyId": row.key_id,
+                "signature": row.signature,
+            }
+            for row in conn.execute(sa.text("SELECT * FROM attest_decision_checkpoints"))
+        ]
+    database.close()
+    anchors = tmp_path / "webhook.log"
+    anchors.write_text("".join(json.dumps(line) + "\n" for line in logged))
+    # roll the chain back to its first signed head: consistent, so the database alone hides it
+    _tamper(sqlite_url, "DELETE FROM attest_decision_images WHERE seq > 4")
+    _tamper(sqlite_url, "DELETE FROM attest_decisions WHERE seq > 4")
+    _tamper(sqlite_url, "DELETE FROM attest_decision_checkpoints WHERE seq > 4")
+    assert run_evidence(cli, sqlite_url, tmp_path / "db-only", public).exit_code == 0
+    result = run_evidence(cli, sqlite_url, tmp_path / "r", public, "--anchors", str(anchors))
+    assert result.exit_code == 1
+    chain = predicate_of(tmp_path / "r")["chain"]
+    assert chain["status"] == "broken" and chain["anchors"] == 2
+    assert any("anchored signed head is missing" in p["problem"] for p in chain["problems"])
