@@ -102,6 +102,8 @@ def _provenance(check: CheckResult) -> tuple[dict[str, Any] | None, str | None]:
         "sourceRepository": _repository(facts.source_uri),
         "sourceRef": facts.source_ref,
         "sourceDigest": facts.source_digest,
+        "buildStartedOn": facts.started_on,
+        "buildFinishedOn": facts.finished_on,
     }, None
 
 

@@ -118,6 +118,7 @@ class PipelineSummary:
     attestations: tuple[StoredArtifact, ...]
     verification: dict[str, Any]
     timings: dict[str, float]
+    build: dict[str, Any] = field(default_factory=dict)  # what the provenance says: CI run, source
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +133,7 @@ class PipelineSummary:
             "attestations": [a.to_dict() for a in self.attestations],
             "verification": dict(self.verification),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "build": dict(self.build),
         }
 
 
@@ -341,7 +343,27 @@ def run_pipeline(
         attestations=tuple(stored[:-1]),
         verification=verification,
         timings={**timer.timings, "total": sum(timer.timings.values())},
+        build=_build_facts(statements[1]),
     )
+
+
+def _build_facts(provenance: Statement) -> dict[str, Any]:
+    """The CI run behind the image, from the provenance this run signed (``attest evidence
+    --pipeline-summaries`` links admitted digests to it)."""
+    from attest.attestations.slsa import predicate_facts
+
+    facts = predicate_facts(provenance.predicate_type, provenance.predicate)
+    metadata = provenance.predicate.get("runDetails", {}).get("metadata") or {}
+    return {
+        "builderId": facts.builder_id,
+        "buildType": facts.build_type,
+        "invocationId": metadata.get("invocationId"),
+        "sourceUri": facts.source_uri,
+        "sourceRef": facts.source_ref,
+        "sourceDigest": dict(facts.source_digest),
+        "startedOn": facts.started_on,
+        "finishedOn": facts.finished_on,
+    }
 
 
 @contextmanager

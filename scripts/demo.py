@@ -7,6 +7,9 @@
 4. Verify the signature and the provenance back as a consumer would.
 5. Admission, offline: a Deployment of the signed image is admitted, one of the unsigned image is
    denied, each with its reasons; both decisions are recorded (SQLite) and the record chain verified.
+6. Audit evidence for those decisions: `attest evidence` writes a signed report (Statement, HTML,
+   CSV) linking the admitted digest to its pipeline run, and `attest verify-blob-attestation`
+   checks it.
 
 Every step runs the real `attest` command and prints it.
 """
@@ -31,6 +34,7 @@ ATTEST = str(Path(sys.executable).with_name("attest"))
 KEY = ROOT / "keys-dev" / "cosign.key"
 PUB = ROOT / "keys-dev" / "cosign.pub"
 BUILDER_ID = "https://github.com/example/attest-demo/.github/workflows/release.yml@refs/heads/main"
+CI_RUN = "https://github.com/example/attest-demo/actions/runs/1"
 SOURCE_URI = "git+https://github.com/example/attest-demo@refs/heads/main"
 ENV = {**os.environ, "ATTEST_PASSWORD": "attest-dev"}
 
@@ -169,6 +173,41 @@ spec:
     return config, manifests[0], manifests[1]
 
 
+def audit_evidence(summaries: Path) -> None:
+    """Signed evidence for the demo's own decisions, then verified as an auditor would."""
+    step("Audit evidence: a signed report of the decisions recorded today, verified")
+    report = DEMO / "evidence"
+    run(
+        "evidence",
+        "--db",
+        str(DEMO / "decisions.db"),
+        "--since",
+        "1d",
+        "--checkpoint-key",
+        str(PUB),
+        "--pipeline-summaries",
+        str(summaries),
+        "--key",
+        str(KEY),
+        "--tlog-upload=false",
+        "--output-file",
+        str(report),
+    )
+    run("decisions", "stats", "--db", str(DEMO / "decisions.db"), "--since", "1d")
+    run(
+        "verify-blob-attestation",
+        f"{report}.html",
+        "--bundle",
+        f"{report}.sigstore.json",
+        "--type",
+        "https://attest.dev/evidence/v1",
+        "--key",
+        str(PUB),
+        "--insecure-ignore-tlog",
+    )
+    print(f"open {report}.html in a browser; {report}.csv lists the admitted images")
+
+
 def supports(command: list[str], option: str) -> bool:
     proc = subprocess.run([ATTEST, *command, "--help"], text=True, capture_output=True)
     return option in proc.stdout
@@ -198,12 +237,18 @@ def main() -> None:
         )
         # cosign (and attest) log key-based signatures in Sigstore's public Rekor by default;
         # the demo is offline, so it opts out and its verifiers opt out too.
+        summaries = DEMO / "pipeline-runs"
+        summaries.mkdir()
         run(
             "pipeline",
             image,
             "--key",
             str(KEY),
             "--tlog-upload=false",
+            "--invocation-id",
+            CI_RUN,
+            "--output-file",
+            str(summaries / "app.json"),
             "--builder-id",
             BUILDER_ID,
             "--source-uri",
@@ -256,6 +301,7 @@ def main() -> None:
             step("AppSec: the recorded decisions and their tamper-evident chain")
             run("decisions", "list", "--db", str(DEMO / "decisions.db"))
             run("decisions", "verify", "--db", str(DEMO / "decisions.db"), "--key", str(PUB))
+            audit_evidence(summaries)
     finally:
         registry_process.terminate()
         registry_process.wait(timeout=10)

@@ -28,3 +28,8 @@ def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     assert "no trusted signature" in out
     assert out.rstrip().endswith("(image layout, loopback registry, SQLite)")
     assert (tmp_path / "demo" / "image" / "index.json").is_file()
+    # it ends with signed audit evidence for its own decisions, verified
+    assert "chain VERIFIED (2 of 2 decisions verified)" in proc.stderr
+    assert "Verified 1 attestation(s) of type https://attest.dev/evidence/v1" in proc.stderr
+    evidence = (tmp_path / "demo" / "evidence.csv").read_text()
+    assert "https://github.com/example/attest-demo/actions/runs/1" in evidence

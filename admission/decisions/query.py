@@ -156,6 +156,11 @@ def _conditions(flt: DecisionFilter) -> list[sa.ColumnElement[bool]]:
     return conditions
 
 
+def conditions(flt: DecisionFilter) -> list[sa.ColumnElement[bool]]:
+    """The SQL conditions of ``flt`` (for readers that build their own statement)."""
+    return _conditions(flt)
+
+
 def _images_for(
     conn: sa.Connection, keys: list[tuple[str, int]]
 ) -> dict[tuple[str, int], list[ImageRow]]:

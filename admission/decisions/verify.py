@@ -27,10 +27,10 @@ with the same hash.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -158,6 +158,16 @@ class VerifyReport:
         }
 
 
+class VerifyObserver(Protocol):
+    """Sees what verification reads, so a report built alongside parses each record once."""
+
+    def record(self, row: sa.Row, document: dict[str, Any] | None) -> None:
+        """One record in ``seq`` order (``document`` is None when unreadable)."""
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        """One checkpoint that verified and names a stored record with its hash."""
+
+
 def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
     after = -1
     while True:
@@ -189,21 +199,31 @@ def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
         after = rows[-1].seq
 
 
-def _check_columns(row: sa.Row, images: list[ImageRow]) -> str | None:
+def _check_columns(row: sa.Row, images: list[ImageRow]) -> tuple[str | None, dict[str, Any] | None]:
+    """What is wrong with the derived columns (None when nothing), and the parsed document."""
     try:
-        fields = record_fields(load_document(row.document))
+        document = load_document(row.document)
+        fields = record_fields(document)
     except Exception as err:
-        return f"document is not a readable decision ({type(err).__name__})"
+        return f"document is not a readable decision ({type(err).__name__})", None
     for name, value in fields.columns().items():
         stored = getattr(row, name)
         if stored != value:
-            return f"column {name}={stored!r} does not match the recorded decision ({value!r})"
+            return (
+                f"column {name}={stored!r} does not match the recorded decision ({value!r})",
+                document,
+            )
     if tuple(images) != fields.images:
-        return "image rows do not match the recorded decision"
-    return None
+        return "image rows do not match the recorded decision", document
+    return None, document
 
 
-def _check_chain(conn: sa.Connection, report: ReplicaReport, problems: list[Problem]) -> None:
+def _check_chain(
+    conn: sa.Connection,
+    report: ReplicaReport,
+    problems: list[Problem],
+    observer: VerifyObserver | None = None,
+) -> None:
     replica = report.replica
     prev_seq, prev_hash = 0, GENESIS
     for row, images in _rows(conn, replica):
@@ -218,9 +238,11 @@ def _check_chain(conn: sa.Connection, report: ReplicaReport, problems: list[Prob
         expected = record_hash(replica, row.seq, row.prev_hash, row.document.encode())
         if expected != row.hash:
             problems.append(Problem(*where, "record was modified (its hash does not match)"))
-        mismatch = _check_columns(row, images)
+        mismatch, document = _check_columns(row, images)
         if mismatch:
             problems.append(Problem(*where, mismatch))
+        if observer is not None:
+            observer.record(row, document)
         prev_seq, prev_hash = row.seq, row.hash
     report.head_seq, report.head_hash = prev_seq, prev_hash
 
@@ -230,6 +252,7 @@ def _check_checkpoints(
     report: ReplicaReport,
     trusted: keys.PublicKey | None,
     problems: list[Problem],
+    observer: VerifyObserver | None = None,
 ) -> None:
     replica = report.replica
     for row in conn.execute(
@@ -263,6 +286,8 @@ def _check_checkpoints(
             )
         elif row.seq >= report.signed_seq:
             report.signed_seq, report.signed_at = row.seq, row.signed_at
+        if observer is not None and record is not None and record.hash == row.hash:
+            observer.checkpoint(checkpoint)  # verified above, and names its record
 
 
 def read_anchors(path: str) -> list[Checkpoint]:
@@ -348,14 +373,38 @@ def _check_anchors(
     return count
 
 
+def verify_replica(
+    conn: sa.Connection,
+    name: str,
+    trusted_key: keys.PublicKey | None = None,
+    observer: VerifyObserver | None = None,
+) -> tuple[ReplicaReport, list[Problem]]:
+    """Check one replica's chain and checkpoints (what ``verify_database`` does per replica)."""
+    replica = ReplicaReport(name)
+    problems: list[Problem] = []
+    _check_chain(conn, replica, problems, observer)
+    _check_checkpoints(conn, replica, trusted_key, problems, observer)
+    problems.sort(key=lambda problem: problem.seq)
+    return replica, problems
+
+
+ReplicaResults = Iterable[tuple[ReplicaReport, list[Problem]]]
+
+
 def verify_database(
     database: DecisionDatabase,
     *,
     trusted_key: keys.PublicKey | None = None,
     anchors: Iterable[Checkpoint] = (),
+    observer: VerifyObserver | None = None,
+    replicas: Callable[[list[str]], ReplicaResults] | None = None,
 ) -> VerifyReport:
     """Check every replica's chain and checkpoints in ``database`` (and ``anchors``, which
-    need ``trusted_key``)."""
+    need ``trusted_key``); ``observer`` sees every record and every valid checkpoint.
+
+    ``replicas``, when given, runs ``verify_replica`` for the named replicas itself (in
+    other processes, say) and returns the results in the same order.
+    """
     anchors = list(anchors)
     if anchors and trusted_key is None:
         raise UsageError("checking anchored checkpoints needs the trusted key (--key)")
@@ -368,12 +417,13 @@ def verify_database(
     with database.reading() as conn:
         names = set(conn.execute(sa.select(decisions_table.c.replica).distinct()).scalars())
         names |= set(conn.execute(sa.select(checkpoints_table.c.replica).distinct()).scalars())
-        for name in sorted(names):
-            replica = ReplicaReport(name)
-            problems: list[Problem] = []
-            _check_chain(conn, replica, problems)
-            _check_checkpoints(conn, replica, trusted_key, problems)
-            problems.sort(key=lambda problem: problem.seq)
+        ordered = sorted(names)
+        results = (
+            replicas(ordered)
+            if replicas is not None
+            else (verify_replica(conn, name, trusted_key, observer) for name in ordered)
+        )
+        for replica, problems in results:
             report.replicas.append(replica)
             report.problems.extend(problems)
         if anchors:

@@ -73,6 +73,8 @@ class ProvenanceFacts:
     trigger_uri: str | None
     trigger_ref: str | None
     source_digest: dict[str, str]
+    started_on: str | None = None  # when the build ran, as the provenance says (RFC 3339)
+    finished_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -124,6 +126,7 @@ def _v1_facts(predicate: Mapping[str, Any]) -> ProvenanceFacts:
             source_digest = dict(digest) if isinstance(digest, dict) else {}
             break
     trigger_uri, trigger_ref = _trigger(definition.get("buildType"), definition)
+    metadata = predicate["runDetails"].get("metadata") or {}
     return ProvenanceFacts(
         builder_id=predicate["runDetails"]["builder"]["id"],
         build_type=definition["buildType"],
@@ -132,6 +135,8 @@ def _v1_facts(predicate: Mapping[str, Any]) -> ProvenanceFacts:
         trigger_uri=trigger_uri,
         trigger_ref=trigger_ref,
         source_digest=source_digest,
+        started_on=metadata.get("startedOn"),
+        finished_on=metadata.get("finishedOn"),
     )
 
 
@@ -184,6 +189,8 @@ def _v02_facts(predicate: Mapping[str, Any]) -> ProvenanceFacts:
         trigger_uri=None,
         trigger_ref=None,
         source_digest=digest,
+        started_on=metadata.get("buildStartedOn"),
+        finished_on=metadata.get("buildFinishedOn"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -301,3 +302,6 @@ def replay_command(
         click.echo(f"{changed} of {len(results)} decisions would change", err=True)
     if any(result.changed for result in results):
         raise click.exceptions.Exit(1)
+
+
+decisions_group.add_command(importlib.import_module("attest.cli.decision_stats").stats_command)

@@ -89,6 +89,7 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "clean": ("attest.cli.attached", "clean_command"),
     "promote": ("attest.cli.promote", "promote_command"),
     "exception": ("attest.cli.exception", "exception_group"),
+    "evidence": ("attest.cli.evidence", "evidence_command"),
 }
 
 

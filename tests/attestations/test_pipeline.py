@@ -131,6 +131,11 @@ def test_keyless_pipeline_in_github_actions(
     summary = result.json()
     _check_summary(summary, digest)
     assert summary["verification"]["authority"] == f"keyless {workflow}"
+    # the CI run behind the digest, for `attest evidence --pipeline-summaries`
+    assert summary["build"]["invocationId"] == (
+        "https://github.com/acme/shop/actions/runs/991/attempts/1"
+    )
+    assert summary["build"]["sourceDigest"] == {"gitCommit": GITHUB_ENV["GITHUB_SHA"]}
     verify = cli(
         "verify-attestation", ref, "--type", "slsaprovenance1",
         "--certificate-identity", workflow, "--certificate-oidc-issuer", DEFAULT_ISSUER,
