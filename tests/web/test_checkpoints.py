@@ -167,10 +167,13 @@ def test_the_head_is_signed_on_schedule_while_serving(serve, world, tmp_path: Pa
     )
     assert sum(r.records for r in signed.replicas) == 5
     assert server.process.poll() is None
-    logged = [
-        line for line in server.log_lines() if line.get("event") == "decision_chain_checkpoint"
-    ]
-    assert logged and {"replica", "seq", "hash", "signedAt", "keyId", "signature"} <= set(logged[0])
+    logged = wait_for(  # the writer logs the checkpoint after storing it
+        lambda: [
+            line for line in server.log_lines() if line.get("event") == "decision_chain_checkpoint"
+        ],
+        what="the checkpoint's log line",
+    )
+    assert {"replica", "seq", "hash", "signedAt", "keyId", "signature"} <= set(logged[0])
 
 
 def test_bad_checkpoint_options_are_one_line(cli, tmp_path: Path) -> None:
