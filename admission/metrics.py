@@ -9,7 +9,7 @@ created on first use, after the variable is set, never at import.
 
 Labels are bounded, whatever a request or a registry sends: webhook (validate,
 mutate), kind (the workload kinds the webhook judges, anything else ``other``),
-result (``admission.decide.RESULTS``), stage, cache outcome, registry HTTP status
+result (``admission.verdict.RESULTS``), stage, cache outcome, registry HTTP status
 (registered status codes, else ``other``), drop reason — never a namespace, name or
 image.  A label copied from a request (20,000 invented kinds made ``/metrics`` 6 MB)
 would grow the exposition and the multiprocess files without end.
@@ -129,7 +129,7 @@ def kind_label(kind: str) -> str:
 
 def observe_decision(decision: Any, webhook: str = "validate") -> None:
     """Count one answered decision: result by kind, stage latencies, cache hits and misses."""
-    from admission.decide import RESULTS
+    from admission.verdict import RESULTS
 
     current = metrics()
     current.requests.labels(

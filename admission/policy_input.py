@@ -22,6 +22,7 @@ from typing import Any
 from admission.bounds import bounded_map
 from admission.config import ImagePolicy
 from admission.review import AdmissionRequest
+from admission.verdict import Outcome, rfc3339
 from admission.workloads import ContainerImage
 from attest.attestations.slsa import SLSA_PROVENANCE_TYPES, predicate_facts
 from attest.errors import AttestError
@@ -31,15 +32,6 @@ from attest.verify import CheckResult, ImageVerification
 log = logging.getLogger(__name__)
 
 INPUT_VERSION = "attest.dev/admission-input/v1"
-OUTCOMES = (
-    "verified",
-    "unverified",
-    "invalid_provenance",
-    "timed_out",
-    "error",
-    "invalid",
-    "unmatched",
-)
 
 
 @dataclass
@@ -51,7 +43,7 @@ class ImageCheck:
     parsed: ImageReference | None = None  # None when the reference is invalid
     digest: str | None = None
     policy: ImagePolicy | None = None
-    outcome: str = "unverified"
+    outcome: Outcome = "unverified"
     error: str | None = None
     verification: ImageVerification | None = None
     cached: bool = False
@@ -66,10 +58,6 @@ class ImageCheck:
     @property
     def tag(self) -> str | None:
         return self.parsed.tag if self.parsed else None
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _repository(uri: str | None) -> str | None:

@@ -240,11 +240,9 @@ def serve(
     if read_timeout < read_header_timeout:
         raise UsageError("--read-timeout must not be shorter than --read-header-timeout")
     from admission.config import load_config
-    from admission.decide import build_runtime
+    from admission.runtime import build_runtime
 
-    runtime = build_runtime(load_config(config_path))
-    runtime.engine.close()
-    runtime.registries.close()
+    build_runtime(load_config(config_path)).close()
     listeners = _listeners(
         tls_cert,
         tls_key,

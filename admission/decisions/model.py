@@ -18,8 +18,6 @@ import rfc8785
 
 from attest.errors import UsageError
 
-RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
-
 
 @dataclass(frozen=True)
 class ImageRow:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from admission.decisions.model import (
-    RESULTS,
     ImageRow,
     RecordFields,
     StoredDecision,
@@ -26,6 +25,7 @@ from admission.decisions.model import (
     normalise_time,
 )
 from admission.decisions.store import DecisionDatabase, decisions_table, images_table
+from admission.verdict import RESULTS
 from attest.errors import DecisionStoreError, UsageError
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")

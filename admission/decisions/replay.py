@@ -3,7 +3,7 @@
 Only the policy is re-run: the recorded input (images, digests, every
 signature and attestation with its outcome) is taken as it was, so the answer
 is "what would this exact request get under the new policy".  The result comes
-from the webhook's own rules (:func:`admission.decide.judge`) applied to the
+from the webhook's own rules (:func:`admission.verdict.judge`) applied to the
 recorded image outcomes and the new Rego answer; the unmatched-images setting
 is the one the record shows.  Messages that never came from Rego (an invalid
 reference, an unmatched image, a timeout or registry error, and the webhook's
@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decide import ImageOutcome, image_outcome, judge
 from admission.decisions.model import StoredDecision, pick
+from admission.verdict import ImageOutcome, image_outcome, judge
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
 

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decisions.model import RESULTS, StoredDecision, pick
+from admission.decisions.model import StoredDecision, pick
 from admission.decisions.query import DecisionFilter, filter_from_text
+from admission.verdict import RESULTS, Result
 
 FILTER_FIELDS = ("since", "until", "namespace", "image", "digest", "result", "policy", "limit")
 DEFAULT_LIMIT = 100
@@ -178,5 +179,5 @@ def detail(record: StoredDecision) -> dict[str, Any]:
     }
 
 
-def result_choices() -> tuple[str, ...]:
+def result_choices() -> tuple[Result, ...]:
     return RESULTS

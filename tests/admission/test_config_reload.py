@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from admission.config import AdmissionConfig, ConfigWatcher, load_config
-from admission.decide import build_runtime
+from admission.runtime import build_runtime
 from attest.policy import load_bundle
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import TlsFiles, deployment, key_policy, new_key, review

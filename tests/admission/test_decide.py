@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from admission.decide import Admission, mentions
+from admission.decide import Admission
 from admission.review import parse_review
+from admission.verdict import mentions
 from attest.errors import DeadlineExceeded, RegistryError
 from attest.verify import ImageVerification
 from tests.admission.helpers import (
@@ -67,19 +68,26 @@ def setup(tmp_path: Path):
         namespaces={"exclude": ["kube-system"]},
     )
     verifier = FakeVerifier()
-    seen: list[Any] = []
-    service = Admission(str(config), verifier=verifier, listeners=[seen.append], reload_interval=0)
-    yield service, verifier, seen, config
+    service = Admission(str(config), verifier=verifier, reload_interval=0)
+    yield service, verifier, Seen(), config
     service.close()
 
 
-def decide(service: Admission, document: dict[str, Any]):
-    return service.decide(parse_review(document))
+class Seen(list[Any]):
+    """A recorder that keeps every decision it is handed."""
+
+    def record(self, decision: Any) -> bool:
+        self.append(decision)
+        return True
+
+
+def decide(service: Admission, document: dict[str, Any], recorder: Seen | None = None):
+    return service.decide(parse_review(document), recorder=recorder)
 
 
 def test_signed_image_with_provenance_is_admitted(setup) -> None:
     service, _verifier, seen, _ = setup
-    decision = decide(service, review(deployment(GOOD)))
+    decision = decide(service, review(deployment(GOOD)), seen)
     assert decision.result == "allowed" and decision.allowed, decision.messages
     (image,) = decision.images
     assert (image.digest, image.policy, image.outcome) == (GOOD.split("@")[1], "apps", "verified")

@@ -29,8 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from admission.decide import RESULTS, Admission, image_outcome, judge
+from admission.decide import Admission
 from admission.review import parse_review
+from admission.verdict import RESULTS, image_outcome, judge
 from attest.attestations.predicates import (
     CYCLONEDX_BOM,
     SLSA_PROVENANCE_V02,
