@@ -27,14 +27,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from admission import jsonlog, metrics
 from admission.decide import Admission, Verifier
+from admission.errors import ReviewError
 from admission.mutate import encode_patch, pin_patch
-from admission.review import (
-    API_VERSIONS,
-    AdmissionRequest,
-    ReviewError,
-    parse_review,
-    review_response,
-)
+from admission.review import API_VERSIONS, AdmissionRequest, parse_review, review_response
 from admission.verdict import Decision
 
 if TYPE_CHECKING:

@@ -6,54 +6,39 @@ security policy must not silently weaken it) maps image globs to authorities
 optional per-policy trusted root), a threshold, required attestations, a mode
 (``enforce`` or ``warn``), namespace filters and free ``parameters`` for the
 Rego policy.  Images no policy matches are denied unless ``unmatchedImages:
-allow``.  Relative paths are relative to the file.
-
-:class:`ConfigWatcher` reloads the file (and the policy bundle, keys and roots
-it names) when they change, only once they are stable and fully read; an
-invalid reload keeps the last good configuration and reports the error.  Files
-are read through the paths given, so ConfigMap and Secret volumes work as the
-kubelet lays them out (``..data`` symlinks, swapped atomically).
+allow``.  Relative paths are relative to the file.  :mod:`admission.watcher`
+reloads it when its files change.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import re
-import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from admission.bundled import default_bundle
+from admission.errors import ConfigError
+from admission.verdict import MODES, UNMATCHED_IMAGES, Mode, UnmatchedImages
 from attest.attestations.predicates import resolve_predicate_type
-from attest.errors import AttestError, InvalidReference, UsageError
+from attest.errors import InvalidReference, UsageError
 from attest.oci.reference import DOCKER_HUB, canonical_registry, is_registry_host
 from attest.policy.bundle import module_files
 from attest.signing.bundle import TLOG_IF_PRESENT, TLOG_REQUIRED
 from attest.verify import KeyAuthority, KeylessAuthority, VerificationPolicy
-
-log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = default_bundle()  # the repository's policies/, or the installed copy
 DEFAULT_DEADLINE_SECONDS = 8.0
 DEFAULT_TAG_TTL_SECONDS = 5.0  # see README "Tag resolution and freshness"
 DEFAULT_MAX_CONCURRENT_PER_REGISTRY = 4  # see README "Deadline and hostile registries"
 MAX_DEADLINE_SECONDS = 29.0
-MODES = ("enforce", "warn")
 MAX_CONFIG_BYTES = 1024 * 1024
-T = TypeVar("T")
-
-
-class ConfigError(UsageError):
-    """The admission configuration is unusable (the message names the field)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -164,7 +149,7 @@ class ImagePolicy:
     name: str
     images: tuple[str, ...]
     verification: VerificationPolicy
-    mode: str = "enforce"
+    mode: Mode = "enforce"
     namespaces: NamespaceFilter = NamespaceFilter()
     attestations: tuple[str, ...] = ()
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -197,7 +182,7 @@ class AdmissionConfig:
 
     path: str
     policies: tuple[ImagePolicy, ...] = ()
-    unmatched_images: str = "deny"
+    unmatched_images: UnmatchedImages = "deny"
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
     bundle: str = str(DEFAULT_BUNDLE)
     package: str = "attest.admission"
@@ -227,7 +212,7 @@ class AdmissionConfig:
 
 def default_config() -> AdmissionConfig:
     """No image policies (every image is denied) and the built-in policy bundle."""
-    return AdmissionConfig(path="<built-in default>", files=_bundle_files(str(DEFAULT_BUNDLE)))
+    return AdmissionConfig(path="<built-in default>", files=bundle_files(str(DEFAULT_BUNDLE)))
 
 
 class _Reader:
@@ -416,7 +401,8 @@ def _image_policy(data: Any, where: str, base: Path, files: list[str]) -> ImageP
     )
 
 
-def _bundle_files(bundle: str) -> tuple[str, ...]:
+def bundle_files(bundle: str) -> tuple[str, ...]:
+    """The module files of a policy bundle (a file, or a directory's ``.rego`` files)."""
     root = Path(bundle)
     if root.is_file():
         return (str(root),)
@@ -458,7 +444,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     if duplicate:
         raise ConfigError(f"imagePolicies: name {duplicate!r} is used twice")
     unmatched = reader.get("unmatchedImages", str, "deny")
-    if unmatched not in ("deny", "allow"):
+    if unmatched not in UNMATCHED_IMAGES:
         raise ConfigError(f"unmatchedImages must be 'deny' or 'allow', not {unmatched!r}")
     deadline = float(reader.get("deadlineSeconds", (int, float), DEFAULT_DEADLINE_SECONDS))
     if not 0.1 <= deadline <= MAX_DEADLINE_SECONDS:
@@ -475,7 +461,7 @@ def parse_config(text: str, path: str) -> AdmissionConfig:
     bundle = _path(base, bundle) if bundle else str(DEFAULT_BUNDLE)
     if not Path(bundle).exists():
         raise ConfigError(f"policy.bundle {bundle}: no such file or directory")
-    files.extend(_bundle_files(bundle))
+    files.extend(bundle_files(bundle))
     auth = tuple(_path(base, p) for p in reader.strings("registryAuth"))
     for auth_file in auth:
         if not Path(auth_file).is_file():
@@ -524,168 +510,3 @@ def load_config(path: str) -> AdmissionConfig:
     except OSError as err:
         raise ConfigError(f"admission config {path}: {err.strerror}") from None
     return parse_config(text, path)
-
-
-def _signature(files: tuple[str, ...], directories: tuple[str, ...]) -> tuple[Any, ...]:
-    """What changes when any watched file (or a bundle directory's set of files) changes.
-
-    ``os.stat`` follows symlinks, so a file of a ConfigMap or Secret volume (a symlink
-    through ``..data``) changes identity (device, inode) when the kubelet swaps ``..data``.
-    """
-    state: list[Any] = []
-    for name in files:
-        try:
-            info = os.stat(name)
-            state.append((name, info.st_mtime_ns, info.st_size, info.st_ino, info.st_dev))
-        except OSError:
-            state.append((name, None))
-    for directory in directories:
-        state.append((directory, _bundle_files(directory)))
-    return tuple(state)
-
-
-def _watched(config: AdmissionConfig) -> tuple[Any, ...]:
-    directories = (config.bundle,) if Path(config.bundle).is_dir() else ()
-    return _signature(config.files, directories)
-
-
-@dataclass(frozen=True)
-class Loaded(Generic[T]):
-    """A configuration and what was built from it (the compiled policy engine…)."""
-
-    config: AdmissionConfig
-    runtime: T
-    loaded_at: float
-
-
-class Unstable(ConfigError):
-    """The configuration's files changed while they were being loaded."""
-
-
-LOAD_ATTEMPTS = 3
-DEFAULT_SETTLE_SECONDS = 2.0  # a writer pausing longer than this mid-file is read half-way
-ERROR_RETRY_SECONDS = 30.0
-
-
-class ConfigWatcher(Generic[T]):
-    """Keeps the last good configuration, reloading when its files change (checked at most
-    every ``interval`` seconds, on access).
-
-    Only a stable, fully loaded set of files is ever put in force:
-
-    * a change is acted on once the watched files have stayed the same for ``settle``
-      seconds (default :data:`DEFAULT_SETTLE_SECONDS`; 0 with ``interval=0``, for
-      tests), so a writer still writing the file postpones the reload instead of
-      having its first half loaded;
-    * a load reads the configuration, builds from it, then reads the configuration
-      again: if the two readings differ or any watched file changed meanwhile (a
-      writer, or the kubelet swapping a ConfigMap's ``..data``), the load is thrown
-      away, reported (:attr:`last_error`) and tried again at the next check (at
-      start-up, up to :data:`LOAD_ATTEMPTS` times);
-    * what is remembered is the state of the files *before* the load, so a change
-      that lands during or after it is always seen by the next check.
-
-    A failed reload keeps the last good configuration, sets :attr:`last_error` (shown
-    by ``/readyz``) and is retried when the files change, or after
-    :data:`ERROR_RETRY_SECONDS` (a Secret with a new key may land after the ConfigMap
-    naming it).
-    """
-
-    def __init__(
-        self,
-        path: str | None,
-        build: Callable[[AdmissionConfig], T],
-        *,
-        interval: float = 1.0,
-        settle: float | None = None,
-    ) -> None:
-        self.path = path
-        self.build = build
-        self.interval = interval
-        if settle is None:
-            settle = DEFAULT_SETTLE_SECONDS if interval > 0 else 0.0
-        self.settle = settle
-        self.last_error: str | None = None
-        self.reloads = 0
-        self._lock = threading.Lock()
-        self._checked = 0.0
-        self._pending: tuple[tuple[Any, ...], float] | None = None  # (signature, first seen)
-        self._retry_at = float("inf")
-        if path:
-            config, runtime, self._signature = self._load_stable(path)
-        else:
-            config = default_config()
-            runtime, self._signature = build(config), _watched(config)
-        self._loaded = Loaded(config, runtime, time.time())
-
-    def _load_once(self, path: str) -> tuple[AdmissionConfig, T, tuple[Any, ...]]:
-        """Load and build once; :class:`Unstable` if the files moved meanwhile."""
-        config = load_config(path)
-        before = _watched(config)
-        runtime = self.build(config)
-        again = load_config(path)
-        if again != config or _watched(again) != before:
-            raise Unstable(f"admission config {path}: its files changed while it was being loaded")
-        return config, runtime, before
-
-    def _load_stable(self, path: str) -> tuple[AdmissionConfig, T, tuple[Any, ...]]:
-        for attempt in range(LOAD_ATTEMPTS):
-            try:
-                return self._load_once(path)
-            except Unstable:
-                if attempt == LOAD_ATTEMPTS - 1:
-                    raise
-                time.sleep(min(self.settle, 1.0) or 0.01)
-        raise AssertionError("unreachable")
-
-    def current(self) -> Loaded[T]:
-        """The configuration in force (reloaded first if its files changed)."""
-        now = time.monotonic()
-        if (
-            self.path
-            and now - self._checked >= self.interval
-            and self._lock.acquire(blocking=False)
-        ):
-            try:
-                self._checked = now
-                self._maybe_reload(now)
-            finally:
-                self._lock.release()
-        return self._loaded
-
-    def _maybe_reload(self, now: float) -> None:
-        assert self.path is not None
-        signature = _watched(self._loaded.config)
-        if signature == self._signature and now < self._retry_at:
-            self._pending = None
-            return
-        if signature != self._signature:
-            if self._pending is None or self._pending[0] != signature:
-                self._pending = (signature, now)  # changed (again): wait until it settles
-                if self.settle > 0:
-                    return
-            if now - self._pending[1] < self.settle:
-                return
-        try:  # once: a request thread is waiting (an unstable load is retried next check)
-            config, runtime, loaded_signature = self._load_once(self.path)
-        except Exception as err:  # a bug in building must not take the webhook down either
-            message = str(err) if isinstance(err, AttestError) else f"{type(err).__name__}: {err}"
-            if self.last_error != message:
-                log.error(
-                    "admission config reload failed, keeping the last good config: %s", message
-                )
-            self.last_error = message
-            self._retry_at = now + ERROR_RETRY_SECONDS
-            if not isinstance(err, Unstable):  # unstable: look again at the next check
-                self._signature = signature
-            self._pending = None
-            return
-        self._loaded = Loaded(config, runtime, time.time())
-        self._signature = loaded_signature
-        self._pending = None
-        self._retry_at = float("inf")
-        self.last_error = None
-        self.reloads += 1
-        log.warning(
-            "admission config %s reloaded (%d image policies)", self.path, len(config.policies)
-        )

@@ -30,15 +30,17 @@ from typing import Any
 
 from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
 from admission.cache import CacheKey, VerificationCache
-from admission.config import AdmissionConfig, ConfigWatcher
+from admission.config import AdmissionConfig
+from admission.errors import BadAdmissionReview
 from admission.policy_input import ImageCheck, build_input, provenance_problem
 from admission.review import AdmissionRequest
 from admission.runtime import Runtime, build_runtime
 from admission.slots import RegistrySlots
 from admission.verdict import Decision, ImageDecision, Recorder, image_outcome, judge
+from admission.watcher import ConfigWatcher
 from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
-from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
+from attest.errors import AttestError, DeadlineExceeded, PolicyError
 from attest.oci.reference import parse_image_reference
 from attest.verify import ImageVerification
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from admission.decide import Admission, Verifier
+from admission.errors import BadAdmissionReview
 from admission.review import load_review_input
 from admission.verdict import Decision
-from attest.errors import BadAdmissionReview
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 

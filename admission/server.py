@@ -34,7 +34,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from attest.errors import UsageError
 
 log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -25,8 +25,9 @@ from admission.decisions.model import (
     normalise_time,
 )
 from admission.decisions.store import DecisionDatabase, decisions_table, images_table
+from admission.errors import DecisionStoreError
 from admission.verdict import RESULTS
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import UsageError
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -27,7 +27,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from admission.decisions.chain import ChainHead, Checkpoint, HeadSigner, record_hash
 from admission.decisions.model import RecordFields, canonical_bytes, record_fields
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from attest.errors import UsageError
 
 DB_VARIABLE = "ATTEST_DB"
 SCHEMA_VERSION = "1"

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from admission.errors import DecisionStoreError
 from attest.cli.common import info, output_option, print_json
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import UsageError
 
 DB_VARIABLE = "ATTEST_DB"
 DEFAULT_DB = "/var/lib/attest/decisions.db"

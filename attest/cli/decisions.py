@@ -10,8 +10,9 @@ import click
 
 from admission.decisions import query, text
 from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
+from admission.errors import DecisionStoreError
 from attest.cli.common import option_group, output_option, print_json
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import UsageError
 from attest.files import atomic_write
 
 if TYPE_CHECKING:

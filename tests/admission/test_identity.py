@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from admission.config import ConfigError, canonical_image_glob, load_config
+from admission.config import canonical_image_glob, load_config
 from admission.decide import Admission
+from admission.errors import ConfigError
 from admission.review import parse_review
 from attest.oci.reference import parse_image_reference
 from tests.admission.conftest import REPO, World
