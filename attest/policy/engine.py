@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from attest.errors import PolicyError
-from attest.policy.bundle import PolicyBundle
 
 DEFAULT_PACKAGE = "attest.admission"
 RULES = ("deny", "warn")
@@ -86,20 +85,3 @@ def read_rule(package: str, rule: str, value: Any) -> tuple[str, ...]:
         )
     return tuple(sorted({_message(item) for item in value}))
 
-
-def make_engine(
-    bundle: PolicyBundle | None,
-    *,
-    opa_url: str | None = None,
-    opa_timeout: float = 2.0,
-) -> PolicyEngine:
-    """The embedded regopy engine for ``bundle``, or a remote OPA client with ``opa_url``."""
-    if opa_url:
-        from attest.policy.opa import RemoteOpaEngine
-
-        return RemoteOpaEngine(opa_url, timeout=opa_timeout, bundle=bundle)
-    if bundle is None:
-        raise PolicyError("no policy bundle given for the embedded engine")
-    from attest.policy.regopy import RegopyEngine
-
-    return RegopyEngine(bundle)
