@@ -10,10 +10,10 @@ Fail-closed rules, whatever the Rego policy says: an invalid image reference,
 an image no policy matches (unless ``unmatchedImages: allow``), a registry
 error and a verification that ran out of time each deny in ``enforce`` mode
 (in ``warn`` mode they become warnings); a policy that fails to evaluate
-denies.  Rego ``deny`` messages are attributed to the images whose reference
-they contain: a message that names only images of ``warn``-mode policies
-becomes a warning, and on UPDATE a message naming an image that the update did
-not change says so.
+denies.  Rego ``deny`` findings are attributed to the images they name (their
+``image`` field): one about only images of ``warn``-mode policies becomes a
+warning, and on UPDATE one about an image that the update did not change says
+so (:func:`~admission.verdict.judge`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
 from attest.errors import AttestError, DeadlineExceeded, PolicyError
 from attest.oci.reference import parse_image_reference
+from attest.policy import Finding
 from attest.verify import ImageVerification
 
 log = logging.getLogger(__name__)
@@ -228,19 +229,24 @@ class Admission:
         checked_at = time.monotonic()
         document = build_input(request, checks, now, statements=config.include_statements)
         policy_error = None
-        rego_deny: tuple[str, ...] = ()
-        rego_warn: tuple[str, ...] = ()
+        rego_deny: tuple[Finding, ...] = ()
+        rego_warn: tuple[Finding, ...] = ()
         try:
             result = runtime.engine.evaluate(document, config.package)
-            rego_deny, rego_warn = result.deny, result.warn
+            rego_deny, rego_warn = result.denials, result.warnings
         except PolicyError as err:
             policy_error = str(err)
         except Exception as err:  # an engine bug must still fail closed, with a reason
             log.exception("policy evaluation crashed")
             policy_error = f"policy evaluation failed: {type(err).__name__}: {err}"
         evaluated_at = time.monotonic()
-        decision = self._combine(
-            base, request, document["images"], config, rego_deny, rego_warn, policy_error
+        judgement = judge(
+            [image_outcome(entry) for entry in document["images"]],
+            operation=request.operation,
+            unmatched_images=config.unmatched_images,
+            deny=rego_deny,
+            warn=rego_warn,
+            policy_error=policy_error,
         )
         latency = {
             "resolve": round(max((c.resolve_seconds for c in checks), default=0.0) * 1000, 3),
@@ -264,7 +270,17 @@ class Admission:
             )
             for c in checks
         )
-        return Decision(**base, **decision, images=images, input=document, latency=latency)
+        return Decision(
+            **base,
+            result=judgement.result,
+            messages=judgement.messages,
+            warnings=judgement.warning_messages,
+            codes=judgement.codes,
+            code=judgement.code,
+            images=images,
+            input=document,
+            latency=latency,
+        )
 
     @staticmethod
     def _not_checked(request: AdmissionRequest, config: AdmissionConfig) -> str | None:
@@ -473,30 +489,3 @@ class Admission:
         problem = provenance_problem(verification)
         if problem:  # trusted-signed, yet not provenance: its own outcome, denied by judge()
             check.outcome, check.error = "invalid_provenance", f"invalid provenance: {problem}"
-
-    # -- the answer ----------------------------------------------------------------
-
-    @staticmethod
-    def _combine(
-        base: dict[str, Any],
-        request: AdmissionRequest,
-        images: list[dict[str, Any]],
-        config: AdmissionConfig,
-        rego_deny: tuple[str, ...],
-        rego_warn: tuple[str, ...],
-        policy_error: str | None,
-    ) -> dict[str, Any]:
-        judgement = judge(
-            [image_outcome(entry) for entry in images],
-            operation=request.operation,
-            unmatched_images=config.unmatched_images,
-            deny=rego_deny,
-            warn=rego_warn,
-            policy_error=policy_error,
-        )
-        return {
-            "result": judgement.result,
-            "messages": judgement.messages,
-            "warnings": judgement.warnings,
-            "code": judgement.code,
-        }

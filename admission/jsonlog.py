@@ -122,6 +122,7 @@ def decision_fields(decision: Any, webhook: str) -> dict[str, Any]:
         ],
         "messages": list(decision.messages),
         "warnings": list(decision.warnings),
+        "codes": sorted(set(decision.codes.values())),  # of the messages and warnings
         "latencyMs": dict(decision.latency),
     }
 

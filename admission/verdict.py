@@ -5,16 +5,21 @@ here once, as ``Literal`` types; :class:`Decision` is what the HTTP layer
 answers with and what decision records store; :func:`judge` is the webhook's
 rules as a pure function of image outcomes and Rego's answer, so the live flow
 (:mod:`admission.decide`) and ``decisions replay`` (:mod:`admission.decisions.replay`)
-reach the same result from the same facts.  A :class:`Recorder` is anything
-that keeps decisions; the flow is handed one explicitly.
+reach the same result from the same facts.  Every reason is a
+:class:`~attest.policy.Finding`: a message, the image it is about and a stable
+code, whether Rego gave it or the webhook's own rules did (:data:`CODES`), so no
+rule has to read an image out of a message.  A :class:`Recorder` is anything that
+keeps decisions; the flow is handed one explicitly.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, get_args
+
+from attest.policy import Finding
 
 Result = Literal["allowed", "denied", "warned", "timed_out", "error"]
 RESULTS: tuple[Result, ...] = get_args(Result)
@@ -34,9 +39,18 @@ Mode = Literal["enforce", "warn"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 UnmatchedImages = Literal["deny", "allow"]
 UNMATCHED_IMAGES: tuple[UnmatchedImages, ...] = get_args(UnmatchedImages)
-
-_REFERENCE_CHARS_BEFORE = r"(?<![\w./@:-])"
-_REFERENCE_CHARS_AFTER = r"(?![\w.@/-]|:\w)"
+# The codes of the webhook's own reasons (Rego's come from the bundle; policies/README.md).
+CODES = {
+    "invalid": "invalid-reference",
+    "unmatched": "unmatched-image",
+    "timed_out": "timed-out",
+    "error": "verification-error",
+    "untrusted": "untrusted",
+    "attestation": "missing-attestation",
+    "invalid_provenance": "invalid-provenance",
+    "policy_error": "policy-error",
+}
+UNCHANGED_NOTE = " (image unchanged by this update)"
 
 
 def rfc3339(moment: dt.datetime) -> str:
@@ -99,6 +113,7 @@ class Decision:
     code: int = 200
     dry_run: bool = False
     caller: str = ""  # the client certificate subject the request came with ("" without one)
+    codes: dict[str, str] = field(default_factory=dict)  # message or warning -> its code
 
     @property
     def allowed(self) -> bool:
@@ -131,6 +146,7 @@ class Decision:
             "bundleHash": self.bundle_hash,
             "trustFingerprint": self.trust_fingerprint,
             "engine": self.engine,
+            "codes": dict(self.codes),
         }
 
 
@@ -139,12 +155,6 @@ class Recorder(Protocol):
     never waits: ``record`` says whether the decision was taken or had to be dropped."""
 
     def record(self, decision: Decision) -> bool: ...
-
-
-def mentions(message: str, reference: str) -> bool:
-    """Whether ``message`` names ``reference`` as a whole reference (not a prefix of another)."""
-    pattern = _REFERENCE_CHARS_BEFORE + re.escape(reference) + _REFERENCE_CHARS_AFTER
-    return re.search(pattern, message) is not None
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,12 @@ class ImageOutcome:
     unchanged: bool = False
     policy: str | None = None  # matched image policy name
     mode: str | None = None  # its mode: a Mode when live
-    findings: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def warn_mode(self) -> bool:
+        """Whether its denials are only warnings (an image policy in ``warn`` mode)."""
+        return self.policy is not None and self.mode == "warn"
 
 
 def _strings(value: Any) -> list[str]:
@@ -172,7 +187,7 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _untrusted(reference: str, entry: dict[str, Any], policy: dict[str, Any]) -> str:
+def _untrusted(reference: str, entry: dict[str, Any], policy: dict[str, Any]) -> Finding:
     """Why the threshold was not met, in the words of the default policy's old rule."""
     signatures = _dicts(entry.get("signatures"))
     if not signatures:
@@ -181,10 +196,12 @@ def _untrusted(reference: str, entry: dict[str, Any], policy: dict[str, Any]) ->
         reason = "; ".join(_strings(signatures[0].get("reasons"))) or (
             "signatures verified, but too few authorities"
         )
-    return (
-        f"{reference}: no trusted signature: {len(_strings(entry.get('satisfiedAuthorities')))} "
-        f"of {policy.get('threshold')} required authorities of policy {policy.get('name')} "
-        f"verified it ({reason})"
+    satisfied = len(_strings(entry.get("satisfiedAuthorities")))
+    return Finding(
+        f"{reference}: no trusted signature: {satisfied} of {policy.get('threshold')} required "
+        f"authorities of policy {policy.get('name')} verified it ({reason})",
+        reference,
+        CODES["untrusted"],
     )
 
 
@@ -200,7 +217,7 @@ def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
     outcome = str(entry.get("outcome") or "")
     error = entry.get("error") if isinstance(entry.get("error"), str) else None
     policy = entry.get("policy") if isinstance(entry.get("policy"), dict) else None
-    findings: list[str] = []
+    findings: list[Finding] = []
     if policy is not None and outcome in FINISHED:
         if entry.get("thresholdMet") is not True:
             findings.append(_untrusted(reference, entry, policy))
@@ -210,13 +227,23 @@ def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
             if a.get("verified") is True
         }
         findings.extend(
-            f"{reference}: no verified attestation of type {wanted} "
-            f"(required by policy {policy.get('name')})"
+            Finding(
+                f"{reference}: no verified attestation of type {wanted} "
+                f"(required by policy {policy.get('name')})",
+                reference,
+                CODES["attestation"],
+            )
             for wanted in _strings(policy.get("requiredAttestations"))
             if wanted not in verified_types
         )
         if outcome == "invalid_provenance":
-            findings.append(f"{reference}: {error or 'invalid provenance'}")
+            findings.append(
+                Finding(
+                    f"{reference}: {error or 'invalid provenance'}",
+                    reference,
+                    CODES["invalid_provenance"],
+                )
+            )
     return ImageOutcome(
         reference=reference,
         outcome=outcome,
@@ -230,21 +257,42 @@ def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
 
 @dataclass(frozen=True)
 class Judgement:
-    """The answer: result, the denial messages, the warnings, and the status code."""
+    """The answer: result, the denials, the warnings (each with its code), the status code."""
 
     result: Result
-    messages: tuple[str, ...]
-    warnings: tuple[str, ...]
+    denials: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
     code: int
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        return tuple(finding.message for finding in self.denials)
+
+    @property
+    def warning_messages(self) -> tuple[str, ...]:
+        return tuple(finding.message for finding in self.warnings)
+
+    @property
+    def codes(self) -> dict[str, str]:
+        """Each denial's and warning's message -> its code (those that have one)."""
+        return {f.message: f.code for f in (*self.denials, *self.warnings) if f.code}
+
+
+def about(finding: Finding, images: Sequence[ImageOutcome]) -> list[ImageOutcome]:
+    """The images a Rego finding is about: the one its ``image`` names (by reference, as in
+    ``input.images``); for a plain message, those it starts with (``<reference>: …``)."""
+    if finding.image is not None:
+        return [i for i in images if i.reference == finding.image]
+    return [i for i in images if finding.message.startswith(f"{i.reference}: ")]
 
 
 def judge(
-    images: list[ImageOutcome],
+    images: Sequence[ImageOutcome],
     *,
     operation: str,
     unmatched_images: str,
-    deny: tuple[str, ...],
-    warn: tuple[str, ...],
+    deny: Sequence[Finding],
+    warn: Sequence[Finding],
     policy_error: str | None,
 ) -> Judgement:
     """The webhook's rules, as a pure function: image outcomes plus Rego's answer → the result.
@@ -253,56 +301,52 @@ def judge(
     images (unless allowed), timeouts, registry errors and every finding of
     :func:`image_outcome` (threshold, required attestations, invalid provenance)
     deny; for images under a ``warn``-mode policy they are warnings.  Rego can only
-    add denials: a ``deny`` that names only ``warn``-mode images is a warning, and
-    one repeating a finding word for word is not said twice.  On UPDATE a denial
-    naming an image the update did not change says so; a policy error is an error.
-    ``decisions replay`` uses this too, so a replay follows the webhook exactly.
+    add denials: a ``deny`` about (:func:`about`) only ``warn``-mode images is a
+    warning, and one repeating a finding word for word is not said twice.  On UPDATE
+    a denial about an image the update did not change says so; a policy error is an
+    error.  ``decisions replay`` uses this too, so a replay follows the webhook exactly.
     """
-    denials: list[str] = []
-    warnings: list[str] = []
+    denials: list[Finding] = []
+    warnings: list[Finding] = []
     timed_out = False
 
-    def unchanged_note(message: str) -> str:
-        if operation != "UPDATE":
-            return message
-        same = [i.reference for i in images if i.unchanged and mentions(message, i.reference)]
-        return message + (" (image unchanged by this update)" if same else "")
-
-    def refuse(image: ImageOutcome, message: str) -> None:
-        if image.policy is not None and image.mode == "warn":
-            warnings.append(f"warn mode ({image.policy}): {message}")
+    def add(finding: Finding, named: Sequence[ImageOutcome], *, warn_mode: bool) -> None:
+        if warn_mode:
+            message = f"warn mode ({named[0].policy}): {finding.message}"
+            warnings.append(replace(finding, message=message))
+        elif operation == "UPDATE" and any(i.unchanged for i in named):
+            denials.append(replace(finding, message=finding.message + UNCHANGED_NOTE))
         else:
-            denials.append(unchanged_note(message))
+            denials.append(finding)
 
-    findings: set[str] = set()
+    said: set[str] = set()
     for image in images:
-        text = f"{image.reference}: "
+        text, code = f"{image.reference}: ", CODES.get(image.outcome)
         if image.outcome == "invalid":
-            denials.append(unchanged_note(text + f"invalid image reference: {image.error}"))
+            reason = f"invalid image reference: {image.error}"
+            add(Finding(text + reason, image.reference, code), [image], warn_mode=False)
         elif image.outcome == "unmatched" and unmatched_images == "deny":
-            denials.append(
-                unchanged_note(text + "matches no image policy (unmatched images are denied)")
-            )
+            reason = "matches no image policy (unmatched images are denied)"
+            add(Finding(text + reason, image.reference, code), [image], warn_mode=False)
         elif image.outcome in ("timed_out", "error"):
-            refuse(image, text + (image.error or image.outcome))
-            if image.mode != "warn":
+            reason = image.error or image.outcome
+            add(Finding(text + reason, image.reference, code), [image], warn_mode=image.warn_mode)
+            if not image.warn_mode:
                 timed_out = timed_out or image.outcome == "timed_out"
         for finding in image.findings:
-            refuse(image, finding)
-            findings.add(finding)
-    for message in deny:
-        if message in findings:
+            add(finding, [image], warn_mode=image.warn_mode)
+            said.add(finding.message)
+    for finding in deny:
+        if finding.message in said:
             continue
-        named = [i for i in images if mentions(message, i.reference)]
-        if named and all(i.policy is not None and i.mode == "warn" for i in named):
-            warnings.append(f"warn mode ({named[0].policy}): {message}")
-        else:
-            denials.append(unchanged_note(message))
+        said.add(finding.message)
+        named = about(finding, images)
+        add(finding, named, warn_mode=bool(named) and all(i.warn_mode for i in named))
     warnings.extend(warn)
     if policy_error:
-        return Judgement("error", (f"policy error: {policy_error}", *denials), tuple(warnings), 500)
+        error = Finding(f"policy error: {policy_error}", None, CODES["policy_error"])
+        return Judgement("error", (error, *denials), tuple(warnings), 500)
     if denials:
-        return Judgement(
-            "timed_out" if timed_out else "denied", tuple(denials), tuple(warnings), 403
-        )
+        result: Result = "timed_out" if timed_out else "denied"
+        return Judgement(result, tuple(denials), tuple(warnings), 403)
     return Judgement("warned" if warnings else "allowed", (), tuple(warnings), 200)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.decisions.model import StoredDecision, pick
-from admission.verdict import ImageOutcome, image_outcome, judge
+from admission.verdict import UNCHANGED_NOTE, ImageOutcome, image_outcome, judge
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
+from attest.policy.engine import messages
 
-_UNCHANGED = " (image unchanged by this update)"
 _WARN_MODE = re.compile(r"^warn mode \([^)]*\): ")
 _NOT_FROM_REGO = ("invalid", "unmatched", "timed_out", "error", "invalid_provenance")
 
@@ -108,11 +108,11 @@ def _carried(document: dict[str, Any], outcomes: list[ImageOutcome]) -> set[str]
     """Recorded messages the webhook's own rules gave, not Rego: about images whose
     outcome did not come from Rego, and the findings of every image."""
     prefixes = tuple(f"{o.reference}: " for o in outcomes if o.outcome in _NOT_FROM_REGO)
-    findings = {finding for o in outcomes for finding in o.findings}
+    findings = {finding.message for o in outcomes for finding in o.findings}
     recorded = _strings(document.get("messages")) + _strings(document.get("warnings"))
     carried = set()
     for message in recorded:
-        bare = _WARN_MODE.sub("", message).removesuffix(_UNCHANGED)
+        bare = _WARN_MODE.sub("", message).removesuffix(UNCHANGED_NOTE)
         if bare in findings or (prefixes and bare.startswith(prefixes)):
             carried.add(message)
     return carried
@@ -123,7 +123,7 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
     for message in _strings(document.get("messages")):
         if message in carried or message.startswith("policy error: "):
             continue
-        deny.append(message.removesuffix(_UNCHANGED))
+        deny.append(message.removesuffix(UNCHANGED_NOTE))
     for message in _strings(document.get("warnings")):
         if message in carried:
             continue
@@ -146,7 +146,7 @@ _UNMATCHED_DENIED = ": matches no image policy (unmatched images are denied)"
 def _unmatched_setting(document: dict[str, Any]) -> str:
     """``deny`` unless the record admitted an unmatched image without that denial."""
     messages = _strings(document.get("messages"))
-    if any(m.removesuffix(_UNCHANGED).endswith(_UNMATCHED_DENIED) for m in messages):
+    if any(m.removesuffix(UNCHANGED_NOTE).endswith(_UNMATCHED_DENIED) for m in messages):
         return "deny"
     images = _images(document.get("input") or {})
     return "allow" if any(i.get("outcome") == "unmatched" for i in images) else "deny"
@@ -165,23 +165,24 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
     recorded = _recorded(document, carried)
     try:
         result = engine.evaluate(policy_input, package)
-        deny, warn, error = result.deny, result.warn, None
+        denials, warnings, error = result.denials, result.warnings, None
     except PolicyError as err:
-        deny, warn, error = (), (), str(err)
+        denials, warnings, error = (), (), str(err)
     request = policy_input.get("request") if isinstance(policy_input.get("request"), dict) else {}
     judgement = judge(
         outcomes,
         operation=str(request.get("operation") or ""),
         unmatched_images=_unmatched_setting(document),
-        deny=tuple(deny),
-        warn=tuple(warn),
+        deny=denials,
+        warn=warnings,
         policy_error=error,
     )
-    findings = {finding for o in outcomes for finding in o.findings}
+    findings = {finding.message for o in outcomes for finding in o.findings}
+    deny = {finding.message for finding in denials}
     replayed = PolicyOutcome(
         result=judgement.result,
-        deny=tuple(sorted(set(deny) - findings)) if not error else (f"policy error: {error}",),
-        warn=tuple(sorted(set(warn))),
+        deny=tuple(sorted(deny - findings)) if not error else (f"policy error: {error}",),
+        warn=messages(warnings),
         bundle_hash=engine.bundle_hash,
         engine=engine.name,
     )

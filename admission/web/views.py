@@ -139,6 +139,13 @@ def _image(image: Any) -> dict[str, Any]:
     }
 
 
+def _coded(messages: list[str], codes: Any) -> list[tuple[str, str]]:
+    """Each message with its code (``""`` when the record has none for it)."""
+    if not isinstance(codes, dict):
+        codes = {}
+    return [(message, str(codes.get(message) or "")) for message in messages]
+
+
 def _latency(document: dict[str, Any]) -> list[tuple[str, str]]:
     latency = pick(document, "latency", "latency_ms", "latencyMs", default={})
     if not isinstance(latency, dict):
@@ -153,6 +160,7 @@ def detail(record: StoredDecision) -> dict[str, Any]:
     """Everything recorded about one decision, for its page."""
     fields, document = record.fields, record.document
     policy_input = pick(document, "input")
+    codes = pick(document, "codes", default={})
     return {
         **summary(record),
         "uid": fields.uid,
@@ -166,8 +174,8 @@ def detail(record: StoredDecision) -> dict[str, Any]:
         "seq": record.seq,
         "hash": record.hash,
         "prev_hash": record.prev_hash,
-        "messages": _strings(pick(document, "messages")),
-        "warnings": _strings(pick(document, "warnings")),
+        "messages": _coded(_strings(pick(document, "messages")), codes),
+        "warnings": _coded(_strings(pick(document, "warnings")), codes),
         "latency": _latency(document),
         "checked": pick(document, "checked", default=True),
         "caller": str(pick(document, "caller", default="") or ""),

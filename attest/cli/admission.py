@@ -181,16 +181,19 @@ def _describe_check(check: dict[str, Any], kind: str) -> str:
 
 
 def print_decision(decision: Any) -> None:
-    """A decision and every reason, for people."""
+    """A decision and every reason (with its code), for people."""
+    from admission.decisions.text import coded
+
     verdict = {"allowed": "ADMITTED", "warned": "ADMITTED (with warnings)"}.get(
         decision.result, decision.result.upper().replace("_", " ")
     )
     where = f"{decision.namespace}/{decision.name}" if decision.namespace else decision.name
     click.echo(f"{verdict}: {decision.kind} {where} ({decision.operation})")
     for message in decision.messages:
-        click.echo(f"  {'deny' if not decision.allowed else 'note'}: {message}")
+        label = "deny" if not decision.allowed else "note"
+        click.echo(f"  {label}: {message}{coded(decision.codes.get(message))}")
     for warning in decision.warnings:
-        click.echo(f"  warn: {warning}")
+        click.echo(f"  warn: {warning}{coded(decision.codes.get(warning))}")
     for image in decision.images:
         digest = image.digest or "unresolved"
         policy = image.policy or "no policy"

@@ -71,10 +71,10 @@ def eval_command(
     if output_format == "json":
         print_json(result.to_dict())
     else:
-        for message in result.deny:
-            click.echo(f"deny: {message}")
-        for message in result.warn:
-            click.echo(f"warn: {message}")
+        for rule, findings in (("deny", result.denials), ("warn", result.warnings)):
+            for finding in findings:
+                code = f" [{finding.code}]" if finding.code else ""
+                click.echo(f"{rule}: {finding.message}{code}")
         if not result.deny and not result.warn:
             click.echo("no deny or warn messages")
     if result.deny:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from attest.errors import PolicyError
 from attest.policy.bundle import PolicyBundle, load_bundle
-from attest.policy.engine import PolicyEngine, PolicyResult
+from attest.policy.engine import Finding, PolicyEngine, PolicyResult
 
-__all__ = ["PolicyBundle", "PolicyEngine", "PolicyResult", "load_bundle", "make_engine"]
+__all__ = ["Finding", "PolicyBundle", "PolicyEngine", "PolicyResult", "load_bundle", "make_engine"]
 
 
 def make_engine(

@@ -529,8 +529,8 @@ class RegopyEngine:
                 raise PolicyError(f"policy input rejected by the engine: {err}") from None
             values = {rule: self._query(interpreter, bundle, package, rule) for rule in RULES}
         return PolicyResult(
-            deny=read_rule(package, "deny", values["deny"]),
-            warn=read_rule(package, "warn", values["warn"]),
+            denials=read_rule(package, "deny", values["deny"]),
+            warnings=read_rule(package, "warn", values["warn"]),
             engine=self.name,
             bundle_hash=self.bundle_hash,
         )

@@ -11,7 +11,6 @@ import pytest
 
 from admission.decide import Admission
 from admission.review import parse_review
-from admission.verdict import mentions
 from attest.errors import DeadlineExceeded, RegistryError
 from attest.verify import ImageVerification
 from tests.admission.helpers import (
@@ -260,9 +259,21 @@ def test_parallel_distinct_images(setup) -> None:
     assert len(decision.images) == 5 and len(verifier.calls) == 5
 
 
-def test_mentions_is_whole_reference() -> None:
-    assert mentions("nginx: not signed", "nginx")
-    assert not mentions("nginx-slim: not signed", "nginx")
-    assert not mentions("r/nginx:1: x", "nginx")
-    assert mentions("image r/app:v1 is bad", "r/app:v1")
-    assert not mentions("r/app:v12 bad", "r/app:v1")
+def test_every_reason_is_recorded_with_its_code(setup) -> None:
+    service, *_ = setup
+    decision = decide(service, review(deployment(GOOD, BAD)))
+    untrusted, provenance = sorted(decision.messages, key=lambda m: "SLSA" in m)
+    (no_sbom,) = decision.warnings
+    assert decision.to_dict()["codes"] == {
+        untrusted: "untrusted",  # the webhook's own denial
+        provenance: "provenance-missing",  # the default bundle's
+        no_sbom: "sbom-missing",
+    }
+    audit_bad = AUDIT.replace("tool", "bad")
+    warned = decide(service, review(deployment(GOOD, audit_bad)))
+    assert warned.result == "warned" and warned.warnings
+    assert {warned.codes[warning] for warning in warned.warnings} == {
+        "untrusted",
+        "provenance-missing",
+        "sbom-missing",
+    }

@@ -40,6 +40,7 @@ from attest.attestations.predicates import (
 )
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
+from attest.policy import Finding
 from attest.signing.bundle import make_bundle
 from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
 from attest.signing.storage import attach_signature, push_bundle
@@ -237,7 +238,7 @@ def test_recorded_inputs_of_any_shape_are_judged_without_crashing(
         outcomes,
         operation="CREATE",
         unmatched_images="allow",
-        deny=tuple(deny),
+        deny=tuple(Finding(message) for message in deny),
         warn=(),
         policy_error=None,
     )
