@@ -23,7 +23,7 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     --mount=type=secret,id=pip-ca \
     if [ -f /run/secrets/pip-ca ]; then export PIP_CERT=/run/secrets/pip-ca; fi \
  && python3 -m venv /opt/attest/venv \
- && /opt/attest/venv/bin/pip install --quiet . \
+ && /opt/attest/venv/bin/pip install --quiet ".[admission]" \
  && /opt/attest/venv/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${BASE_IMAGE}

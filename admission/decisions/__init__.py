@@ -10,3 +10,7 @@ back; ``text`` prints one decision readably.
 """
 
 from __future__ import annotations
+
+# The environment variable naming the decision database, and the webhook's default one.
+DB_VARIABLE = "ATTEST_DB"
+DEFAULT_DB = "/var/lib/attest/decisions.db"

@@ -25,12 +25,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from admission.decisions import DB_VARIABLE
 from admission.decisions.chain import ChainHead, Checkpoint, HeadSigner, record_hash
 from admission.decisions.model import RecordFields, canonical_bytes, record_fields
 from admission.errors import DecisionStoreError
 from attest.errors import UsageError
 
-DB_VARIABLE = "ATTEST_DB"
 SCHEMA_VERSION = "1"
 _APPEND_ATTEMPTS = 3
 

@@ -6,15 +6,14 @@ from typing import Any
 
 import click
 
+from admission.cli import ExtraGroup
+from admission.decisions import DB_VARIABLE, DEFAULT_DB
 from admission.errors import DecisionStoreError
 from attest.cli.common import info, output_option, print_json
 from attest.errors import UsageError
 
-DB_VARIABLE = "ATTEST_DB"
-DEFAULT_DB = "/var/lib/attest/decisions.db"
 
-
-@click.group("admission")
+@click.group("admission", cls=ExtraGroup)
 def admission_group() -> None:
     """The Kubernetes validating admission webhook."""
 

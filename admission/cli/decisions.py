@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from admission.decisions import query, text
-from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
+from admission.cli import ExtraGroup
+from admission.decisions import DB_VARIABLE, text
 from admission.errors import DecisionStoreError
+from admission.verdict import RESULTS
 from attest.cli.common import option_group, output_option, print_json
 from attest.errors import UsageError
 from attest.files import atomic_write
 
 if TYPE_CHECKING:
     from admission.decisions.replay import Replay
+    from admission.decisions.store import DecisionDatabase
     from admission.decisions.verify import VerifyReport
     from attest.policy import PolicyEngine
 
@@ -39,7 +41,7 @@ filter_options = option_group(
         "--result",
         "results",
         multiple=True,
-        type=click.Choice(list(query.RESULTS)),
+        type=click.Choice(list(RESULTS)),
         help="Result (repeatable).",
     ),
     click.option("--policy", metavar="NAME", help="Matched image policy name."),
@@ -49,10 +51,12 @@ filter_options = option_group(
 
 def _open(db: str | None) -> contextlib.closing[DecisionDatabase]:
     """The existing decision database ``--db`` names, closed when the ``with`` block ends."""
+    from admission.decisions.store import open_database
+
     return contextlib.closing(open_database(db, create=False))
 
 
-@click.group("decisions")
+@click.group("decisions", cls=ExtraGroup)
 def decisions_group() -> None:
     """Review recorded admission decisions (AppSec): find, read, export, verify, replay."""
 
@@ -64,6 +68,8 @@ def decisions_group() -> None:
 @output_option
 def list_command(db: str | None, limit: int, output_format: str, **filters: Any) -> None:
     """List decisions, newest first."""
+    from admission.decisions import query
+
     flt = query.filter_from_text(limit, **filters)
     with _open(db) as database:
         records = query.list_decisions(database, flt)
@@ -82,6 +88,8 @@ def list_command(db: str | None, limit: int, output_format: str, **filters: Any)
 @output_option
 def show_command(db: str | None, ident: str, output_format: str) -> None:
     """Show one decision (record ID or request uid) with every reason."""
+    from admission.decisions import query
+
     with _open(db) as database:
         record = query.get_decision(database, ident)
     if output_format == "json":
@@ -102,6 +110,8 @@ def show_command(db: str | None, ident: str, output_format: str) -> None:
 )
 def export_command(db: str | None, output_file: str | None, **filters: Any) -> None:
     """Export matching decisions as JSON Lines, oldest first."""
+    from admission.decisions import query
+
     flt = query.filter_from_text(None, **filters)
     with _open(db) as database:
         records = query.iter_decisions(database, flt)
@@ -282,6 +292,7 @@ def replay_command(
     IDs, or filters (as for list) to replay the newest matching decisions.
     Exits 1 when any replayed result or message differs from the record.
     """
+    from admission.decisions import query
     from admission.decisions.replay import replay
 
     flt = query.filter_from_text(limit, **filters)

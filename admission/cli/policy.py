@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from admission.decisions.text import coded
 from attest.cli.common import output_option, print_json
 from attest.errors import UsageError
 from attest.policy import load_bundle, make_engine
@@ -73,8 +74,7 @@ def eval_command(
     else:
         for rule, findings in (("deny", result.denials), ("warn", result.warnings)):
             for finding in findings:
-                code = f" [{finding.code}]" if finding.code else ""
-                click.echo(f"{rule}: {finding.message}{code}")
+                click.echo(f"{rule}: {finding.message}{coded(finding.code)}")
         if not result.deny and not result.warn:
             click.echo("no deny or warn messages")
     if result.deny:
