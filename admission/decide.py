@@ -108,8 +108,10 @@ class Admission:
         reload_interval: float = 1.0,
     ) -> None:
         if verifier is None:
-            from attest.verify import verify_image as verifier
-        self.verifier = verifier
+            from attest.verify import verify_image
+
+            verifier = verify_image
+        self.verifier: Verifier = verifier
         self.watcher: ConfigWatcher[Runtime] = ConfigWatcher(
             config_path, build_runtime, interval=reload_interval
         )
@@ -151,15 +153,14 @@ class Admission:
 
     def _failed(self, request: AdmissionRequest, caller: str, err: Exception) -> Decision:
         """The denial for a request whose decision crashed (with what can still be said)."""
+        bundle_hash = trust_fingerprint = engine = ""
         try:
             loaded = self.watcher.current()
-            hashes = {
-                "bundle_hash": loaded.runtime.engine.bundle_hash,
-                "trust_fingerprint": loaded.config.trust_fingerprint,
-                "engine": loaded.runtime.engine.name,
-            }
+            bundle_hash = loaded.runtime.engine.bundle_hash
+            trust_fingerprint = loaded.config.trust_fingerprint
+            engine = loaded.runtime.engine.name
         except Exception:
-            hashes = {}
+            pass
         return Decision(
             uid=request.uid,
             time=time.time(),
@@ -173,7 +174,9 @@ class Admission:
             messages=(f"internal error while deciding: {type(err).__name__}: {err}",),
             code=500,
             dry_run=request.dry_run,
-            **hashes,
+            bundle_hash=bundle_hash,
+            trust_fingerprint=trust_fingerprint,
+            engine=engine,
         )
 
     def _decide(self, request: AdmissionRequest, caller: str) -> Decision:
@@ -442,9 +445,10 @@ class Admission:
         try:
             store = runtime.registries.store(parsed, deadline)
             just_resolved = not check.digest
+            digest = check.digest or store.resolve(parsed.identifier).digest
             if just_resolved:
-                check.digest = store.resolve(parsed.identifier).digest
-                runtime.tags.put(_tag_key(check), check.digest)
+                check.digest = digest
+                runtime.tags.put(_tag_key(check), digest)
             resolved = time.monotonic()
             check.resolve_seconds = resolved - began
             key = _cache_key(check)
@@ -454,7 +458,7 @@ class Admission:
                 self._record(check, hit, cached=True)
                 return check
             verification = self.verifier(
-                parsed.with_digest(check.digest),
+                parsed.with_digest(digest),
                 policy.verification,
                 store=store,
                 deadline=deadline,

@@ -169,7 +169,7 @@ def render() -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -181,9 +181,10 @@ def prepare_multiprocess(directory: str) -> None:
     something imported it earlier in this process, the choice is made again.
     """
     os.environ[MULTIPROC_VARIABLE] = directory
-    values = sys.modules.get("prometheus_client.values")
-    if values is not None:
-        values.ValueClass = values.get_value_class()
+    if "prometheus_client.values" in sys.modules:
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def worker_exited(pid: int) -> None:
@@ -191,7 +192,7 @@ def worker_exited(pid: int) -> None:
     if multiprocess_directory():
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def label_values(family: str, text: str) -> Iterable[tuple[dict[str, str], float]]:

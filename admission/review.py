@@ -135,9 +135,12 @@ def parse_review(body: bytes | str | dict[str, Any]) -> AdmissionRequest:
             uid,
             api,
         )
-    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
-    groups = user.get("groups") if isinstance(user.get("groups"), list) else []
-    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+    user = request.get("userInfo")
+    user = user if isinstance(user, dict) else {}
+    groups = user.get("groups")
+    groups = groups if isinstance(groups, list) else []
+    resource = request.get("resource")
+    resource = resource if isinstance(resource, dict) else {}
     obj = obj if isinstance(obj, dict) else None
     metadata = (obj or {}).get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
@@ -213,7 +216,8 @@ def _manifest_request(document: dict[str, Any], index: int, where: str) -> Admis
     if not isinstance(kind, str) or not kind or not isinstance(api, str) or not api:
         raise BadAdmissionReview(f"{where}: document {index + 1} has no kind or apiVersion")
     group, _, version = api.rpartition("/")
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    metadata = document.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     return AdmissionRequest(
         uid=f"offline-{index + 1}",
         kind=GroupVersionKind(group, version, kind),

@@ -35,6 +35,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from admission.errors import DecisionStoreError
+from admission.jsonlog import LogFormat, LogLevel
 from attest.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class _Gunicorn(BaseApplication):
         if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
             self.cfg.set("control_socket_disable", True)  # no management socket in $HOME
 
-    def load(self) -> WSGIApp:
+    # gunicorn's stubs type environ as any MutableMapping, Flask's as the dict gunicorn passes
+    def load(self) -> WSGIApp:  # type: ignore[override]
         return self._factory()
 
 
@@ -221,8 +223,8 @@ def serve(
     read_timeout: float = 10.0,
     workers: int = 2,
     threads: int = 8,
-    log_level: str = "info",
-    log_format: str = "json",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "json",
     checkpoint_seconds: float | None = None,
     checkpoint_records: int | None = None,
 ) -> None:

@@ -290,7 +290,7 @@ def judge(
     images: Sequence[ImageOutcome],
     *,
     operation: str,
-    unmatched_images: str,
+    unmatched_images: UnmatchedImages,
     deny: Sequence[Finding],
     warn: Sequence[Finding],
     policy_error: str | None,

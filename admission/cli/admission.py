@@ -9,6 +9,7 @@ import click
 from admission.cli import ExtraGroup
 from admission.decisions import DB_VARIABLE, DEFAULT_DB
 from admission.errors import DecisionStoreError
+from admission.jsonlog import LOG_FORMATS, LOG_LEVELS, LogFormat, LogLevel
 from attest.cli.common import info, output_option, print_json
 from attest.errors import UsageError
 
@@ -95,13 +96,13 @@ def admission_group() -> None:
     "--log-level",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(LOG_LEVELS),
 )
 @click.option(
     "--log-format",
     default="json",
     show_default=True,
-    type=click.Choice(["json", "text"]),
+    type=click.Choice(LOG_FORMATS),
     help="json: one object per line (one per decision); text: for people.",
 )
 @click.option(
@@ -138,8 +139,8 @@ def serve_command(
     read_timeout: float,
     workers: int,
     threads: int,
-    log_level: str,
-    log_format: str,
+    log_level: LogLevel,
+    log_format: LogFormat,
     checkpoint_seconds: float,
     checkpoint_records: int,
 ) -> None:

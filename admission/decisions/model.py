@@ -223,7 +223,10 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 
 
 def load_document(text: str | bytes) -> dict[str, Any]:
-    return json.loads(text)
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError(f"a decision record is a JSON object, not {type(document).__name__}")
+    return document
 
 
 def pick(data: Any, *names: str, default: Any = None) -> Any:

@@ -14,6 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -177,7 +178,7 @@ def _images_for(
     return found
 
 
-def _stored(row: sa.Row, images: list[ImageRow]) -> StoredDecision:
+def _stored(row: sa.Row[Any], images: list[ImageRow]) -> StoredDecision:
     fields = RecordFields(
         time=row.time,
         uid=row.uid,
@@ -199,7 +200,7 @@ def _stored(row: sa.Row, images: list[ImageRow]) -> StoredDecision:
     return StoredDecision(row.id, row.replica, row.seq, row.prev_hash, row.hash, fields, document)
 
 
-def _materialise(conn: sa.Connection, rows: list[sa.Row]) -> list[StoredDecision]:
+def _materialise(conn: sa.Connection, rows: list[sa.Row[Any]]) -> list[StoredDecision]:
     images = _images_for(conn, [(row.replica, row.seq) for row in rows])
     return [_stored(row, images[(row.replica, row.seq)]) for row in rows]
 

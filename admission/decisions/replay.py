@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.decisions.model import StoredDecision, pick
-from admission.verdict import UNCHANGED_NOTE, ImageOutcome, image_outcome, judge
+from admission.verdict import UNCHANGED_NOTE, ImageOutcome, UnmatchedImages, image_outcome, judge
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
 from attest.policy.engine import messages
@@ -143,7 +143,7 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
 _UNMATCHED_DENIED = ": matches no image policy (unmatched images are denied)"
 
 
-def _unmatched_setting(document: dict[str, Any]) -> str:
+def _unmatched_setting(document: dict[str, Any]) -> UnmatchedImages:
     """``deny`` unless the record admitted an unmatched image without that denial."""
     messages = _strings(document.get("messages"))
     if any(m.removesuffix(UNCHANGED_NOTE).endswith(_UNMATCHED_DENIED) for m in messages):
@@ -168,7 +168,8 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
         denials, warnings, error = result.denials, result.warnings, None
     except PolicyError as err:
         denials, warnings, error = (), (), str(err)
-    request = policy_input.get("request") if isinstance(policy_input.get("request"), dict) else {}
+    request = policy_input.get("request")
+    request = request if isinstance(request, dict) else {}
     judgement = judge(
         outcomes,
         operation=str(request.get("operation") or ""),

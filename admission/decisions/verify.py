@@ -158,7 +158,7 @@ class VerifyReport:
         }
 
 
-def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
+def _rows(conn: sa.Connection, replica: str) -> Iterator[tuple[sa.Row[Any], list[ImageRow]]]:
     after = -1
     while True:
         rows = list(
@@ -189,7 +189,7 @@ def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
         after = rows[-1].seq
 
 
-def _check_columns(row: sa.Row, images: list[ImageRow]) -> str | None:
+def _check_columns(row: sa.Row[Any], images: list[ImageRow]) -> str | None:
     try:
         fields = record_fields(load_document(row.document))
     except Exception as err:
