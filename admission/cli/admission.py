@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,6 +12,10 @@ from admission.errors import DecisionStoreError
 from admission.jsonlog import LOG_FORMATS, LOG_LEVELS, LogFormat, LogLevel
 from attest.cli.common import info, output_option, print_json
 from attest.errors import UsageError
+
+if TYPE_CHECKING:
+    from admission.decisions.chain import HeadSigner
+    from admission.verdict import Decision
 
 
 @click.group("admission", cls=ExtraGroup)
@@ -180,7 +184,7 @@ def _describe_check(check: dict[str, Any], kind: str) -> str:
     return f"    {what}: failed ({where}): {'; '.join(check.get('reasons') or ['no reason given'])}"
 
 
-def print_decision(decision: Any) -> None:
+def print_decision(decision: Decision) -> None:
     """A decision and every reason (with its code), for people."""
     from admission.decisions.text import coded
 
@@ -210,7 +214,7 @@ def print_decision(decision: Any) -> None:
             click.echo(f"    lookup error: {error}")
 
 
-def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
+def _record(db: str | None, decisions: list[Decision], signer: HeadSigner | None) -> None:
     """Write the decisions as one chain segment of replica ``review-<host>`` (signed head
     with ``signer``)."""
     import re
