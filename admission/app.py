@@ -6,8 +6,8 @@ show); an oversized body 413; an unexpected failure while deciding is a
 denial naming the error, never an admission and never a bare 500.
 
 Each decision is counted in the metrics, written as one JSON log line and, for
-``/validate`` only, handed to the decision recorder (a listener of
-:class:`~admission.decide.Admission`).  ``/mutate`` pins verified tags to
+``/validate`` only, handed to the decision recorder (the route passes it to
+:meth:`~admission.decide.Admission.decide`).  ``/mutate`` pins verified tags to
 digests when the configuration enables it (see :mod:`admission.mutate`); it
 never denies, and its decisions are not recorded: the validating webhook judges
 the pinned object and that decision is the record.  ``/readyz`` reports the
@@ -19,33 +19,28 @@ view are served on the separate ops port (:mod:`admission.web`).
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from admission import jsonlog, metrics
-from admission.decide import Admission, Decision, DecisionListener, Verifier
+from admission.decide import Admission, Verifier
+from admission.errors import ReviewError
 from admission.mutate import encode_patch, pin_patch
-from admission.review import (
-    API_VERSIONS,
-    AdmissionRequest,
-    ReviewError,
-    parse_review,
-    review_response,
-)
+from admission.review import API_VERSIONS, AdmissionRequest, parse_review, review_response
+from admission.verdict import Decision
 
 if TYPE_CHECKING:
     from admission.decisions.process import RecorderProcess
     from admission.decisions.recorder import DecisionRecorder
 
-    Recorder = DecisionRecorder | RecorderProcess
+    StatusRecorder = DecisionRecorder | RecorderProcess
 
+Webhook = Literal["validate", "mutate"]
 log = logging.getLogger(__name__)
 decision_log = logging.getLogger("attest.admission")
-_webhook: contextvars.ContextVar[str] = contextvars.ContextVar("attest_webhook", default="")
 
 MAX_BODY_BYTES = 3 * 1024 * 1024 + 64 * 1024  # the API server's own request limit is 3 MiB
 DRAIN_BYTES = (
@@ -90,17 +85,7 @@ def _mutation(decision: Decision | None, review: AdmissionRequest) -> dict[str, 
     return answer
 
 
-def recording_listener(recorder: Recorder) -> DecisionListener:
-    """``recorder.record`` for decisions of ``/validate`` (and of direct ``decide`` calls)."""
-
-    def record(decision: Decision) -> None:
-        if _webhook.get() != "mutate":
-            recorder.record(decision)
-
-    return record
-
-
-def _observe(decision: Decision, webhook: str) -> None:
+def _observe(decision: Decision, webhook: Webhook) -> None:
     """Metrics and the decision's log line; never lets a failure reach the answer."""
     try:
         metrics.observe_decision(decision, webhook)
@@ -114,8 +99,7 @@ def create_app(
     *,
     admission: Admission | None = None,
     verifier: Verifier | None = None,
-    listeners: list[DecisionListener] | None = None,
-    recorder: Recorder | None = None,
+    recorder: StatusRecorder | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Flask:
     """The webhook application for ``config_path`` (or an already built :class:`Admission`).
@@ -123,18 +107,13 @@ def create_app(
     With ``recorder``, every ``/validate`` decision is recorded and ``/readyz``
     reports the recorder's state.
     """
-    extra = [recording_listener(recorder)] if recorder is not None else []
-    service = admission or Admission(
-        config_path, verifier=verifier, listeners=[*(listeners or []), *extra]
-    )
-    if admission is not None:
-        service.listeners.extend(extra)
+    service = admission or Admission(config_path, verifier=verifier)
     app = Flask("attest-admission")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["attest_admission"] = service
     app.extensions["attest_recorder"] = recorder
 
-    def review_endpoint(webhook: str) -> Any:
+    def review_endpoint(webhook: Webhook) -> Any:
         body = _read_body(max_body_bytes)
         if body is None:
             return _bad_request(f"request body is larger than {max_body_bytes} bytes", 413)
@@ -153,9 +132,12 @@ def create_app(
             return _bad_request(f"bad AdmissionReview: {err}", 400)
         if webhook == "mutate" and not service.config.pin_digests:
             return jsonify(_mutation(None, review))
-        token = _webhook.set(webhook)
         try:
-            decision = service.decide(review, caller=request.environ.get("attest.caller", ""))
+            decision = service.decide(
+                review,
+                caller=request.environ.get("attest.caller", ""),
+                recorder=recorder if webhook == "validate" else None,
+            )
         except Exception as err:  # fail closed with the reason, keep the worker alive
             log.exception("admission %s: deciding failed", review.uid)
             if webhook == "mutate":
@@ -168,8 +150,6 @@ def create_app(
                 api_version=review.api_version,
             )
             return jsonify(answer)
-        finally:
-            _webhook.reset(token)
         _observe(decision, webhook)
         if webhook == "mutate":
             return jsonify(_mutation(decision, review))

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
+from admission.globs import glob_regex as wildcards
 from attest.attestations.predicates import resolve_predicate_type
 from attest.errors import AttestError, InvalidReference, KeyFileError, PolicyError, UsageError
 from attest.oci.reference import DOCKER_HUB, ImageReference, canonical_registry, is_registry_host
+from attest.policy import Finding
 from attest.policy.bundle import PolicyBundle, bundle_hash, package_of
 from attest.signing import keys
 from attest.signing.authority import (
@@ -51,6 +53,7 @@ from attest.verify import ImageVerification
 
 API_VERSIONS = ("policy.sigstore.dev/v1alpha1", "policy.sigstore.dev/v1beta1")
 KIND = "ClusterImagePolicy"
+CLUSTER_CODE = "cluster-image-policy"  # the code of its denials and warnings (verdict.CODES)
 # policy-controller's validResourceNames (pkg/apis/policy/v1beta1 validation)
 RESOURCES = ("pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs")
 HASH_ALGORITHMS: tuple[keys.HashName, ...] = get_args(keys.HashName)
@@ -186,10 +189,7 @@ def glob_regex(glob: str) -> re.Pattern[str]:
         glob = f"{canonical_registry(first)}/{rest}"
     elif slash and "*" in first:
         glob = f"{first.lower()}/{rest}"
-    # the wildcards are our image globs' (no "?": _VALID_GLOB keeps it out); imported
-    # here because admission.config imports this module
-    from admission.config import glob_regex as wildcards
-
+    # the wildcards are our image globs' (no "?": _VALID_GLOB keeps it out)
     return wildcards(glob)
 
 
@@ -875,11 +875,11 @@ def cluster_verdicts(
 
 def cluster_outcomes(
     reference: str, entry: dict[str, Any]
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
     """(denials, warnings) owed to the ClusterImagePolicies of one ``input.images`` entry:
     each one not passed, by its own mode, whatever the mode of our image policy."""
-    denials: list[str] = []
-    warnings: list[str] = []
+    denials: list[Finding] = []
+    warnings: list[Finding] = []
     verdicts = entry.get("clusterImagePolicies")
     for verdict in verdicts if isinstance(verdicts, list) else []:
         if not isinstance(verdict, dict) or verdict.get("passed") is True:
@@ -889,9 +889,10 @@ def cluster_outcomes(
         text = "; ".join(str(r) for r in reasons) or "not satisfied"
         message = f"{reference}: ClusterImagePolicy {verdict.get('name')}: {text}"
         if verdict.get("mode") == "warn":
-            warnings.append(f"warn mode (ClusterImagePolicy {verdict.get('name')}): {message}")
+            warned = f"warn mode (ClusterImagePolicy {verdict.get('name')}): {message}"
+            warnings.append(Finding(warned, reference, CLUSTER_CODE))
         else:
-            denials.append(message)
+            denials.append(Finding(message, reference, CLUSTER_CODE))
     return tuple(denials), tuple(warnings)
 
 

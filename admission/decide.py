@@ -1,18 +1,19 @@
 """The admission flow: images → resolve → verify (parallel, one deadline) → policy input → Rego → decision.
 
-:class:`Admission` holds what outlives a request (the configuration watcher,
-the verification cache, the thread pool, registry clients) and turns one
-:class:`~admission.review.AdmissionRequest` into a :class:`Decision`, a plain
-dataclass that the HTTP layer answers with and decision records store.
+:class:`Admission` holds what outlives a request (the configuration watcher
+and the :class:`~admission.runtime.Runtime` built from each configuration, the
+verification cache, the thread pool) and turns one
+:class:`~admission.review.AdmissionRequest` into a
+:class:`~admission.verdict.Decision`, judged by :func:`~admission.verdict.judge`.
 
 Fail-closed rules, whatever the Rego policy says: an invalid image reference,
 an image no policy matches (unless ``unmatchedImages: allow``), a registry
 error and a verification that ran out of time each deny in ``enforce`` mode
 (in ``warn`` mode they become warnings); a policy that fails to evaluate
-denies.  Rego ``deny`` messages are attributed to the images whose reference
-they contain: a message that names only images of ``warn``-mode policies
-becomes a warning, and on UPDATE a message naming an image that the update did
-not change says so.
+denies.  Rego ``deny`` findings are attributed to the images they name (their
+``image`` field): one about only images of ``warn``-mode policies becomes a
+warning, and on UPDATE one about an image that the update did not change says
+so (:func:`~admission.verdict.judge`).
 """
 
 from __future__ import annotations
@@ -22,129 +23,33 @@ import concurrent.futures
 import copy
 import datetime as dt
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from admission.bounds import MAX_REFERENCE_CHARS, bounded_text, bounded_verification
-from admission.cache import CacheKey, TagCache, VerificationCache
-from admission.cip import ResourceInfo, cluster_outcomes, resource_info, verify_with_policies
-from admission.config import AdmissionConfig, ConfigWatcher
-from admission.exceptions.apply import apply_exceptions, exception_fields, image_facts
-from admission.policy_input import ImageCheck, build_input, provenance_problem, rfc3339
+from admission.cache import CacheKey, VerificationCache
+from admission.cip import ResourceInfo, resource_info, verify_with_policies
+from admission.config import AdmissionConfig
+from admission.errors import BadAdmissionReview
+from admission.exceptions.apply import apply_exceptions, image_facts
+from admission.policy_input import ImageCheck, build_input, provenance_problem
 from admission.review import AdmissionRequest
+from admission.runtime import Runtime, build_runtime
 from admission.slots import RegistrySlots
+from admission.verdict import Decision, ImageDecision, Recorder, image_outcome, judge
+from admission.watcher import ConfigWatcher
 from admission.workloads import ContainerImage, is_workload, workload_images
 from attest.deadline import Deadline
-from attest.errors import AttestError, BadAdmissionReview, DeadlineExceeded, PolicyError
-from attest.oci.reference import ImageReference, parse_image_reference
-from attest.oci.registry import RegistryRepository
-from attest.oci.transport import RegistryClient, RegistryOptions
-from attest.policy import PolicyEngine, load_bundle, make_engine
+from attest.errors import AttestError, DeadlineExceeded, PolicyError
+from attest.oci.reference import parse_image_reference
+from attest.policy import Finding
 from attest.verify import ImageVerification
 
 log = logging.getLogger(__name__)
 
-RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
 Verifier = Callable[..., ImageVerification]
-DecisionListener = Callable[["Decision"], None]
-_REFERENCE_CHARS_BEFORE = r"(?<![\w./@:-])"
-_REFERENCE_CHARS_AFTER = r"(?![\w.@/-]|:\w)"
-
-
-@dataclass(frozen=True)
-class ImageDecision:
-    """One distinct image: what the workload named, what it resolved to, how it was judged.
-
-    ``name`` is the canonical ``registry/repository`` (None for an invalid reference):
-    the identity the policy was matched on, whatever spelling ``reference`` used."""
-
-    reference: str
-    digest: str | None
-    policy: str | None
-    outcome: str
-    verification: dict[str, Any] | None
-    error: str | None = None
-    cached: bool = False
-    unchanged: bool = False
-    name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "name": self.name,
-            "digest": self.digest,
-            "policy": self.policy,
-            "outcome": self.outcome,
-            "error": self.error,
-            "cached": self.cached,
-            "unchanged": self.unchanged,
-            "verification": self.verification,
-        }
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one admission request, with every reason and what produced it."""
-
-    uid: str
-    time: float
-    operation: str
-    kind: str
-    namespace: str
-    name: str
-    user: str
-    result: str
-    messages: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    images: tuple[ImageDecision, ...] = ()
-    input: dict[str, Any] | None = None
-    latency: dict[str, float] = field(default_factory=dict)
-    bundle_hash: str = ""
-    trust_fingerprint: str = ""
-    engine: str = ""
-    checked: bool = True
-    code: int = 200
-    dry_run: bool = False
-    caller: str = ""  # the client certificate subject the request came with ("" without one)
-    exceptions: tuple[dict[str, Any], ...] = ()  # admission.exceptions.apply.exception_record
-
-    @property
-    def allowed(self) -> bool:
-        return self.result in ("allowed", "warned")
-
-    @property
-    def message(self) -> str:
-        """The one-line answer the API server shows the user."""
-        return "; ".join(self.messages)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "uid": self.uid,
-            "time": rfc3339(dt.datetime.fromtimestamp(self.time, dt.UTC)),
-            "operation": self.operation,
-            "kind": self.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-            "user": self.user,
-            "caller": self.caller,
-            "result": self.result,
-            "allowed": self.allowed,
-            "checked": self.checked,
-            "dryRun": self.dry_run,
-            "messages": list(self.messages),
-            "warnings": list(self.warnings),
-            "images": [image.to_dict() for image in self.images],
-            "input": self.input,
-            "latency": dict(self.latency),
-            "bundleHash": self.bundle_hash,
-            "trustFingerprint": self.trust_fingerprint,
-            "engine": self.engine,
-            **exception_fields(self.exceptions, self.namespace),
-        }
 
 
 class _Lanes:
@@ -175,55 +80,6 @@ class _Lanes:
             return dict(self._results)
 
 
-class RegistryPool:
-    """One thread-safe registry client per host, shared by all requests of a configuration."""
-
-    def __init__(self, options: RegistryOptions) -> None:
-        self.options = options
-        self._clients: dict[str, RegistryClient] = {}
-        self._lock = threading.Lock()
-
-    def store(self, reference: ImageReference, deadline: Deadline) -> RegistryRepository:
-        with self._lock:
-            client = self._clients.get(reference.registry)
-            if client is None:
-                client = RegistryClient(reference.registry, options=self.options)
-                self._clients[reference.registry] = client
-        return RegistryRepository(client, reference.repository, deadline=deadline)
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
-
-
-@dataclass
-class Runtime:
-    """What is built from one configuration: the compiled policy engine and registry clients."""
-
-    engine: PolicyEngine
-    registries: RegistryPool
-
-
-def build_runtime(config: AdmissionConfig) -> Runtime:
-    """Compile the configuration's policy bundle (or connect to its OPA) and set up registries."""
-    bundle = None if config.opa_url else load_bundle(config.bundle)
-    engine = make_engine(bundle, opa_url=config.opa_url)
-    options = RegistryOptions(
-        auth_files=config.registry_auth,
-        timeout=config.deadline_seconds,
-        host_concurrency=config.max_concurrent_per_registry,
-    )
-    return Runtime(engine=engine, registries=RegistryPool(options))
-
-
-def mentions(message: str, reference: str) -> bool:
-    """Whether ``message`` names ``reference`` as a whole reference (not a prefix of another)."""
-    pattern = _REFERENCE_CHARS_BEFORE + re.escape(reference) + _REFERENCE_CHARS_AFTER
-    return re.search(pattern, message) is not None
-
-
 def _tag_key(check: ImageCheck) -> str:
     """The tag cache key of an image named by tag (or by nothing: ``latest``)."""
     return f"{check.name}:{check.tag}"
@@ -252,19 +108,17 @@ class Admission:
         verifier: Verifier | None = None,
         max_workers: int = 16,
         reload_interval: float = 1.0,
-        listeners: list[DecisionListener] | None = None,
     ) -> None:
         if verifier is None:
-            from attest.verify import verify_image as verifier
-        self.verifier = verifier
+            from attest.verify import verify_image
+
+            verifier = verify_image
+        self.verifier: Verifier = verifier
         self.watcher: ConfigWatcher[Runtime] = ConfigWatcher(
             config_path, build_runtime, interval=reload_interval
         )
         config = self.watcher.current().config
         self.cache = VerificationCache(config.cache_max_entries, config.cache_ttl_seconds)
-        self.tags = TagCache(config.tag_ttl_seconds)
-        self._tags_loaded: Any = self.watcher.current()  # tag resolutions belong to one config
-        self.listeners = list(listeners or [])
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="attest-verify"
         )
@@ -276,34 +130,39 @@ class Admission:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        loaded = self.watcher.current()
-        loaded.runtime.engine.close()
-        loaded.runtime.registries.close()
+        self.watcher.current().runtime.close()
 
     # -- the flow ------------------------------------------------------------------
 
-    def decide(self, request: AdmissionRequest, *, caller: str = "") -> Decision:
-        """Judge one request; never raises: an internal error while deciding is a denial
-        (result ``error``, code 500) that reaches the listeners, so it is recorded too.
+    def decide(
+        self, request: AdmissionRequest, *, caller: str = "", recorder: Recorder | None = None
+    ) -> Decision:
+        """Judge one request and hand the decision to ``recorder``; never raises: an internal
+        error while deciding is a denial (result ``error``, code 500), recorded too.
         ``caller`` is who sent it (the verified client certificate subject), recorded with
         the decision."""
         try:
-            return self._decide(request, caller)
+            decision = self._decide(request, caller)
         except Exception as err:
             log.exception("admission %s: deciding failed", request.uid)
-            return self._emit(self._failed(request, caller, err))
+            decision = self._failed(request, caller, err)
+        if recorder is not None:
+            try:
+                recorder.record(decision)
+            except Exception:  # a recorder must never change or break the answer
+                log.exception("recording decision %s failed", decision.uid)
+        return decision
 
     def _failed(self, request: AdmissionRequest, caller: str, err: Exception) -> Decision:
         """The denial for a request whose decision crashed (with what can still be said)."""
+        bundle_hash = trust_fingerprint = engine = ""
         try:
             loaded = self.watcher.current()
-            hashes = {
-                "bundle_hash": loaded.runtime.engine.bundle_hash,
-                "trust_fingerprint": loaded.config.trust_fingerprint,
-                "engine": loaded.runtime.engine.name,
-            }
+            bundle_hash = loaded.runtime.engine.bundle_hash
+            trust_fingerprint = loaded.config.trust_fingerprint
+            engine = loaded.runtime.engine.name
         except Exception:
-            hashes = {}
+            pass
         return Decision(
             uid=request.uid,
             time=time.time(),
@@ -317,7 +176,9 @@ class Admission:
             messages=(f"internal error while deciding: {type(err).__name__}: {err}",),
             code=500,
             dry_run=request.dry_run,
-            **hashes,
+            bundle_hash=bundle_hash,
+            trust_fingerprint=trust_fingerprint,
+            engine=engine,
         )
 
     def _decide(self, request: AdmissionRequest, caller: str) -> Decision:
@@ -327,11 +188,7 @@ class Admission:
         config, runtime = loaded.config, loaded.runtime
         self.cache.max_entries = config.cache_max_entries
         self.cache.ttl_seconds = config.cache_ttl_seconds
-        self.tags.ttl_seconds = config.tag_ttl_seconds
-        if loaded is not self._tags_loaded:  # reloaded (credentials may differ): resolve anew
-            self._tags_loaded = loaded
-            self.tags.clear()
-        base = {
+        base: dict[str, Any] = {
             "uid": request.uid,
             "time": now.timestamp(),
             "operation": request.operation,
@@ -355,13 +212,11 @@ class Admission:
                 request.name,
                 skip,
             )
-            return self._emit(Decision(**base, result="allowed", messages=(skip,), checked=False))
+            return Decision(**base, result="allowed", messages=(skip,), checked=False)
         try:
             containers = workload_images(request.kind.kind, request.object or {})
         except BadAdmissionReview as err:
-            return self._emit(
-                Decision(**base, result="error", messages=(f"bad request: {err}",), code=400)
-            )
+            return Decision(**base, result="error", messages=(f"bad request: {err}",), code=400)
         old_images = set()
         if request.operation == "UPDATE" and request.old_object:
             try:
@@ -380,24 +235,28 @@ class Admission:
         checked_at = time.monotonic()
         document = build_input(request, checks, now, statements=config.include_statements)
         policy_error = None
-        rego_deny: tuple[str, ...] = ()
-        rego_warn: tuple[str, ...] = ()
+        rego_deny: tuple[Finding, ...] = ()
+        rego_warn: tuple[Finding, ...] = ()
         try:
             result = runtime.engine.evaluate(document, config.package)
-            rego_deny, rego_warn = result.deny, result.warn
+            rego_deny, rego_warn = result.denials, result.warnings
         except PolicyError as err:
             policy_error = str(err)
         except Exception as err:  # an engine bug must still fail closed, with a reason
             log.exception("policy evaluation crashed")
             policy_error = f"policy evaluation failed: {type(err).__name__}: {err}"
         evaluated_at = time.monotonic()
-        decision = self._combine(
-            base, request, document["images"], config, rego_deny, rego_warn, policy_error
+        judgement = judge(
+            [image_outcome(entry) for entry in document["images"]],
+            operation=request.operation,
+            unmatched_images=config.unmatched_images,
+            deny=rego_deny,
+            warn=rego_warn,
+            policy_error=policy_error,
         )
-        excepted = apply_exceptions(
-            decision, image_facts(checks), request.namespace, config.exceptions, now, mentions
+        answer = apply_exceptions(
+            judgement, image_facts(checks), request.namespace, config.exceptions, now
         )
-        decision = {**excepted.answer(), "exceptions": excepted.records}
         latency = {
             "resolve": round(max((c.resolve_seconds for c in checks), default=0.0) * 1000, 3),
             "verify": round(max((c.verify_seconds for c in checks), default=0.0) * 1000, 3),
@@ -420,17 +279,18 @@ class Admission:
             )
             for c in checks
         )
-        return self._emit(
-            Decision(**base, **decision, images=images, input=document, latency=latency)
+        return Decision(
+            **base,
+            result=answer.result,
+            messages=answer.messages,
+            warnings=answer.warnings,
+            codes=answer.codes,
+            code=answer.code,
+            exceptions=answer.records,
+            images=images,
+            input=document,
+            latency=latency,
         )
-
-    def _emit(self, decision: Decision) -> Decision:
-        for listener in self.listeners:
-            try:
-                listener(decision)
-            except Exception:  # a recorder must never change or break the answer
-                log.exception("decision listener failed")
-        return decision
 
     @staticmethod
     def _not_checked(request: AdmissionRequest, config: AdmissionConfig) -> str | None:
@@ -500,7 +360,7 @@ class Admission:
         for check in checks:  # images already verified: no thread, no network
             if check.outcome != "unverified":  # invalid or unmatched: nothing to verify
                 continue
-            check.digest = check.digest or self.tags.get(_tag_key(check))
+            check.digest = check.digest or runtime.tags.get(_tag_key(check))
             if check.digest:
                 hit = self.cache.get(_cache_key(check))
                 if hit is not None:
@@ -593,9 +453,10 @@ class Admission:
         try:
             store = runtime.registries.store(parsed, deadline)
             just_resolved = not check.digest
+            digest = check.digest or store.resolve(parsed.identifier).digest
             if just_resolved:
-                check.digest = store.resolve(parsed.identifier).digest
-                self.tags.put(_tag_key(check), check.digest)
+                check.digest = digest
+                runtime.tags.put(_tag_key(check), digest)
             resolved = time.monotonic()
             check.resolve_seconds = resolved - began
             key = _cache_key(check)
@@ -606,7 +467,7 @@ class Admission:
                 return check
             verification = verify_with_policies(  # our policy, then any ClusterImagePolicy
                 self.verifier,
-                parsed.with_digest(check.digest),
+                parsed.with_digest(digest),
                 None if policy.cluster_only else policy.verification,
                 policy.cluster,
                 store=store,
@@ -642,202 +503,3 @@ class Admission:
         problem = provenance_problem(verification)
         if problem:  # trusted-signed, yet not provenance: its own outcome, denied by judge()
             check.outcome, check.error = "invalid_provenance", f"invalid provenance: {problem}"
-
-    # -- the answer ----------------------------------------------------------------
-
-    @staticmethod
-    def _combine(
-        base: dict[str, Any],
-        request: AdmissionRequest,
-        images: list[dict[str, Any]],
-        config: AdmissionConfig,
-        rego_deny: tuple[str, ...],
-        rego_warn: tuple[str, ...],
-        policy_error: str | None,
-    ) -> dict[str, Any]:
-        judgement = judge(
-            [image_outcome(entry) for entry in images],
-            operation=request.operation,
-            unmatched_images=config.unmatched_images,
-            deny=rego_deny,
-            warn=rego_warn,
-            policy_error=policy_error,
-        )
-        return {
-            "result": judgement.result,
-            "messages": judgement.messages,
-            "warnings": judgement.warnings,
-            "code": judgement.code,
-        }
-
-
-# Outcomes whose verification finished: the image policy's own requirements are judged.
-FINISHED = ("verified", "unverified", "invalid_provenance")
-
-
-@dataclass(frozen=True)
-class ImageOutcome:
-    """What the answer's rules need to know about one image (from a check or a record).
-
-    ``findings`` are the denials the webhook itself owes this image, whatever Rego
-    says: its policy's threshold not met, a required attestation missing, an
-    invalid provenance (see :func:`image_outcome`)."""
-
-    reference: str
-    outcome: str  # see policy_input.OUTCOMES
-    error: str | None = None
-    unchanged: bool = False
-    policy: str | None = None  # matched image policy name
-    mode: str | None = None  # its mode: enforce | warn
-    findings: tuple[str, ...] = ()
-    cluster_denials: tuple[str, ...] = ()  # failed ClusterImagePolicies, by their own mode
-    cluster_warnings: tuple[str, ...] = ()
-
-
-def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _untrusted(reference: str, entry: dict[str, Any], policy: dict[str, Any]) -> str:
-    """Why the threshold was not met, in the words of the default policy's old rule."""
-    signatures = _dicts(entry.get("signatures"))
-    if not signatures:
-        reason = "no signature found"
-    else:
-        reason = "; ".join(_strings(signatures[0].get("reasons"))) or (
-            "signatures verified, but too few authorities"
-        )
-    return (
-        f"{reference}: no trusted signature: {len(_strings(entry.get('satisfiedAuthorities')))} "
-        f"of {policy.get('threshold')} required authorities of policy {policy.get('name')} "
-        f"verified it ({reason})"
-    )
-
-
-def image_outcome(entry: dict[str, Any]) -> ImageOutcome:
-    """One ``input.images`` entry (live, or from a record) as the webhook's rules see it.
-
-    The image policy's requirements are checked here, in code, from the same facts
-    Rego gets: for an image whose verification finished, a threshold not met
-    (anything but ``thresholdMet: true``), each required attestation type without a
-    verified attestation, and an invalid provenance are findings.
-    """
-    reference = str(entry.get("reference") or "")
-    outcome = str(entry.get("outcome") or "")
-    error = entry.get("error") if isinstance(entry.get("error"), str) else None
-    policy = entry.get("policy") if isinstance(entry.get("policy"), dict) else None
-    findings: list[str] = []
-    if policy is not None and outcome in FINISHED:
-        if entry.get("thresholdMet") is not True:
-            findings.append(_untrusted(reference, entry, policy))
-        verified_types = {
-            a.get("predicateType")
-            for a in _dicts(entry.get("attestations"))
-            if a.get("verified") is True
-        }
-        findings.extend(
-            f"{reference}: no verified attestation of type {wanted} "
-            f"(required by policy {policy.get('name')})"
-            for wanted in _strings(policy.get("requiredAttestations"))
-            if wanted not in verified_types
-        )
-        if outcome == "invalid_provenance":
-            findings.append(f"{reference}: {error or 'invalid provenance'}")
-    cluster_denials, cluster_warnings = cluster_outcomes(reference, entry)
-    return ImageOutcome(
-        reference=reference,
-        outcome=outcome,
-        error=error,
-        unchanged=bool(entry.get("unchanged")),
-        policy=str(policy["name"]) if policy and policy.get("name") else None,
-        mode=str(policy["mode"]) if policy and policy.get("mode") else None,
-        findings=tuple(findings),
-        cluster_denials=cluster_denials,
-        cluster_warnings=cluster_warnings,
-    )
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """The answer: result, the denial messages, the warnings, and the status code."""
-
-    result: str
-    messages: tuple[str, ...]
-    warnings: tuple[str, ...]
-    code: int
-
-
-def judge(
-    images: list[ImageOutcome],
-    *,
-    operation: str,
-    unmatched_images: str,
-    deny: tuple[str, ...],
-    warn: tuple[str, ...],
-    policy_error: str | None,
-) -> Judgement:
-    """The webhook's rules, as a pure function: image outcomes plus Rego's answer → the result.
-
-    Fail closed in code, whatever the bundle says: invalid references, unmatched
-    images (unless allowed), timeouts, registry errors and every finding of
-    :func:`image_outcome` (threshold, required attestations, invalid provenance)
-    deny; for images under a ``warn``-mode policy they are warnings.  Rego can only
-    add denials: a ``deny`` that names only ``warn``-mode images is a warning, and
-    one repeating a finding word for word is not said twice.  On UPDATE a denial
-    naming an image the update did not change says so; a policy error is an error.
-    ``decisions replay`` uses this too, so a replay follows the webhook exactly.
-    """
-    denials: list[str] = []
-    warnings: list[str] = []
-    timed_out = False
-
-    def unchanged_note(message: str) -> str:
-        if operation != "UPDATE":
-            return message
-        same = [i.reference for i in images if i.unchanged and mentions(message, i.reference)]
-        return message + (" (image unchanged by this update)" if same else "")
-
-    def refuse(image: ImageOutcome, message: str) -> None:
-        if image.policy is not None and image.mode == "warn":
-            warnings.append(f"warn mode ({image.policy}): {message}")
-        else:
-            denials.append(unchanged_note(message))
-
-    findings: set[str] = set()
-    for image in images:
-        text = f"{image.reference}: "
-        if image.outcome == "invalid":
-            denials.append(unchanged_note(text + f"invalid image reference: {image.error}"))
-        elif image.outcome == "unmatched" and unmatched_images == "deny":
-            denials.append(
-                unchanged_note(text + "matches no image policy (unmatched images are denied)")
-            )
-        elif image.outcome in ("timed_out", "error"):
-            refuse(image, text + (image.error or image.outcome))
-            if image.mode != "warn":
-                timed_out = timed_out or image.outcome == "timed_out"
-        for finding in image.findings:
-            refuse(image, finding)
-            findings.add(finding)
-        denials.extend(unchanged_note(m) for m in image.cluster_denials)  # whatever our mode
-        warnings.extend(image.cluster_warnings)
-    for message in deny:
-        if message in findings:
-            continue
-        named = [i for i in images if mentions(message, i.reference)]
-        if named and all(i.policy is not None and i.mode == "warn" for i in named):
-            warnings.append(f"warn mode ({named[0].policy}): {message}")
-        else:
-            denials.append(unchanged_note(message))
-    warnings.extend(warn)
-    if policy_error:
-        return Judgement("error", (f"policy error: {policy_error}", *denials), tuple(warnings), 500)
-    if denials:
-        return Judgement(
-            "timed_out" if timed_out else "denied", tuple(denials), tuple(warnings), 403
-        )
-    return Judgement("warned" if warnings else "allowed", (), tuple(warnings), 200)

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Literal, get_args
 
 EXTRA_FIELDS = ("event", "reason", "dropped", "webhook")
 DECISION_EVENT = "admission_decision"
@@ -92,6 +92,10 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+LogFormat = Literal["json", "text"]  # json: one object per line; text: for people
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 
@@ -122,6 +126,7 @@ def decision_fields(decision: Any, webhook: str) -> dict[str, Any]:
         ],
         "messages": list(decision.messages),
         "warnings": list(decision.warnings),
+        "codes": sorted(set(decision.codes.values())),  # of the messages and warnings
         "latencyMs": dict(decision.latency),
         **_exceptions(getattr(decision, "exceptions", ())),
     }
@@ -148,7 +153,7 @@ def log_decision(logger: logging.Logger, decision: Any, webhook: str = "validate
     )
 
 
-def logging_config(level: str, log_format: str) -> dict[str, Any]:
+def logging_config(level: LogLevel, log_format: LogFormat) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the server: every logger (gunicorn's too) to stderr."""
     formatter = (
         {"()": f"{__name__}.JsonFormatter"}

@@ -9,7 +9,7 @@ created on first use, after the variable is set, never at import.
 
 Labels are bounded, whatever a request or a registry sends: webhook (validate,
 mutate), kind (the workload kinds the webhook judges, anything else ``other``),
-result (``admission.decide.RESULTS``), stage, cache outcome, registry HTTP status
+result (``admission.verdict.RESULTS``), stage, cache outcome, registry HTTP status
 (registered status codes, else ``other``), drop reason — never a namespace, name or
 image.  A label copied from a request (20,000 invented kinds made ``/metrics`` 6 MB)
 would grow the exposition and the multiprocess files without end.
@@ -152,7 +152,7 @@ def kind_label(kind: str) -> str:
 
 def observe_decision(decision: Any, webhook: str = "validate") -> None:
     """Count one answered decision: result by kind, stage latencies, cache hits and misses."""
-    from admission.decide import RESULTS
+    from admission.verdict import RESULTS
 
     current = metrics()
     current.requests.labels(
@@ -198,7 +198,7 @@ def render() -> tuple[bytes, str]:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -210,9 +210,10 @@ def prepare_multiprocess(directory: str) -> None:
     something imported it earlier in this process, the choice is made again.
     """
     os.environ[MULTIPROC_VARIABLE] = directory
-    values = sys.modules.get("prometheus_client.values")
-    if values is not None:
-        values.ValueClass = values.get_value_class()
+    if "prometheus_client.values" in sys.modules:
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 def worker_exited(pid: int) -> None:
@@ -220,7 +221,7 @@ def worker_exited(pid: int) -> None:
     if multiprocess_directory():
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def label_values(family: str, text: str) -> Iterable[tuple[dict[str, str], float]]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from admission.decide import Admission, Decision, Verifier
+from admission.decide import Admission, Verifier
+from admission.errors import BadAdmissionReview
 from admission.review import load_review_input
-from attest.errors import BadAdmissionReview
+from admission.verdict import Decision
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 

@@ -23,6 +23,7 @@ from admission.bounds import bounded_map
 from admission.cip import cluster_verdicts
 from admission.config import ImagePolicy
 from admission.review import AdmissionRequest
+from admission.verdict import Outcome, rfc3339
 from admission.workloads import ContainerImage
 from attest.attestations.slsa import SLSA_PROVENANCE_TYPES, predicate_facts
 from attest.errors import AttestError
@@ -33,15 +34,6 @@ from attest.verify import ImageVerification
 log = logging.getLogger(__name__)
 
 INPUT_VERSION = "attest.dev/admission-input/v1"
-OUTCOMES = (
-    "verified",
-    "unverified",
-    "invalid_provenance",
-    "timed_out",
-    "error",
-    "invalid",
-    "unmatched",
-)
 
 
 @dataclass
@@ -53,7 +45,7 @@ class ImageCheck:
     parsed: ImageReference | None = None  # None when the reference is invalid
     digest: str | None = None
     policy: ImagePolicy | None = None
-    outcome: str = "unverified"
+    outcome: Outcome = "unverified"
     error: str | None = None
     verification: ImageVerification | None = None
     cached: bool = False
@@ -68,10 +60,6 @@ class ImageCheck:
     @property
     def tag(self) -> str | None:
         return self.parsed.tag if self.parsed else None
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _repository(uri: str | None) -> str | None:

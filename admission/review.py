@@ -1,6 +1,6 @@
 """AdmissionReview in and out: parse ``admission.k8s.io`` v1/v1beta1 requests, build responses.
 
-Parsing is strict and every failure is a :class:`~attest.errors.BadAdmissionReview`
+Parsing is strict and every failure is a :class:`~admission.errors.BadAdmissionReview`
 whose message says what is wrong; when the request's ``uid`` could be read it is
 kept on the error, so the caller can still answer that request (denied, code 400)
 instead of failing the HTTP exchange.  The response always uses the apiVersion
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from attest.errors import BadAdmissionReview
+from admission.errors import BadAdmissionReview, ReviewError
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -23,15 +23,6 @@ MAX_WARNING_CHARS = 256
 # Kubernetes objects nest a few dozen levels at most; a deeper document is an attack on the
 # parser (Python's json recursion limit) or on everything that walks it afterwards.
 MAX_DEPTH = 100
-
-
-class ReviewError(BadAdmissionReview):
-    """A malformed review; ``uid``/``api_version`` are set when they could be read."""
-
-    def __init__(self, message: str, uid: str | None = None, api_version: str | None = None):
-        super().__init__(message)
-        self.uid = uid
-        self.api_version = api_version
 
 
 @dataclass(frozen=True)
@@ -144,9 +135,12 @@ def parse_review(body: bytes | str | dict[str, Any]) -> AdmissionRequest:
             uid,
             api,
         )
-    user = request.get("userInfo") if isinstance(request.get("userInfo"), dict) else {}
-    groups = user.get("groups") if isinstance(user.get("groups"), list) else []
-    resource = request.get("resource") if isinstance(request.get("resource"), dict) else {}
+    user = request.get("userInfo")
+    user = user if isinstance(user, dict) else {}
+    groups = user.get("groups")
+    groups = groups if isinstance(groups, list) else []
+    resource = request.get("resource")
+    resource = resource if isinstance(resource, dict) else {}
     obj = obj if isinstance(obj, dict) else None
     metadata = (obj or {}).get("metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
@@ -222,7 +216,8 @@ def _manifest_request(document: dict[str, Any], index: int, where: str) -> Admis
     if not isinstance(kind, str) or not kind or not isinstance(api, str) or not api:
         raise BadAdmissionReview(f"{where}: document {index + 1} has no kind or apiVersion")
     group, _, version = api.rpartition("/")
-    metadata = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    metadata = document.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
     return AdmissionRequest(
         uid=f"offline-{index + 1}",
         kind=GroupVersionKind(group, version, kind),

@@ -34,7 +34,9 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from admission.jsonlog import LogFormat, LogLevel
+from attest.errors import UsageError
 
 log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -52,7 +54,8 @@ class _Gunicorn(BaseApplication):
         if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
             self.cfg.set("control_socket_disable", True)  # no management socket in $HOME
 
-    def load(self) -> WSGIApp:
+    # gunicorn's stubs type environ as any MutableMapping, Flask's as the dict gunicorn passes
+    def load(self) -> WSGIApp:  # type: ignore[override]
         return self._factory()
 
 
@@ -220,8 +223,8 @@ def serve(
     read_timeout: float = 10.0,
     workers: int = 2,
     threads: int = 8,
-    log_level: str = "info",
-    log_format: str = "json",
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "json",
     checkpoint_seconds: float | None = None,
     checkpoint_records: int | None = None,
 ) -> None:
@@ -240,11 +243,9 @@ def serve(
     if read_timeout < read_header_timeout:
         raise UsageError("--read-timeout must not be shorter than --read-header-timeout")
     from admission.config import load_config
-    from admission.decide import build_runtime
+    from admission.runtime import build_runtime
 
-    runtime = build_runtime(load_config(config_path))
-    runtime.engine.close()
-    runtime.registries.close()
+    build_runtime(load_config(config_path)).close()
     listeners = _listeners(
         tls_cert,
         tls_key,

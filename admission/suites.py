@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from admission.decide import Admission, Decision, Verifier
+from admission.decide import Admission, Verifier
+from admission.errors import BadAdmissionReview
 from admission.review import load_review_input
-from attest.errors import BadAdmissionReview, UsageError
+from admission.verdict import Decision
+from attest.errors import UsageError
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")

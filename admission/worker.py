@@ -133,11 +133,27 @@ class _Contexts:
         return self._contexts[port == self.settings.webhook_port]
 
 
+class _Conn(TConn):
+    """gunicorn's connection, with what this worker learns about it while reading."""
+
+    attest_caller: str | None = None  # the client certificate subject, once the handshake is done
+    attest_leftover: bytes = b""  # what followed the request: a pipelined next request
+    attest_probe: bool = False  # a probe: served by the probe pool, never waits for webhook threads
+    attest_dropped: bool = False
+
+
+def _own(conn: TConn) -> _Conn:
+    """A connection gunicorn hands back: one of this worker's (accept() made it)."""
+    if not isinstance(conn, _Conn):
+        raise TypeError(f"not a connection of this worker: {type(conn).__name__}")
+    return conn
+
+
 @dataclass
 class _Reading:
     """A connection whose request is still arriving, with its two wall-clock limits."""
 
-    conn: TConn
+    conn: _Conn
     header_end: float
     read_end: float
     buffer: bytearray = field(default_factory=bytearray)
@@ -196,7 +212,7 @@ _REASONS = {
 }
 
 
-class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
+class AdmissionWorker(ThreadWorker):
     """gunicorn's threaded worker, reading every request in full before a thread runs it."""
 
     def init_process(self) -> None:
@@ -204,7 +220,7 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
             raise RuntimeError("admission.worker.SETTINGS is not set (use attest admission serve)")
         self.listeners = SETTINGS
         self.contexts = _Contexts(SETTINGS)
-        self.readings: dict[TConn, _Reading] = {}
+        self.readings: dict[_Conn, _Reading] = {}
         self.probe_pool = ThreadPoolExecutor(
             max_workers=SETTINGS.probe_threads, thread_name_prefix="attest-probe"
         )
@@ -218,18 +234,18 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         except OSError:
             return  # another worker took it, or the client went away
         self.nr_conns += 1
-        conn = TConn(self.cfg, client, address, listener.getsockname())
+        server = listener.getsockname()
+        conn = _Conn(self.cfg, client, address, server)
         try:
-            context = self.contexts.for_port(conn.server[1])
+            context = self.contexts.for_port(server[1])
             conn.sock = context.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
         except (OSError, ssl.SSLError):
             self.log.exception("TLS setup failed")
             self._drop(conn)
             return
-        conn.attest_caller = None
         self._start_reading(conn, handshaking=True, leftover=b"")
 
-    def _start_reading(self, conn: TConn, *, handshaking: bool, leftover: bytes) -> None:
+    def _start_reading(self, conn: _Conn, *, handshaking: bool, leftover: bytes) -> None:
         now = time.monotonic()
         reading = _Reading(
             conn,
@@ -259,6 +275,8 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
             return
         try:
             if reading.handshaking:
+                if not isinstance(sock, ssl.SSLSocket):  # accept() wrapped it: never plain
+                    raise RuntimeError("a connection to hand-shake is not a TLS socket")
                 try:
                     sock.do_handshake()
                 except ssl.SSLWantReadError:
@@ -385,12 +403,12 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         with contextlib.suppress(OSError, ValueError):
             conn.sock.send(data)
 
-    def _forget(self, conn: TConn) -> None:
+    def _forget(self, conn: _Conn) -> None:
         self.readings.pop(conn, None)
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
 
-    def _drop(self, conn: TConn) -> None:
+    def _drop(self, conn: _Conn) -> None:
         if getattr(conn, "attest_dropped", False):
             return
         conn.attest_dropped = True
@@ -414,14 +432,16 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
         finally:
             _request.caller = None
 
-    def on_client_socket_readable(self, conn: TConn, client: object) -> None:
+    def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
         """A kept-alive connection's next request begins: read it here, not in a thread."""
+        conn = _own(conn)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         self._start_reading(conn, handshaking=False, leftover=b"")
         self._on_readable(self.readings[conn])
 
     def finish_request(self, conn: TConn, future: Future[Any]) -> None:
+        conn = _own(conn)
         try:
             keep = bool(future.result()) if not future.cancelled() else False
         except Exception:
@@ -431,14 +451,18 @@ class AdmissionWorker(ThreadWorker):  # type: ignore[misc]
             conn.close()
             return
         try:
-            leftover = getattr(conn, "attest_leftover", b"") + conn.parser.unreader.take_buffered()
+            parser = conn.parser
+            if not isinstance(parser, http.RequestParser):  # _dispatch gave it an HTTP/1 parser
+                raise TypeError(f"unexpected parser {type(parser).__name__}")
+            leftover = conn.attest_leftover + parser.unreader.take_buffered()
             if leftover:  # the client pipelined its next request
                 self._start_reading(conn, handshaking=False, leftover=leftover)
                 return
             conn.sock.setblocking(False)
             conn.set_timeout()
             if not self.alive:  # stopping: keep it only briefly, as gunicorn does
-                conn.timeout = min(conn.timeout, time.monotonic() + 2.0)
+                soon = time.monotonic() + 2.0
+                conn.timeout = soon if conn.timeout is None else min(conn.timeout, soon)
             self.keepalived_conns.append(conn)
             self.poller.register(
                 conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn)

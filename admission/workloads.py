@@ -5,7 +5,7 @@ the controllers (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job,
 ReplicationController) carry a pod template, and a CronJob a job template
 holding one.  Every container of every list is reported, in order, with the
 path where its image was found; a shape that is not what the kind requires is
-a :class:`~attest.errors.BadAdmissionReview`.
+a :class:`~admission.errors.BadAdmissionReview`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from attest.errors import BadAdmissionReview
+from admission.errors import BadAdmissionReview
 
 _TEMPLATE = ("spec", "template", "spec")
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {

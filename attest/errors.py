@@ -121,13 +121,5 @@ class PolicyError(AttestError):
     exit_code = EXIT_USAGE
 
 
-class DecisionStoreError(AttestError):
-    """The decision database is unreachable, unwritable, or not a decision database."""
-
-
-class BadAdmissionReview(UsageError):
-    """An AdmissionReview (or a manifest given for review) is malformed; the message says how."""
-
-
 class CorruptLayer(AttestError):
     """An image layer is not a readable (compressed) tar stream."""

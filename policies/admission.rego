@@ -1,8 +1,10 @@
 # The default admission policy of attest (package attest.admission).
 #
-# The webhook reads two rules: `deny` and `warn`, sets of messages.  Any deny
-# refuses the workload (in enforce mode); warnings are shown to the user.
-# The input document is described in policies/README.md.
+# The webhook reads two rules: `deny` and `warn`, sets of findings, each
+# {"image": <the image's reference>, "code": <a stable rule id>, "message": <text>}.
+# Any deny refuses the workload (in enforce mode; a deny about an image under a
+# warn-mode image policy is a warning); warnings are shown to the user.  The input
+# document and the answer are described in policies/README.md.
 #
 # The webhook itself denies, whatever this bundle says, an image whose policy's
 # threshold of trusted signatures was not met, that lacks a required
@@ -19,20 +21,27 @@ package attest.admission
 
 import rego.v1
 
-deny contains msg if some msg in denials(input)
+deny contains finding if some finding in denials(input)
 
-warn contains msg if some msg in warnings(input)
+warn contains finding if some finding in warnings(input)
 
-denials(doc) := {msg |
+denials(doc) := {finding |
 	some img in doc.images
 	judged(img)
-	some msg in image_denials(img)
+	some finding in image_denials(img)
 }
 
-warnings(doc) := {msg |
+warnings(doc) := {finding |
 	some img in doc.images
 	judged(img)
-	some msg in image_warnings(img)
+	some finding in image_warnings(img)
+}
+
+# One finding about one image: "<reference>: <reason>", as every message starts.
+finding(img, code, reason) := {
+	"image": img.reference,
+	"code": code,
+	"message": concat(": ", [img.reference, reason]),
 }
 
 slsa_provenance_types := {"https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2"}
@@ -49,9 +58,8 @@ judged(img) if {
 
 image_denials(img) := provenance_problems(img)
 
-image_warnings(img) := {msg |
+image_warnings(img) := {finding(img, "sbom-missing", "no verified SBOM attestation (CycloneDX or SPDX)") |
 	not has_sbom(img)
-	msg := sprintf("%s: no verified SBOM attestation (CycloneDX or SPDX)", [img.reference])
 }
 
 # --- SLSA provenance from an allowed builder and source ------------------------
@@ -78,11 +86,11 @@ builder_allowed(prov, img) if allowed(prov.builderId, object.get(img.policy.para
 
 source_allowed(prov, img) if allowed(prov.sourceRepository, object.get(img.policy.parameters, "allowedSources", []))
 
-provenance_problems(img) := {msg |
+provenance_problems(img) := {finding(img, problem.code, problem.reason) |
 	requires_provenance(img)
 	found := provenances(img)
 	not good_provenance(found, img)
-	msg := sprintf("%s: %s", [img.reference, provenance_reason(found, img)])
+	problem := provenance_problem(found, img)
 }
 
 good_provenance(found, img) if {
@@ -91,23 +99,32 @@ good_provenance(found, img) if {
 	source_allowed(prov, img)
 }
 
-provenance_reason(found, _) := "no verified SLSA provenance attestation" if count(found) == 0
+provenance_problem(found, _) := {
+	"code": "provenance-missing",
+	"reason": "no verified SLSA provenance attestation",
+} if count(found) == 0
 
-provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed builder (builder %s; policy %s allows %v)", [
-	found[0].builderId,
-	img.policy.name,
-	object.get(img.policy.parameters, "allowedBuilders", []),
-]) if {
+provenance_problem(found, img) := {
+	"code": "provenance-builder",
+	"reason": sprintf("SLSA provenance is not from an allowed builder (builder %s; policy %s allows %v)", [
+		found[0].builderId,
+		img.policy.name,
+		object.get(img.policy.parameters, "allowedBuilders", []),
+	]),
+} if {
 	count(found) > 0
 	first := found[0] # a variable, not found[0], under `not` (see policies/README.md)
 	not builder_allowed(first, img)
 }
 
-provenance_reason(found, img) := sprintf("SLSA provenance is not from an allowed source (source %v; policy %s allows %v)", [
-	found[0].sourceRepository,
-	img.policy.name,
-	object.get(img.policy.parameters, "allowedSources", []),
-]) if {
+provenance_problem(found, img) := {
+	"code": "provenance-source",
+	"reason": sprintf("SLSA provenance is not from an allowed source (source %v; policy %s allows %v)", [
+		found[0].sourceRepository,
+		img.policy.name,
+		object.get(img.policy.parameters, "allowedSources", []),
+	]),
+} if {
 	count(found) > 0
 	first := found[0]
 	builder_allowed(first, img)

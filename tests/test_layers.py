@@ -36,6 +36,7 @@ LAYERS: dict[str, float] = {
     "attest.attestations.verification": 3,
     "attest.verify": 3,
     "attest.pipeline": 3,
+    "attest.promote": 3,
     # policy: Rego engines and bundles
     "attest.policy": 4,
     # decision: the verdict and what it is made from (the webhook's configuration and inputs)
@@ -44,6 +45,7 @@ LAYERS: dict[str, float] = {
     "admission.decisions": 6,
     # orchestration and doors: deciding a request, the servers, the CLIs
     "admission.decide": 7,
+    "admission.suites": 7,
     "admission.runtime": 7,
     "admission.watcher": 7,
     "admission.offline": 7,

@@ -10,3 +10,9 @@ back; ``text`` prints one decision readably.
 """
 
 from __future__ import annotations
+
+# The environment variable naming the decision database, and the webhook's default one.
+DB_VARIABLE = "ATTEST_DB"
+DEFAULT_DB = "/var/lib/attest/decisions.db"
+# The time buckets of the statistics' timeline (stats.py; the CLI's --bucket choices).
+BUCKETS = ("hour", "day", "month")

@@ -86,7 +86,7 @@ class _Collector:
         self.image = glob_regex(flt.image) if flt.image else None
         self.periods: dict[str, ReplicaPeriod] = {}
 
-    def _matches(self, row: sa.Row, document: dict[str, Any]) -> bool:
+    def _matches(self, row: sa.Row[Any], document: dict[str, Any]) -> bool:
         flt = self.flt
         if (flt.since and row.time < flt.since) or (flt.until and row.time >= flt.until):
             return False
@@ -98,7 +98,7 @@ class _Collector:
             return any(self.image.match(reference) for reference in references)
         return True
 
-    def record(self, row: sa.Row, document: dict[str, Any] | None) -> None:
+    def record(self, row: sa.Row[Any], document: dict[str, Any] | None) -> None:
         if not self._matches(row, document or {}):
             return
         self.stats.add(record_view(row, document or {}))

@@ -19,8 +19,6 @@ import rfc8785
 from admission.decisions.sbom import without_statement
 from attest.errors import UsageError
 
-RESULTS = ("allowed", "denied", "warned", "timed_out", "error")
-
 
 @dataclass(frozen=True)
 class ImageRow:
@@ -224,7 +222,10 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
 
 
 def load_document(text: str | bytes) -> dict[str, Any]:
-    return json.loads(text)
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise ValueError(f"a decision record is a JSON object, not {type(document).__name__}")
+    return document
 
 
 def pick(data: Any, *names: str, default: Any = None) -> Any:

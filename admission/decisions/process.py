@@ -46,6 +46,7 @@ from admission.decisions.recorder import (
     RecorderStatus,
 )
 from admission.decisions.store import resolve_target
+from admission.jsonlog import LogFormat, LogLevel
 from admission.metrics import metrics
 
 log = logging.getLogger("attest.decisions")
@@ -70,8 +71,8 @@ class RecorderProcess:
         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         checkpoint_records: int = DEFAULT_CHECKPOINT_RECORDS,
         queue_size: int = 10_000,
-        log_level: str = "info",
-        log_format: str = "json",
+        log_level: LogLevel = "info",
+        log_format: LogFormat = "json",
     ) -> None:
         self.target = resolve_target(target)
         context = multiprocessing.get_context("spawn")  # never fork a threaded worker
@@ -220,9 +221,10 @@ class RecorderProcess:
         if not raw:
             return {}
         try:
-            return json.loads(raw)
+            status = json.loads(raw)
         except ValueError:
             return {}
+        return status if isinstance(status, dict) else {}
 
     def _drop(self, reason: str, detail: str) -> None:
         metrics().records_dropped.labels(reason=reason).inc()
@@ -296,8 +298,8 @@ def _child_main(
     schedule: tuple[float, int],
     inbox: Any,
     shared: Any,
-    log_level: str,
-    log_format: str,
+    log_level: LogLevel,
+    log_format: LogFormat,
 ) -> None:
     """The child: a niced process running a ``DecisionRecorder`` until told to stop."""
     import logging.config

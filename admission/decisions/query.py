@@ -14,11 +14,11 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from admission.decisions.model import (
-    RESULTS,
     ImageRow,
     RecordFields,
     StoredDecision,
@@ -26,7 +26,9 @@ from admission.decisions.model import (
     normalise_time,
 )
 from admission.decisions.store import DecisionDatabase, decisions_table, images_table
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from admission.verdict import RESULTS
+from attest.errors import UsageError
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -181,7 +183,7 @@ def _images_for(
     return found
 
 
-def _stored(row: sa.Row, images: list[ImageRow]) -> StoredDecision:
+def _stored(row: sa.Row[Any], images: list[ImageRow]) -> StoredDecision:
     fields = RecordFields(
         time=row.time,
         uid=row.uid,
@@ -203,7 +205,7 @@ def _stored(row: sa.Row, images: list[ImageRow]) -> StoredDecision:
     return StoredDecision(row.id, row.replica, row.seq, row.prev_hash, row.hash, fields, document)
 
 
-def _materialise(conn: sa.Connection, rows: list[sa.Row]) -> list[StoredDecision]:
+def _materialise(conn: sa.Connection, rows: list[sa.Row[Any]]) -> list[StoredDecision]:
     images = _images_for(conn, [(row.replica, row.seq) for row in rows])
     return [_stored(row, images[(row.replica, row.seq)]) for row in rows]
 

@@ -38,8 +38,9 @@ from admission.decisions.chain import (
 )
 from admission.decisions.model import decision_document
 from admission.decisions.store import DecisionDatabase, PreparedRecord, prepare, resolve_target
+from admission.errors import DecisionStoreError
 from admission.metrics import metrics
-from attest.errors import AttestError, DecisionStoreError
+from attest.errors import AttestError
 
 log = logging.getLogger("attest.decisions")
 

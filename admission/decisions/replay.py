@@ -3,7 +3,7 @@
 Only the policy is re-run: the recorded input (images, digests, every
 signature and attestation with its outcome) is taken as it was, so the answer
 is "what would this exact request get under the new policy".  The result comes
-from the webhook's own rules (:func:`admission.decide.judge`) applied to the
+from the webhook's own rules (:func:`admission.verdict.judge`) applied to the
 recorded image outcomes and the new Rego answer; the unmatched-images setting
 is the one the record shows.  Messages that never came from Rego (an invalid
 reference, an unmatched image, a timeout or registry error, and the webhook's
@@ -19,13 +19,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decide import ImageOutcome, image_outcome, judge
 from admission.decisions.model import StoredDecision, pick
 from admission.exceptions.apply import without_exception
+from admission.verdict import UNCHANGED_NOTE, ImageOutcome, UnmatchedImages, image_outcome, judge
 from attest.errors import PolicyError, UsageError
 from attest.policy import PolicyEngine
+from attest.policy.engine import messages
 
-_UNCHANGED = " (image unchanged by this update)"
 _WARN_MODE = re.compile(r"^warn mode \([^)]*\): ")
 _NOT_FROM_REGO = ("invalid", "unmatched", "timed_out", "error", "invalid_provenance")
 
@@ -107,14 +107,20 @@ def _images(policy_input: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _carried(document: dict[str, Any], outcomes: list[ImageOutcome]) -> set[str]:
     """Recorded messages the webhook's own rules gave, not Rego: about images whose
-    outcome did not come from Rego, and the findings of every image."""
+    outcome did not come from Rego, the findings of every image, and what its
+    ClusterImagePolicies said."""
     prefixes = tuple(f"{o.reference}: " for o in outcomes if o.outcome in _NOT_FROM_REGO)
-    findings = {finding for o in outcomes for finding in o.findings}
+    findings = {finding.message for o in outcomes for finding in o.findings}
+    cluster = {f.message for o in outcomes for f in (*o.cluster_denials, *o.cluster_warnings)}
     recorded = _strings(document.get("messages")) + _strings(document.get("warnings"))
     carried = set()
     for message in recorded:
-        bare = _WARN_MODE.sub("", message).removesuffix(_UNCHANGED)
-        if bare in findings or (prefixes and bare.startswith(prefixes)):
+        bare = _WARN_MODE.sub("", message).removesuffix(UNCHANGED_NOTE)
+        if (
+            message.removesuffix(UNCHANGED_NOTE) in cluster
+            or bare in findings
+            or (prefixes and bare.startswith(prefixes))
+        ):
             carried.add(message)
     return carried
 
@@ -124,7 +130,7 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
     for message in _strings(document.get("messages")):
         if message in carried or message.startswith("policy error: "):
             continue
-        deny.append(message.removesuffix(_UNCHANGED))
+        deny.append(message.removesuffix(UNCHANGED_NOTE))
     for message in _strings(document.get("warnings")):
         if message in carried:
             continue
@@ -144,10 +150,10 @@ def _recorded(document: dict[str, Any], carried: set[str]) -> PolicyOutcome:
 _UNMATCHED_DENIED = ": matches no image policy (unmatched images are denied)"
 
 
-def _unmatched_setting(document: dict[str, Any]) -> str:
+def _unmatched_setting(document: dict[str, Any]) -> UnmatchedImages:
     """``deny`` unless the record admitted an unmatched image without that denial."""
     messages = _strings(document.get("messages"))
-    if any(m.removesuffix(_UNCHANGED).endswith(_UNMATCHED_DENIED) for m in messages):
+    if any(m.removesuffix(UNCHANGED_NOTE).endswith(_UNMATCHED_DENIED) for m in messages):
         return "deny"
     images = _images(document.get("input") or {})
     return "allow" if any(i.get("outcome") == "unmatched" for i in images) else "deny"
@@ -167,23 +173,25 @@ def replay(record: StoredDecision, engine: PolicyEngine, package: str) -> Replay
     recorded = _recorded(document, carried)
     try:
         result = engine.evaluate(policy_input, package)
-        deny, warn, error = result.deny, result.warn, None
+        denials, warnings, error = result.denials, result.warnings, None
     except PolicyError as err:
-        deny, warn, error = (), (), str(err)
-    request = policy_input.get("request") if isinstance(policy_input.get("request"), dict) else {}
+        denials, warnings, error = (), (), str(err)
+    request = policy_input.get("request")
+    request = request if isinstance(request, dict) else {}
     judgement = judge(
         outcomes,
         operation=str(request.get("operation") or ""),
         unmatched_images=_unmatched_setting(document),
-        deny=tuple(deny),
-        warn=tuple(warn),
+        deny=denials,
+        warn=warnings,
         policy_error=error,
     )
-    findings = {finding for o in outcomes for finding in o.findings}
+    findings = {finding.message for o in outcomes for finding in o.findings}
+    deny = {finding.message for finding in denials}
     replayed = PolicyOutcome(
         result=judgement.result,
-        deny=tuple(sorted(set(deny) - findings)) if not error else (f"policy error: {error}",),
-        warn=tuple(sorted(set(warn))),
+        deny=tuple(sorted(deny - findings)) if not error else (f"policy error: {error}",),
+        warn=messages(warnings),
         bundle_hash=engine.bundle_hash,
         engine=engine.name,
     )

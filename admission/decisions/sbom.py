@@ -24,7 +24,8 @@ def _cyclonedx(bom: dict[str, Any]) -> dict[str, Any]:
         for entry in component.get("licenses") or []:
             if not isinstance(entry, dict):
                 continue
-            licence = entry.get("license") if isinstance(entry.get("license"), dict) else {}
+            found = entry.get("license")
+            licence: dict[str, Any] = found if isinstance(found, dict) else {}
             name = entry.get("expression") or licence.get("id") or licence.get("name")
             if isinstance(name, str):
                 licences[name] += 1

@@ -25,13 +25,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from admission.decisions import BUCKETS
 from admission.decisions.model import pick
 from admission.decisions.store import DecisionDatabase, decisions_table
 
 ADMITTED = ("allowed", "warned")
 SLSA_TYPES = ("https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2")
 SBOM_TYPES = ("https://cyclonedx.org/bom", "https://spdx.dev/Document")
-BUCKETS = ("hour", "day", "month")
 _DIGEST_TEXT = re.compile(r"sha256:[0-9a-f]{8,64}")
 _STREAM_ROWS = 1000
 
@@ -422,11 +422,11 @@ class DecisionStats:
             _add_counts(self.namespaces.setdefault(name, dict.fromkeys(counts, 0)), counts)
         for bucket, counts in other.timeline.items():
             _add_counts(self.timeline.setdefault(bucket, {}), counts)
-        for key, (count, example, namespaces) in other.reasons.items():
-            entry = self.reasons.setdefault(key, [0, example, set()])
-            entry[0] += count
-            entry[1] = min(entry[1], example)
-            entry[2] |= namespaces
+        for reason, (count, example, namespaces) in other.reasons.items():
+            said = self.reasons.setdefault(reason, [0, example, set()])
+            said[0] += count
+            said[1] = min(said[1], example)
+            said[2] |= namespaces
         for digest, theirs in other.images.items():
             mine = self.images.get(digest)
             if mine is None:
@@ -453,10 +453,10 @@ class DecisionStats:
             entry["decisionIds"] = sorted(entry["decisionIds"] + theirs_entry["decisionIds"])[:ids]
         _add_counts(self.not_applied, other.not_applied)
         for key, seen in other.policies.items():
-            entry = self.policies.setdefault(key, {**seen, "records": 0})
-            entry["records"] += seen["records"]
-            entry["first"] = min(entry["first"], seen["first"])
-            entry["last"] = max(entry["last"], seen["last"])
+            policy = self.policies.setdefault(key, {**seen, "records": 0})
+            policy["records"] += seen["records"]
+            policy["first"] = min(policy["first"], seen["first"])
+            policy["last"] = max(policy["last"], seen["last"])
         _add_counts(self.gaps, other.gaps)
         for gap, digests in other.gap_images.items():
             self.gap_images[gap] |= digests

@@ -25,11 +25,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from admission.decisions import DB_VARIABLE
 from admission.decisions.chain import ChainHead, Checkpoint, HeadSigner, record_hash
 from admission.decisions.model import RecordFields, canonical_bytes, record_fields
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from attest.errors import UsageError
 
-DB_VARIABLE = "ATTEST_DB"
 SCHEMA_VERSION = "1"
 _APPEND_ATTEMPTS = 3
 
@@ -136,7 +137,7 @@ class DecisionDatabase:
     def __init__(self, target: str, *, create: bool = True) -> None:
         self.target = target
         self.is_postgres = target.startswith(("postgresql:", "postgres:", "postgresql+"))
-        self._schema_ready = False
+        self._schema_ready = threading.Event()  # set once the tables are known to exist
         self._schema_lock = threading.Lock()
         if self.is_postgres:
             self.engine, self.display = self._postgres_engine(target)
@@ -182,10 +183,10 @@ class DecisionDatabase:
 
     def ensure_schema(self) -> None:
         """Create the tables if missing (idempotent, safe with concurrent replicas)."""
-        if self._schema_ready:
+        if self._schema_ready.is_set():
             return
         with self._schema_lock:
-            if self._schema_ready:
+            if self._schema_ready.is_set():
                 return
             for attempt in range(3):
                 try:
@@ -202,7 +203,7 @@ class DecisionDatabase:
                     if attempt == 2:  # a concurrent CREATE can still collide: retry, then fail
                         raise self.fail("creating the schema", err) from None
                     time.sleep(0.05 * (attempt + 1))
-            self._schema_ready = True
+            self._schema_ready.set()
 
     def _check_version(self, conn: Connection) -> None:
         found = conn.execute(
@@ -224,7 +225,7 @@ class DecisionDatabase:
             raise self.fail("connecting", err) from None
         if not present:
             raise DecisionStoreError(f"decision database {self.display}: no decision records yet")
-        self._schema_ready = True
+        self._schema_ready.set()
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -15,6 +15,11 @@ from attest.signing.result import SignerIdentity
 _STAGES = ("resolve", "verify", "evaluate", "total")
 
 
+def coded(code: object) -> str:
+    """`` [code]`` after a message that has a code, else nothing."""
+    return f" [{code}]" if isinstance(code, str) and code else ""
+
+
 def _short(value: str, width: int = 19) -> str:
     return value if len(value) <= width else value[: width - 1] + "…"
 
@@ -132,10 +137,12 @@ def detail(record: StoredDecision) -> str:
         f"  latency:   {_latency(document)}",
         f"  chain:     replica {record.replica} #{record.seq}, hash {_short(record.hash, 16)}",
     ]
-    for title, names in (("messages", ("messages",)), ("warnings", ("warnings",))):
-        messages = _messages(document, *names)
+    codes = pick(document, "codes", default={})
+    codes = codes if isinstance(codes, dict) else {}
+    for title in ("messages", "warnings"):
+        messages = _messages(document, title)
         lines.append(f"{title}:" + ("" if messages else " none"))
-        lines.extend(f"  - {message}" for message in messages)
+        lines.extend(f"  - {message}{coded(codes.get(message))}" for message in messages)
     images = pick(document, "images", default=[]) or []
     lines.append("images:" + ("" if images else " none"))
     for position, image in enumerate(images):

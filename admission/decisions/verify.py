@@ -161,14 +161,14 @@ class VerifyReport:
 class VerifyObserver(Protocol):
     """Sees what verification reads, so a report built alongside parses each record once."""
 
-    def record(self, row: sa.Row, document: dict[str, Any] | None) -> None:
+    def record(self, row: sa.Row[Any], document: dict[str, Any] | None) -> None:
         """One record in ``seq`` order (``document`` is None when unreadable)."""
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         """One checkpoint that verified and names a stored record with its hash."""
 
 
-def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
+def _rows(conn: sa.Connection, replica: str) -> Iterator[tuple[sa.Row[Any], list[ImageRow]]]:
     after = -1
     while True:
         rows = list(
@@ -199,7 +199,9 @@ def _rows(conn: sa.Connection, replica: str) -> Iterator[sa.Row]:
         after = rows[-1].seq
 
 
-def _check_columns(row: sa.Row, images: list[ImageRow]) -> tuple[str | None, dict[str, Any] | None]:
+def _check_columns(
+    row: sa.Row[Any], images: list[ImageRow]
+) -> tuple[str | None, dict[str, Any] | None]:
     """What is wrong with the derived columns (None when nothing), and the parsed document."""
     try:
         document = load_document(row.document)

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from admission.exceptions.document import LoadedException
 from admission.exceptions.settings import ExceptionSet
+from admission.verdict import CODES, Judgement, Result, is_about
 
-DENIED = ("denied", "timed_out", "error")
+DENIED: tuple[Result, ...] = ("denied", "timed_out", "error")
 LOUD = "EXCEPTION "  # the first warnings of an admission by exception
 EXCUSED = "excepted: "  # each denial it excused, as a warning
 MAX_RECORDED = 20
@@ -47,19 +48,12 @@ class ImageFacts:
 class Outcome:
     """The (possibly changed) answer and what the record says about each exception."""
 
-    result: str
+    result: Result
     messages: tuple[str, ...]
     warnings: tuple[str, ...]
     code: int
+    codes: dict[str, str]  # message or warning -> its code (Decision.codes)
     records: tuple[dict[str, Any], ...] = ()
-
-    def answer(self) -> dict[str, Any]:
-        return {
-            "result": self.result,
-            "messages": self.messages,
-            "warnings": self.warnings,
-            "code": self.code,
-        }
 
 
 def _needs(image: ImageFacts, policy_error: bool) -> set[str]:
@@ -117,23 +111,27 @@ def exception_record(
 
 
 def apply_exceptions(
-    answer: dict[str, Any],
+    judgement: Judgement,
     images: Sequence[ImageFacts],
     namespace: str,
     exceptions: ExceptionSet | None,
     now: dt.datetime,
-    mentions: Any,
 ) -> Outcome:
-    """``answer`` (result, messages, warnings, code) with the exceptions applied.
+    """The answer :func:`admission.verdict.judge` gave, with the exceptions applied.
 
-    ``mentions(message, reference)`` says whether a denial names an image (the
-    webhook's own attribution, :func:`admission.decide.mentions`)."""
+    A denial names the images it is about (:func:`admission.verdict.is_about`: the
+    finding's ``image``, else the reference its message starts with), the webhook's
+    own attribution of findings to images."""
     unchanged = Outcome(
-        answer["result"], tuple(answer["messages"]), tuple(answer["warnings"]), answer["code"]
+        judgement.result,
+        judgement.messages,
+        judgement.warning_messages,
+        judgement.code,
+        judgement.codes,
     )
-    if exceptions is None or answer["result"] not in DENIED or answer["code"] == 400:
+    if exceptions is None or judgement.result not in DENIED or judgement.code == 400:
         return unchanged
-    policy_error = answer["result"] == "error"
+    policy_error = judgement.result == "error"
     covering: dict[str, LoadedException] = {}
     rejected: list[dict[str, Any]] = []
     for image in images:
@@ -160,13 +158,13 @@ def apply_exceptions(
         return _with(unchanged, rejected)
     excused: list[str] = []
     remaining: list[str] = []
-    for message in unchanged.messages:
-        if policy_error and message.startswith("policy error: "):
+    for denial in judgement.denials:
+        if policy_error and denial.code == CODES["policy_error"]:
             named = list(images)
         else:
-            named = [i for i in images if mentions(message, i.reference)]
+            named = [i for i in images if is_about(denial, i.reference)]
         covered = bool(named) and all(i.reference in covering for i in named)
-        (excused if covered else remaining).append(message)
+        (excused if covered else remaining).append(denial.message)
     admitted = not remaining and bool(excused)
     applied = [
         exception_record(
@@ -191,36 +189,18 @@ def apply_exceptions(
         for reference, loaded in covering.items()
     ]
     warnings = (*loud, *(f"{EXCUSED}{m}" for m in excused), *unchanged.warnings)
-    return _with(Outcome("warned", (), warnings, 200), applied + rejected)
+    codes = {f"{EXCUSED}{m}": unchanged.codes[m] for m in excused if m in unchanged.codes}
+    codes.update((w, c) for w, c in unchanged.codes.items() if w in unchanged.warnings)
+    return _with(Outcome("warned", (), warnings, 200, codes), applied + rejected)
 
 
 def _with(outcome: Outcome, records: list[dict[str, Any]]) -> Outcome:
-    return Outcome(
-        outcome.result,
-        outcome.messages,
-        outcome.warnings,
-        outcome.code,
-        tuple(records[:MAX_RECORDED]),
-    )
+    return replace(outcome, records=tuple(records[:MAX_RECORDED]))
 
 
 def image_facts(checks: Sequence[Any]) -> list[ImageFacts]:
     """The facts of the webhook's image checks (``admission.policy_input.ImageCheck``)."""
     return [ImageFacts(c.reference, c.name, c.digest, c.outcome) for c in checks]
-
-
-def exception_fields(records: Sequence[dict[str, Any]], namespace: str) -> dict[str, Any]:
-    """The decision document's exception fields: none without exceptions (older records
-    keep their exact bytes); ``exception`` is the applied one, else the first considered
-    one written for the request's namespace, else the first; ``exceptions`` lists every
-    one considered."""
-    if not records:
-        return {}
-    first = next(
-        (r for r in records if r["applied"]),
-        next((r for r in records if r["namespace"] == namespace), records[0]),
-    )
-    return {"exception": first, "exceptions": list(records)}
 
 
 def without_exception(document: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from typing import Any
 
 import rfc8785
 
-from admission.config import ConfigError, canonical_image_glob, image_glob_regex
+from admission.errors import ConfigError
+from admission.globs import canonical_image_glob, image_glob_regex
 from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE as IN_TOTO
 from attest.attestations.statement import Subject, build_statement
 from attest.errors import SignatureFormatError, UsageError

@@ -10,7 +10,7 @@
 
 Every regular, non-hidden file of the directory is read as one exception when the
 configuration loads, and the directory and each file are watched with the rest of
-it (:class:`admission.config.ConfigWatcher`): adding, editing or deleting an
+it (:class:`admission.watcher.ConfigWatcher`): adding, editing or deleting an
 exception reloads the configuration.  A file that is not a trusted exception does
 not fail the load: it is kept with the reason, so decisions can report it.
 """
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from admission.config import ConfigError, _authority, _path, _Reader
+from admission.errors import ConfigError
 from admission.exceptions.document import LoadedException, read_exception
+from admission.fields import Reader, parse_authority, resolve_path
 from attest.signing.authority import Authority
 
 MAX_EXCEPTION_FILES = 1000
@@ -75,7 +76,7 @@ def parse_exceptions(data: Any, base: Path, files: list[str]) -> ExceptionSet | 
     """The validated ``exceptions`` section (None when absent); watched paths go to ``files``."""
     if data is None:
         return None
-    reader = _Reader(data, "exceptions", {"directory", "signers"})
+    reader = Reader(data, "exceptions", {"directory", "signers"})
     directory = reader.get("directory", str)
     if not directory:
         raise ConfigError("exceptions.directory is missing")
@@ -83,12 +84,13 @@ def parse_exceptions(data: Any, base: Path, files: list[str]) -> ExceptionSet | 
     if not raw_signers:
         raise ConfigError("exceptions.signers must list at least one trusted signer")
     signers = tuple(
-        _authority(s, f"exceptions.signers[{i}]", base, files) for i, s in enumerate(raw_signers)
+        parse_authority(s, f"exceptions.signers[{i}]", base, files)
+        for i, s in enumerate(raw_signers)
     )
     names = [s.name for s in signers]
     if len(set(names)) != len(names):
         raise ConfigError("exceptions.signers: a name is used twice")
-    resolved = _path(base, directory)
+    resolved = resolve_path(base, directory)
     if not Path(resolved).is_dir():
         raise ConfigError(f"exceptions.directory {resolved}: no such directory")
     loaded = load_exceptions(resolved, signers)

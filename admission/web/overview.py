@@ -77,7 +77,7 @@ def _buckets(since: str, until: str, hourly: bool) -> list[str]:
     start = (
         start.replace(minute=0, second=0) if hourly else start.replace(hour=0, minute=0, second=0)
     )
-    found = []
+    found: list[str] = []
     while start < end and len(found) < 400:
         found.append(start.strftime("%Y-%m-%dT%H" if hourly else "%Y-%m-%d"))
         start += step

@@ -11,9 +11,10 @@ from markupsafe import Markup
 
 from admission.decisions.model import pick
 from admission.decisions.store import DecisionDatabase
+from admission.errors import DecisionStoreError
 from admission.exceptions.settings import ExceptionSet, describe
 from admission.web import overview, svg, views
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import UsageError
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 IMAGE_PAGE = 100
@@ -35,7 +36,7 @@ def before_id(text: str) -> int | None:
     return int(value)
 
 
-def query_args(values: dict[str, str], before: int) -> dict[str, str]:
+def query_args(values: dict[str, str], before: int) -> dict[str, Any]:
     """The filters of the current page plus the cursor of the next (older) one."""
     args = {k: v for k, v in values.items() if v}
     args["before"] = str(before)
@@ -106,8 +107,9 @@ def _provenance(document: dict[str, Any], digest: str) -> dict[str, Any] | None:
         if not isinstance(image, dict) or image.get("digest") != digest:
             continue
         for attestation in image.get("attestations") or []:
-            if isinstance(attestation, dict) and isinstance(attestation.get("provenance"), dict):
-                return attestation["provenance"]
+            provenance = attestation.get("provenance") if isinstance(attestation, dict) else None
+            if isinstance(provenance, dict):
+                return provenance
     return None
 
 
@@ -119,12 +121,9 @@ def _sbom(document: dict[str, Any], digest: str) -> dict[str, Any] | None:
         for check in (
             verification.get("attestations") or [] if isinstance(verification, dict) else []
         ):
-            if (
-                isinstance(check, dict)
-                and check.get("verified")
-                and isinstance(check.get("sbom"), dict)
-            ):
-                return check["sbom"]
+            sbom = check.get("sbom") if isinstance(check, dict) and check.get("verified") else None
+            if isinstance(sbom, dict):
+                return sbom
     return None
 
 

@@ -38,7 +38,7 @@ def stacked_bars(
     ]
     for index, bucket in enumerate(buckets):
         x = left + index * step
-        y = height - bottom
+        y = float(height - bottom)
         for name, values in series.items():
             value = values[index]
             if not value:

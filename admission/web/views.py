@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from admission.decisions.model import RESULTS, StoredDecision, pick
+from admission.decisions.model import StoredDecision, pick
 from admission.decisions.query import DecisionFilter, filter_from_text
+from admission.verdict import RESULTS, Result
 from attest.signing.result import SignerIdentity
 
 FILTER_FIELDS = ("since", "until", "namespace", "image", "digest", "result", "policy", "limit")
@@ -134,6 +135,13 @@ def _image(image: Any) -> dict[str, Any]:
     }
 
 
+def _coded(messages: list[str], codes: Any) -> list[tuple[str, str]]:
+    """Each message with its code (``""`` when the record has none for it)."""
+    if not isinstance(codes, dict):
+        codes = {}
+    return [(message, str(codes.get(message) or "")) for message in messages]
+
+
 def _latency(document: dict[str, Any]) -> list[tuple[str, str]]:
     latency = pick(document, "latency", "latency_ms", "latencyMs", default={})
     if not isinstance(latency, dict):
@@ -148,6 +156,7 @@ def detail(record: StoredDecision) -> dict[str, Any]:
     """Everything recorded about one decision, for its page."""
     fields, document = record.fields, record.document
     policy_input = pick(document, "input")
+    codes = pick(document, "codes", default={})
     return {
         **summary(record),
         "uid": fields.uid,
@@ -161,8 +170,8 @@ def detail(record: StoredDecision) -> dict[str, Any]:
         "seq": record.seq,
         "hash": record.hash,
         "prev_hash": record.prev_hash,
-        "messages": _strings(pick(document, "messages")),
-        "warnings": _strings(pick(document, "warnings")),
+        "messages": _coded(_strings(pick(document, "messages")), codes),
+        "warnings": _coded(_strings(pick(document, "warnings")), codes),
         "latency": _latency(document),
         "checked": pick(document, "checked", default=True),
         "caller": str(pick(document, "caller", default="") or ""),
@@ -177,5 +186,5 @@ def detail(record: StoredDecision) -> dict[str, Any]:
     }
 
 
-def result_choices() -> tuple[str, ...]:
+def result_choices() -> tuple[Result, ...]:
     return RESULTS

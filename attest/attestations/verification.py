@@ -26,7 +26,6 @@ from attest.attestations.statement import (
     require_subject_digest,
 )
 from attest.errors import AttestationError
-from attest.policy.forms import allow_violation
 
 if TYPE_CHECKING:  # the signing stack (sigstore-python) is imported only when verifying
     from attest.signing.authority import Authority
@@ -151,7 +150,7 @@ def judge_statement(
     if engine is not None:
         result = engine.evaluate(statement.to_dict(), package)
         violations.extend(f"policy: {message}" for message in result.deny)
-        refused = allow_violation(package, result.allow) if requires_allow else None
+        refused = result.allow_violation(package) if requires_allow else None
         if refused:  # cosign's form: only a literal true allows
             violations.append(f"policy: {refused}")
         warnings.extend(f"policy: {message}" for message in result.warn)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import traceback
+from importlib.metadata import EntryPoint, entry_points
 
 import click
 
@@ -19,17 +20,31 @@ from attest.errors import (
     AttestError,
 )
 
+# Commands other packages add to `attest` (the webhook's: admission, decisions, policy,
+# exception, evidence).
+PLUGIN_GROUP = "attest.commands"
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    """The installed ``attest.commands`` entry points, by command name."""
+    return {entry.name: entry for entry in entry_points(group=PLUGIN_GROUP)}
+
 
 class _LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use: ours from
+    ``_LAZY_COMMANDS``, other packages' from their ``attest.commands`` entry points."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS))
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY_COMMANDS) | set(_plugins()))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in _LAZY_COMMANDS and cmd_name not in self.commands:
-            module_name, attribute = _LAZY_COMMANDS[cmd_name]
-            self.add_command(getattr(importlib.import_module(module_name), attribute), cmd_name)
+        if cmd_name not in self.commands:
+            if cmd_name in _LAZY_COMMANDS:
+                module_name, attribute = _LAZY_COMMANDS[cmd_name]
+                command = getattr(importlib.import_module(module_name), attribute)
+                self.add_command(command, cmd_name)
+            elif (plugin := _plugins().get(cmd_name)) is not None:
+                self.add_command(plugin.load(), cmd_name)
         return super().get_command(ctx, cmd_name)
 
 
@@ -80,16 +95,11 @@ _LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify-attestation": ("attest.cli.attestations", "verify_attestation_command"),
     "verify-blob-attestation": ("attest.cli.attestations", "verify_blob_attestation_command"),
     "pipeline": ("attest.cli.pipeline", "pipeline_command"),
-    "policy": ("attest.cli.policy", "policy_group"),
-    "admission": ("attest.cli.admission", "admission_group"),
-    "decisions": ("attest.cli.decisions", "decisions_group"),
     "tree": ("attest.cli.attached", "tree_command"),
     "download": ("attest.cli.attached", "download_command"),
     "copy": ("attest.cli.attached", "copy_command"),
     "clean": ("attest.cli.attached", "clean_command"),
     "promote": ("attest.cli.promote", "promote_command"),
-    "exception": ("attest.cli.exception", "exception_group"),
-    "evidence": ("attest.cli.evidence", "evidence_command"),
 }
 
 

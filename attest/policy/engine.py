@@ -1,10 +1,12 @@
 """The one interface every policy engine offers, and the shared reading of its answer.
 
-An engine evaluates the rules ``deny`` and ``warn`` (sets of strings) of a Rego
-package against an input document.  A rule that is absent reads as an empty
-set; a package that no module declares, a rule of the wrong type, or any
-compile or runtime error raises :class:`~attest.errors.PolicyError`, so callers
-fail closed.
+An engine evaluates the rules ``deny`` and ``warn`` of a Rego package against an
+input document.  Each is a set whose entries are messages (strings) or objects
+``{"image": reference, "code": rule-id, "message": text}``, read here into
+:class:`Finding` values, so both engines give the same answer whatever their JSON
+looks like.  A rule that is absent reads as an empty set; a package that no
+module declares, a rule of the wrong type, or any compile or runtime error raises
+:class:`~attest.errors.PolicyError`, so callers fail closed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from attest.errors import PolicyError
-from attest.policy.bundle import PolicyBundle
 
 DEFAULT_PACKAGE = "attest.admission"
 RULES = ("deny", "warn")
@@ -24,19 +25,53 @@ MAX_MESSAGES = 1000
 
 
 @dataclass(frozen=True)
-class PolicyResult:
-    """What a policy said: every ``deny`` and ``warn`` message, sorted, and who said it."""
+class Finding:
+    """One ``deny`` or ``warn`` entry: its message and, when the policy gives them, the image
+    it is about (``image``: the ``reference`` of an ``input.images`` entry) and a stable
+    code naming the rule (``code``), so callers need not read either out of the prose."""
 
-    deny: tuple[str, ...]
-    warn: tuple[str, ...]
+    message: str
+    image: str | None = None
+    code: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"message": self.message, "image": self.image, "code": self.code}
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What a policy said: every ``deny`` and ``warn`` entry, sorted, and who said it."""
+
+    denials: tuple[Finding, ...]
+    warnings: tuple[Finding, ...]
     engine: str
     bundle_hash: str
     allow: Any = None  # cosign's form: the value of ``allow``, when the package defines it
+
+    @property
+    def deny(self) -> tuple[str, ...]:
+        """The ``deny`` messages, sorted, each once."""
+        return messages(self.denials)
+
+    @property
+    def warn(self) -> tuple[str, ...]:
+        """The ``warn`` messages, sorted, each once."""
+        return messages(self.warnings)
+
+    def allow_violation(self, package: str) -> str | None:
+        """cosign's form (:mod:`attest.policy.forms`): the violation when ``allow`` is not
+        exactly ``true`` (None when it is)."""
+        if self.allow is True:
+            return None
+        shown = "undefined" if self.allow is None else json.dumps(self.allow)[:80]
+        return f"data.{package}.allow is not true ({shown})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "deny": list(self.deny),
             "warn": list(self.warn),
+            "denials": [finding.to_dict() for finding in self.denials],
+            "warnings": [finding.to_dict() for finding in self.warnings],
             "engine": self.engine,
             "bundleHash": self.bundle_hash,
         }
@@ -64,16 +99,35 @@ def check_package(package: str) -> str:
     return package
 
 
-def _message(value: Any) -> str:
+def messages(findings: tuple[Finding, ...]) -> tuple[str, ...]:
+    """The messages of ``findings``, sorted, each once."""
+    return tuple(sorted({finding.message for finding in findings}))
+
+
+def _finding(value: Any) -> Finding:
+    """An entry of ``deny``/``warn``: a string; an object with a string ``message`` and
+    optional string ``image`` and ``code`` (other keys are ignored); an object with a string
+    ``msg``.  Anything else is kept as its JSON text, a message no image claims."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(message := value.get("msg"), str):
-        return message
-    return json.dumps(value, sort_keys=True)
+        return Finding(value)
+    if isinstance(value, dict):
+        message, image, code = value.get("message"), value.get("image"), value.get("code")
+        if "message" in value:
+            if isinstance(message, str) and all(
+                v is None or isinstance(v, str) for v in (image, code)
+            ):
+                return Finding(message, image, code)
+        elif isinstance(value.get("msg"), str):
+            return Finding(value["msg"])
+    return Finding(json.dumps(value, sort_keys=True))
 
 
-def read_rule(package: str, rule: str, value: Any) -> tuple[str, ...]:
-    """A ``deny``/``warn`` value as sorted messages; undefined (``None``) is empty."""
+def _order(finding: Finding) -> tuple[str, str, str]:
+    return finding.message, finding.image or "", finding.code or ""
+
+
+def read_rule(package: str, rule: str, value: Any) -> tuple[Finding, ...]:
+    """A ``deny``/``warn`` value as sorted findings, each once; undefined (``None``) is empty."""
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -85,22 +139,4 @@ def read_rule(package: str, rule: str, value: Any) -> tuple[str, ...]:
         raise PolicyError(
             f"policy rule data.{package}.{rule} gave more than {MAX_MESSAGES} messages"
         )
-    return tuple(sorted({_message(item) for item in value}))
-
-
-def make_engine(
-    bundle: PolicyBundle | None,
-    *,
-    opa_url: str | None = None,
-    opa_timeout: float = 2.0,
-) -> PolicyEngine:
-    """The embedded regopy engine for ``bundle``, or a remote OPA client with ``opa_url``."""
-    if opa_url:
-        from attest.policy.opa import RemoteOpaEngine
-
-        return RemoteOpaEngine(opa_url, timeout=opa_timeout, bundle=bundle)
-    if bundle is None:
-        raise PolicyError("no policy bundle given for the embedded engine")
-    from attest.policy.regopy import RegopyEngine
-
-    return RegopyEngine(bundle)
+    return tuple(sorted({_finding(item) for item in value}, key=_order))

@@ -4,7 +4,8 @@ Two forms of policy judge a Statement: attest's (``deny``/``warn``, sets of
 messages) and cosign's (``package signature`` with a boolean ``allow``, as
 ``cosign verify-attestation --policy`` queries ``data.signature.allow``).  A
 package may define both.  ``allow`` is fail-closed: when the package defines
-it, anything but ``true`` (``false``, undefined, a string) is a violation.  A
+it, anything but ``true`` (``false``, undefined, a string) is a violation
+(:meth:`attest.policy.engine.PolicyResult.allow_violation`).  A
 package that defines none of the three would judge nothing, so it is refused
 rather than passing every Statement.
 
@@ -15,7 +16,6 @@ values always come from the engine.
 
 from __future__ import annotations
 
-import json
 import re
 
 from attest.errors import PolicyError
@@ -28,6 +28,30 @@ _HEAD = re.compile(
     re.MULTILINE,
 )
 _KEYWORDS = frozenset({"package", "import", "default", "else", "some", "every", "not"})
+
+
+def code_only(text: str) -> str:
+    """``text`` with comments and string contents blanked (line numbers kept)."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "#":
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+        elif ch in '"`':
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if ch == '"' and text[j] == "\\" else 1
+            body = text[i + 1 : min(j, n)]
+            out.append(ch + re.sub(r"[^\n]", " ", body) + (ch if j < n else ""))
+            i = j + 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def top_level_spans(code: str) -> list[tuple[int, int]]:
@@ -53,8 +77,6 @@ def top_level_spans(code: str) -> list[tuple[int, int]]:
 
 def defined_rules(text: str) -> frozenset[str]:
     """Names of the rules (and functions) a module's text defines at its top level."""
-    from attest.policy.regopy import code_only
-
     code = code_only(text)
     names: set[str] = set()
     for start, end in top_level_spans(code):
@@ -94,11 +116,3 @@ def choose_package(bundle: PolicyBundle, default: str) -> str:
     if COSIGN_PACKAGE in declared and default not in declared:
         return COSIGN_PACKAGE
     return default
-
-
-def allow_violation(package: str, value: object) -> str | None:
-    """The violation for an ``allow`` value that is not exactly ``true`` (None when it is)."""
-    if value is True:
-        return None
-    shown = "undefined" if value is None else json.dumps(value)[:80]
-    return f"data.{package}.allow is not true ({shown})"

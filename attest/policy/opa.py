@@ -121,8 +121,8 @@ class RemoteOpaEngine:
         if not isinstance(document, dict):
             raise PolicyError(f"{what}: the package evaluated to a {type(document).__name__}")
         return PolicyResult(
-            deny=read_rule(package, "deny", document.get("deny")),
-            warn=read_rule(package, "warn", document.get("warn")),
+            denials=read_rule(package, "deny", document.get("deny")),
+            warnings=read_rule(package, "warn", document.get("warn")),
             engine=self.name,
             bundle_hash=self.bundle_hash,
             allow=document.get("allow"),

@@ -48,7 +48,7 @@ from regopy import rego_shared as _c
 from attest.errors import PolicyError
 from attest.policy.bundle import PolicyBundle, package_of
 from attest.policy.engine import DEFAULT_PACKAGE, RULES, PolicyResult, check_package, read_rule
-from attest.policy.forms import package_rules
+from attest.policy.forms import code_only, package_rules
 
 ENGINE_NAME = f"regopy {regopy.__version__}"
 T = TypeVar("T")
@@ -137,30 +137,6 @@ _HELD = _holding_the_gil(
         "regoFreeInput",
     )
 )
-
-
-def code_only(text: str) -> str:
-    """``text`` with comments and string contents blanked (line numbers kept)."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "#":
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
-            i = end
-        elif ch in '"`':
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if ch == '"' and text[j] == "\\" else 1
-            body = text[i + 1 : min(j, n)]
-            out.append(ch + re.sub(r"[^\n]", " ", body) + (ch if j < n else ""))
-            i = j + 1
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
 
 
 def _line_of(text: str, offset: int) -> int:
@@ -535,8 +511,8 @@ class RegopyEngine:
                 raise PolicyError(f"policy input rejected by the engine: {err}") from None
             values = {rule: self._query(interpreter, bundle, package, rule) for rule in rules}
         return PolicyResult(
-            deny=read_rule(package, "deny", values["deny"]),
-            warn=read_rule(package, "warn", values["warn"]),
+            denials=read_rule(package, "deny", values["deny"]),
+            warnings=read_rule(package, "warn", values["warn"]),
             engine=self.name,
             bundle_hash=self.bundle_hash,
             allow=values.get("allow"),

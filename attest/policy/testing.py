@@ -85,7 +85,7 @@ def discover(
     """Every distinct ``test_*`` rule as ``(module, package, rule)`` in file order; for
     those that use ``with``, the query chain that runs them (or why none can); the test
     modules with those rules blanked out so the rest can compile; each test's line."""
-    from attest.policy.regopy import code_only
+    from attest.policy.forms import code_only
 
     found: list[tuple[str, str, str]] = []
     seen: set[tuple[str, str]] = set()

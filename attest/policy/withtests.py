@@ -148,7 +148,7 @@ _NAME = re.compile(r"(?<![\w.$])([A-Za-z_]\w*)(?![\w])")
 def module_names(text: str, package: str, rules: frozenset[str]) -> dict[str, str]:
     """What bare names mean in a module outside it: import aliases and the package's rules
     (a query runs at the root of ``data``, where neither is in scope)."""
-    from attest.policy.regopy import code_only
+    from attest.policy.forms import code_only
 
     names = {rule: f"data.{package}.{rule}" for rule in rules}
     for match in _IMPORT.finditer(code_only(text)):
@@ -176,7 +176,7 @@ def plan(text: str, start: int, end: int, names: dict[str, str]) -> list[Step]:
     """The chain of steps that runs the test rule at ``text[start:end]`` (group plain
     statements together; each statement with ``with`` alone); ``names`` as
     :func:`module_names` gives them."""
-    from attest.policy.regopy import code_only
+    from attest.policy.forms import code_only
 
     code = code_only(text)
     body_start, body_end = rule_body(text, code, start, end)
@@ -199,7 +199,7 @@ def plan(text: str, start: int, end: int, names: dict[str, str]) -> list[Step]:
 
 def definition_spans(text: str, rule: str) -> list[tuple[int, int]]:
     """Where ``text`` defines top-level rule ``rule`` (each span to blank it)."""
-    from attest.policy.regopy import code_only
+    from attest.policy.forms import code_only
 
     code = code_only(text)
     lines = top_level_spans(code)
@@ -224,7 +224,8 @@ def definition_spans(text: str, rule: str) -> list[tuple[int, int]]:
 def mock_calls(modules: dict[str, str], function: str, term: str) -> dict[str, str]:
     """``modules`` with every call of built-in ``function`` replaced by the value ``term``
     (OPA's ``with time.now_ns as 1``: the call returns that value)."""
-    from attest.policy.regopy import _call_arguments, code_only
+    from attest.policy.forms import code_only
+    from attest.policy.regopy import _call_arguments
 
     call = re.compile(rf"(?<![\w.]){re.escape(function)}\s*\(")
     changed = {}

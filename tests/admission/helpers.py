@@ -342,7 +342,7 @@ def recorded_documents(db: str, count: int, timeout: float = 30.0) -> list[dict[
 
     from admission.decisions import query
     from admission.decisions.store import open_database
-    from attest.errors import DecisionStoreError
+    from admission.errors import DecisionStoreError
 
     end = time.monotonic() + timeout
     found: list[dict[str, Any]] = []

@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from admission.cip import ClusterPolicy, glob_regex, image_names
-from admission.config import ConfigError, load_config
-from admission.decide import Decision
+from admission.config import load_config
+from admission.errors import ConfigError
 from admission.offline import review_file
+from admission.verdict import Decision
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
 from attest.signing import keys
@@ -446,7 +447,7 @@ def test_bad_documents_are_refused_in_one_line(
 
 
 def test_directory_reload_sees_a_new_policy_file(tmp_path: Path) -> None:
-    from admission.config import ConfigWatcher
+    from admission.watcher import ConfigWatcher
 
     directory = tmp_path / "config"
     directory.mkdir()

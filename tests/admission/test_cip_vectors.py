@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from admission.config import ConfigError, load_config
+from admission.config import load_config
+from admission.errors import ConfigError
 from tests.conftest import VECTORS, vector
 
 FOLDER = "policy-controller-cip"

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from admission.config import AdmissionConfig, ConfigWatcher, load_config
-from admission.decide import build_runtime
+from admission.config import AdmissionConfig, load_config
+from admission.runtime import build_runtime
+from admission.watcher import ConfigWatcher
 from attest.policy import load_bundle
 from tests.admission.conftest import REPO, World
 from tests.admission.helpers import TlsFiles, deployment, key_policy, new_key, review

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from admission.decide import Admission, mentions
+from admission.decide import Admission
 from admission.review import parse_review
 from attest.errors import DeadlineExceeded, RegistryError
 from attest.verify import ImageVerification
@@ -67,19 +67,26 @@ def setup(tmp_path: Path):
         namespaces={"exclude": ["kube-system"]},
     )
     verifier = FakeVerifier()
-    seen: list[Any] = []
-    service = Admission(str(config), verifier=verifier, listeners=[seen.append], reload_interval=0)
-    yield service, verifier, seen, config
+    service = Admission(str(config), verifier=verifier, reload_interval=0)
+    yield service, verifier, Seen(), config
     service.close()
 
 
-def decide(service: Admission, document: dict[str, Any]):
-    return service.decide(parse_review(document))
+class Seen(list[Any]):
+    """A recorder that keeps every decision it is handed."""
+
+    def record(self, decision: Any) -> bool:
+        self.append(decision)
+        return True
+
+
+def decide(service: Admission, document: dict[str, Any], recorder: Seen | None = None):
+    return service.decide(parse_review(document), recorder=recorder)
 
 
 def test_signed_image_with_provenance_is_admitted(setup) -> None:
     service, _verifier, seen, _ = setup
-    decision = decide(service, review(deployment(GOOD)))
+    decision = decide(service, review(deployment(GOOD)), seen)
     assert decision.result == "allowed" and decision.allowed, decision.messages
     (image,) = decision.images
     assert (image.digest, image.policy, image.outcome) == (GOOD.split("@")[1], "apps", "verified")
@@ -252,9 +259,21 @@ def test_parallel_distinct_images(setup) -> None:
     assert len(decision.images) == 5 and len(verifier.calls) == 5
 
 
-def test_mentions_is_whole_reference() -> None:
-    assert mentions("nginx: not signed", "nginx")
-    assert not mentions("nginx-slim: not signed", "nginx")
-    assert not mentions("r/nginx:1: x", "nginx")
-    assert mentions("image r/app:v1 is bad", "r/app:v1")
-    assert not mentions("r/app:v12 bad", "r/app:v1")
+def test_every_reason_is_recorded_with_its_code(setup) -> None:
+    service, *_ = setup
+    decision = decide(service, review(deployment(GOOD, BAD)))
+    untrusted, provenance = sorted(decision.messages, key=lambda m: "SLSA" in m)
+    (no_sbom,) = decision.warnings
+    assert decision.to_dict()["codes"] == {
+        untrusted: "untrusted",  # the webhook's own denial
+        provenance: "provenance-missing",  # the default bundle's
+        no_sbom: "sbom-missing",
+    }
+    audit_bad = AUDIT.replace("tool", "bad")
+    warned = decide(service, review(deployment(GOOD, audit_bad)))
+    assert warned.result == "warned" and warned.warnings
+    assert {warned.codes[warning] for warning in warned.warnings} == {
+        "untrusted",
+        "provenance-missing",
+        "sbom-missing",
+    }

@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 import yaml
 
-from admission.config import ConfigWatcher
-from admission.decide import mentions
 from admission.exceptions.apply import ImageFacts, apply_exceptions
 from admission.exceptions.document import (
     ExceptionDocument,
@@ -27,6 +25,9 @@ from admission.exceptions.document import (
     sign_exception,
 )
 from admission.exceptions.settings import ExceptionSet
+from admission.verdict import CODES, Judgement, Result
+from admission.watcher import ConfigWatcher
+from attest.policy import Finding
 from attest.signing.authority import TLOG_IF_PRESENT, KeyAuthority
 from tests.admission.helpers import Key, new_key
 from tests.support.kubelet import Volume
@@ -60,13 +61,9 @@ def exception_set(key: Key, *bundles: bytes, trusted: Key | None = None) -> Exce
     return ExceptionSet("dir", signers, loaded)
 
 
-def denial(reference: str, outcome: str = "verified", result: str = "denied") -> dict[str, Any]:
-    return {
-        "result": result,
-        "messages": (f"{reference}: no trusted signature: 0 of 1 required authorities",),
-        "warnings": (),
-        "code": 403,
-    }
+def denial(reference: str, result: Result = "denied", *more: Finding) -> Judgement:
+    message = f"{reference}: no trusted signature: 0 of 1 required authorities"
+    return Judgement(result, (Finding(message, reference, CODES["untrusted"]), *more), (), 403)
 
 
 def image(
@@ -80,12 +77,12 @@ def image(
 
 def run(
     exceptions: ExceptionSet,
-    answer: dict[str, Any],
+    answer: Judgement,
     images: list[ImageFacts],
     namespace: str = "payments",
     now: dt.datetime = NOW,
 ) -> Any:
-    return apply_exceptions(answer, images, namespace, exceptions, now, mentions)
+    return apply_exceptions(answer, images, namespace, exceptions, now)
 
 
 @pytest.mark.parametrize(
@@ -166,7 +163,7 @@ def test_expired_other_namespace_and_other_image_do_nothing() -> None:
 def test_timeouts_and_errors_only_when_covered() -> None:
     key = new_key()
     slow = image(digest=None, outcome="timed_out")
-    timeout = denial(slow.reference, result="timed_out")
+    timeout = denial(slow.reference, "timed_out")
     plain = run(exception_set(key, signed(key)), timeout, [slow])
     assert plain.result == "timed_out" and plain.records[0]["category"] == "not_covered"
     covered = run(exception_set(key, signed(key, covers=["timeout"])), timeout, [slow])
@@ -176,30 +173,30 @@ def test_timeouts_and_errors_only_when_covered() -> None:
         exception_set(key, signed(key, covers=["timeout"])), denial(broken.reference), [broken]
     )
     assert error.result == "denied" and error.records[0]["category"] == "not_covered"
-    policy_error = {
-        "result": "error",
-        "messages": ("policy error: boom",),
-        "warnings": (),
-        "code": 500,
-    }
+    policy_error = Judgement(
+        "error", (Finding("policy error: boom", None, "policy-error"),), (), 500
+    )
     assert run(exception_set(key, signed(key)), policy_error, [image()]).result == "error"
     assert (
         run(exception_set(key, signed(key, covers=["error"])), policy_error, [image()]).result
         == "warned"
     )
-    malformed = {"result": "error", "messages": ("bad request: x",), "warnings": (), "code": 400}
+    malformed = Judgement("error", (Finding("bad request: x"),), (), 400)
     everything = signed(key, image="**", covers=["timeout", "error"])
     assert run(exception_set(key, everything), malformed, [image()]).result == "error"
 
 
 def test_denials_it_does_not_name_stay() -> None:
     key = new_key()
-    answer = denial(f"{APP}:v1")
-    answer["messages"] = (*answer["messages"], "container web runs privileged")
+    answer = denial(f"{APP}:v1", "denied", Finding("container web runs privileged"))
     outcome = run(exception_set(key, signed(key)), answer, [image()])
     assert outcome.result == "denied" and outcome.records[0]["category"] == "other_denials"
+    # a finding names its image: the message's text does not make it about another one
+    sneaky = Finding(f"{APP}:v1: no, ghcr.io/acme/db:v1 was checked", "ghcr.io/acme/db:v1")
+    outcome = run(exception_set(key, signed(key)), denial(f"{APP}:v1", "denied", sneaky), [image()])
+    assert outcome.result == "denied" and outcome.messages[-1] == sneaky.message
     other = image("ghcr.io/acme/db:v1", "ghcr.io/acme/db")
-    both = {**denial(f"{APP}:v1"), "messages": (f"{APP}:v1: no", "ghcr.io/acme/db:v1: no")}
+    both = denial(f"{APP}:v1", "denied", Finding("ghcr.io/acme/db:v1: no"))
     assert run(exception_set(key, signed(key)), both, [image(), other]).result == "denied"
 
 

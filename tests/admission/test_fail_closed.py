@@ -232,11 +232,11 @@ def test_an_internal_error_is_a_recorded_denial(world: World, tmp_path: Path) ->
     db = str(tmp_path / "decisions.db")
     recorder = DecisionRecorder(db, replica="crash").start()
     reference = f"{world.images['good']}@sha256:{'9' * 64}"  # type: ignore[attr-defined]
-    admission = Admission(
-        str(config(world, tmp_path / "c.yaml")), verifier=_Broken(), listeners=[recorder.record]
-    )
+    admission = Admission(str(config(world, tmp_path / "c.yaml")), verifier=_Broken())
     try:
-        decision = admission.decide(parse_review(review(deployment(reference), uid="crash")))
+        decision = admission.decide(
+            parse_review(review(deployment(reference), uid="crash")), recorder=recorder
+        )
     finally:
         admission.close()
     assert not decision.allowed and decision.result == "error" and decision.code == 500

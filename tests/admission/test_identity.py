@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from admission.config import ConfigError, canonical_image_glob, load_config
+from admission.config import load_config
 from admission.decide import Admission
+from admission.errors import ConfigError
+from admission.globs import canonical_image_glob
 from admission.review import parse_review
 from attest.oci.reference import parse_image_reference
 from tests.admission.conftest import REPO, World

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from admission.decide import Admission, Decision
+from admission.decide import Admission
 from admission.review import parse_review
+from admission.verdict import Decision
 from attest.attestations.predicates import COSIGN_VULN, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
 from attest.verify import ImageVerification
 from tests.admission.helpers import (

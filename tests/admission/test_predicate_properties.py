@@ -29,8 +29,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from admission.decide import RESULTS, Admission, image_outcome, judge
+from admission.decide import Admission
 from admission.review import parse_review
+from admission.verdict import RESULTS, image_outcome, judge
 from attest.attestations.predicates import (
     CYCLONEDX_BOM,
     SLSA_PROVENANCE_V02,
@@ -40,6 +41,7 @@ from attest.attestations.predicates import (
 from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
+from attest.policy import Finding
 from attest.signing.bundle import make_bundle
 from attest.signing.storage import attach_signature, push_bundle
 from tests.admission.conftest import REPO, World
@@ -236,7 +238,7 @@ def test_recorded_inputs_of_any_shape_are_judged_without_crashing(
         outcomes,
         operation="CREATE",
         unmatched_images="allow",
-        deny=tuple(deny),
+        deny=tuple(Finding(message) for message in deny),
         warn=(),
         policy_error=None,
     )

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from admission.review import ReviewError, load_review_input, parse_review, review_response
+from admission.errors import BadAdmissionReview, ReviewError
+from admission.review import load_review_input, parse_review, review_response
 from admission.workloads import workload_images
-from attest.errors import BadAdmissionReview
 from tests.admission.helpers import POD_KIND, deployment, pod_spec, review
 from tests.conftest import VECTORS, vector_files
 

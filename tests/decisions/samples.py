@@ -1,4 +1,4 @@
-"""Decision documents in the shape of CONTRACTS §3 (``admission.decide.Decision.to_dict()``)."""
+"""Decision documents in the shape of CONTRACTS §3 (``admission.verdict.Decision.to_dict()``)."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def decision(
 
 @dataclass
 class FakeDecision:
-    """An object with ``to_dict()``, like ``admission.decide.Decision``."""
+    """An object with ``to_dict()``, like ``admission.verdict.Decision``."""
 
     data: dict[str, Any] = field(default_factory=decision)
 

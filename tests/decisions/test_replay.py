@@ -182,9 +182,9 @@ def test_replay_applies_the_webhooks_own_rules_to_every_outcome(tmp_path: Path) 
     recorder = DecisionRecorder(db, replica="rules").start()
     decided = {}
     for config, document in cases:
-        service = Admission(str(config), verifier=FakeVerifier(), listeners=[recorder.record])
+        service = Admission(str(config), verifier=FakeVerifier())
         try:
-            decision = service.decide(parse_review(document))
+            decision = service.decide(parse_review(document), recorder=recorder)
         finally:
             service.close()
         decided[decision.uid] = decision.result

@@ -13,7 +13,8 @@ from admission.decisions.model import canonical_bytes, decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase, open_database, prepare, record_now
 from admission.decisions.verify import verify_database
-from attest.errors import DecisionStoreError, UsageError
+from admission.errors import DecisionStoreError
+from attest.errors import UsageError
 from tests.decisions.samples import FakeDecision, decision, digest_of, image
 
 

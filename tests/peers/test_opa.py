@@ -77,7 +77,7 @@ def test_remote_engine_gives_the_embedded_answers_and_the_bundle_hash(server: Op
     try:
         for document in (UNSIGNED, {"images": []}):
             got, want = remote.evaluate(document), local.evaluate(document)
-            assert (got.deny, got.warn) == (want.deny, want.warn)
+            assert (got.denials, got.warnings) == (want.denials, want.warnings)
         assert got.bundle_hash == bundle.hash
         # the threshold is the webhook's own denial (judge()); the bundle adds provenance
         assert remote.evaluate(UNSIGNED).deny == (

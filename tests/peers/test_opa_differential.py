@@ -4,7 +4,8 @@ Every policy of ``policies/`` and every Rego module written in the tests (found 
 their source) is evaluated under both engines over a generated corpus of inputs
 (hypothesis; admission inputs built by ``build_input``, Statements, and documents
 shaped after what the policy reads). The answers compared are what attest
-reads: the ``deny`` and ``warn`` sets, or an error (a denial) from both.
+reads: the ``deny`` and ``warn`` sets (each entry's message, image and code), or an
+error (a denial) from both.
 
 A difference is either fixed, or a known regopy gap: listed in policies/README.md
 and refused by the bundle loader (``unsupported_constructs``), or, where no loader
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attest.errors import PolicyError
+from attest.policy import Finding
 from attest.policy.bundle import PolicyBundle, bundle_hash, load_bundle, package_of
 from attest.policy.engine import read_rule
 from attest.policy.regopy import OPA_ONLY_BUILTINS, RegopyEngine, unsupported_constructs
@@ -124,7 +126,7 @@ def _outcome(read: Any) -> tuple[Any, ...]:
 def regopy_outcome(engine: RegopyEngine, package: str, doc: Any) -> tuple[Any, ...]:
     def read() -> tuple[Any, ...]:
         result = engine.evaluate(doc, package)
-        return result.deny, result.warn
+        return result.denials, result.warnings
 
     return _outcome(read)
 
@@ -181,6 +183,10 @@ def _message(message: str) -> str:
         return message
 
 
+def _finding(finding: Finding) -> tuple[str, str, str]:
+    return _message(finding.message), finding.image or "", finding.code or ""
+
+
 def agree(ours: tuple[Any, ...], theirs: tuple[Any, ...], *, texts: bool = True) -> bool:
     """Both failed, or regopy failed for a listed reason, or the same deny and warn sets
     (only the same sizes when ``texts`` is false: see :func:`corpus`)."""
@@ -193,7 +199,7 @@ def agree(ours: tuple[Any, ...], theirs: tuple[Any, ...], *, texts: bool = True)
     if not texts:
         return [len(rule) for rule in ours[1:]] == [len(rule) for rule in theirs[1:]]
     return all(
-        sorted(map(_message, a)) == sorted(map(_message, b))
+        sorted(map(_finding, a)) == sorted(map(_finding, b))
         for a, b in zip(ours[1:], theirs[1:], strict=True)
     )
 

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from admission.config import ConfigError, parse_config
+from admission.config import parse_config
+from admission.errors import ConfigError
 from attest.errors import SigningError
 from attest.oci.access import resolve_image
 from attest.oci.layout import LayoutStore

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attest.errors import PolicyError
-from attest.policy import load_bundle, make_engine
+from attest.policy import Finding, load_bundle, make_engine
 from attest.policy.bundle import load_tests
 from tests.policy.conftest import POLICY
 
@@ -56,6 +56,44 @@ def test_regopy_deny_and_warn(write_bundle) -> None:
     assert result.engine.startswith("regopy ")
     clean = engine.evaluate({"images": [{"ref": "a", "ok": True}], "labels": {"x": "y"}})
     assert clean.deny == () and clean.warn == ()
+
+
+STRUCTURED = """package attest.admission
+import rego.v1
+deny contains {"image": img.ref, "code": "not-ok", "message": concat(": ", [img.ref, "not ok"])} if {
+	some img in input.images
+	not img.ok
+}
+deny contains {"msg": "old style"} if input.old
+deny contains {"message": 7, "image": "a"} if input.odd
+deny contains {"message": "x", "image": ["a"]} if input.odd
+warn contains {"message": "no labels", "code": "labels"} if not input.labels
+"""
+
+
+def test_findings_are_read_from_objects_and_strings(write_bundle) -> None:
+    engine = make_engine(load_bundle(str(write_bundle({"p.rego": STRUCTURED}))))
+    result = engine.evaluate({"images": [{"ref": "b", "ok": False}, {"ref": "a", "ok": False}]})
+    assert result.denials == (
+        Finding("a: not ok", "a", "not-ok"),
+        Finding("b: not ok", "b", "not-ok"),
+    )
+    assert result.deny == ("a: not ok", "b: not ok")  # the messages, as for string rules
+    assert result.warnings == (Finding("no labels", None, "labels"),)
+    assert result.to_dict()["denials"][0] == {
+        "message": "a: not ok",
+        "image": "a",
+        "code": "not-ok",
+    }
+    assert engine.evaluate({"images": [], "labels": 1, "old": True}).denials == (
+        Finding("old style"),
+    )
+    # an object that breaks the contract is still a denial, about no image: its JSON text
+    odd = engine.evaluate({"images": [], "labels": 1, "odd": True}).denials
+    assert odd == (
+        Finding('{"image": "a", "message": 7}'),
+        Finding('{"image": ["a"], "message": "x"}'),
+    )
 
 
 def test_regopy_absent_rules_false_values_and_json_marshal(write_bundle) -> None:

@@ -24,8 +24,9 @@ from typing import Any
 from hypothesis import strategies as st
 
 from admission.config import ImagePolicy, NamespaceFilter
-from admission.policy_input import OUTCOMES, ImageCheck, build_input
+from admission.policy_input import ImageCheck, build_input
 from admission.review import AdmissionRequest, GroupVersionKind
+from admission.verdict import OUTCOMES
 from admission.workloads import ContainerImage
 from attest.attestations.predicates import (
     COSIGN_VULN,

@@ -21,7 +21,7 @@ from admission.decisions import query
 from admission.decisions.chain import load_trusted_key
 from admission.decisions.store import open_database
 from admission.decisions.verify import VerifyReport, verify_database
-from attest.errors import DecisionStoreError
+from admission.errors import DecisionStoreError
 from attest.testing import free_port
 from tests.admission.helpers import TlsFiles, deployment, review
 from tests.decisions.conftest import write_key_pair

@@ -87,3 +87,23 @@ def test_without_a_token_file_the_view_is_off_but_metrics_work(tmp_path: Path) -
     assert metrics.status_code == 200
     assert "attest_decision_records_dropped_total" in metrics.get_data(as_text=True)
     assert metrics.headers["Content-Type"].startswith("text/plain")
+
+
+def test_each_reason_is_shown_with_its_code(tmp_path: Path) -> None:
+    db = str(tmp_path / "decisions.db")
+    reason = "127.0.0.1:5000/shop/app:1.0: no verified SLSA provenance attestation"
+    coded = {
+        **decision(result="denied", messages=[reason], warnings=["no SBOM", "uncoded"]),
+        "codes": {reason: "provenance-missing", "no SBOM": "sbom-missing"},
+    }
+    record_now(db, [coded], replica="t")
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    app = create_ops_app(db, str(token))
+    try:
+        html = app.test_client().get(f"/decisions/{coded['uid']}", headers=AUTH).get_data(True)
+    finally:
+        app.extensions["attest_decisions_db"].close()
+    assert f'<code class="code">provenance-missing</code> {reason}</li>' in html
+    assert '<code class="code">sbom-missing</code> no SBOM</li>' in html
+    assert "<li>uncoded</li>" in html

@@ -3,56 +3,35 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from admission.decisions import query, text
-from admission.decisions.store import DB_VARIABLE, DecisionDatabase, open_database
-from attest.cli.common import option_group, output_option, print_json
-from attest.errors import DecisionStoreError, UsageError
+from admission.cli import ExtraGroup
+from admission.cli.decision_stats import stats_command
+from admission.cli.options import db_option, filter_options
+from admission.decisions import text
+from admission.errors import DecisionStoreError
+from attest.cli.common import output_option, print_json
+from attest.errors import EXIT_FAILED, EXIT_NOT_COVERED, UsageError
 from attest.files import atomic_write
 
 if TYPE_CHECKING:
     from admission.decisions.replay import Replay
+    from admission.decisions.store import DecisionDatabase
     from admission.decisions.verify import VerifyReport
     from attest.policy import PolicyEngine
 
 
-db_option = click.option(
-    "--db",
-    "db",
-    metavar="PATH|URL",
-    help=f"Decision database: an SQLite file or a postgresql:// URL (default ${DB_VARIABLE}).",
-)
-
-
-filter_options = option_group(
-    click.option("--since", metavar="TIME", help="From this time (2024-05-14, 24h, 7d …)."),
-    click.option("--until", metavar="TIME", help="Before this time."),
-    click.option("--namespace", "-n", "namespaces", multiple=True, help="Namespace (repeatable)."),
-    click.option("--image", metavar="GLOB", help="Image reference glob, e.g. 'ghcr.io/org/*'."),
-    click.option("--digest", metavar="DIGEST", help="Image digest (or a prefix of it)."),
-    click.option(
-        "--result",
-        "results",
-        multiple=True,
-        type=click.Choice(list(query.RESULTS)),
-        help="Result (repeatable).",
-    ),
-    click.option("--policy", metavar="NAME", help="Matched image policy name."),
-)
-"""The AppSec filters shared by ``list``, ``export`` and ``replay``."""
-
-
 def _open(db: str | None) -> contextlib.closing[DecisionDatabase]:
     """The existing decision database ``--db`` names, closed when the ``with`` block ends."""
+    from admission.decisions.store import open_database
+
     return contextlib.closing(open_database(db, create=False))
 
 
-@click.group("decisions")
+@click.group("decisions", cls=ExtraGroup)
 def decisions_group() -> None:
     """Review recorded admission decisions (AppSec): find, read, export, verify, replay."""
 
@@ -64,6 +43,8 @@ def decisions_group() -> None:
 @output_option
 def list_command(db: str | None, limit: int, output_format: str, **filters: Any) -> None:
     """List decisions, newest first."""
+    from admission.decisions import query
+
     flt = query.filter_from_text(limit, **filters)
     with _open(db) as database:
         records = query.list_decisions(database, flt)
@@ -82,6 +63,8 @@ def list_command(db: str | None, limit: int, output_format: str, **filters: Any)
 @output_option
 def show_command(db: str | None, ident: str, output_format: str) -> None:
     """Show one decision (record ID or request uid) with every reason."""
+    from admission.decisions import query
+
     with _open(db) as database:
         record = query.get_decision(database, ident)
     if output_format == "json":
@@ -102,6 +85,8 @@ def show_command(db: str | None, ident: str, output_format: str) -> None:
 )
 def export_command(db: str | None, output_file: str | None, **filters: Any) -> None:
     """Export matching decisions as JSON Lines, oldest first."""
+    from admission.decisions import query
+
     flt = query.filter_from_text(None, **filters)
     with _open(db) as database:
         records = query.iter_decisions(database, flt)
@@ -125,10 +110,6 @@ def _write_atomically(path: str, lines: Any) -> None:
             out.write(f"{line}\n".encode())
             count += 1
     click.echo(f"exported {count} decisions to {path}", err=True)
-
-
-EXIT_BROKEN = 1
-EXIT_UNCOVERED = 3
 
 
 @decisions_group.command("verify")
@@ -170,9 +151,9 @@ def verify_command(
     else:
         _print_verify(report)
     if not report.intact:
-        raise click.exceptions.Exit(EXIT_BROKEN)
+        raise click.exceptions.Exit(EXIT_FAILED)
     if report.uncovered:
-        raise click.exceptions.Exit(EXIT_UNCOVERED)
+        raise click.exceptions.Exit(EXIT_NOT_COVERED)
 
 
 def _print_verify(report: VerifyReport) -> None:
@@ -282,6 +263,7 @@ def replay_command(
     IDs, or filters (as for list) to replay the newest matching decisions.
     Exits 1 when any replayed result or message differs from the record.
     """
+    from admission.decisions import query
     from admission.decisions.replay import replay
 
     flt = query.filter_from_text(limit, **filters)
@@ -304,4 +286,4 @@ def replay_command(
         raise click.exceptions.Exit(1)
 
 
-decisions_group.add_command(importlib.import_module("attest.cli.decision_stats").stats_command)
+decisions_group.add_command(stats_command)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from admission.decisions.text import coded
 from attest.cli.common import output_option, print_json
 from attest.errors import UsageError
 from attest.policy import load_bundle, make_engine
@@ -67,10 +68,9 @@ def eval_command(
     if output_format == "json":
         print_json(result.to_dict())
     else:
-        for message in result.deny:
-            click.echo(f"deny: {message}")
-        for message in result.warn:
-            click.echo(f"warn: {message}")
+        for rule, findings in (("deny", result.denials), ("warn", result.warnings)):
+            for finding in findings:
+                click.echo(f"{rule}: {finding.message}{coded(finding.code)}")
         if not result.deny and not result.warn:
             click.echo("no deny or warn messages")
     if result.deny:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from admission.cli import ExtraGroup
 from attest.cli.common import (
     info,
     keyless_signing_options,
@@ -24,7 +25,7 @@ from attest.cli.common import (
 from attest.errors import UsageError, VerificationFailed
 
 
-@click.group("exception")
+@click.group("exception", cls=ExtraGroup)
 def exception_group() -> None:
     """Signed break-glass exceptions that admit an otherwise denied image, for a while."""
 

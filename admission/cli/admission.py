@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from admission.cli import ExtraGroup
+from admission.decisions import DB_VARIABLE, DEFAULT_DB
+from admission.errors import DecisionStoreError
+from admission.jsonlog import LOG_FORMATS, LOG_LEVELS, LogFormat, LogLevel
 from attest.cli.common import info, output_option, print_json
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import EXIT_FAILED, EXIT_USAGE, UsageError
 
-DB_VARIABLE = "ATTEST_DB"
-DEFAULT_DB = "/var/lib/attest/decisions.db"
+if TYPE_CHECKING:
+    from admission.decisions.chain import HeadSigner
+    from admission.verdict import Decision
 
 
-@click.group("admission")
+@click.group("admission", cls=ExtraGroup)
 def admission_group() -> None:
     """The Kubernetes validating admission webhook."""
 
@@ -95,13 +100,13 @@ def admission_group() -> None:
     "--log-level",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=click.Choice(LOG_LEVELS),
 )
 @click.option(
     "--log-format",
     default="json",
     show_default=True,
-    type=click.Choice(["json", "text"]),
+    type=click.Choice(LOG_FORMATS),
     help="json: one object per line (one per decision); text: for people.",
 )
 @click.option(
@@ -138,8 +143,8 @@ def serve_command(
     read_timeout: float,
     workers: int,
     threads: int,
-    log_level: str,
-    log_format: str,
+    log_level: LogLevel,
+    log_format: LogFormat,
     checkpoint_seconds: float,
     checkpoint_records: int,
 ) -> None:
@@ -179,17 +184,20 @@ def _describe_check(check: dict[str, Any], kind: str) -> str:
     return f"    {what}: failed ({where}): {'; '.join(check.get('reasons') or ['no reason given'])}"
 
 
-def print_decision(decision: Any) -> None:
-    """A decision and every reason, for people."""
+def print_decision(decision: Decision) -> None:
+    """A decision and every reason (with its code), for people."""
+    from admission.decisions.text import coded
+
     verdict = {"allowed": "ADMITTED", "warned": "ADMITTED (with warnings)"}.get(
         decision.result, decision.result.upper().replace("_", " ")
     )
     where = f"{decision.namespace}/{decision.name}" if decision.namespace else decision.name
     click.echo(f"{verdict}: {decision.kind} {where} ({decision.operation})")
     for message in decision.messages:
-        click.echo(f"  {'deny' if not decision.allowed else 'note'}: {message}")
+        label = "deny" if not decision.allowed else "note"
+        click.echo(f"  {label}: {message}{coded(decision.codes.get(message))}")
     for warning in decision.warnings:
-        click.echo(f"  warn: {warning}")
+        click.echo(f"  warn: {warning}{coded(decision.codes.get(warning))}")
     for image in decision.images:
         digest = image.digest or "unresolved"
         policy = image.policy or "no policy"
@@ -206,7 +214,7 @@ def print_decision(decision: Any) -> None:
             click.echo(f"    lookup error: {error}")
 
 
-def _record(db: str | None, decisions: list[Any], signer: Any) -> None:
+def _record(db: str | None, decisions: list[Decision], signer: HeadSigner | None) -> None:
     """Write the decisions as one chain segment of replica ``review-<host>`` (signed head
     with ``signer``)."""
     import re
@@ -291,11 +299,11 @@ def review_command(
     if record:
         _record(db, decisions, signer)
     if any(d.code == 400 for d in decisions):
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_USAGE)
     if not all(d.allowed for d in decisions):
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
-from attest.cli.admission_suite import test_command  # noqa: E402  (the suite runner)
+from admission.cli.admission_suite import test_command  # noqa: E402  (the suite runner)
 
 admission_group.add_command(test_command)

@@ -12,15 +12,13 @@ from typing import Any
 
 import click
 
-from admission.decisions import query
-from admission.decisions.stats import BUCKETS
-from admission.decisions.store import open_database
+from admission.cli import ExtraCommand
+from admission.cli.options import db_option
+from admission.decisions import BUCKETS
+from admission.errors import DecisionStoreError
 from attest.cli.common import info, keyless_signing_options, tlog_signing_options
-from attest.cli.decisions import db_option
-from attest.errors import DecisionStoreError, UsageError
+from attest.errors import EXIT_FAILED, EXIT_NOT_COVERED, UsageError
 
-EXIT_BROKEN = 1
-EXIT_NOT_VERIFIED = 3
 _SUFFIXES = (".sigstore.json", ".intoto.json", ".json")
 
 
@@ -71,7 +69,7 @@ def _statement(subjects: list[Any], predicate_type: str, predicate: dict[str, An
     return json.dumps(checked, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-@click.command("evidence")
+@click.command("evidence", cls=ExtraCommand)
 @db_option
 @click.option(
     "--since", required=True, metavar="TIME", help="Start of the period (2024-07-01, 90d …)."
@@ -156,15 +154,16 @@ def evidence_command(
     is verified, 1 when the chain is broken, 3 when some decision of the period is
     not covered by a checkpoint signed with --checkpoint-key (or no key was given).
     """
+    from admission.decisions import query
     from admission.decisions.chain import load_trusted_key
     from admission.decisions.evidence import PREDICATE_TYPE, build_evidence, read_pipeline_summaries
     from admission.decisions.evidence_report import csv_text, html_text
     from admission.decisions.parallel import default_jobs
+    from admission.decisions.store import open_database
     from admission.decisions.verify import read_anchors
-    from attest.attestations.statement import Subject
+    from attest.attestations.statement import IN_TOTO_PAYLOAD_TYPE, Subject
     from attest.cli.sign import signer_from
     from attest.signing.bundle import make_bundle
-    from attest.signing.dsse import IN_TOTO_PAYLOAD_TYPE
 
     if anchors and not checkpoint_key:
         raise UsageError(
@@ -230,6 +229,6 @@ def evidence_command(
     for name in ("bundle", "statement", "html", "csv"):
         click.echo(str(paths[name]))
     if evidence.status == "broken":
-        raise click.exceptions.Exit(EXIT_BROKEN)
+        raise click.exceptions.Exit(EXIT_FAILED)
     if evidence.status != "verified":
-        raise click.exceptions.Exit(EXIT_NOT_VERIFIED)
+        raise click.exceptions.Exit(EXIT_NOT_COVERED)

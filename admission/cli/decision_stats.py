@@ -1,6 +1,7 @@
 """``attest decisions stats``: the aggregates of :mod:`admission.decisions.stats` as JSON or a table.
 
-Registered on the ``decisions`` group by ``attest.cli.decisions``.
+Registered on the ``decisions`` group by :mod:`admission.cli.decisions`; the database
+libraries load when the command runs (``attest --help`` works without the extra).
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from typing import Any
 
 import click
 
-from admission.decisions import query
-from admission.decisions.parallel import collect_stats, default_jobs
-from admission.decisions.stats import BUCKETS
-from admission.decisions.store import open_database
+from admission.cli.options import db_option, filter_options
+from admission.decisions import BUCKETS
 from attest.cli.common import output_option, print_json
-from attest.cli.decisions import db_option, filter_options
 
 
 @click.command("stats")
@@ -46,6 +44,10 @@ def stats_command(
     The same numbers as `attest evidence` (without the chain verification), for scripts
     (--output json) and dashboards.
     """
+    from admission.decisions import query
+    from admission.decisions.parallel import collect_stats, default_jobs
+    from admission.decisions.store import open_database
+
     flt = query.filter_from_text(None, **filters)
     with contextlib.closing(open_database(db, create=False)) as database:
         stats = collect_stats(database, flt, bucket=bucket, jobs=jobs or default_jobs())
