@@ -121,8 +121,11 @@ def test_the_ci_side_runs_without_the_admission_extra(
 def test_webhook_commands_name_the_extra_they_need(plain_venv: Path, tmp_path: Path) -> None:
     listed = attest(plain_venv, "--help", cwd=tmp_path)
     assert listed.returncode == 0 and "admission" in listed.stdout and "decisions" in listed.stdout
+    assert "exception" in listed.stdout and "evidence" in listed.stdout
     for command in (["admission", "serve", "--config", "c.yaml", "--tls-cert", "c", "--tls-key", "k"],
-                    ["admission", "review", "manifest.yaml"], ["decisions", "list"]):  # fmt: skip
+                    ["admission", "review", "manifest.yaml"], ["decisions", "list"],
+                    ["decisions", "stats"], ["admission", "test", "suite.yaml"],
+                    ["exception", "list", "exceptions"], ["evidence", "--since", "7d", "-f", "e"]):  # fmt: skip
         result = attest(plain_venv, *command, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
