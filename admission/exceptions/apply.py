@@ -25,6 +25,7 @@ from typing import Any
 
 from admission.exceptions.document import LoadedException
 from admission.exceptions.settings import ExceptionSet
+from admission.policy_input import ImageCheck
 from admission.verdict import CODES, Judgement, Result, is_about
 
 DENIED: tuple[Result, ...] = ("denied", "timed_out", "error")
@@ -198,7 +199,7 @@ def _with(outcome: Outcome, records: list[dict[str, Any]]) -> Outcome:
     return replace(outcome, records=tuple(records[:MAX_RECORDED]))
 
 
-def image_facts(checks: Sequence[Any]) -> list[ImageFacts]:
+def image_facts(checks: Sequence[ImageCheck]) -> list[ImageFacts]:
     """The facts of the webhook's image checks (``admission.policy_input.ImageCheck``)."""
     return [ImageFacts(c.reference, c.name, c.digest, c.outcome) for c in checks]
 
