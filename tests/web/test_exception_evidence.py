@@ -28,7 +28,7 @@ EVIDENCE_TYPE = "https://attest.dev/evidence/v1"
 def test_deny_exception_admit_and_the_evidence_shows_the_exception(
     serve,
     world: World,
-    images: dict[str, str],
+    images: dict[str, str],  # noqa: F811 - the fixture imported above
     tmp_path: Path,
     cli,
 ) -> None:
