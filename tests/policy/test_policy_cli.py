@@ -22,6 +22,7 @@ test_multi_line if {
 fake_count(_) := 99
 test_with_mock if { admission.deny with count as fake_count }
 test_with_fails if { count(admission.deny) == 0 with input.images as [{"ref": "b"}] }
+test_with_in_comprehension if { count([x | x := input.a with input as {"a": 1}]) == 1 }
 """
 
 
@@ -39,11 +40,15 @@ def test_policy_test_reports_each_outcome(cli, write_bundle) -> None:
     assert statuses["test_with_mock"][0] == "error" and statuses["test_with_mock"][1].startswith(
         "cannot run: 'with count as"
     )
+    assert statuses["test_with_in_comprehension"] == (  # found unrunnable before running
+        "error",
+        "cannot run: 'with' inside a comprehension or a call is not supported",
+    )
     assert statuses["test_errors"] == ("error", "divide by zero")
-    assert (report["passed"], report["total"]) == (3, 7)
+    assert (report["passed"], report["total"]) == (3, 8)
     assert [t["line"] for t in report["tests"]][:2] == [5, 6]
     text = cli("policy", "test", str(root))  # like opa test: failures, then the counts
-    assert text.stdout.splitlines()[-3:] == ["PASS: 3/7", "FAIL: 2/7", "ERROR: 2/7"]
+    assert text.stdout.splitlines()[-3:] == ["PASS: 3/8", "FAIL: 2/8", "ERROR: 3/8"]
     assert "p_test.rego:6:\ndata.attest.admission_test.test_fails: FAIL" in text.stdout
     assert "test_passes" not in text.stdout
     verbose = cli("policy", "test", "-v", str(root))
