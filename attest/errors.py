@@ -16,7 +16,8 @@ EXIT_USAGE = 2
 EXIT_NOT_COVERED = 3
 """``decisions verify``: every chain intact, but the newest records are not yet signed."""
 EXIT_REGISTRY = 4
-"""A registry failed: unreachable, timed out, refused the credentials, or has no such thing."""
+"""A registry failed (unreachable, timed out, refused the credentials, or has no such thing), or
+the transparency log could not be reached or failed (a retry may help)."""
 EXIT_INTERNAL = 70
 """A bug in attest (sysexits' EX_SOFTWARE)."""
 EXIT_INTERRUPTED = 130
@@ -97,6 +98,13 @@ class KeyFileError(AttestError):
 
 class SigningError(AttestError):
     """Signing an image or storing its signature failed."""
+
+
+class ServiceUnavailable(SigningError):
+    """The transparency log could not be reached, did not answer in time, or failed (5xx):
+    a network failure like a registry's, so the same exit code (a CI step may retry)."""
+
+    exit_code = EXIT_REGISTRY
 
 
 class VerificationFailed(AttestError):

@@ -32,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from attest.errors import SigningError, UsageError
+from attest.errors import ServiceUnavailable, SigningError, UsageError
 from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import pae
 from attest.signing.keys import PublicKey, public_key_der, public_key_pem
@@ -124,27 +124,28 @@ class RekorClient:
             )
         except requests.ConnectionError as err:
             if isinstance(err, requests.ConnectTimeout):
-                raise SigningError(
+                raise ServiceUnavailable(
                     f"Rekor at {self.url} did not answer within {self.timeout:g} s"
                 ) from None
-            raise SigningError(
+            raise ServiceUnavailable(
                 f"Rekor at {self.url} is unreachable ({type(err).__name__})"
             ) from None
         except requests.RequestException as err:
             if isinstance(err, requests.Timeout):
-                raise SigningError(
+                raise ServiceUnavailable(
                     f"Rekor at {self.url} did not answer within {self.timeout:g} s"
                 ) from None
-            raise SigningError(f"Rekor at {self.url}: {type(err).__name__}") from None
+            raise ServiceUnavailable(f"Rekor at {self.url}: {type(err).__name__}") from None
         except (TimeoutError, concurrent.futures.TimeoutError):
-            raise SigningError(
+            raise ServiceUnavailable(
                 f"Rekor at {self.url} did not answer within {self.timeout:g} s"
             ) from None
         finally:
             pool.shutdown(wait=False)
         if status not in (200, 201):
             text = " ".join(body.decode("utf-8", "replace").split())[:200]
-            raise SigningError(f"Rekor at {self.url} refused the entry: HTTP {status} {text}")
+            failed = ServiceUnavailable if status >= 500 else SigningError  # 4xx: this entry
+            raise failed(f"Rekor at {self.url} refused the entry: HTTP {status} {text}")
         try:
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
