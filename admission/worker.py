@@ -52,6 +52,8 @@ from cryptography import x509
 from gunicorn import http
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from admission import response
+
 PROBE_PATHS = (b"/healthz", b"/readyz")
 MAX_HEAD_BYTES = 64 * 1024
 DRAIN_BYTES = 16 * 1024 * 1024  # read and drop this much of a refused body: the client sees why
@@ -224,6 +226,7 @@ class AdmissionWorker(ThreadWorker):
         self.probe_pool = ThreadPoolExecutor(
             max_workers=SETTINGS.probe_threads, thread_name_prefix="attest-probe"
         )
+        response.install()  # each response in one TLS record
         super().init_process()
 
     # -- reading requests in the event loop -------------------------------------------
