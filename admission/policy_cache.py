@@ -31,11 +31,10 @@ _DOMAIN = b"attest-policy-cache/v1\0"
 
 
 def canonical_input(document: dict[str, Any]) -> bytes | None:
-    """The input's canonical JSON bytes (sorted keys, no spaces), or None if it is not JSON."""
+    """The input's canonical JSON bytes (sorted keys, no spaces, ASCII with ``\\u`` escapes:
+    the encoder's fast path), or None if it is not JSON."""
     try:
-        text = json.dumps(
-            document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
         return None
     return text.encode()
