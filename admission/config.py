@@ -36,6 +36,7 @@ from admission.errors import ConfigError
 from admission.exceptions.settings import ExceptionSet, parse_exceptions
 from admission.fields import Reader, parse_authority, resolve_path
 from admission.globs import canonical_image_glob, glob_regex, image_glob_regex
+from admission.policy_cache import DEFAULT_POLICY_CACHE_ENTRIES
 from admission.verdict import MODES, UNMATCHED_IMAGES, Mode, UnmatchedImages
 from attest.attestations.predicates import resolve_predicate_type
 from attest.errors import UsageError
@@ -126,6 +127,7 @@ class AdmissionConfig:
     registry_auth: tuple[str, ...] = ()
     cache_max_entries: int = 10_000
     cache_ttl_seconds: float = 300.0
+    policy_cache_max_entries: int = DEFAULT_POLICY_CACHE_ENTRIES
     tag_ttl_seconds: float = DEFAULT_TAG_TTL_SECONDS
     namespaces: NamespaceFilter = NamespaceFilter()
     pin_digests: bool = False
@@ -332,13 +334,18 @@ def _parse(
             raise ConfigError(f"registryAuth {auth_file}: no such file")
     files.extend(auth)
     cache = Reader(
-        reader.data.get("cache") or {}, "cache", {"maxEntries", "ttlSeconds", "tagTtlSeconds"}
+        reader.data.get("cache") or {},
+        "cache",
+        {"maxEntries", "ttlSeconds", "tagTtlSeconds", "policyMaxEntries"},
     )
     max_entries = cache.get("maxEntries", int, 10_000)
     ttl = float(cache.get("ttlSeconds", (int, float), 300.0))
     tag_ttl = float(cache.get("tagTtlSeconds", (int, float), DEFAULT_TAG_TTL_SECONDS))
-    if max_entries < 0 or ttl < 0 or tag_ttl < 0:
-        raise ConfigError("cache.maxEntries, ttlSeconds and tagTtlSeconds must not be negative")
+    policy_entries = cache.get("policyMaxEntries", int, DEFAULT_POLICY_CACHE_ENTRIES)
+    if max_entries < 0 or ttl < 0 or tag_ttl < 0 or policy_entries < 0:
+        raise ConfigError(
+            "cache.maxEntries, ttlSeconds, tagTtlSeconds and policyMaxEntries must not be negative"
+        )
     per_registry = reader.get("maxConcurrentPerRegistry", int, DEFAULT_MAX_CONCURRENT_PER_REGISTRY)
     if not 1 <= per_registry <= 64:
         raise ConfigError(f"maxConcurrentPerRegistry must be between 1 and 64, not {per_registry}")
@@ -375,6 +382,7 @@ def _parse(
         registry_auth=auth,
         cache_max_entries=max_entries,
         cache_ttl_seconds=ttl,
+        policy_cache_max_entries=policy_entries,
         tag_ttl_seconds=tag_ttl,
         namespaces=_namespaces(reader.data.get("namespaces"), "namespaces"),
         pin_digests=reader.get("pinDigests", bool, False),

@@ -237,8 +237,11 @@ class Admission:
         policy_error = None
         rego_deny: tuple[Finding, ...] = ()
         rego_warn: tuple[Finding, ...] = ()
+        policy_cache = "off"
         try:
-            result = runtime.engine.evaluate(document, config.package)
+            result, policy_cache = runtime.policy_cache.evaluate(
+                runtime.engine, document, config.package, config.trust_fingerprint
+            )
             rego_deny, rego_warn = result.denials, result.warnings
         except PolicyError as err:
             policy_error = str(err)
@@ -290,6 +293,7 @@ class Admission:
             images=images,
             input=document,
             latency=latency,
+            policy_cache=policy_cache,
         )
 
     @staticmethod

@@ -47,6 +47,7 @@ LATENCY_BUCKETS = (
     30.0,
 )
 _NOT_VERIFIED = ("invalid", "unmatched")
+POLICY_CACHE_RESULTS = ("hit", "miss", "off")
 EXCEPTION_REASONS = (
     "applied",
     "untrusted",
@@ -71,6 +72,7 @@ class AdmissionMetrics:
     records_dropped: Any
     checkpoints: Any
     exceptions: Any
+    policy_cache: Any
 
 
 _created: list[AdmissionMetrics] = []
@@ -137,6 +139,12 @@ def _create() -> AdmissionMetrics:
             "request was admitted) or rejected, by reason",
             ["outcome", "reason"],
         ),
+        policy_cache=Counter(
+            "attest_admission_policy_cache_total",
+            "Policy evaluations by result: hit (answer from the policy result cache), miss "
+            "(evaluated and cached), off (evaluated; cache disabled or bundle not cacheable)",
+            ["result"],
+        ),
     )
 
 
@@ -169,6 +177,9 @@ def observe_decision(decision: Any, webhook: str = "validate") -> None:
         if image.policy is None or image.outcome in _NOT_VERIFIED:
             continue
         current.cache.labels(result="hit" if image.cached else "miss").inc()
+    policy_cache = getattr(decision, "policy_cache", "")
+    if policy_cache in POLICY_CACHE_RESULTS:
+        current.policy_cache.labels(result=policy_cache).inc()
     for record in getattr(decision, "exceptions", ()):
         category = record.get("category")
         current.exceptions.labels(

@@ -4,21 +4,26 @@ A :class:`Runtime` lives as long as its configuration: a reload builds a new one
 (:mod:`admission.watcher`), so credentials, the compiled bundle and the tag
 resolutions made with them are never mixed with those of another configuration.
 The verification cache is not here: its keys carry the trust material's
-fingerprint, so it outlives reloads safely (:mod:`admission.cache`).
+fingerprint, so it outlives reloads safely (:mod:`admission.cache`).  The policy
+result cache is, so a reload starts it empty.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from admission.cache import TagCache
 from admission.config import AdmissionConfig
+from admission.policy_cache import PolicyCache
 from attest.deadline import Deadline
 from attest.oci.reference import ImageReference
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.policy import PolicyEngine, load_bundle, make_engine
+
+log = logging.getLogger(__name__)
 
 
 class RegistryPool:
@@ -46,12 +51,13 @@ class RegistryPool:
 
 @dataclass
 class Runtime:
-    """The compiled policy engine, the registry clients and the tag resolutions of one
-    configuration."""
+    """The compiled policy engine, the registry clients, the tag resolutions and the policy
+    results (:mod:`admission.policy_cache`) of one configuration."""
 
     engine: PolicyEngine
     registries: RegistryPool
     tags: TagCache
+    policy_cache: PolicyCache = field(default_factory=lambda: PolicyCache(0))
 
     def close(self) -> None:
         self.engine.close()
@@ -62,11 +68,17 @@ def build_runtime(config: AdmissionConfig) -> Runtime:
     """Compile the configuration's policy bundle (or connect to its OPA) and set up registries."""
     bundle = None if config.opa_url else load_bundle(config.bundle)
     engine = make_engine(bundle, opa_url=config.opa_url)
+    if config.policy_cache_max_entries and not engine.cacheable:
+        why = ", ".join(getattr(engine, "impure", ())[:3]) or "a remote OPA is never cached"
+        log.info("policy result cache off for %s: %s", config.bundle, why)
     options = RegistryOptions(
         auth_files=config.registry_auth,
         timeout=config.deadline_seconds,
         host_concurrency=config.max_concurrent_per_registry,
     )
     return Runtime(
-        engine=engine, registries=RegistryPool(options), tags=TagCache(config.tag_ttl_seconds)
+        engine=engine,
+        registries=RegistryPool(options),
+        tags=TagCache(config.tag_ttl_seconds),
+        policy_cache=PolicyCache(config.policy_cache_max_entries),
     )

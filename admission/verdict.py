@@ -118,6 +118,9 @@ class Decision:
     codes: dict[str, str] = field(default_factory=dict)  # message or warning -> its code
     # the signed exceptions that concerned it (admission.exceptions.apply.exception_record)
     exceptions: tuple[dict[str, Any], ...] = ()
+    # the policy answer: "hit" (from the policy result cache), "miss" (evaluated, then
+    # cached), "off" (evaluated, not cacheable); "" when no policy was evaluated
+    policy_cache: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -151,6 +154,7 @@ class Decision:
             "trustFingerprint": self.trust_fingerprint,
             "engine": self.engine,
             "codes": dict(self.codes),
+            **({"policyCache": self.policy_cache} if self.policy_cache else {}),
             **exception_fields(self.exceptions, self.namespace),
         }
 

@@ -26,6 +26,9 @@ MAX_MODULE_BYTES = 4 * 1024 * 1024
 MAX_MODULES = 1000
 EXAMPLES = "examples"
 _PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+# Packages the engines generate themselves (regopy's one-query entry point); a bundle
+# that declared one could answer in the engine's place.
+RESERVED_PACKAGE = "attest_internal"
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,15 @@ def package_of(name: str, text: str) -> str:
     if not match:
         raise PolicyError(f"policy {name}: no 'package' declaration")
     return match.group(1)
+
+
+def check_not_reserved(name: str, package: str) -> None:
+    """:class:`PolicyError` when module ``name`` declares a package the engines reserve."""
+    if package == RESERVED_PACKAGE or package.startswith(RESERVED_PACKAGE + "."):
+        raise PolicyError(
+            f"policy {name}: package {package} is reserved for attest's own entry points "
+            f"({RESERVED_PACKAGE}.*); rename it"
+        )
 
 
 def _strip_comments(text: str) -> str:
@@ -111,7 +123,7 @@ def _read_modules(root: Path, *, tests: bool) -> dict[str, str]:
             raise PolicyError(f"policy {file}: not UTF-8 text") from None
         except OSError as err:
             raise PolicyError(f"policy {file}: cannot be read ({err.strerror})") from None
-        package_of(name, text)
+        check_not_reserved(name, package_of(name, text))
         modules[name] = text
     return modules
 

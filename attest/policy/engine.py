@@ -82,6 +82,9 @@ class PolicyEngine(Protocol):
 
     name: str
     bundle_hash: str
+    # whether answers are a pure function of input and bundle, so may be cached
+    # (admission.policy_cache); False when unsure
+    cacheable: bool
 
     def evaluate(self, input_doc: dict[str, Any], package: str = DEFAULT_PACKAGE) -> PolicyResult:
         """``deny`` and ``warn`` of ``package`` for ``input_doc``; :class:`PolicyError` on failure."""

@@ -28,6 +28,8 @@ _HEAD = re.compile(
     re.MULTILINE,
 )
 _KEYWORDS = frozenset({"package", "import", "default", "else", "some", "every", "not"})
+# A call of a built-in or function by its dotted name, in code_only() text.
+CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 
 
 def code_only(text: str) -> str:

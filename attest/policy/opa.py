@@ -1,7 +1,7 @@
 """A remote OPA server as the policy engine, through ``opa-python-client`` (OPA's Data API).
 
-One ``POST /v1/data/<package>`` with ``{"input": …}`` per evaluation reads both
-``deny`` and ``warn``; built-in errors are strict (``strict-builtin-errors``)
+One ``POST /v1/data/<package>`` with ``{"input": …}`` per evaluation reads
+``deny``, ``warn`` and ``allow`` at once (the package document); built-in errors are strict (``strict-builtin-errors``)
 so a failing policy is an error, never an empty ``deny``.  The timeout bounds
 the wall time of the whole request, not each read (a server that drips one
 byte at a time would otherwise hold the webhook past the API server's
@@ -60,6 +60,8 @@ class RemoteOpaEngine:
     ) -> None:
         self.url = url.rstrip("/")
         self.name = f"{ENGINE_NAME} {self.url}"
+        # the server's policies and data can change at any time, unseen: never cached
+        self.cacheable = False
         self.timeout = timeout
         self._client = _client_for(self.url, timeout)
         self._pool = concurrent.futures.ThreadPoolExecutor(

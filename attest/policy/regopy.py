@@ -5,8 +5,12 @@ loads that plan into its own interpreter (sharing an interpreter across
 threads crashes regopy).  Known regopy gaps are handled here, each as a clear
 :class:`~attest.errors.PolicyError` instead of a wrong answer:
 
+* one evaluation per call reads every verdict rule, through a generated entry
+  point in the reserved package ``attest_internal.answers``
+  (:func:`answers_module`);
 * the input is passed as a regopy ``Input`` for speed, and again as JSON text
-  when that evaluation fails (``Input(dict)`` breaks ``json.marshal(input)``);
+  when that evaluation fails (``Input(dict)`` breaks ``json.marshal(input)``),
+  then with one evaluation per rule so the error names its rule;
 * rules are read through compiled entry points, where a rule whose value is
   ``false`` is ``false`` (a plain query reads it as undefined);
 * built-in errors are strict and become policy errors (not a JSON decode
@@ -46,11 +50,14 @@ import regopy
 from regopy import rego_shared as _c
 
 from attest.errors import PolicyError
-from attest.policy.bundle import PolicyBundle, package_of
+from attest.policy.bundle import RESERVED_PACKAGE, PolicyBundle, check_not_reserved, package_of
 from attest.policy.engine import DEFAULT_PACKAGE, RULES, PolicyResult, check_package, read_rule
-from attest.policy.forms import code_only, package_rules
+from attest.policy.forms import CALL, code_only, package_rules
+from attest.policy.purity import nondeterministic_calls
 
 ENGINE_NAME = f"regopy {regopy.__version__}"
+ANSWERS_PACKAGE = f"{RESERVED_PACKAGE}.answers"
+ANSWERS_MODULE = f"{RESERVED_PACKAGE}/answers.rego"
 T = TypeVar("T")
 
 # Built-ins of OPA v1.22 that regopy lacks (operators and print excluded: regopy runs
@@ -88,7 +95,6 @@ DIVERGENT_BUILTINS = {
     "urlquery.decode_object": "leaves + undecoded",
     "yaml.marshal": "indents lists differently",
 }
-_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\(")
 _WITH = re.compile(r"\bwith\s+(input|data)\b")
 _STRING = r'"((?:[^"\\]|\\.)*)"'
 _SPRINTF = re.compile(r"\bsprintf\s*\(\s*" + _STRING)
@@ -147,7 +153,7 @@ def unsupported_constructs(name: str, text: str, *, allow_with: bool = False) ->
     """Reasons the embedded engine cannot run module ``name`` as OPA would (empty when it can)."""
     problems: list[str] = []
     code = code_only(text)
-    for match in _CALL.finditer(code):
+    for match in CALL.finditer(code):
         where, builtin = f"{name}:{_line_of(code, match.start())}", match.group(1)
         if builtin in OPA_ONLY_BUILTINS:
             problems.append(
@@ -364,6 +370,18 @@ def _set_input(interpreter: Any, value: Any) -> None:
         raise _c.RegoError(_c.rego_get_error(interpreter._impl))
 
 
+def _set_input_text(interpreter: Any, input_doc: dict[str, Any]) -> None:
+    """Hand ``input_doc`` over as JSON text (the slower path that marshalling needs)."""
+    try:
+        term = json.dumps(input_doc, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise PolicyError(f"policy input is not JSON: {err}") from None
+    try:
+        interpreter.set_input_term(term)
+    except _c.RegoError as err:
+        raise PolicyError(f"policy input rejected by the engine: {err}") from None
+
+
 def _output_text(output: int) -> str:
     size = _HELD.regoOutputJSONSize(output)
     buffer = ctypes.create_string_buffer(size)
@@ -375,6 +393,23 @@ def _output_text(output: int) -> str:
 class _ThreadState(threading.local):
     interpreter: Any = None
     bundle: Any = None
+
+
+def answers_module(packages: list[str], allow_packages: frozenset[str]) -> str:
+    """The generated module whose rule ``p<i>`` reads every verdict rule of ``packages[i]``.
+
+    Each rule becomes a one-element array when defined and an empty one when undefined
+    (an absent rule, or a complete rule whose body failed), so one query answers them
+    all and undefined stays distinguishable from ``false``.  ``deny`` and ``warn`` are
+    read whether or not the package seems to define them (a scan that missed one must
+    not read as no denials); ``allow`` only in cosign-form packages, as before.
+    """
+    lines = [f"package {ANSWERS_PACKAGE}", ""]
+    for index, package in enumerate(packages):
+        rules = RULES + (("allow",) if package in allow_packages else ())
+        fields = ", ".join(f'"{rule}": [x | x := data.{package}.{rule}]' for rule in rules)
+        lines.append(f"p{index} := {{{fields}}}")
+    return "\n".join(lines) + "\n"
 
 
 class RegopyEngine:
@@ -391,6 +426,8 @@ class RegopyEngine:
         ]
         if problems:
             raise PolicyError(f"policy bundle {bundle.path}: {problems[0]}")
+        for name, text in sorted(bundle.modules.items()):
+            check_not_reserved(name, package_of(name, text))
         self.packages = frozenset(package_of(n, t) for n, t in bundle.modules.items())
         # cosign's form: packages that define ``allow`` have it read too (forms.py)
         self.allow_packages = frozenset(
@@ -399,20 +436,33 @@ class RegopyEngine:
         # json.marshal/yaml.marshal cannot serialise an Input built value by value:
         # bundles that marshal get their input as JSON text (slower, always right).
         self.text_input = any(".marshal" in code_only(t) for t in bundle.modules.values())
+        # answers are a pure function of input and bundle unless it calls the clock & co.
+        self.impure = nondeterministic_calls(bundle)
+        self.cacheable = not self.impure
+        self._answers = {
+            package: f"{ANSWERS_PACKAGE.replace('.', '/')}/p{index}"
+            for index, package in enumerate(sorted(self.packages))
+        }
         self._plan = self._compile(bundle)
         self._local = _ThreadState()
 
     def _compile(self, bundle: PolicyBundle) -> bytes:
-        entrypoints = [
-            f"{package.replace('.', '/')}/{rule}"
-            for package in sorted(self.packages)
-            for rule in RULES
-        ] + [f"{package.replace('.', '/')}/allow" for package in sorted(self.allow_packages)]
+        entrypoints = (
+            list(self._answers.values())
+            + [
+                f"{package.replace('.', '/')}/{rule}"
+                for package in sorted(self.packages)
+                for rule in RULES
+            ]
+            + [f"{package.replace('.', '/')}/allow" for package in sorted(self.allow_packages)]
+        )
+        generated = answers_module(sorted(self.packages), self.allow_packages)
 
         def build() -> bytes:
             builder = regopy.Interpreter()
             for name, text in sorted(bundle.modules.items()):
                 builder.add_module(name, text)
+            builder.add_module(ANSWERS_MODULE, generated)
             compiled = builder.build(None, entrypoints)
             if not compiled.ok():
                 raise PolicyError("the compiler rejected the bundle")
@@ -443,9 +493,8 @@ class RegopyEngine:
             state.interpreter, state.bundle = interpreter, loaded
         return state.interpreter, state.bundle
 
-    def _query(self, interpreter: Any, bundle: Any, package: str, rule: str) -> Any:
-        entrypoint = f"{package.replace('.', '/')}/{rule}"
-        what = f"policy rule data.{package}.{rule}"
+    def _query(self, interpreter: Any, bundle: Any, entrypoint: str, what: str) -> Any:
+        """The value of ``entrypoint`` (None when undefined); ``what`` names it in errors."""
         try:
             # Evaluation takes ~0.3 ms: this call releases the GIL, so the worker's other
             # requests run meanwhile.
@@ -479,14 +528,43 @@ class RegopyEngine:
             return None
         return expressions[0]
 
-    def evaluate(self, input_doc: dict[str, Any], package: str = DEFAULT_PACKAGE) -> PolicyResult:
-        """``deny`` and ``warn`` of ``package`` for ``input_doc``.
+    def _query_all(
+        self, interpreter: Any, bundle: Any, package: str, rules: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """Every rule of ``rules`` in one evaluation of the generated entry point."""
+        what = f"policy data.{package}"
+        answers = self._query(interpreter, bundle, self._answers[package], what)
+        if not isinstance(answers, dict):
+            raise PolicyError(f"{what}: the generated entry point gave {type(answers).__name__}")
+        values: dict[str, Any] = {}
+        for rule in rules:
+            found = answers.get(rule)
+            if not isinstance(found, list) or len(found) > 1:
+                raise PolicyError(f"{what}.{rule}: the generated entry point gave {found!r:.80}")
+            values[rule] = found[0] if found else None
+        return values
 
-        The input is handed over as a regopy ``Input`` (about three times faster
-        than JSON text, and the engine reads input at roughly a microsecond per
-        byte), except for bundles that marshal values to JSON/YAML, which fails on
-        that path; any evaluation error is also retried once with the input as
-        JSON text, whose answer stands.
+    def _query_each(
+        self, interpreter: Any, bundle: Any, package: str, rules: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """Every rule of ``rules``, one evaluation each: an error names the rule it is in."""
+        prefix = package.replace(".", "/")
+        return {
+            rule: self._query(
+                interpreter, bundle, f"{prefix}/{rule}", f"policy rule data.{package}.{rule}"
+            )
+            for rule in rules
+        }
+
+    def evaluate(self, input_doc: dict[str, Any], package: str = DEFAULT_PACKAGE) -> PolicyResult:
+        """``deny`` and ``warn`` (and cosign's ``allow``) of ``package`` for ``input_doc``.
+
+        One evaluation reads them all (:func:`answers_module`).  The input is handed
+        over as a regopy ``Input`` (about three times faster than JSON text, and the
+        engine reads input at roughly a microsecond per byte), except for bundles that
+        marshal values to JSON/YAML, which fails on that path.  Any evaluation error is
+        retried once with the input as JSON text and each rule evaluated on its own
+        (so an error names its rule); that answer stands.
         """
         check_package(package)
         if package not in self.packages:
@@ -495,21 +573,13 @@ class RegopyEngine:
         rules = RULES + (("allow",) if package in self.allow_packages else ())
         try:
             if self.text_input:
-                raise ValueError("input as JSON text")
-            _set_input(interpreter, fast_input(input_doc))  # the engine keeps a copy
-            values = {rule: self._query(interpreter, bundle, package, rule) for rule in rules}
+                _set_input_text(interpreter, input_doc)
+            else:
+                _set_input(interpreter, fast_input(input_doc))  # the engine keeps a copy
+            values = self._query_all(interpreter, bundle, package, rules)
         except (PolicyError, _c.RegoError, TypeError, ValueError):
-            try:
-                term = json.dumps(
-                    input_doc, allow_nan=False, ensure_ascii=False, separators=(",", ":")
-                )
-            except (TypeError, ValueError) as err:
-                raise PolicyError(f"policy input is not JSON: {err}") from None
-            try:
-                interpreter.set_input_term(term)
-            except _c.RegoError as err:
-                raise PolicyError(f"policy input rejected by the engine: {err}") from None
-            values = {rule: self._query(interpreter, bundle, package, rule) for rule in rules}
+            _set_input_text(interpreter, input_doc)
+            values = self._query_each(interpreter, bundle, package, rules)
         return PolicyResult(
             denials=read_rule(package, "deny", values["deny"]),
             warnings=read_rule(package, "warn", values["warn"]),
