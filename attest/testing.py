@@ -225,6 +225,70 @@ class SigstoreMock:
             self.process.wait(timeout=5)
         self.process = None
 
+    def issue(
+        self,
+        public_key_pem: bytes,
+        subject: str = DEFAULT_SUBJECT,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        route: str = "",
+        san: str | None = None,
+        eku: tuple[str, ...] | None = None,
+        not_before: int | None = None,
+        lifetime: int | None = None,
+    ) -> list[bytes]:
+        """A certificate chain (PEM, leaf first) from this Fulcio for ``public_key_pem``.
+
+        ``route`` is a path prefix of the wrapper (``/sct/forged``, ``/ca/stranger``; see
+        its header).  Choosing ``san`` (``email``/``uri``; default: ``email`` when
+        ``subject`` has no ``://``), ``eku`` (extended key usage names, ``()`` for none),
+        ``not_before`` (unix seconds) or ``lifetime`` (seconds) asks the trusted CA for
+        that leaf instead (route ``/issue``); unchosen, it is as the mock issues it.
+        """
+        body: dict[str, Any] = {
+            "credentials": {"oidcIdentityToken": self.token(subject, issuer)},
+            "publicKeyRequest": {"publicKey": {"content": public_key_pem.decode()}},
+        }
+        chosen = {
+            "san": san,
+            "eku": list(eku) if eku is not None else None,
+            "notBefore": not_before,
+            "lifetime": lifetime,
+        }
+        if any(value is not None for value in chosen.values()) or "://" not in subject:
+            if route:
+                raise ValueError(f"route {route!r} issues as the mock does: choose nothing")
+            chosen["san"] = san or ("uri" if "://" in subject else "email")
+            body["certificate"] = {k: v for k, v in chosen.items() if v is not None}
+            route = "/issue"
+        request = urllib.request.Request(
+            f"{self.url}{route}/api/v2/signingCert",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.load(response)
+        except urllib.error.HTTPError as err:
+            raise RuntimeError(f"sigstore mock refused the certificate: {err.read()!r}") from None
+        chain: list[str] = answer["signedCertificateEmbeddedSct"]["chain"]["certificates"]
+        return [pem.encode() for pem in chain]
+
+    def rekor_url(self, integrated_time: int | None = None) -> str:
+        """The Rekor base URL; with ``integrated_time`` (unix seconds), one whose entries
+        are logged at that time."""
+        return self.url if integrated_time is None else f"{self.url}/time/{integrated_time}"
+
+    def write_trusted_root(self, path: Path, *, log_valid_from: str | None = None) -> str:
+        """A copy of the trusted root at ``path``; ``log_valid_from`` (RFC 3339) moves the
+        start of the Rekor key's validity.  Returns the path."""
+        root = json.loads(Path(self.trusted_root).read_text())
+        if log_valid_from is not None:
+            for log in root["tlogs"]:
+                log["publicKey"]["validFor"]["start"] = log_valid_from
+        path.write_text(json.dumps(root))
+        return str(path)
+
     @staticmethod
     def token(
         subject: str = DEFAULT_SUBJECT,
