@@ -27,7 +27,8 @@ from attest.signing.authority import (
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.signer import KeySigner
 from attest.testing import SigstoreMock, node_harness_missing
-from tests.conftest import VECTORS, simple_image, vector
+from attest.testing.images import simple_image
+from tests.conftest import VECTORS, vector
 
 CONFORMANCE = VECTORS / "sigstore-conformance"
 COSIGN_BUNDLE = VECTORS / "cosign-bundle"

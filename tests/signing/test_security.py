@@ -435,7 +435,9 @@ def test_statement_of_another_type(repo, push_image, key) -> None:
 
 @pytest.mark.parametrize("eku", [("clientAuth",), ()], ids=["client-auth", "no-eku"])
 @pytest.mark.parametrize("legacy", [False, True])
-def test_keyless_certificate_without_code_signing(keyless_image, sigstore_mock, legacy, eku) -> None:
+def test_keyless_certificate_without_code_signing(
+    keyless_image, sigstore_mock, legacy, eku
+) -> None:
     """A certificate from the trusted CA for another purpose (TLS client), or with no
     extended key usage at all, is not a signing one."""
     reference, store, image = keyless_image

@@ -1,160 +1,34 @@
-"""Real servers on loopback for the test suite and the benchmarks (``bench/``).
-
-Both start the same real components, so the one definition lives here rather than
-in ``tests/`` (which ``bench/`` must not import): :func:`free_port`,
-:func:`wait_http`, :class:`RegistryServer` (a Debian ``docker-registry``,
-distribution 2.8, with its own temporary storage) and :class:`SigstoreMock`
-(Fulcio and Rekor from @sigstore/mock behind ``tests/js/sigstore-mock-server.js``;
-a source checkout with ``npm ci`` run there).  Nothing in the library imports this
-module.
+"""The local Sigstore: :class:`SigstoreMock` runs Fulcio, Rekor (v1) and a TSA from
+@sigstore/mock behind ``tests/js/sigstore-mock-server.js`` (a source checkout with
+``npm ci`` run there).
 
 ``SigstoreMock`` writes the instance's trusted root, signing config and client
 trust config, then prints their paths.  ``token()`` mints OIDC identity tokens the
 mock Fulcio accepts: it decodes the JWT without checking its signature and
 certifies the ``sub`` claim (as a URI SAN) for the ``iss`` claim, so any
 HS256-signed token with the usual claims (``aud`` = ``sigstore``) will do.
+``issue()`` asks it for certificates a real Fulcio would not give (an email SAN,
+another or no extended key usage, a back-dated validity, a bad SCT, an untrusted CA)
+and ``rekor_url()`` for a log that records entries at a chosen time: it is the suite's
+one Sigstore fake, for the happy paths and the attacks alike.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import socket
-import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-JS_DIR = Path(__file__).resolve().parent.parent / "tests" / "js"
+JS_DIR = Path(__file__).resolve().parents[2] / "tests" / "js"
 """The Node harness (``npm ci`` there): a source checkout only, not an installed package."""
 DEFAULT_ISSUER = "https://token.attest.test"
 DEFAULT_SUBJECT = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
-
-
-class QuietHTTPServer(ThreadingHTTPServer):
-    """A loopback test server whose handler errors print nothing.
-
-    The CLI under test runs in the test process and its stderr is captured: a handler's
-    broken pipe or refused upstream (the client gave up, as it should, or a fixture was
-    stopped under a straggling request) must not land in another test's captured output.
-    """
-
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(
-    url: str,
-    *,
-    timeout: float = 20.0,
-    ok_statuses: tuple[int, ...] = (200, 401),
-    context: ssl.SSLContext | None = None,
-) -> None:
-    """Poll ``url`` until it answers with one of ``ok_statuses`` (bounded by ``timeout``)."""
-    end = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < end:
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
-                if response.status in ok_statuses:
-                    return
-        except urllib.error.HTTPError as err:
-            if err.code in ok_statuses:
-                return
-            last = err
-        except OSError as err:
-            last = err
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up within {timeout}s: {last}")
-
-
-@dataclass
-class RegistryServer:
-    """One registry process with its own temporary storage."""
-
-    auth: dict[str, Any] | None = None
-    tls: tuple[str, str] | None = None  # (certificate, key) files: serve HTTPS
-    host: str = "127.0.0.1"
-    port: int = field(default_factory=free_port)
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="attest-registry-")))
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.address}"
-
-    def start(self) -> RegistryServer:
-        if not os.path.exists(REGISTRY_BINARY):
-            raise RuntimeError(
-                "docker-registry is not installed; run `make test` (scripts/system-deps.sh installs it)"
-            )
-        http: dict[str, Any] = {"addr": f"127.0.0.1:{self.port}", "secret": "attest-test-secret"}
-        config: dict[str, Any] = {
-            "version": 0.1,
-            "log": {"level": "error", "accesslog": {"disabled": True}},
-            "storage": {
-                "filesystem": {"rootdirectory": str(self.workdir / "data")},
-                "delete": {"enabled": True},
-                "maintenance": {"uploadpurging": {"enabled": False}},
-            },
-            "http": http,
-        }
-        if self.auth:
-            config["auth"] = self.auth
-        if self.tls:
-            http["tls"] = {"certificate": self.tls[0], "key": self.tls[1]}
-        config_path = self.workdir / "config.yml"
-        config_path.write_text(json.dumps(config))  # JSON is YAML: no PyYAML needed
-        log = open(self.workdir / "registry.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            context = None
-            if self.tls:  # the test CA is not the system's: only wait for the server here
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            wait_http(f"{self.url}/v2/", context=context)
-        except RuntimeError:
-            self.stop()
-            raise RuntimeError(
-                f"registry failed to start: {(self.workdir / 'registry.log').read_text()[-2000:]}"
-            ) from None
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def node_harness_missing() -> str | None:
