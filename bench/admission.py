@@ -266,15 +266,15 @@ def main() -> int:
         run_client(args)
         return 0
 
-    from attest.testing import RegistryServer
-    from tests.admission import conftest as hooks
-    from tests.admission.helpers import (
+    from admission.testing import world as hooks
+    from admission.testing.helpers import (
         deployment,
         key_policy,
         make_tls,
         review,
         write_config,
     )
+    from attest.testing import RegistryServer
 
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-admission-"))
@@ -442,8 +442,8 @@ def median_of(phase_runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _start_server(config: Path, tls: Any, workdir: Path, args: argparse.Namespace) -> Any:
     """``attest admission serve`` (log level warning) with the requested workers and threads."""
+    from admission.testing.webhook import start_webhook
     from attest.testing import free_port
-    from tests.support.webhook import start_webhook
 
     port = free_port()
     return start_webhook(

@@ -81,11 +81,11 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    from admission.testing import world as hooks
+    from admission.testing.helpers import deployment, make_tls, review
+    from admission.testing.samples import write_key_pair
+    from admission.testing.serve import start_serve, wait_for
     from attest.testing import RegistryServer
-    from tests.admission import conftest as hooks
-    from tests.admission.helpers import deployment, make_tls, review
-    from tests.decisions.conftest import write_key_pair
-    from tests.web.server import start_serve, wait_for
 
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-recording-"))
     registry = RegistryServer().start()
@@ -106,7 +106,7 @@ def main() -> int:
             ),
         }
         if args.postgres:
-            from tests.support.postgres import PostgresServer
+            from attest.testing.postgres import PostgresServer
 
             postgres = PostgresServer().start()
             url = postgres.create_database("bench_decisions")

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import open_database
 from admission.decisions.verify import verify_database
-from tests.decisions.samples import FakeDecision, decision, image
+from admission.testing.samples import FakeDecision, decision, image
 
 
 def sample(n: int) -> FakeDecision:
@@ -126,7 +126,7 @@ def main() -> None:
         run("SQLite (WAL)", str(Path(workdir) / "decisions.db"), args.records)
     if args.no_postgres:
         return
-    from tests.support.postgres import PostgresServer
+    from attest.testing.postgres import PostgresServer
 
     server = PostgresServer().start()
     try:

@@ -279,7 +279,7 @@ def main() -> None:
             run("sqlite", str(database), args.records, args.replicas, workdir)
         if args.no_postgres:
             return
-        from tests.support.postgres import PostgresServer
+        from attest.testing.postgres import PostgresServer
 
         server = PostgresServer().start()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the server

@@ -2,7 +2,7 @@
 
 The real webhook (gunicorn + TLS on loopback, ``--workers`` x ``--threads``), a
 real docker-registry with three signed images (signature, SLSA provenance and
-SBOM each), and a drip-feeding registry on loopback (tests/support/hostile.py:
+SBOM each), and a drip-feeding registry on loopback (attest/testing/hostile.py:
 it answers one byte a second).  The healthy load is bench/admission.py's load
 generator in its own process: a Deployment of the three signed images with both
 caches off, so every request resolves and verifies all three on the worker's
@@ -124,9 +124,8 @@ def main() -> int:
     args = parser.parse_args()
     args.server_arg = ["--no-record"]
 
-    from attest.testing import RegistryServer
-    from tests.admission import conftest as hooks
-    from tests.admission.helpers import (
+    from admission.testing import world as hooks
+    from admission.testing.helpers import (
         POD_KIND,
         deployment,
         key_policy,
@@ -135,7 +134,8 @@ def main() -> int:
         review,
         write_config,
     )
-    from tests.support.hostile import HostileRegistry
+    from attest.testing import RegistryServer
+    from attest.testing.hostile import HostileRegistry
 
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="attest-bench-hostile-"))

@@ -525,9 +525,9 @@ def _judge(index: int, case: Case, status: int, payload: bytes, images: Images) 
 
 def _world(workdir: Path) -> tuple[Any, Any, dict[str, Any]]:
     """Registry, signed/unsigned images, and the image classes the client draws from."""
+    from admission.testing import world as hooks
     from attest.testing import RegistryServer
-    from tests.admission import conftest as hooks
-    from tests.conftest import simple_image
+    from attest.testing.images import simple_image
 
     registry = RegistryServer().start()
     world = hooks.World(registry, workdir)
@@ -628,11 +628,11 @@ def main() -> int:
         run_client(args)
         return 0
 
+    from admission.testing import world as hooks
+    from admission.testing.helpers import key_policy, make_tls, write_config
+    from admission.testing.samples import write_key_pair
+    from admission.testing.webhook import start_webhook
     from attest.testing import free_port
-    from tests.admission import conftest as hooks
-    from tests.admission.helpers import key_policy, make_tls, write_config
-    from tests.decisions.conftest import write_key_pair
-    from tests.support.webhook import start_webhook
 
     workdir = Path(tempfile.mkdtemp(prefix="attest-soak-"))
     registry = None

@@ -18,6 +18,7 @@ from attest.oci.registry import RegistryRepository
 from attest.oci.store import ImageStore
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import RegistryServer, SigstoreMock, node_harness_missing
+from attest.testing.images import simple_image
 from tests.support.tokenserver import TokenServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,22 +122,6 @@ def repo(registry: RegistryServer, request: pytest.FixtureRequest) -> Iterator[R
 class SimpleImage:
     descriptor: Descriptor
     builder: ImageBuilder
-
-
-def simple_image(
-    tmp_path: Path, *, marker: str = "one", architecture: str = "amd64"
-) -> ImageBuilder:
-    """A small two-layer image with a whiteout and an opaque directory."""
-    builder = ImageBuilder(
-        architecture=architecture, config={"Entrypoint": ["/bin/app"]}, labels={"marker": marker}
-    )
-    base = builder.layer()
-    base.dir("etc").file("etc/os-release", 'ID=debian\nVERSION_ID="12"\n')
-    base.file("bin/app", f"#!/bin/sh\necho {marker}\n", mode=0o755)
-    base.file("tmp/remove-me", "gone in layer 2\n").file("var/cache/old/a.txt", "old\n")
-    top = builder.layer()
-    top.whiteout("tmp/remove-me").opaque("var/cache").file("var/cache/new.txt", "new\n")
-    return builder
 
 
 @pytest.fixture

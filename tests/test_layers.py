@@ -25,6 +25,7 @@ LAYERS: dict[str, float] = {
     "attest.deadline": 0,
     "attest.files": 0,
     "attest.testing": 0,
+    "attest.testing.images": 1,  # builds an image with attest.oci
     # image access: references, registries, layouts, manifests
     "attest.oci": 1,
     # facts: in-toto Statements and predicates know nothing of signatures ...
@@ -55,6 +56,7 @@ LAYERS: dict[str, float] = {
     "admission.server": 7,
     "admission.web": 7,
     "admission.cli": 7,
+    "admission.testing": 7,  # test and bench scaffolding: configs, signed images, servers
     "attest.cli": 7,
     "attest.__main__": 7,
 }
@@ -204,3 +206,31 @@ def test_cycle_finder_finds_a_cycle() -> None:
 def test_no_import_cycle() -> None:
     cycles = _cycles(GRAPH)
     assert not cycles, "\n".join(" ⇄ ".join(cycle) for cycle in cycles)
+
+
+def _imports_tests(path: Path) -> list[str]:
+    """The ``tests`` imports of one file (at any depth: a lazy import is a dependency too)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [
+            f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] == "tests"
+        ]
+    return found
+
+
+def test_benchmarks_never_import_the_tests(tmp_path: Path) -> None:
+    """bench/ measures with the scaffolding in attest.testing and admission.testing: the test
+    suite is not a library (its conftest hooks and fixtures change with the tests)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import tests.conftest\n\ndef f():\n    from tests.support import x\n")
+    assert len(_imports_tests(probe)) == 2  # the check sees both forms, nested too
+    benches = sorted((ROOT / "bench").glob("*.py"))
+    assert len(benches) >= 5, "the benchmarks were not found"
+    offending = [line for path in benches for line in _imports_tests(path)]
+    assert not offending, "\n".join(offending)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from admission.app import create_app
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     deployment,
     fake_verification,
     key_policy,

@@ -23,6 +23,8 @@ from admission.cip import ClusterPolicy, glob_regex, image_names
 from admission.config import load_config
 from admission.errors import ConfigError
 from admission.offline import review_file
+from admission.testing.helpers import BUILDER, deployment, key_policy
+from admission.testing.world import REPO, World
 from admission.verdict import Decision
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
@@ -31,8 +33,6 @@ from attest.signing.bundle import SignatureMaterial
 from attest.signing.dsse import pae
 from attest.signing.signer import KeySigner
 from attest.signing.storage import attach_signature
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import BUILDER, deployment, key_policy
 
 PROVENANCE_REGO = f"""package sigstore
 default isCompliant = false

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.admission.conftest import World
-from tests.admission.helpers import deployment, review
+from admission.testing.helpers import deployment, review
+from admission.testing.world import World
 
 
 def write_manifests(path: Path, *documents: dict) -> Path:

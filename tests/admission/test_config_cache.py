@@ -11,8 +11,8 @@ import pytest
 from admission.cache import VerificationCache
 from admission.config import glob_regex, load_config
 from admission.errors import ConfigError
+from admission.testing.helpers import fake_verification, key_policy, new_key, write_config
 from admission.watcher import ConfigWatcher
-from tests.admission.helpers import fake_verification, key_policy, new_key, write_config
 
 DIGEST = "sha256:" + "1" * 64
 

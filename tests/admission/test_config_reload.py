@@ -24,13 +24,13 @@ import yaml
 
 from admission.config import AdmissionConfig, load_config
 from admission.runtime import build_runtime
+from admission.testing.helpers import TlsFiles, deployment, key_policy, new_key, review
+from admission.testing.webhook import start_webhook
+from admission.testing.world import REPO, World
 from admission.watcher import ConfigWatcher
 from attest.policy import load_bundle
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import TlsFiles, deployment, key_policy, new_key, review
 from tests.conftest import ROOT
 from tests.support.kubelet import Volume
-from tests.support.webhook import start_webhook
 
 DEFAULT_POLICY = (ROOT / "policies" / "admission.rego").read_text()
 EXTRA_DENY = """package attest.admission
@@ -282,6 +282,6 @@ def test_served_from_configmaps_through_swaps_and_a_slow_writer(
 
 @pytest.fixture
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tests.admission.helpers import make_tls
+    from admission.testing.helpers import make_tls
 
     return make_tls(tmp_path_factory.mktemp("reload-tls"))

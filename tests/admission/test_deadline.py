@@ -20,8 +20,7 @@ import pytest
 
 from admission.decide import Admission
 from admission.review import parse_review
-from attest.verify import ImageVerification
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     deployment,
     fake_verification,
     key_policy,
@@ -29,6 +28,7 @@ from tests.admission.helpers import (
     review,
     write_config,
 )
+from attest.verify import ImageVerification
 
 REGISTRY = "registry.example.com"
 STUCK = f"{REGISTRY}/apps/stuck@sha256:{'3' * 64}"

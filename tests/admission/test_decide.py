@@ -11,9 +11,7 @@ import pytest
 
 from admission.decide import Admission
 from admission.review import parse_review
-from attest.errors import DeadlineExceeded, RegistryError
-from attest.verify import ImageVerification
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     POD_KIND,
     deployment,
     fake_verification,
@@ -23,6 +21,8 @@ from tests.admission.helpers import (
     review,
     write_config,
 )
+from attest.errors import DeadlineExceeded, RegistryError
+from attest.verify import ImageVerification
 
 REGISTRY = "registry.example.com"
 GOOD = f"{REGISTRY}/apps/good@sha256:{'1' * 64}"

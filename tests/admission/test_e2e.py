@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from admission.testing.helpers import deployment, key_policy, review, sign_image, write_config
+from admission.testing.world import REPO, World
 from attest.signing.keyless import KeylessSigner
 from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import deployment, key_policy, review, sign_image, write_config
 from tests.support.faultproxy import FaultProxy
 
 

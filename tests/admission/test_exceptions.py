@@ -25,11 +25,11 @@ from admission.exceptions.document import (
     sign_exception,
 )
 from admission.exceptions.settings import ExceptionSet
+from admission.testing.helpers import Key, new_key
 from admission.verdict import CODES, Judgement, Result
 from admission.watcher import ConfigWatcher
 from attest.policy import Finding
 from attest.signing.authority import TLOG_IF_PRESENT, KeyAuthority
-from tests.admission.helpers import Key, new_key
 from tests.support.kubelet import Volume
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)

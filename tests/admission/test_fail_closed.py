@@ -19,10 +19,7 @@ import pytest
 from admission.decide import Admission
 from admission.decisions.recorder import DecisionRecorder
 from admission.review import parse_review
-from attest.attestations.predicates import COSIGN_VULN, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
-from attest.verify import ImageVerification
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     BUILDER,
     TlsFiles,
     attach_statement,
@@ -33,7 +30,10 @@ from tests.admission.helpers import (
     sign_image,
     write_config,
 )
-from tests.support.webhook import Webhook, start_webhook
+from admission.testing.webhook import Webhook, start_webhook
+from admission.testing.world import REPO, World
+from attest.attestations.predicates import COSIGN_VULN, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
+from attest.verify import ImageVerification
 
 WARN_ONLY = """package attest.admission
 

@@ -1,7 +1,7 @@
 """The webhook against hostile registries: the deadline holds and healthy registries stay served.
 
 The real gunicorn/TLS webhook, signed images on the real docker-registry, and
-real misbehaving servers on loopback (tests/support/hostile.py): a drip-feeder,
+real misbehaving servers on loopback (attest/testing/hostile.py): a drip-feeder,
 a black hole, and relays in front of the real registry that stall mid-body on a
 manifest or a blob.  A request for an image there must be denied as timed out
 by the deadline plus a margin, while requests for the healthy registry are
@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import POD_KIND, deployment, pod_spec, review
-from tests.support.hostile import HostileRegistry
-from tests.support.webhook import Webhook
+from admission.testing.helpers import POD_KIND, deployment, pod_spec, review
+from admission.testing.webhook import Webhook
+from admission.testing.world import REPO, World
+from attest.testing.hostile import HostileRegistry
 
 DEADLINE = 3.0
 MARGIN = 2.0  # generous: proves the deadline holds, measures nothing

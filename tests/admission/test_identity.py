@@ -22,9 +22,7 @@ from admission.decide import Admission
 from admission.errors import ConfigError
 from admission.globs import canonical_image_glob
 from admission.review import parse_review
-from attest.oci.reference import parse_image_reference
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     TlsFiles,
     deployment,
     key_policy,
@@ -33,7 +31,9 @@ from tests.admission.helpers import (
     review,
     write_config,
 )
-from tests.support.webhook import Webhook, start_webhook
+from admission.testing.webhook import Webhook, start_webhook
+from admission.testing.world import REPO, World
+from attest.oci.reference import parse_image_reference
 
 
 def spellings(world: World, image: str) -> dict[str, str]:

@@ -17,10 +17,7 @@ import pytest
 
 from admission.decide import Admission
 from admission.review import parse_review
-from admission.verdict import Decision
-from attest.attestations.predicates import COSIGN_VULN, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
-from attest.verify import ImageVerification
-from tests.admission.helpers import (
+from admission.testing.helpers import (
     deployment,
     fake_verification,
     key_policy,
@@ -28,6 +25,9 @@ from tests.admission.helpers import (
     review,
     write_config,
 )
+from admission.verdict import Decision
+from attest.attestations.predicates import COSIGN_VULN, SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1
+from attest.verify import ImageVerification
 
 REGISTRY = "registry.example.com"
 GOOD = f"{REGISTRY}/apps/good@sha256:{'1' * 64}"

@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 
 from admission.decide import Admission
 from admission.review import parse_review
+from admission.testing.helpers import deployment, key_policy, provenance_json, review, write_config
+from admission.testing.world import REPO, World
 from admission.verdict import RESULTS, image_outcome, judge
 from attest.attestations.predicates import (
     CYCLONEDX_BOM,
@@ -44,8 +46,6 @@ from attest.oci.reference import parse_image_reference
 from attest.policy import Finding
 from attest.signing.bundle import make_bundle
 from attest.signing.storage import attach_signature, push_bundle
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import deployment, key_policy, provenance_json, review, write_config
 from tests.admission.test_fail_closed import GOOD_V02
 
 REQUIRED = "https://attest.dev/test/never-generated/v1"

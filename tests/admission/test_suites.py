@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import deployment, key_policy, write_config
+from admission.testing.helpers import deployment, key_policy, write_config
+from admission.testing.world import REPO, World
 
 
 def _config(world: World, path: Path) -> Path:

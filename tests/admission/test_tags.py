@@ -16,9 +16,9 @@ import pytest
 from admission.config import DEFAULT_TAG_TTL_SECONDS, parse_config
 from admission.decide import Admission
 from admission.review import parse_review
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import deployment, review
-from tests.conftest import simple_image
+from admission.testing.helpers import deployment, review
+from admission.testing.world import REPO, World
+from attest.testing.images import simple_image
 from tests.support.faultproxy import FaultProxy
 
 

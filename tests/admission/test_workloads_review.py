@@ -9,8 +9,8 @@ import pytest
 
 from admission.errors import BadAdmissionReview, ReviewError
 from admission.review import load_review_input, parse_review, review_response
+from admission.testing.helpers import POD_KIND, deployment, pod_spec, review
 from admission.workloads import workload_images
-from tests.admission.helpers import POD_KIND, deployment, pod_spec, review
 from tests.conftest import VECTORS, vector_files
 
 REVIEWS = VECTORS / "admission-reviews"

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support.postgres import PostgresServer
+from admission.testing.samples import write_key_pair
+from attest.testing.postgres import PostgresServer
 
 _names = itertools.count(1)
 
@@ -40,26 +39,6 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def pg_url(postgres: PostgresServer) -> str:
     return postgres.create_database(f"decisions_{next(_names)}")
-
-
-def write_key_pair(directory: Path, name: str = "server") -> tuple[Path, Path]:
-    """An ECDSA P-256 key pair as unencrypted PKCS#8 / PKIX PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = directory / f"{name}.key"
-    public = directory / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
 
 
 @pytest.fixture

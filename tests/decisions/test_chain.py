@@ -20,10 +20,9 @@ from admission.decisions.model import decision_document
 from admission.decisions.recorder import CHECKPOINT_EVENT, DecisionRecorder
 from admission.decisions.store import DecisionDatabase, open_database, prepare
 from admission.decisions.verify import verify_database
+from admission.testing.samples import decision, write_key_pair
 from attest.errors import KeyFileError
 from attest.signing import keys
-from tests.decisions.conftest import write_key_pair
-from tests.decisions.samples import decision
 
 
 def fill(db_url: str, signer_key: Path | None, count: int = 6, **options) -> None:

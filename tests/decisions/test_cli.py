@@ -12,7 +12,7 @@ from admission.decisions.chain import GENESIS, load_head_signer, record_hash
 from admission.decisions.model import decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase
-from tests.decisions.samples import decision, image
+from admission.testing.samples import decision, image
 
 
 def seed(db_url: str, signer_key: Path | None = None) -> list[dict]:

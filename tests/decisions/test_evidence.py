@@ -19,8 +19,7 @@ from admission.decisions.chain import load_head_signer
 from admission.decisions.parallel import collect_stats
 from admission.decisions.query import filter_from_text
 from admission.decisions.store import DecisionDatabase, open_database, record_now
-from tests.decisions.conftest import write_key_pair
-from tests.decisions.samples import decision, digest_of, image
+from admission.testing.samples import decision, digest_of, image, write_key_pair
 from tests.support.peers import peer_binary
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from prometheus_client import REGISTRY
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import open_database
 from admission.decisions.verify import verify_database
-from tests.decisions.samples import FakeDecision, decision
-from tests.support.postgres import PostgresServer
+from admission.testing.samples import FakeDecision, decision
+from attest.testing.postgres import PostgresServer
 
 
 def dropped_metric(reason: str) -> float:

@@ -6,8 +6,8 @@ import pytest
 import rfc8785
 
 from admission.decisions.model import canonical_bytes, normalise_time, record_fields
+from admission.testing.samples import decision
 from attest.errors import UsageError
-from tests.decisions.samples import decision
 
 TRICKY = [
     0.1,

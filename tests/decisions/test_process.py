@@ -13,8 +13,8 @@ from admission.decisions import query
 from admission.decisions.process import RecorderProcess
 from admission.decisions.store import open_database
 from admission.decisions.verify import verify_database
+from admission.testing.samples import FakeDecision, decision
 from tests.conftest import ROOT
-from tests.decisions.samples import FakeDecision, decision
 
 
 def test_records_go_through_the_child_which_signs_its_head_on_close(db_url: str, key_pair) -> None:
@@ -80,7 +80,7 @@ def test_the_child_writes_what_it_has_and_exits_when_the_worker_dies(
             import os, sys, time
             sys.path.insert(0, {str(ROOT)!r})
             from admission.decisions.process import RecorderProcess
-            from tests.decisions.samples import decision
+            from admission.testing.samples import decision
             recorder = RecorderProcess({sqlite_url!r}).start()
             while recorder.status().state == "starting":  # the child is up
                 time.sleep(0.02)

@@ -147,8 +147,8 @@ def test_replay_applies_the_webhooks_own_rules_to_every_outcome(tmp_path: Path) 
     from admission.decisions.replay import replay
     from admission.decisions.store import open_database
     from admission.review import parse_review
+    from admission.testing.helpers import deployment, key_policy, new_key, review, write_config
     from attest.policy import load_bundle, make_engine
-    from tests.admission.helpers import deployment, key_policy, new_key, review, write_config
     from tests.admission.test_decide import AUDIT, BAD, BROKEN, GOOD, REGISTRY, FakeVerifier
 
     audit_bad = f"{REGISTRY}/audit/bad@sha256:{'6' * 64}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from admission.decisions.stats import DecisionStats, Limits, RecordView
-from tests.decisions.samples import decision, image
+from admission.testing.samples import decision, image
 
 
 def view(number: int, document: dict) -> RecordView:

@@ -14,8 +14,8 @@ from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase, open_database, prepare, record_now
 from admission.decisions.verify import verify_database
 from admission.errors import DecisionStoreError
+from admission.testing.samples import FakeDecision, decision, digest_of, image
 from attest.errors import UsageError
-from tests.decisions.samples import FakeDecision, decision, digest_of, image
 
 
 def record_all(db_url: str, documents: list, **options) -> DecisionRecorder:

@@ -21,6 +21,16 @@
 // trusted CT log, but over other data than this certificate).  Under
 // /ca/stranger/api/v2/signingCert a CA the trusted root does not list issues certificates
 // with a valid SCT from the trusted CT log.
+//
+// For the verifier's certificate and log tests, two more routes let a test choose what
+// real Fulcio and Rekor would decide themselves.  POST /issue/api/v2/signingCert takes
+// the usual request plus {"certificate": {"san": "email"|"uri", "eku": ["codeSigning",
+// "clientAuth", ...] (empty: no EKU extension), "notBefore": unix seconds, "lifetime":
+// seconds}}: the trusted CA issues that leaf (identity from the token's `sub`, OIDC issuer
+// extensions from its `iss`, as the mock Fulcio does) with a valid SCT from the trusted CT
+// log dated notBefore.  POST /time/<unix seconds>/api/v1/log/entries logs the entry with
+// that integrated time.  The CA root and every validFor start a day before the server,
+// so certificates and entries may be back-dated.
 'use strict';
 
 const crypto = require('crypto');
@@ -28,6 +38,18 @@ const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const mock = require('@sigstore/mock');
+
+// The mock's own copies of its certificate libraries (loaded after it: they need its
+// reflect-metadata polyfill).
+const fromMock = (name) => require(require.resolve(name, { paths: [require.resolve('@sigstore/mock')] }));
+const x509 = fromMock('@peculiar/x509');
+const asn1js = fromMock('asn1js');
+const ISSUER = 'CN=sigstore,O=sigstore.mock'; // the mock CA's name: its leaves' issuer
+const ISSUER_EXT_OID_V1 = '1.3.6.1.4.1.57264.1.1';
+const ISSUER_EXT_OID_V2 = '1.3.6.1.4.1.57264.1.8';
+const SCT_LIST_OID = '1.3.6.1.4.1.11129.2.4.2';
+const SIGNING = { name: 'ECDSA', hash: 'SHA-384' };
+const DAY = 24 * 3600 * 1000;
 
 function parseArgs(argv) {
   const args = { port: 0, out: null, rekorTimeOffset: 0, dsse: 'canonical' };
@@ -91,7 +113,86 @@ function fulcioRequest(body, headers) {
 }
 
 function timeRange(start) {
-  return { start: new Date(start.getTime() - 60_000).toISOString() };
+  return { start: start.toISOString() };
+}
+
+// The mock CA's root, re-issued for the same key and name but valid from `notBefore`
+// (the mock dates it at start-up, too late for back-dated leaves).
+async function backdatedRoot(ca, notBefore) {
+  const keys = ca.keyPair;
+  return x509.X509CertificateGenerator.createSelfSigned(
+    {
+      serialNumber: '01',
+      name: ISSUER,
+      notBefore,
+      notAfter: new Date(notBefore.getTime() + 366 * DAY),
+      signingAlgorithm: SIGNING,
+      keys,
+      extensions: [
+        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.keyCertSign, true),
+        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, ca.crypto),
+        await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey, false, ca.crypto),
+      ],
+    },
+    ca.crypto,
+  );
+}
+
+// The SCT list extension as the mock CA encodes it.
+function sctListExtension(sct) {
+  const list = Buffer.concat([Buffer.from([0x00, sct.byteLength]), Buffer.from(sct)]);
+  return new x509.Extension(SCT_LIST_OID, false, new asn1js.OctetString({ valueHex: list }).toBER(false));
+}
+
+// A leaf from the trusted CA with what the request's "certificate" object asks for (see the
+// header); everything else as the mock CA issues it.
+async function issueChosen(ca, ctKeys, body) {
+  const request = JSON.parse(body);
+  const chosen = request.certificate || {};
+  const claims = JSON.parse(
+    Buffer.from(request.credentials.oidcIdentityToken.split('.')[1], 'base64url').toString(),
+  );
+  const pem = request.publicKeyRequest.publicKey.content;
+  const der = Buffer.from(pem.replace(/-{5}(BEGIN|END) .*-{5}/gm, '').replace(/\s/gm, ''), 'base64');
+  const key = await ca.crypto.subtle.importKey('spki', der, { name: 'ECDSA', namedCurve: 'P-256' }, true, ['verify']);
+  const notBefore = chosen.notBefore !== undefined ? new Date(chosen.notBefore * 1000) : new Date();
+  const lifetime = chosen.lifetime !== undefined ? chosen.lifetime : 600;
+  const ekus = chosen.eku !== undefined ? chosen.eku : ['codeSigning'];
+  for (const name of ekus) {
+    if (!x509.ExtendedKeyUsage[name]) throw new Error(`unknown extended key usage ${name}`);
+  }
+  const sanType = { email: 'email', uri: 'url' }[chosen.san || 'uri'];
+  if (!sanType) throw new Error('certificate.san is email or uri');
+  const extensions = [
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    ...(ekus.length ? [new x509.ExtendedKeyUsageExtension(ekus.map((name) => x509.ExtendedKeyUsage[name]))] : []),
+    new x509.SubjectAlternativeNameExtension([{ type: sanType, value: claims.sub }], true),
+    await x509.SubjectKeyIdentifierExtension.create(key, false, ca.crypto),
+    await x509.AuthorityKeyIdentifierExtension.create(ca.keyPair.publicKey, false, ca.crypto),
+    new x509.Extension(ISSUER_EXT_OID_V1, false, Buffer.from(claims.iss)),
+    new x509.Extension(ISSUER_EXT_OID_V2, false, new asn1js.Utf8String({ value: claims.iss }).toBER(false)),
+  ];
+  const tbs = {
+    serialNumber: crypto.randomBytes(8).toString('hex').replace(/^[89a-f]/, '1'),
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + lifetime * 1000),
+    issuer: ISSUER,
+    publicKey: key,
+    signingAlgorithm: SIGNING,
+    signingKey: ca.keyPair.privateKey,
+    extensions,
+  };
+  const preCert = await x509.X509CertificateGenerator.create(tbs, ca.crypto);
+  const ctlog = await mock.initializeCTLog(ctKeys, notBefore);
+  extensions.push(sctListExtension(await ctlog.log(preCert.rawData, await ca.issuerID)));
+  const leaf = await x509.X509CertificateGenerator.create(tbs, ca.crypto);
+  const chain = [leaf.toString('pem'), ca.root.toString('pem')];
+  return {
+    statusCode: 200,
+    response: JSON.stringify({ signedCertificateEmbeddedSct: { chain: { certificates: chain } } }),
+    contentType: 'application/json',
+  };
 }
 
 function keyDer(keyObject) {
@@ -100,7 +201,7 @@ function keyDer(keyObject) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const started = new Date();
+  const started = new Date(Date.now() - DAY); // see the header: room to back-date
   const server = http.createServer();
   await new Promise((resolve) => server.listen(args.port, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${server.address().port}`;
@@ -111,7 +212,12 @@ async function main() {
   const tsaKeys = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
 
   const ctlog = await mock.initializeCTLog(ctKeys);
-  const ca = await mock.initializeCA(caKeys, ctlog);
+  const mockCa = await mock.initializeCA(caKeys, ctlog);
+  const ca = new mockCa.constructor({
+    keyPair: mockCa.keyPair,
+    rootCertificate: await backdatedRoot(mockCa, started),
+    ctLog: ctlog,
+  });
   const clock =
     args.rekorTimeOffset !== 0 ? new Date(Date.now() + args.rekorTimeOffset * 1000) : undefined;
   const tlog = await mock.initializeTLog(url, tlogKeys, clock);
@@ -134,6 +240,14 @@ async function main() {
 
   const fulcio = mock.fulcioHandler(ca);
   const rekor = mock.rekorHandler(tlog);
+  // Rekor v1 with DSSE proposals rewritten as real Rekor stores them (see the header).
+  const logWith = (handler) => async (body) => {
+    if (args.dsse === 'canonical') {
+      const proposed = JSON.parse(body);
+      if (proposed.kind === 'dsse') return handler.fn(JSON.stringify(canonicalDsse(proposed)));
+    }
+    return handler.fn(body);
+  };
   const timestamps = mock.tsaHandler(tsa);
 
   const routes = {
@@ -143,13 +257,8 @@ async function main() {
       const answer = await fulcio.fn(JSON.stringify(fulcioRequest(body, headers)));
       return answer.statusCode === 201 ? { ...answer, statusCode: 200 } : answer;
     },
-    [rekor.path]: async (body) => {
-      if (args.dsse === 'canonical') {
-        const proposed = JSON.parse(body);
-        if (proposed.kind === 'dsse') return rekor.fn(JSON.stringify(canonicalDsse(proposed)));
-      }
-      return rekor.fn(body);
-    },
+    [rekor.path]: logWith(rekor),
+    [`/issue${fulcio.path}`]: async (body) => issueChosen(ca, ctKeys, body),
     [timestamps.path]: timestamps.fn,
   };
 
@@ -165,7 +274,11 @@ async function main() {
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
     req.on('end', async () => {
-      const route = routes[req.url.split('?')[0]];
+      const where = req.url.split('?')[0];
+      const at = /^\/time\/(-?\d+)(\/api\/v1\/log\/entries)$/.exec(where);
+      const route = at
+        ? async (body) => logWith(mock.rekorHandler(await mock.initializeTLog(url, tlogKeys, new Date(Number(at[1]) * 1000))))(body)
+        : routes[where];
       if (req.method !== 'POST' || !route) {
         res.writeHead(req.method === 'GET' && req.url === '/healthz' ? 200 : 404);
         res.end();
@@ -177,7 +290,7 @@ async function main() {
         const headers = { 'Content-Type': contentType || 'text/plain' };
         // Real Rekor v1 names the new entry in ETag and Location; sigstore-go (cosign v3)
         // looks the entry up in the answer by its ETag, the mock sends neither.
-        if (req.url.split('?')[0] === rekor.path && statusCode === 201) {
+        if (where.endsWith(rekor.path) && statusCode === 201) {
           const uuid = Object.keys(JSON.parse(response))[0];
           headers.ETag = uuid;
           headers.Location = `${rekor.path}/${uuid}`;

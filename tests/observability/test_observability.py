@@ -15,13 +15,21 @@ import pytest
 import requests
 import yaml
 
+from admission.testing.helpers import (
+    deployment,
+    make_tls,
+    new_key,
+    review,
+    sign_image,
+    write_config,
+)
+from admission.testing.webhook import start_webhook
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import free_port
-from tests.admission.helpers import deployment, make_tls, new_key, review, sign_image, write_config
-from tests.conftest import ROOT, simple_image
+from attest.testing.images import simple_image
+from tests.conftest import ROOT
 from tests.support.peers import peer_binary
-from tests.support.webhook import start_webhook
 
 OBSERVABILITY = ROOT / "charts" / "attest" / "observability"
 RULES = OBSERVABILITY / "prometheus-rules.yaml"

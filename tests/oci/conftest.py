@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from admission.testing.helpers import TlsFiles, make_tls
 from attest.testing import RegistryServer
-from tests.admission.helpers import TlsFiles, make_tls
 
 
 @pytest.fixture(scope="module")

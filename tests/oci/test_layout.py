@@ -14,7 +14,7 @@ from attest.oci.layout import LayoutStore, pack_layout
 from attest.oci.manifest import Index, Manifest, Platform
 from attest.oci.reference import parse_target
 from attest.oci.store import read_blob
-from tests.conftest import simple_image
+from attest.testing.images import simple_image
 
 
 def _layout_with_image(tmp_path: Path, tag: str = "v1") -> tuple[Path, str]:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from admission.testing.helpers import make_tls
 from attest.errors import RegistryError
 from attest.oci.registry import RegistryRepository
 from attest.oci.store import read_blob
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import QuietHTTPServer, RegistryServer, free_port
-from tests.admission.helpers import make_tls
 
 
 def _https_store(server: RegistryServer, **options: object) -> RegistryRepository:

@@ -1,6 +1,6 @@
 """The registry transport against hostile registries: every exchange ends at the caller's deadline.
 
-Real socket servers on loopback (tests/support/hostile.py) drip their answer a
+Real socket servers on loopback (attest/testing/hostile.py) drip their answer a
 byte a second, never answer, or stall mid-body; each attack would hold the
 reading thread far past the deadline if the limit applied per ``recv``.  Each
 test asserts both sides: the caller gets ``DeadlineExceeded`` within the
@@ -25,8 +25,8 @@ from attest.oci.registry import RegistryRepository
 from attest.oci.store import read_blob
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.signing.storage import fetch_all
+from attest.testing.hostile import MANIFEST_TYPE, HostileRegistry
 from tests.oci.test_transport import _Redirector
-from tests.support.hostile import MANIFEST_TYPE, HostileRegistry
 
 DEADLINE = 2.0  # above the drip interval (1 s): a per-recv timeout alone never trips
 MARGIN = 1.5  # generous: the bound proves the deadline holds, it does not measure speed

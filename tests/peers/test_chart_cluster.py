@@ -31,7 +31,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from tests.conftest import ROOT, simple_image
+from attest.testing.images import simple_image
+from tests.conftest import ROOT
 from tests.support.chart import (
     CHART,
     NAMESPACE,

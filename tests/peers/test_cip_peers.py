@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
+from admission.testing.helpers import TlsFiles, deployment, make_tls, review
+from admission.testing.webhook import Webhook, start_webhook
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
-from tests.admission.helpers import TlsFiles, deployment, make_tls, review
-from tests.conftest import simple_image
+from attest.testing.images import simple_image
 from tests.peers.conftest import Cosign
 from tests.support.peers import peer_binary
 from tests.support.trust import Trust
-from tests.support.webhook import Webhook, start_webhook
 
 REPO = "peers-cip"
 CUSTOM_REGO = """package sigstore

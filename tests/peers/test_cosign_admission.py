@@ -16,16 +16,23 @@ from typing import Any
 
 import pytest
 
+from admission.testing.helpers import (
+    PARAMETERS,
+    TlsFiles,
+    deployment,
+    make_tls,
+    review,
+    write_config,
+)
+from admission.testing.webhook import Webhook, start_webhook
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
-from tests.admission.helpers import PARAMETERS, TlsFiles, deployment, make_tls, review, write_config
-from tests.conftest import simple_image
+from attest.testing.images import simple_image
 from tests.peers.conftest import Cosign
 from tests.peers.test_cosign_interop import PROVENANCE
 from tests.support.peers import peer_binary
 from tests.support.trust import Trust
-from tests.support.webhook import Webhook, start_webhook
 
 REPO = "peers-admission"
 

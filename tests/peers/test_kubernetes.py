@@ -23,16 +23,17 @@ from typing import Any
 import pytest
 import yaml
 
+from admission.testing.helpers import TlsFiles, make_tls, new_key, sign_image, write_config
+from admission.testing.webhook import Webhook, start_webhook
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.testing import free_port
-from tests.admission.helpers import TlsFiles, make_tls, new_key, sign_image, write_config
-from tests.conftest import ROOT, simple_image
+from attest.testing.images import simple_image
+from tests.conftest import ROOT
 from tests.support.chart import NAMESPACE as EXEMPT
 from tests.support.chart import RELEASE, render
 from tests.support.faultproxy import FaultProxy
 from tests.support.kubernetes import Cluster
-from tests.support.webhook import Webhook, start_webhook
 
 REPO = "k8s-peers"
 NAMESPACE = "apps"

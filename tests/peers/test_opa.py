@@ -220,7 +220,7 @@ def test_admission_decisions_through_the_real_opa_and_fail_closed_when_it_goes(
 ) -> None:
     from admission.decide import Admission
     from admission.review import parse_review
-    from tests.admission.helpers import (
+    from admission.testing.helpers import (
         PARAMETERS,
         deployment,
         key_policy,

@@ -19,7 +19,8 @@ import pytest
 
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
-from tests.conftest import ROOT, simple_image
+from attest.testing.images import simple_image
+from tests.conftest import ROOT
 from tests.peers.conftest import Cosign
 from tests.support.peers import peer_binary
 

@@ -46,8 +46,8 @@ from attest.signing.storage import attach_attestation, attach_signature
 from attest.signing.tlog import TlogEntry
 from attest.signing.trust import PUBLIC_GOOD, load_trusted_root
 from attest.testing import QuietHTTPServer, SigstoreMock, free_port
+from attest.testing.images import simple_image
 from attest.verify import verify_image
-from tests.conftest import simple_image
 from tests.peers.conftest import ENV, KeyPair
 from tests.support.rekor import RekorTiles
 from tests.support.trust import Trust, compose

@@ -1,5 +1,5 @@
-"""Fixtures for signing tests: key pairs, signed images in registries and layouts, the in-process
-fake Sigstore, extra local Sigstore instances (the Node mock) and the vectors they read."""
+"""Fixtures for signing tests: key pairs, signed images in registries and layouts, extra local
+Sigstore instances (the Node mock, like ``sigstore_mock``) and the vectors they read."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from attest.signing.authority import (
 from attest.signing.fulcio import IdentityPolicy
 from attest.signing.signer import KeySigner
 from attest.testing import SigstoreMock, node_harness_missing
-from tests.conftest import VECTORS, simple_image, vector
-from tests.signing.fakesigstore import FakeSigstore
+from attest.testing.images import simple_image
+from tests.conftest import VECTORS, vector
 
 CONFORMANCE = VECTORS / "sigstore-conformance"
 COSIGN_BUNDLE = VECTORS / "cosign-bundle"
@@ -95,13 +95,6 @@ def statement_for(digest: str, predicate_type: str = "https://example.com/test/v
             "predicate": {"count": 3},
         }
     ).encode()
-
-
-@pytest.fixture
-def fake_sigstore(tmp_path: Path) -> tuple[FakeSigstore, str]:
-    """A fake Sigstore and the path of its trusted_root.json."""
-    sigstore = FakeSigstore()
-    return sigstore, sigstore.write_trusted_root(tmp_path / "trusted_root.json")
 
 
 def keyless_policy(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from admission.testing.helpers import provenance_json, sbom_statement
 from attest.oci.access import resolve_image
 from attest.oci.manifest import Manifest
 from attest.oci.reference import parse_image_reference
@@ -17,7 +18,6 @@ from attest.oci.transport import RegistryClient, RegistryOptions
 from attest.signing.legacy import signature_tag
 from attest.signing.storage import attach_attestation, attach_signature, find_signatures
 from attest.verify import verify_image
-from tests.admission.helpers import provenance_json, sbom_statement
 from tests.signing.conftest import SigningKey, make_key
 from tests.support.faultproxy import FaultProxy
 

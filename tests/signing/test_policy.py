@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
 import hashlib
 
 import pytest
@@ -18,6 +16,7 @@ from attest.signing.authority import (
     VerificationPolicy,
 )
 from attest.signing.fulcio import IdentityPolicy
+from attest.signing.rekor import RekorClient
 from attest.signing.storage import attach_signature
 from attest.signing.trust import TrustMaterialError
 from attest.verify import verify_image
@@ -107,31 +106,24 @@ def test_unusable_trust_material_raises_before_checking(layout_image, tmp_path) 
         )
 
 
-def test_key_signature_log_entry_must_verify_against_the_root(layout_image, fake_sigstore) -> None:
+def test_key_signature_log_entry_must_verify_against_the_root(layout_image, sigstore_mock) -> None:
     """A Rekor entry next to a key-based signature is optional, but a present one must verify."""
     reference, store, image = layout_image
-    sigstore, root = fake_sigstore
+    rekor, root = RekorClient(sigstore_mock.url), sigstore_mock.trusted_root
     key = make_key()
+    logged: list[int] = []
 
     class LoggingSigner:
-        description = "key + fake log"
+        description = "key + mock log"
 
         def sign(self, data: bytes):
             material = key.signer.sign(data)
-            body = {
-                "apiVersion": "0.0.1",
-                "kind": "hashedrekord",
-                "spec": {
-                    "data": {
-                        "hash": {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()}
-                    },
-                    "signature": {
-                        "content": base64.b64encode(material.signature).decode(),
-                        "publicKey": {"content": base64.b64encode(key.public_pem).decode()},
-                    },
-                },
-            }
-            entry = sigstore.log(body, dt.datetime.now(dt.UTC))
+            entry = rekor.upload_hashedrekord(
+                signature=material.signature,
+                digest=hashlib.sha256(data).digest(),
+                verifier=key.signer.public_key,
+            )
+            logged.append(entry.log_index)
             return dataclasses.replace(material, tlog_entries=(entry,))
 
     attach_signature(store, image, LoggingSigner(), legacy=True)  # type: ignore[arg-type]
@@ -139,7 +131,7 @@ def test_key_signature_log_entry_must_verify_against_the_root(layout_image, fake
     trusted = verify_image(
         reference, VerificationPolicy((KeyAuthority("k", key.public_pem, trusted_root=root),))
     )
-    assert trusted.verified and trusted.signatures[0].tlog["logIndex"] == 0
+    assert trusted.verified and [trusted.signatures[0].tlog["logIndex"]] == logged
     # Even where no entry is required, one that is present must verify (here: not against
     # the public-good root, which does not know this log).
     public_good = verify_image(reference, key.policy(tlog=TLOG_IF_PRESENT))

@@ -24,8 +24,8 @@ from attest.signing.fulcio import CertificateError, IdentityPolicy, verify_scts
 from attest.signing.storage import SignedImage, attach_attestation, attach_signature
 from attest.signing.trust import load_trusted_root
 from attest.testing import DEFAULT_ISSUER, DEFAULT_SUBJECT, SigstoreMock
+from attest.testing.images import simple_image
 from attest.verify import ImageVerification, verify_image
-from tests.conftest import simple_image
 from tests.signing.conftest import resolved, statement_for
 from tests.support.sigstore import MockKeylessSigner
 

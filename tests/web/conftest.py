@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.admission.conftest import World
-from tests.admission.helpers import TlsFiles, make_tls
-from tests.web.server import Serve, start_serve
+from admission.testing.helpers import TlsFiles, make_tls
+from admission.testing.serve import Serve, start_serve
+from admission.testing.world import World
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,11 @@ import requests
 from admission.bounds import MAX_ENTRIES, TRUNCATED_KEY
 from admission.decisions.model import canonical_bytes
 from admission.metrics import label_values
+from admission.testing.helpers import deployment, recorded_documents, review
+from admission.testing.serve import wait_for
 from attest.oci.access import resolve_image
 from attest.oci.reference import parse_image_reference
 from attest.signing.storage import attach_signature
-from tests.admission.helpers import deployment, recorded_documents, review
-from tests.web.server import wait_for
 
 KINDS = 20_000
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.admission.helpers import POD_KIND, deployment, review
-from tests.web.server import TOKEN, Serve, wait_for
+from admission.testing.helpers import POD_KIND, deployment, review
+from admission.testing.serve import TOKEN, Serve, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

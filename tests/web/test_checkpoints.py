@@ -22,11 +22,11 @@ from admission.decisions.chain import load_trusted_key
 from admission.decisions.store import open_database
 from admission.decisions.verify import VerifyReport, verify_database
 from admission.errors import DecisionStoreError
+from admission.testing import webhook
+from admission.testing.helpers import TlsFiles, deployment, review
+from admission.testing.samples import write_key_pair
+from admission.testing.serve import Serve, serve_command, wait_for
 from attest.testing import free_port
-from tests.admission.helpers import TlsFiles, deployment, review
-from tests.decisions.conftest import write_key_pair
-from tests.support import webhook
-from tests.web.server import Serve, serve_command, wait_for
 
 
 def report(db: str, public: Path) -> VerifyReport:

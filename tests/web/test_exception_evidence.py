@@ -13,12 +13,12 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from admission.testing.helpers import Key
+from admission.testing.samples import write_key_pair
+from admission.testing.serve import wait_for
+from admission.testing.world import World
 from attest.signing import keys
 from attest.signing.signer import KeySigner
-from tests.admission.conftest import World
-from tests.admission.helpers import Key
-from tests.decisions.conftest import write_key_pair
-from tests.web.server import wait_for
 from tests.web.test_checkpoints import report
 from tests.web.test_exceptions import ask, config_with_exceptions, images, record_of  # noqa: F401
 

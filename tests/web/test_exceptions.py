@@ -20,12 +20,12 @@ import pytest
 from admission.decisions import query
 from admission.decisions.store import open_database
 from admission.exceptions.document import ExceptionDocument, new_document, sign_exception
+from admission.testing.helpers import Key, deployment, new_key, review
+from admission.testing.serve import Serve, wait_for
+from admission.testing.world import REPO, World
 from attest.signing import keys
 from attest.signing.signer import KeySigner
-from tests.admission.conftest import REPO, World
-from tests.admission.helpers import Key, deployment, new_key, review
 from tests.support.faultproxy import FaultProxy
-from tests.web.server import Serve, wait_for
 from tests.web.test_server import metric_total
 
 NOW = dt.datetime.now(dt.UTC)
@@ -42,7 +42,7 @@ def images(world: World) -> dict[str, str]:
     }
     builder_v2 = world.push("exc-denied")  # same repository, pushed again below as v2
     assert builder_v2 == names["denied"]
-    from tests.conftest import simple_image
+    from attest.testing.images import simple_image
 
     simple_image(world.workdir, marker="exc-denied-v2").build(world.workdir / "v2").push(
         world.store("exc-denied"), "v2"

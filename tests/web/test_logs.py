@@ -9,9 +9,9 @@ import secrets
 from pathlib import Path
 
 from admission.jsonlog import JsonFormatter, redact
+from admission.testing.helpers import deployment, key_policy, new_key, review, write_config
 from attest.oci.registry import RegistryRepository
 from attest.oci.transport import RegistryClient, RegistryOptions
-from tests.admission.helpers import deployment, key_policy, new_key, review, write_config
 
 
 def test_one_json_line_per_decision_and_no_credentials_anywhere(

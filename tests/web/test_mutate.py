@@ -14,8 +14,8 @@ import pytest
 from admission.app import create_app
 from admission.decisions.recorder import DecisionRecorder
 from admission.mutate import json_pointer
+from admission.testing.helpers import key_policy, review, write_config
 from admission.workloads import POD_SPEC_PATHS
-from tests.admission.helpers import key_policy, review, write_config
 
 KINDS = {
     "Pod": ("", "v1"),

@@ -16,11 +16,11 @@ import pytest
 from playwright.sync_api import expect
 
 from admission.decisions.store import open_database
+from admission.testing.helpers import deployment, new_key, review
+from admission.testing.samples import write_key_pair
+from admission.testing.serve import TOKEN, Serve, wait_for
 from admission.web.app import SECURITY_HEADERS
-from tests.admission.helpers import deployment, new_key, review
-from tests.decisions.conftest import write_key_pair
 from tests.support.png import pixels
-from tests.web.server import TOKEN, Serve, wait_for
 from tests.web.test_browser import browser, sign_in  # noqa: F401 (the Chromium fixture)
 from tests.web.test_exceptions import config_with_exceptions, write_exception
 

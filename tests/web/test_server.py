@@ -11,10 +11,10 @@ from pathlib import Path
 import requests
 
 from admission.metrics import label_values
+from admission.testing.helpers import deployment, review
+from admission.testing.samples import write_key_pair
+from admission.testing.serve import TOKEN, serve_command, wait_for
 from attest.testing import free_port
-from tests.admission.helpers import deployment, review
-from tests.decisions.conftest import write_key_pair
-from tests.web.server import TOKEN, serve_command, wait_for
 
 
 def metric_total(text: str, family: str, **labels: str) -> float:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from admission.decisions.store import record_now
+from admission.testing.samples import decision, image
 from admission.web.app import create_ops_app
-from tests.decisions.samples import decision, image
 
 TOKEN = "in-process-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

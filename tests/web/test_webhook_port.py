@@ -23,12 +23,12 @@ import pytest
 import requests
 from cryptography import x509
 
+from admission.testing import webhook
+from admission.testing.helpers import deployment, make_client_ca, review
+from admission.testing.serve import TOKEN, Serve, serve_command, wait_for
+from admission.testing.world import REPO
 from attest.testing import free_port
-from tests.admission.conftest import REPO
-from tests.admission.helpers import deployment, make_client_ca, review
-from tests.support import webhook
-from tests.support.hostile import HostileRegistry
-from tests.web.server import TOKEN, Serve, serve_command, wait_for
+from attest.testing.hostile import HostileRegistry
 
 HEADER_TIMEOUT, READ_TIMEOUT = 1.5, 3.0
 LIMITS = ("--read-header-timeout", str(HEADER_TIMEOUT), "--read-timeout", str(READ_TIMEOUT))

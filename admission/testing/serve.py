@@ -10,10 +10,10 @@ from typing import Any
 
 import requests
 
+from admission.testing import webhook
+from admission.testing.helpers import TlsFiles
+from admission.testing.webhook import Webhook
 from attest.testing import free_port
-from tests.admission.helpers import TlsFiles
-from tests.support import webhook
-from tests.support.webhook import Webhook
 
 TOKEN = "appsec-view-token-0123456789abcdef"
 
@@ -35,7 +35,8 @@ class Serve(Webhook):
             f"{self.url}{path}", json=review, verify=str(self.ca), timeout=timeout
         )
         assert response.status_code == 200, response.text
-        return response.json()["response"]
+        answer: dict[str, Any] = response.json()["response"]
+        return answer
 
     def ops(self, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}))

@@ -1,4 +1,5 @@
-"""Decision documents in the shape of CONTRACTS §3 (``admission.verdict.Decision.to_dict()``)."""
+"""Decision documents in the shape of CONTRACTS §3 (``admission.verdict.Decision.to_dict()``),
+and a key pair to sign records with."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import datetime as dt
 import hashlib
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 _counter = itertools.count(1)
 
@@ -123,3 +128,23 @@ class FakeDecision:
 
     def to_dict(self) -> dict[str, Any]:
         return self.data
+
+
+def write_key_pair(directory: Path, name: str = "server") -> tuple[Path, Path]:
+    """An ECDSA P-256 key pair as unencrypted PKCS#8 / PKIX PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = directory / f"{name}.key"
+    public = directory / f"{name}.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public

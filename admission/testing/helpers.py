@@ -323,7 +323,9 @@ def make_tls(directory: Path) -> TlsFiles:
     return files
 
 
-def attach_statement(store: ImageStore, reference: str, signer: Any, statement: dict) -> str:
+def attach_statement(
+    store: ImageStore, reference: str, signer: Any, statement: dict[str, Any]
+) -> str:
     """Sign and store any Statement about the image at ``reference`` (subject filled in)."""
     image = resolve_image(store, parse_image_reference(reference))
     algorithm, hex_value = image.digest.split(":")

@@ -1,25 +1,11 @@
-"""Real servers on loopback for the test suite and the benchmarks (``bench/``).
-
-Both start the same real components, so the one definition lives here rather than
-in ``tests/`` (which ``bench/`` must not import): :func:`free_port`,
-:func:`wait_http`, :class:`RegistryServer` (a Debian ``docker-registry``,
-distribution 2.8, with its own temporary storage) and :class:`SigstoreMock`
-(Fulcio and Rekor from @sigstore/mock behind ``tests/js/sigstore-mock-server.js``;
-a source checkout with ``npm ci`` run there).  Nothing in the library imports this
-module.
-
-``SigstoreMock`` writes the instance's trusted root, signing config and client
-trust config, then prints their paths.  ``token()`` mints OIDC identity tokens the
-mock Fulcio accepts: it decodes the JWT without checking its signature and
-certifies the ``sub`` claim (as a URI SAN) for the ``iss`` claim, so any
-HS256-signed token with the usual claims (``aud`` = ``sigstore``) will do.
-"""
+"""Real servers on loopback: :func:`free_port`, :func:`wait_http`, :class:`QuietHTTPServer`
+and :class:`RegistryServer` (a Debian ``docker-registry``, distribution 2.8, with its own
+temporary storage)."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import socket
 import ssl
@@ -34,10 +20,6 @@ from pathlib import Path
 from typing import Any
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-JS_DIR = Path(__file__).resolve().parent.parent / "tests" / "js"
-"""The Node harness (``npm ci`` there): a source checkout only, not an installed package."""
-DEFAULT_ISSUER = "https://token.attest.test"
-DEFAULT_SUBJECT = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
 
 
 class QuietHTTPServer(ThreadingHTTPServer):
@@ -155,97 +137,3 @@ class RegistryServer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def node_harness_missing() -> str | None:
-    """Why the Node harness cannot run, or None (``make test`` installs it)."""
-    if shutil.which("node") is None:
-        return "node is not installed (make test installs it via scripts/system-deps.sh)"
-    if not (JS_DIR / "node_modules" / "@sigstore" / "mock").is_dir():
-        return "tests/js/node_modules is missing (make test runs npm ci there)"
-    return None
-
-
-class SigstoreMock:
-    """One running instance; ``trusted_root``, ``signing_config``, ``trust_config`` are paths."""
-
-    def __init__(
-        self, workdir: Path, *, rekor_time_offset: int = 0, dsse: str = "canonical"
-    ) -> None:
-        self.workdir = workdir
-        self.rekor_time_offset = rekor_time_offset
-        self.dsse = dsse
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.trusted_root = ""
-        self.signing_config = ""
-        self.trust_config = ""
-
-    def start(self, timeout: float = 30.0) -> SigstoreMock:
-        command = [
-            "node",
-            str(JS_DIR / "sigstore-mock-server.js"),
-            "--out",
-            str(self.workdir),
-            "--rekor-time-offset",
-            str(self.rekor_time_offset),
-            "--dsse",
-            self.dsse,
-        ]
-        stderr = (self.workdir.parent / f"{self.workdir.name}.stderr").open("wb")
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd=JS_DIR
-        )
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = b""
-        while time.monotonic() < deadline and not line:
-            line = self.process.stdout.readline()
-            if self.process.poll() is not None and not line:
-                break
-        if not line:
-            self.stop()
-            raise RuntimeError(f"sigstore mock did not start: see {stderr.name}")
-        info = json.loads(line)
-        self.url = info["url"]
-        self.trusted_root = info["trustedRoot"]
-        self.signing_config = info["signingConfig"]
-        self.trust_config = info["trustConfig"]
-        return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            self.process.wait(timeout=5)
-        self.process = None
-
-    @staticmethod
-    def token(
-        subject: str = DEFAULT_SUBJECT,
-        issuer: str = DEFAULT_ISSUER,
-        *,
-        audience: str = "sigstore",
-        lifetime: int = 600,
-        issued_at: int | None = None,
-        **claims: object,
-    ) -> str:
-        """An OIDC identity token (HS256 with a throwaway secret) for ``subject``/``issuer``."""
-        now = int(time.time()) if issued_at is None else issued_at
-        body = {
-            "iss": issuer,
-            "sub": subject,
-            "aud": audience,
-            "iat": now,
-            "nbf": now,
-            "exp": now + lifetime,
-            **claims,
-        }
-        import jwt  # PyJWT, a dependency of sigstore
-
-        return jwt.encode(body, secrets.token_hex(32), algorithm="HS256")

@@ -44,7 +44,9 @@ class Webhook:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def validate(self, review: dict[str, Any] | bytes, timeout: float = 15) -> tuple[int, dict]:
+    def validate(
+        self, review: dict[str, Any] | bytes, timeout: float = 15
+    ) -> tuple[int, dict[str, Any]]:
         """POST an AdmissionReview (a dict, or raw bytes as JSON) to /validate."""
         if isinstance(review, bytes):
             response = requests.post(
@@ -106,7 +108,9 @@ def serve_command(
     return [*command, "--workers", str(workers), "--threads", str(threads), *extra]
 
 
-def launch(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def launch(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``command`` with stdout and stderr in ``log`` (extra ``env`` on top of ours)."""
     return subprocess.Popen(
         command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
