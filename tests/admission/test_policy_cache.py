@@ -22,12 +22,12 @@ from admission.decide import Admission
 from admission.metrics import metrics, observe_decision
 from admission.policy_cache import PolicyCache
 from admission.review import parse_review
+from admission.testing.helpers import deployment, fake_verification, key_policy, new_key, review
+from admission.testing.helpers import write_config as write_admission_config
 from admission.verdict import Decision
 from attest.policy import load_bundle, make_engine
 from attest.policy.purity import nondeterministic_calls
 from attest.verify import ImageVerification
-from tests.admission.helpers import deployment, fake_verification, key_policy, new_key, review
-from tests.admission.helpers import write_config as write_admission_config
 
 REGISTRY = "registry.example.com"
 IMAGE = f"{REGISTRY}/apps/web@sha256:{'1' * 64}"

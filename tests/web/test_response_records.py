@@ -15,7 +15,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from tests.admission.helpers import deployment, review
+from admission.testing.helpers import deployment, review
 
 
 class RecordClient:
