@@ -5,9 +5,9 @@ queue (no I/O, no serialisation, never raises, never waits).  One writer thread
 per process drains the queue in batches (at most one transaction per
 ``linger_seconds`` while records keep coming, so that batches gather), turns
 each decision into canonical JSON (handing the GIL back to other threads
-between records), chains it and writes the batch in one transaction, signing the chain head every ``checkpoint_every`` records or
-``checkpoint_seconds`` (whichever comes first), and once more when closed, so at
-most that many of the newest records are ever unprotected by a signature.  Each
+between records), chains it and writes the batch in one transaction, signing
+the chain head every ``checkpoint_every`` records or ``checkpoint_seconds``
+(whichever comes first), and once more when closed, so at most that many of the newest records are ever unprotected by a signature.  Each
 checkpoint is also logged (``event: decision_chain_checkpoint``), so a copy of
 every signed head lives outside the database.  When the queue is
 full or the database is unavailable or full, records are dropped and counted,
