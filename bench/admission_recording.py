@@ -7,8 +7,10 @@ server — and drives them with the same warm load as ``bench/admission.py`` (it
 load-generator process; a Deployment with 3 signed images, verification cached).
 The modes take turns, round after round, in a rotating order, so background load on a
 shared machine hits all of them alike; the table shows percentiles over all of a
-mode's requests (every round pooled) and the last lines the p99 difference (target:
-recording adds under 1 ms at p99).  After the runs, each recording server's /metrics
+mode's requests (every round pooled), the server's CPU time per request (every server
+process, from ``/proc``; the record writers' share apart), and the last lines what
+recording adds: at p99 (target: at most 0.3 ms) and in CPU per request (target: at
+most 20% of the server's CPU without recording; issue 15).  After the runs, each recording server's /metrics
 must show every request written and none dropped.  (The PostgreSQL server, when
 asked for, runs on the same two cores as everything else; in a cluster it would not.)
 
@@ -28,11 +30,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+TARGET_P99_MS = 0.3  # issue 15: recording adds at most 0.3 ms to warm p99 …
+TARGET_CPU_SHARE = 20.0  # … and at most 20% to the server's CPU per warm request
 sys.path.insert(0, str(ROOT))
 
 
 def _run_client(server: Any, body: bytes, args: argparse.Namespace, workdir: Path) -> dict:
-    """One turn through ``bench/admission.py``'s load generator; its raw latencies."""
+    """One turn through ``bench/admission.py``'s load generator: its raw latencies, and the
+    server's CPU seconds over the turn (``serving``, ``writers``: writers settled after)."""
+    from bench.admission import server_cpu, settled_cpu
+
+    before = server_cpu(server.process.pid)
     body_file = workdir / "body.json"
     body_file.write_bytes(body)
     command = [
@@ -51,7 +59,10 @@ def _run_client(server: Any, body: bytes, args: argparse.Namespace, workdir: Pat
         str(body_file),
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output)
+    after = settled_cpu(server.process.pid)
+    result = json.loads(output)
+    result["cpu"] = {role: after[role] - before[role] for role in after}
+    return result
 
 
 def _percentile(ordered: list[float], p: float) -> float:
@@ -146,17 +157,25 @@ def main() -> int:
         f"{args.rounds} rounds x {args.requests} requests per mode, {os.cpu_count()} CPUs"
     )
     print(
-        f"{'mode':<9} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>7}"
+        f"{'mode':<9} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+        f"{'server':>8} {'writers':>8} {'errors':>7}"
     )
     pooled: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     for mode, rows in runs.items():
         ordered = sorted(latency for row in rows for latency in row["latencies"])
         elapsed = sum(row["elapsed"] for row in rows)
         errors = sum(row["error_count"] for row in rows)
         pooled[mode] = {p: _percentile(ordered, p) for p in (50, 95, 99)}
+        cpu[mode] = {
+            role: sum(row["cpu"][role] for row in rows) / len(ordered) * 1000
+            for role in ("serving", "writers")
+        }
+        server = cpu[mode]["serving"] + cpu[mode]["writers"]
         print(
             f"{mode:<9} {len(ordered):>8} {pooled[mode][50]:>8.2f} {pooled[mode][95]:>8.2f} "
-            f"{pooled[mode][99]:>8.2f} {len(ordered) / elapsed:>8.1f} {errors:>7}"
+            f"{pooled[mode][99]:>8.2f} {len(ordered) / elapsed:>8.1f} {server:>7.3f}m "
+            f"{cpu[mode]['writers']:>7.3f}m {errors:>7}"
         )
     for mode, (written, dropped) in recorded.items():
         print(f"{mode}: {written:.0f} records written, {dropped:.0f} dropped of {sent} sent")
@@ -166,11 +185,20 @@ def main() -> int:
             for on, off in zip(runs[mode], runs["off"], strict=True)
         ]
         delta = pooled[mode][99] - pooled["off"][99]
-        verdict = "OK" if delta < 1.0 else "MISSED"
+        verdict = "OK" if delta <= TARGET_P99_MS else "MISSED"
         print(
             f"recording ({mode}) adds {delta:+.2f} ms at p99 (all rounds pooled; median of the "
             f"per-round differences {statistics.median(by_round):+.2f} ms), "
-            f"p50 {pooled[mode][50] - pooled['off'][50]:+.2f} ms — target < 1 ms at p99: {verdict}"
+            f"p50 {pooled[mode][50] - pooled['off'][50]:+.2f} ms — target <= {TARGET_P99_MS} ms "
+            f"at p99: {verdict}"
+        )
+        off = sum(cpu["off"].values())
+        added = sum(cpu[mode].values()) - off
+        share = added / off * 100
+        print(
+            f"recording ({mode}) adds {added:+.3f} ms of server CPU per request "
+            f"({share:+.1f}% of {off:.3f} ms; writers {cpu[mode]['writers']:.3f} ms) — target "
+            f"<= {TARGET_CPU_SHARE:.0f}%: {'OK' if share <= TARGET_CPU_SHARE else 'MISSED'}"
         )
     return 0
 

@@ -142,10 +142,34 @@ def _without_statements(document: dict[str, Any]) -> dict[str, Any]:
 
 
 _FLOAT_PLAIN = (1e-4, 1e16)  # where Python's repr and ECMAScript's number format agree
+_MAX_CODE_UNIT = "\uffff"  # keys up to here sort alike by code point and by UTF-16 code unit
 
 
 class _NotFast(Exception):
     pass
+
+
+def _plain_float(value: float) -> float | int:
+    """``value`` as ``json.dumps`` must get it to print it as ECMAScript does, else ``_NotFast``:
+    integral values as ints (``0``, not ``0.0`` or ``-0.0``), others only where Python's
+    shortest repr is in the same fixed notation as ECMAScript's."""
+    magnitude = abs(value)
+    if value.is_integer() and magnitude < _FLOAT_PLAIN[1]:
+        return int(value)
+    if _FLOAT_PLAIN[0] <= magnitude < _FLOAT_PLAIN[1]:
+        return value
+    raise _NotFast  # NaN, infinities, and where the notations differ: rfc8785 decides
+
+
+def _check_keys(value: dict[Any, Any]) -> None:
+    """Raise ``_NotFast`` unless every key is a ``str`` that sorts the same by code point
+    (``json.dumps``) and by UTF-16 code unit (RFC 8785): true up to U+FFFF."""
+    try:
+        keys = "".join(value)  # a TypeError for any key that is not a str
+    except TypeError:
+        raise _NotFast from None
+    if not keys.isascii() and max(keys) > _MAX_CODE_UNIT:
+        raise _NotFast
 
 
 def _plain(value: Any) -> Any:
@@ -153,21 +177,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int) or value is None:  # bool is an int
         return value
     if isinstance(value, float):
-        if value == 0:
-            return 0
-        magnitude = abs(value)
-        if value.is_integer() and magnitude < _FLOAT_PLAIN[1]:
-            return int(value)
-        if _FLOAT_PLAIN[0] <= magnitude < _FLOAT_PLAIN[1]:
-            return value
-        raise _NotFast
+        return _plain_float(value)
     if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or not key.isascii():
-                raise _NotFast  # RFC 8785 sorts by UTF-16 code units; fine for ASCII only
-            out[key] = _plain(item)
-        return out
+        _check_keys(value)
+        return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     raise _NotFast
@@ -177,22 +190,45 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _plain_fast(value: Any) -> Any:
-    """``_plain`` for the exact built-in types (type checks instead of ``isinstance`` chains:
-    twice as fast on a decision, the recorder's largest cost); anything else goes to
-    ``_plain``, so the result is always the same."""
+    """``_plain`` for the exact built-in types, copy on write: ``value`` itself when it is
+    ready as it is (the usual case: no copy), else a copy with what differs converted.
+    Type checks instead of ``isinstance`` chains (twice as fast on a decision); anything
+    else goes to ``_plain``, so the result is always the same."""
     kind = type(value)
+    if kind is dict:
+        _check_keys(value)
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(item) in _SCALARS:
+                continue
+            new = _plain_fast(item)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if kind is list or kind is tuple:
+        copied: list[Any] | None = None
+        for index, item in enumerate(value):
+            if type(item) in _SCALARS:
+                continue
+            new = _plain_fast(item)
+            if new is not item:
+                if copied is None:
+                    copied = list(value)
+                copied[index] = new
+        return value if copied is None else copied
+    if kind is float:
+        return _plain_float(value)
     if kind in _SCALARS:
         return value
-    if kind is dict:
-        out = {}
-        for key, item in value.items():
-            if type(key) is not str or not key.isascii():
-                raise _NotFast
-            out[key] = item if type(item) in _SCALARS else _plain_fast(item)
-        return out
-    if kind is list or kind is tuple:
-        return [item if type(item) in _SCALARS else _plain_fast(item) for item in value]
     return _plain(value)
+
+
+# Only for values ``_plain_fast`` passed: finite, acyclic (a cycle ends its recursion first).
+_FAST_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
+)
 
 
 def _dumps(document: Any) -> bytes:
@@ -205,14 +241,16 @@ def _dumps(document: Any) -> bytes:
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     """Canonical JSON of a decision document (the bytes the chain hashes): RFC 8785.
 
-    The common case goes through the C JSON encoder (sorted keys, no spaces,
-    UTF-8, floats as ECMAScript prints them); anything where that could differ
-    from RFC 8785 (huge or tiny floats, non-ASCII keys) uses ``rfc8785``.  One
-    extension: integers beyond ±(2**53 − 1), which RFC 8785 cannot express (the
-    policy input's ``time.unixNs`` is one), are written exactly.
+    The common case is one pass that only checks (``_plain_fast``: exact built-in
+    types, keys up to U+FFFF, floats where Python and ECMAScript print them alike,
+    integral floats as ints) and the C JSON encoder (sorted keys, no spaces,
+    UTF-8); anything where that could differ from RFC 8785 (huge or tiny floats,
+    keys beyond U+FFFF) uses ``rfc8785``.  One extension: integers beyond
+    ±(2**53 − 1), which RFC 8785 cannot express (the policy input's
+    ``time.unixNs`` is one), are written exactly.
     """
     try:
-        return _dumps(_plain_fast(document))
+        return _FAST_ENCODER.encode(_plain_fast(document)).encode("utf-8")
     except (_NotFast, ValueError, UnicodeEncodeError):
         pass
     try:

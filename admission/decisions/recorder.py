@@ -2,15 +2,15 @@
 
 ``DecisionRecorder.record`` only puts the decision on a bounded in-memory
 queue (no I/O, no serialisation, never raises, never waits).  One writer thread
-per process drains the queue in batches (waiting ``linger_seconds`` for a
-batch to gather), turns each decision into canonical JSON (handing the GIL
-back to other threads between records), chains it and writes the batch in one
-transaction, signing the chain head every ``checkpoint_every`` records or
-``checkpoint_seconds`` (whichever comes first), and once more when closed, so at
-most that many of the newest records are ever unprotected by a signature.  Each
-checkpoint is also logged (``event: decision_chain_checkpoint``), so a copy of
-every signed head lives outside the database.  When the queue is
-full or the database is unavailable or full, records are dropped and counted,
+per process drains the queue in batches (while more than ``linger_rate`` records
+a second come, at most one transaction per ``linger_seconds``), turns each
+decision into canonical JSON (handing the GIL back to other threads between
+records), chains it and writes the batch in one transaction, signing the chain
+head every ``checkpoint_every`` records or ``checkpoint_seconds`` (whichever
+comes first), and once more when closed, so at most that many of the newest
+records are ever unprotected by a signature.  Each checkpoint is also logged
+(``event: decision_chain_checkpoint``), so a copy of every signed head lives
+outside the database.  When the queue is full or the database is unavailable or full, records are dropped and counted,
 an ``ALERT`` line is logged (at most every ``alert_interval`` seconds per
 cause) and ``status()`` reports ``degraded`` until a write succeeds again.  An
 SQLite database that cannot be opened yet (its directory missing) is the same
@@ -48,6 +48,11 @@ _STOP = object()
 CHECKPOINT_EVENT = "decision_chain_checkpoint"
 DEFAULT_CHECKPOINT_SECONDS = 10.0
 DEFAULT_CHECKPOINT_RECORDS = 1000
+# While records come faster than DEFAULT_LINGER_RATE a second, at most one transaction per
+# DEFAULT_LINGER_SECONDS: a commit costs as much as a few records, and a batch of 20 costs
+# about a third per record of one at a time.  Slower, each record is written at once.
+DEFAULT_LINGER_SECONDS = 0.25
+DEFAULT_LINGER_RATE = 40.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ class DecisionRecorder:
         checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS,
         retry_seconds: float = 2.0,
         alert_interval: float = 30.0,
-        linger_seconds: float = 0.02,
+        linger_seconds: float = DEFAULT_LINGER_SECONDS,
+        linger_rate: float = DEFAULT_LINGER_RATE,
     ) -> None:
         self.target = resolve_target(target)
         self.database: DecisionDatabase | None = None
@@ -111,6 +117,7 @@ class DecisionRecorder:
         self.retry_seconds = retry_seconds
         self.alert_interval = alert_interval
         self.linger_seconds = linger_seconds
+        self.linger_rate = linger_rate
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._written = 0
@@ -121,6 +128,8 @@ class DecisionRecorder:
         self._unsigned = 0
         self._last_checkpoint = time.monotonic()
         self._last_attempt = 0.0
+        self._last_batch = 0.0
+        self._last_count = 0
         self._alerted: dict[str, tuple[float, int]] = {}
         self._closed = False
         self._thread = threading.Thread(
@@ -208,14 +217,24 @@ class DecisionRecorder:
             except queue.Empty:
                 self._idle()
                 continue
-            if item is not _STOP and self._queue.qsize() < self.batch_size - 1:
-                time.sleep(self.linger_seconds)  # gather a batch: fewer, cheaper transactions
+            now = time.monotonic()
+            busy = self._last_count >= self.linger_rate * (now - self._last_batch)
+            wait = self._last_batch + self.linger_seconds - now
+            if (
+                item is not _STOP
+                and busy
+                and wait > 0
+                and self._queue.qsize() < self.batch_size - 1
+            ):
+                time.sleep(wait)  # gather a batch: fewer, cheaper transactions
+            self._last_batch = time.monotonic()
             batch = [item]
             while len(batch) < self.batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._last_count = len(batch)
             stop = any(entry is _STOP for entry in batch)
             decisions = [entry for entry in batch if entry is not _STOP]
             try:
