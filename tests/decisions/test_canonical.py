@@ -26,7 +26,7 @@ from admission.decisions.chain import load_head_signer
 from admission.decisions.model import canonical_bytes, decision_document
 from admission.decisions.recorder import DecisionRecorder
 from admission.decisions.store import DecisionDatabase
-from tests.decisions.samples import decision
+from admission.testing.samples import decision
 from tests.decisions.test_chain import execute, report_for
 
 # Characters where JSON encoders and the two key orders disagree if anyone does.

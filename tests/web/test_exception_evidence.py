@@ -19,7 +19,7 @@ from admission.testing.serve import wait_for
 from admission.testing.world import World
 from attest.signing import keys
 from attest.signing.signer import KeySigner
-from tests.web.test_checkpoints import report
+from tests.web.test_checkpoints import records, report
 from tests.web.test_exceptions import ask, config_with_exceptions, images, record_of  # noqa: F401
 
 EVIDENCE_TYPE = "https://attest.dev/evidence/v1"
@@ -57,13 +57,19 @@ def test_deny_exception_admit_and_the_evidence_shows_the_exception(
     assert created.exit_code == 0, created.stderr
     ident = created.stdout.strip()
 
+    asked = [1]  # requests so far, each a record: "denied-first", then every poll below
+
     def admitted() -> dict | None:
         answer = ask(server, image, "payments", f"after-{dt.datetime.now().timestamp()}")
+        asked[0] += 1
         return answer if answer["allowed"] else None
 
     answer = wait_for(admitted, timeout=30, what="the exception to be loaded")
     assert answer["warnings"][0].startswith(f"EXCEPTION {ident} admits {image}")
     assert record_of(db, "denied-first")["result"] == "denied"
+    wait_for(  # the writers store records after the answers: wait for every one of them
+        lambda: records(db) == asked[0], timeout=30, what="every decision to be recorded"
+    )
     wait_for(  # the schedule signs a head covering every record so far
         lambda: (found := report(db, chain_public)).ok and found,
         timeout=30,
