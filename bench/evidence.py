@@ -1,7 +1,7 @@
 """Evidence and stats at scale: time and peak memory over N decision records, SQLite and PostgreSQL.
 
     .venv/bin/python bench/evidence.py [--records 1000000] [--replicas 4] [--no-postgres]
-                                       [--no-sqlite] [--workdir DIR]
+                                       [--no-sqlite] [--workdir DIR [--reuse]]
 
 Generates N realistic decision records (one image each, with a verified
 signature, SBOM and provenance attestation and the policy input Rego saw;
@@ -12,6 +12,11 @@ runs ``attest evidence`` (full chain verification + aggregation + HTML/CSV +
 signature) and ``attest decisions stats`` over the whole period, each in its
 own process, and prints wall time and the peak RSS of that process (from
 ``wait4``).  PostgreSQL is Debian's, a throw-away server on a loopback port.
+
+Generating a million records takes minutes: with ``--workdir DIR --reuse`` the
+databases (SQLite file and PostgreSQL cluster) stay in DIR and a later run with
+the same ``--records`` and ``--replicas`` measures them again without
+regenerating.
 """
 
 from __future__ import annotations
@@ -233,10 +238,32 @@ def measure(*args: str) -> tuple[float, float, float, int]:
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
-def run(name: str, target: str, total: int, replicas: int, workdir: Path) -> None:
-    print(f"{name}: generating {total:,} records over {replicas} chains", flush=True)
-    seconds = generate(target, total, replicas)
-    print(f"  generated in {seconds:.1f} s ({total / seconds:,.0f} records/s)", flush=True)
+def generated(target: str, total: int, replicas: int) -> bool:
+    """Whether ``target`` already holds exactly what ``generate`` would write (for ``--reuse``)."""
+    import sqlalchemy as sa
+
+    from admission.decisions.store import decisions_table
+
+    database = DecisionDatabase(target)
+    try:
+        if not sa.inspect(database.engine).has_table(decisions_table.name):
+            return False
+        with database.reading() as conn:
+            count, chains = conn.execute(
+                sa.select(sa.func.count(), sa.func.count(decisions_table.c.replica.distinct()))
+            ).one()
+        return bool(count == total and chains == min(replicas, -(-total // BATCH)))
+    finally:
+        database.close()
+
+
+def run(name: str, target: str, total: int, replicas: int, workdir: Path, reuse: bool) -> None:
+    if reuse and generated(target, total, replicas):
+        print(f"{name}: reusing {total:,} records over {replicas} chains", flush=True)
+    else:
+        print(f"{name}: generating {total:,} records over {replicas} chains", flush=True)
+        seconds = generate(target, total, replicas)
+        print(f"  generated in {seconds:.1f} s ({total / seconds:,.0f} records/s)", flush=True)
     until = (START + dt.timedelta(days=DAYS + 1)).strftime("%Y-%m-%d")
     period = ["--db", target, "--since", "2026-07-01", "--until", until]
     load = os.getloadavg()[0]
@@ -268,26 +295,57 @@ def main() -> None:
     parser.add_argument(
         "--workdir", help="Keep databases and reports here (default: a temporary one)."
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Keep the databases in --workdir and measure again without regenerating them.",
+    )
     args = parser.parse_args()
+    if args.reuse and not args.workdir:
+        parser.error("--reuse needs --workdir")
     with tempfile.TemporaryDirectory(prefix="attest-bench-evidence-") as scratch:
         workdir = Path(args.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         if not args.no_sqlite:
             database = workdir / "decisions.db"
-            for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
-                stale.unlink(missing_ok=True)  # a fresh database each run
-            run("sqlite", str(database), args.records, args.replicas, workdir)
+            if not (args.reuse and generated(str(database), args.records, args.replicas)):
+                for stale in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
+                    stale.unlink(missing_ok=True)  # a fresh database
+            run("sqlite", str(database), args.records, args.replicas, workdir, args.reuse)
         if args.no_postgres:
             return
         from attest.testing.postgres import PostgresServer
 
-        server = PostgresServer().start()
+        cluster = workdir / "postgresql"
+        if args.reuse:
+            cluster.mkdir(exist_ok=True)
+            server = PostgresServer(workdir=cluster).start()
+        else:
+            server = PostgresServer().start()
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the server
         try:
-            target = server.create_database("bench_evidence")
-            run("postgresql", target, args.records, args.replicas, workdir)
+            target = server.url("bench_evidence")
+            if not (
+                args.reuse
+                and fresh_database(server, "bench_evidence", keep=True)
+                and generated(target, args.records, args.replicas)
+            ):
+                fresh_database(server, "bench_evidence", keep=False)
+                target = server.create_database("bench_evidence")
+            run("postgresql", target, args.records, args.replicas, workdir, args.reuse)
         finally:
-            server.stop(remove=True)
+            server.stop(remove=not args.reuse)
+
+
+def fresh_database(server: Any, name: str, *, keep: bool) -> bool:
+    """Whether database ``name`` exists in ``server``'s cluster; unless ``keep``, drop it."""
+    import psycopg
+
+    with psycopg.connect(server.url(), autocommit=True, connect_timeout=10) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if found and not keep:
+            conn.execute(f'DROP DATABASE "{name}"')
+    return found is not None
 
 
 if __name__ == "__main__":

@@ -29,12 +29,16 @@ import sqlalchemy as sa
 
 from admission.decisions import query
 from admission.decisions.chain import Checkpoint
+from admission.decisions.parallel import ChainSlice
+from admission.decisions.query import RecordRow
 from admission.decisions.stats import DecisionStats, Limits, record_view
 from admission.decisions.store import DecisionDatabase, decisions_table
 from admission.decisions.verify import (
+    ChainPart,
     Problem,
     ReplicaReport,
     VerifyReport,
+    check_chain_part,
     verify_database,
     verify_replica,
 )
@@ -68,12 +72,26 @@ class ReplicaPeriod:
         self.records += 1
         self.first_seq = self.first_seq or seq
         self.last_seq = seq
-        if self.seq_ranges and self.seq_ranges[-1][1] == seq - 1:
-            self.seq_ranges[-1][1] = seq
+        self._add_range(seq, seq, max_ranges)
+
+    def _add_range(self, first: int, last: int, max_ranges: int) -> None:
+        if self.seq_ranges and self.seq_ranges[-1][1] == first - 1:
+            self.seq_ranges[-1][1] = last
         elif len(self.seq_ranges) < max_ranges:
-            self.seq_ranges.append([seq, seq])
+            self.seq_ranges.append([first, last])
         else:
             self.ranges_truncated = True
+
+    def extend(self, later: ReplicaPeriod, max_ranges: int) -> None:
+        """Add the period's records of the next slice of this chain (as if ``add``ed here)."""
+        if not later.records:
+            return
+        self.records += later.records
+        self.first_seq = self.first_seq or later.first_seq
+        self.last_seq = later.last_seq
+        for first, last in later.seq_ranges:
+            self._add_range(first, last, max_ranges)
+        self.ranges_truncated = self.ranges_truncated or later.ranges_truncated
 
 
 class _Collector:
@@ -86,7 +104,7 @@ class _Collector:
         self.image = glob_regex(flt.image) if flt.image else None
         self.periods: dict[str, ReplicaPeriod] = {}
 
-    def _matches(self, row: sa.Row[Any], document: dict[str, Any]) -> bool:
+    def _matches(self, row: RecordRow, document: dict[str, Any]) -> bool:
         flt = self.flt
         if (flt.since and row.time < flt.since) or (flt.until and row.time >= flt.until):
             return False
@@ -98,7 +116,7 @@ class _Collector:
             return any(self.image.match(reference) for reference in references)
         return True
 
-    def record(self, row: sa.Row[Any], document: dict[str, Any] | None) -> None:
+    def record(self, row: RecordRow, document: dict[str, Any] | None) -> None:
         if not self._matches(row, document or {}):
             return
         self.stats.add(record_view(row, document or {}))
@@ -221,29 +239,27 @@ def read_pipeline_summaries(directory: str) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-ChunkResult = tuple[
-    list[tuple[ReplicaReport, list[Problem]]], DecisionStats, dict[str, ReplicaPeriod]
-]
+SliceResult = tuple[ChainPart, DecisionStats, ReplicaPeriod | None]
 
 
-def _verify_chunk(
+def _verify_slice(
     target: str,
-    names: list[str],
-    trusted_pem: bytes | None,
+    piece: ChainSlice,
     flt: query.DecisionFilter,
     bucket: str,
     limits: Limits | None,
-) -> ChunkResult:
-    """Verify and aggregate some replicas in a worker process (see ``parallel``)."""
+) -> SliceResult:
+    """Check and aggregate one slice of a chain in a worker process (see ``parallel``)."""
     database = DecisionDatabase(target, create=False)
-    trusted = keys.load_public_key(trusted_pem, what="checkpoint key") if trusted_pem else None
     collector = _Collector(flt, DecisionStats(bucket=bucket, limits=limits))
     try:
         with database.reading() as conn:
-            results = [verify_replica(conn, name, trusted, collector) for name in names]
+            part = check_chain_part(
+                conn, piece.replica, after=piece.after, through=piece.through, observer=collector
+            )
     finally:
         database.close()
-    return results, collector.stats, collector.periods
+    return part, collector.stats, collector.periods.get(piece.replica)
 
 
 def _parallel_replicas(
@@ -252,41 +268,38 @@ def _parallel_replicas(
     trusted_key: keys.PublicKey | None,
     jobs: int,
 ) -> Any:
-    """A ``verify_database(replicas=…)`` runner: replicas split across ``jobs`` processes,
-    their statistics merged into ``collector``."""
-    from admission.decisions.parallel import process_pool, split
+    """A ``verify_database(replicas=…)`` runner: the chains cut into slices checked by ``jobs``
+    processes, their statistics and periods merged into ``collector``; the checkpoints are
+    then checked here, against the joined chains."""
+    from admission.decisions.parallel import plan_slices, process_pool
 
-    pem = keys.public_key_pem(trusted_key) if trusted_key is not None else None
+    stats = collector.stats
 
     def run(names: list[str]) -> list[tuple[ReplicaReport, list[Problem]]]:
-        results: list[tuple[ReplicaReport, list[Problem]]] = []
-        stats = collector.stats
-        if len(names) < 2:  # nothing to split: no processes to start
-            chunk_results, chunk_stats, periods = _verify_chunk(
-                database.target, names, pem, collector.flt, stats.bucket, stats.limits
-            )
-            stats.merge(chunk_stats)
-            collector.periods.update(periods)
-            return chunk_results
+        slices = plan_slices(database, names, jobs)
+        if len(slices) < 2:  # nothing to split: no processes to start
+            with database.reading() as conn:
+                return [verify_replica(conn, name, trusted_key, collector) for name in names]
+        parts: dict[str, list[ChainPart]] = {name: [] for name in names}
         with process_pool(jobs) as pool:
             futures = [
                 pool.submit(
-                    _verify_chunk,
-                    database.target,
-                    chunk,
-                    pem,
-                    collector.flt,
-                    stats.bucket,
-                    stats.limits,
+                    _verify_slice, database.target, piece, collector.flt, stats.bucket, stats.limits
                 )
-                for chunk in split(names, jobs * 2)
+                for piece in slices
             ]
-            for future in futures:
-                chunk_results, chunk_stats, periods = future.result()
-                results.extend(chunk_results)
-                stats.merge(chunk_stats)
-                collector.periods.update(periods)
-        return results
+            for piece, future in zip(slices, futures, strict=True):  # in chain order
+                part, piece_stats, period = future.result()
+                parts[piece.replica].append(part)
+                stats.merge(piece_stats)
+                if period is not None:
+                    mine = collector.periods.setdefault(piece.replica, ReplicaPeriod(piece.replica))
+                    mine.extend(period, stats.limits.id_ranges)
+        with database.reading() as conn:
+            return [
+                verify_replica(conn, name, trusted_key, collector, parts=parts[name])
+                for name in names
+            ]
 
     return run
 

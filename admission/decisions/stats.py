@@ -21,12 +21,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from admission.decisions import BUCKETS
 from admission.decisions.model import pick
+from admission.decisions.query import RecordRow, record_rows
 from admission.decisions.store import DecisionDatabase, decisions_table
 
 ADMITTED = ("allowed", "warned")
@@ -49,9 +50,9 @@ class Limits:
     id_ranges: int = 100_000
 
 
-@dataclass(frozen=True)
-class RecordView:
-    """What aggregation needs from one stored record (its columns and its parsed document)."""
+class RecordView(NamedTuple):
+    """What aggregation needs from one stored record (its columns and its parsed document);
+    a tuple, made for every record read."""
 
     id: int
     replica: str
@@ -73,19 +74,25 @@ def exceptions_of(document: dict[str, Any]) -> tuple[list[dict[str, Any]], list[
     for evidence).  A record without these fields used none.
     """
     seen: dict[tuple[Any, Any], dict[str, Any]] = {}
-    holders = [document]
-    holders.extend(i for i in document.get("images") or () if isinstance(i, dict))
-    for holder in holders:
-        for key in ("exception", "exceptions"):
-            value = holder.get(key)
-            if value is None:
-                continue
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, dict) and item.get("id"):
-                    seen.setdefault((item.get("id"), item.get("image")), item)
+    _exceptions_in(document, seen)
+    for image in document.get("images") or ():
+        if isinstance(image, dict):
+            _exceptions_in(image, seen)
+    if not seen:
+        return [], []
     applied = [e for e in seen.values() if e.get("applied", True) is not False]
     rejected = [e for e in seen.values() if e.get("applied", True) is False]
     return applied, rejected
+
+
+def _exceptions_in(holder: dict[str, Any], seen: dict[tuple[Any, Any], dict[str, Any]]) -> None:
+    for key in ("exception", "exceptions"):
+        value = holder.get(key)
+        if value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("id"):
+                seen.setdefault((item.get("id"), item.get("image")), item)
 
 
 SignerKey = tuple[Any, Any, Any, Any, Any]  # authority, type, keyId, subject, issuer
@@ -210,8 +217,11 @@ class ImageStats:
         }
 
 
+_BUCKET_LENGTH = {"hour": 13, "day": 10, "month": 7}  # of the time text; an hour gets ":00Z"
+
+
 def _bucket(time: str, size: str) -> str:
-    return {"hour": time[:13] + ":00Z", "day": time[:10], "month": time[:7]}[size]
+    return time[:13] + ":00Z" if size == "hour" else time[: _BUCKET_LENGTH[size]]
 
 
 def _reason_key(message: str, references: list[str]) -> str:
@@ -255,31 +265,39 @@ class DecisionStats:
         return False
 
     def add(self, record: RecordView) -> None:
-        """Count one record."""
+        """Count one record (this runs for every record of a period: kept lean)."""
         document, result, time = record.document, record.result, record.time
         self.total += 1
-        self.first = time if not self.first or time < self.first else self.first
-        self.last = max(self.last, time)
+        if not self.first or time < self.first:
+            self.first = time
+        if time > self.last:
+            self.last = time
         self.results[result] = self.results.get(result, 0) + 1
         limits = self.limits
-        if self._room(self.namespaces, record.namespace, limits.namespaces, "namespaces"):
-            per_ns = self.namespaces.setdefault(
-                record.namespace, {"total": 0, "admitted": 0, "compliant": 0}
-            )
+        per_ns = self.namespaces.get(record.namespace)
+        if per_ns is None and self._room(
+            self.namespaces, record.namespace, limits.namespaces, "namespaces"
+        ):
+            per_ns = self.namespaces[record.namespace] = {"total": 0, "admitted": 0, "compliant": 0}
+        if per_ns is not None:
             per_ns["total"] += 1
             per_ns[result] = per_ns.get(result, 0) + 1
-        else:
-            per_ns = None
         bucket = _bucket(time, self.bucket)
-        if self._room(self.timeline, bucket, limits.buckets, "buckets"):
-            slot = self.timeline.setdefault(bucket, {})
+        slot = self.timeline.get(bucket)
+        if slot is None and self._room(self.timeline, bucket, limits.buckets, "buckets"):
+            slot = self.timeline[bucket] = {}
+        if slot is not None:
             slot[result] = slot.get(result, 0) + 1
         key = (record.bundle_hash, record.trust_fingerprint)
-        if self._room(self.policies, key, limits.buckets, "policies"):
-            seen = self.policies.setdefault(key, {"first": time, "last": time, "records": 0})
+        seen = self.policies.get(key)
+        if seen is None and self._room(self.policies, key, limits.buckets, "policies"):
+            seen = self.policies[key] = {"first": time, "last": time, "records": 0}
+        if seen is not None:
             seen["records"] += 1
-            seen["first"] = min(seen["first"], time)
-            seen["last"] = max(seen["last"], time)
+            if time < seen["first"]:
+                seen["first"] = time
+            if time > seen["last"]:
+                seen["last"] = time
         used, rejected = exceptions_of(document)
         for exception in used:
             self._exception(exception, record)
@@ -319,15 +337,12 @@ class DecisionStats:
             unmatched = outcome == "unmatched"
             provenance = _provenance(fact)
             compliant = compliant and not warn and outcome == "verified"
-            for gap, hit in (
-                ("warnMode", warn),
-                ("unmatchedAllowed", unmatched),
-                ("withoutProvenance", not provenance),
-            ):
-                if hit:
-                    self.gaps[gap] += 1
-                    if len(self.gap_images[gap]) < self.limits.images:
-                        self.gap_images[gap].add(digest)
+            if warn:
+                self._gap("warnMode", digest)
+            if unmatched:
+                self._gap("unmatchedAllowed", digest)
+            if not provenance:
+                self._gap("withoutProvenance", digest)
             stats = self.images.get(digest)
             if stats is None:
                 if not self._room(self.images, digest, self.limits.images, "images"):
@@ -347,6 +362,11 @@ class DecisionStats:
             stats.exceptions.update(exceptions)
         return int(compliant)
 
+    def _gap(self, gap: str, digest: str) -> None:
+        self.gaps[gap] += 1
+        if len(self.gap_images[gap]) < self.limits.images:
+            self.gap_images[gap].add(digest)
+
     @staticmethod
     def _image_details(
         stats: ImageStats, image: dict[str, Any], reference: str, provenance: list[tuple[Any, ...]]
@@ -354,6 +374,8 @@ class DecisionStats:
         stats.references.add(reference)
         if image.get("policy"):
             stats.policies.add(str(image["policy"]))
+        if len(stats.provenance) < _DETAILS_CAP:
+            stats.provenance.update(provenance)
         verification = image.get("verification")
         if not isinstance(verification, dict):
             return
@@ -367,8 +389,6 @@ class DecisionStats:
             kind = check.get("predicateType") or check.get("predicate_type")
             if kind in SBOM_TYPES and len(stats.sbom) < _DETAILS_CAP:
                 stats.sbom.add((kind, check.get("location"), signer_key(check)))
-        if len(stats.provenance) < _DETAILS_CAP:
-            stats.provenance.update(provenance)
 
     def _denied(self, record: RecordView, images: list[dict[str, Any]]) -> None:
         references = [str(pick(i, "reference", default="")) for i in images]
@@ -548,14 +568,16 @@ def stream_records(
     aggregation (``attest decisions verify`` is where it is reported).
     """
     table = decisions_table
-    statement = sa.select(table).where(*conditions).order_by(table.c.id)
+    statement = record_rows().where(*conditions).order_by(table.c.id)
+    make = RecordRow._make
     with database.reading() as conn:
         result = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
             statement
         )
         for row in result:
+            record = make(row)
             try:
-                document = json.loads(row.document)
+                document = json.loads(record.document)
             except ValueError:
                 document = {}
-            yield record_view(row, document if isinstance(document, dict) else {})
+            yield record_view(record, document if isinstance(document, dict) else {})

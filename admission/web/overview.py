@@ -151,7 +151,8 @@ def top_deny_reasons(database: DecisionDatabase, since: str, until: str) -> list
                     counts[reason_of(message)[:300]] += 1
             if len(counts) > 10_000:  # bounded: keep the frequent ones
                 counts = Counter(dict(counts.most_common(1000)))
-    return [{"reason": r, "count": n} for r, n in counts.most_common(MAX_REASONS)]
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))  # ties: by reason
+    return [{"reason": r, "count": n} for r, n in ranked[:MAX_REASONS]]
 
 
 def _list(text: Any) -> list[Any]:
@@ -210,7 +211,8 @@ def admitted_without_provenance(
                 entry["count"] += 1
                 if row.namespace not in entry["namespaces"] and len(entry["namespaces"]) < 5:
                     entry["namespaces"].append(row.namespace)
-    return sorted(found.values(), key=lambda e: -e["count"])[:MAX_UNPROVEN]
+    ranked = sorted(found.values(), key=lambda e: (-e["count"], e["reference"], str(e["digest"])))
+    return ranked[:MAX_UNPROVEN]  # ties in a fixed order, whatever order the database reads in
 
 
 def chain_status(database: DecisionDatabase) -> list[dict[str, Any]]:
