@@ -18,8 +18,8 @@ import pytest
 
 from admission.decisions.model import decision_document, record_fields
 from admission.decisions.verify import derive, plain_derive
+from admission.testing.samples import decision
 from admission.verdict import Decision, ImageDecision
-from tests.decisions.samples import decision
 
 ODD = [
     None,
