@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import requests
 
-from attest.testing import free_port
+from attest.testing import free_port, stop_process
 
 START_TIMEOUT = 60.0
 
@@ -67,13 +67,7 @@ class Webhook:
 
     def stop(self, timeout: float = 30) -> int:
         """Stop gracefully (SIGTERM: workers close their recorders); returns the exit code."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=timeout)
         return self.process.returncode
 
 

@@ -8,7 +8,13 @@ scaffolding (configs, TLS, a running ``attest admission serve``, decision sample
 ``admission.testing``.  Nothing in the library imports these modules.
 """
 
-from attest.testing.servers import QuietHTTPServer, RegistryServer, free_port, wait_http
+from attest.testing.servers import (
+    QuietHTTPServer,
+    RegistryServer,
+    free_port,
+    stop_process,
+    wait_http,
+)
 from attest.testing.sigstore import (
     DEFAULT_ISSUER,
     DEFAULT_SUBJECT,
@@ -26,5 +32,6 @@ __all__ = [
     "SigstoreMock",
     "free_port",
     "node_harness_missing",
+    "stop_process",
     "wait_http",
 ]

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from attest.testing import free_port
+from attest.testing import free_port, stop_process
 from tests.support.peers import peer_binary
 
 START_TIMEOUT = 120.0
@@ -120,13 +120,7 @@ def _launch(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_process(process, timeout=20)
 
 
 def _tail(log: Path) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from attest.testing import free_port
+from attest.testing import free_port, stop_process
 from tests.support.peers import peer_binary
 
 START_TIMEOUT = 30.0
@@ -86,13 +86,7 @@ class OpaServer:
         raise RuntimeError(f"opa did not come up: {self.log.read_text(errors='replace')[-2000:]}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.session.close()
 
     def policies(self) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from attest.testing import free_port, wait_http
+from attest.testing import free_port, stop_process, wait_http
 
 # The checkpoint origin is the log's host name: sigstore-go checks notes signed under the
 # host of the trusted root's baseUrl (without the port).
@@ -101,13 +101,7 @@ class RekorTiles:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=15)
         self.process = None
 
     def tlog_entry(self, start: str = "2020-01-01T00:00:00Z") -> dict[str, Any]:

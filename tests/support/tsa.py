@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from attest.testing import free_port, wait_http
+from attest.testing import free_port, stop_process, wait_http
 
 UTC = dt.UTC
 
@@ -198,13 +198,7 @@ class TimestampAuthority:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
         if self._lock is not None:
             self._lock.close()  # releases the flock
