@@ -71,7 +71,7 @@ class PolicyCache:
 
         :class:`~attest.errors.PolicyError` from the engine propagates (and is not cached).
         """
-        if self.max_entries <= 0 or not getattr(engine, "cacheable", False):
+        if self.max_entries <= 0 or not engine.cacheable:
             return engine.evaluate(document, package), "off"
         encoded = canonical_input(document)
         if encoded is None:  # not JSON: the engine says why
